@@ -1,0 +1,433 @@
+"""The ``contrique-video`` command line: a thin layer over :mod:`contrique_video.api`.
+
+Data goes to stdout, logs and progress bars to stderr. Exit codes: 0 success, 1 an input or model
+failed (each failure is one line on stderr), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import __version__
+from .errors import ContriqueError, InputError
+from .sampler import Sampling
+
+log = logging.getLogger("contrique_video")
+
+
+def fail(message: str) -> None:
+    click.echo(f"contrique-video: error: {message}", err=True)
+
+
+def guarded(fn):
+    """Turn ContriqueError into one line on stderr and exit 1; never a traceback for bad input."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ContriqueError as exc:
+            fail(str(exc))
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted")
+            sys.exit(130)
+
+    return wrapper
+
+
+def sampling_options(fn):
+    """Sampling flags shared by ``score`` and ``features``; at most one selection mode."""
+    options = [
+        click.option("--all", "all_frames", is_flag=True, help="Score every frame."),
+        click.option("--fps", type=float, help="Score F frames per second of video time."),
+        click.option("--frames", type=int, help="Score N frames spread uniformly over the time range (default 32)."),
+        click.option("--every", type=int, help="Score every K-th frame."),
+        click.option("--keyframes", is_flag=True, help="Score key frames only (fast: other frames are not decoded)."),
+        click.option("--start", type=float, default=0.0, show_default=True, help="Start time in seconds."),
+        click.option("--duration", type=float, help="Length of the time range in seconds (default: to the end)."),
+        click.option("--decoder", type=click.Choice(["pyav", "decord"]), default="pyav", show_default=True),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def make_sampling(all_frames, fps, frames, every, keyframes, start, duration) -> Sampling:
+    chosen = [name for name, v in (("--all", all_frames), ("--fps", fps), ("--frames", frames),
+                                   ("--every", every), ("--keyframes", keyframes)) if v]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one sampling mode, not {' and '.join(chosen)}")
+    if all_frames:
+        return Sampling("all", None, start, duration)
+    if fps is not None:
+        return Sampling("fps", fps, start, duration)
+    if every is not None:
+        return Sampling("every", every, start, duration)
+    if keyframes:
+        return Sampling("keyframes", None, start, duration)
+    return Sampling("frames", frames if frames is not None else Sampling().value, start, duration)
+
+
+def model_options(fn):
+    options = [
+        click.option("--weights", type=click.Path(dir_okay=False), help="CONTRIQUE checkpoint (default: the built-in model)."),
+        click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass."),
+        click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores)."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="contrique-video")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or informational logs on stderr.")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool) -> None:
+    """No-reference video quality scores from CONTRIQUE features."""
+    ctx.obj = {"quiet": quiet}
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="contrique-video: %(message)s",
+                        stream=sys.stderr)
+
+
+def progress_bar(ctx: click.Context, name: str) -> tqdm:
+    return tqdm(desc=Path(name).name[:30], unit="frame", disable=ctx.obj["quiet"], file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+SUMMARY_COLUMNS = ["file", "score", "frames_scored", "mean", "harmonic_mean", "min", "max", "median", "p5", "std",
+                   "model", "head"]
+
+
+def summary_row(result) -> dict:
+    return {"file": result.file, "score": result.score, "frames_scored": result.frames_scored, **result.pooled,
+            "model": result.model, "head": result.head}
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--head", help="Head name (see `info`) or a head JSON file (default: the built-in model's head).")
+@sampling_options
+@model_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
+              help="stdout format: a table, one JSON object per input per line, or CSV with a header.")
+@click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), help="Write per-frame scores (file,frame,pts_time,score) here.")
+@click.pass_context
+@guarded
+def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
+          threads, device, fmt, frames_csv):
+    """Score videos or images (`-` reads a stream from stdin)."""
+    from .api import Scorer
+
+    sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
+    guard_outputs(inputs, frames_csv)
+    scorer = Scorer(weights=weights, head=head, device=device, batch_size=batch_size, threads=threads)
+    log.info("model %s, head %s (%s, %s), sampling: %s", scorer.model_id, scorer.head.name, scorer.head.scale,
+             "higher is better" if scorer.head.higher_is_better else "lower is better", sampling.describe())
+    partial = Path(f"{frames_csv}.partial") if frames_csv else None
+    csv_file = open(partial, "w", newline="", encoding="utf-8") if partial else None
+    if csv_file:
+        csv_file.write("file,frame,pts_time,score\n")
+    results, failures = [], 0
+    try:
+        for name in inputs:
+            bar = progress_bar(ctx, name)
+
+            def on_frames(rows: pd.DataFrame, name=name, bar=bar) -> None:
+                bar.update(len(rows))
+                if csv_file:
+                    rows.assign(file=name)[["file", "frame", "pts_time", "score"]].to_csv(
+                        csv_file, header=False, index=False, float_format="%.6f")
+                    csv_file.flush()
+
+            try:
+                result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames)
+            except ContriqueError as exc:
+                failures += 1
+                fail(f"{name}: {exc}")
+                continue
+            finally:
+                bar.close()
+            results.append(result)
+            emit(result, fmt, first=len(results) == 1)
+    finally:
+        if csv_file:
+            csv_file.close()
+            partial.replace(frames_csv)
+    if fmt == "table" and results:
+        click.echo(format_table(results))
+    sys.exit(1 if failures else 0)
+
+
+def guard_outputs(inputs, *outputs) -> None:
+    """Never overwrite an input with an output."""
+    ins = {Path(i).resolve() for i in inputs if i != "-"}
+    for out in outputs:
+        if out and Path(out).resolve() in ins:
+            raise InputError(f"output {out} is also an input; refusing to overwrite it")
+
+
+def emit(result, fmt: str, first: bool) -> None:
+    """Print one input's result as soon as it is done (json, csv); tables are printed at the end."""
+    if fmt == "json":
+        click.echo(json.dumps(result.record()))
+    elif fmt == "csv":
+        click.echo(pd.DataFrame([summary_row(result)], columns=SUMMARY_COLUMNS).to_csv(index=False, header=first,
+                                                                                        float_format="%.4f"), nl=False)
+
+
+def format_table(results) -> str:
+    r0 = results[0]
+    direction = "higher is better" if r0.higher_is_better else "lower is better"
+    lines = [f"{'file':<40} {'score':>7} {'p5':>7} {'min':>7} {'frames':>6}"]
+    for r in results:
+        lines.append(f"{r.file[-40:]:<40} {r.score:7.2f} {r.pooled['p5']:7.2f} {r.pooled['min']:7.2f} {r.frames_scored:6d}")
+    lines.append(f"score: {r0.scale} predicted by head '{r0.head}' ({direction}); model {r0.model}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help=".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).")
+@sampling_options
+@model_options
+@click.pass_context
+@guarded
+def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights,
+             batch_size, threads, device):
+    """Write per-frame CONTRIQUE features ([full-scale | half-scale])."""
+    from .api import Scorer
+
+    suffix = Path(output).suffix.lower()
+    if suffix not in (".npy", ".npz", ".parquet"):
+        raise click.BadParameter("use a .npy, .npz or .parquet file name", param_hint="--output")
+    guard_outputs([input_path], output)
+    sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
+    scorer = Scorer(weights=weights, head=None, device=device, batch_size=batch_size, threads=threads)
+    result = scorer.features(input_path, sampling=sampling, decoder=decoder)
+    write_features(result, Path(output))
+    log.info("wrote %d x %d features to %s", *result.features.shape, output)
+
+
+def write_features(result, path: Path) -> None:
+    """Atomic: written beside the target, then renamed, so a failure never leaves a half file."""
+    tmp = path.with_name(path.name + ".partial")
+    suffix = path.suffix.lower()
+    with open(tmp, "wb") as f:
+        if suffix == ".npy":
+            np.save(f, result.features.astype(np.float32))
+        elif suffix == ".npz":
+            np.savez(f, features=result.features.astype(np.float32), frame=result.frame, pts_time=result.pts_time)
+        else:
+            table = pd.DataFrame({"frame": result.frame, "pts_time": result.pts_time})
+            table["features"] = list(result.features.astype(np.float32))
+            try:
+                table.to_parquet(f, index=False)
+            except ImportError:
+                tmp.unlink(missing_ok=True)
+                raise InputError("parquet output needs pyarrow: pip install 'contrique-video[parquet]'") from None
+    tmp.replace(path)
+
+
+@main.command("import-head")
+@click.argument("pickle_file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Head JSON to write.")
+@click.option("--name", help="Head name (default: from the file name).")
+@guarded
+def import_head(pickle_file, output, name):
+    """Convert an official CONTRIQUE sklearn Ridge (.save) into a plain JSON head, without unpickling code."""
+    from .ridge_import import import_ridge
+
+    guard_outputs([pickle_file], output)
+    head = import_ridge(pickle_file, name=name)
+    head.save(output)
+    click.echo(f"{output}: head {head.name!r}, {head.dim} weights, intercept {head.intercept:.6f}, "
+               f"{head.scale} {'higher' if head.higher_is_better else 'lower'} is better")
+
+
+@main.command()
+@guarded
+def info():
+    """Versions, decoders, backends, GPU, built-in model and heads."""
+    import platform
+
+    import av
+    import torch
+
+    from .api import builtin_weights
+    from .head import builtin_heads
+
+    def has(module: str) -> str:
+        import importlib.util
+
+        return "yes" if importlib.util.find_spec(module) else "no"
+
+    weights = builtin_weights()
+    lines = {
+        "contrique-video": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pyav": f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})",
+        "decoders": f"pyav yes, decord {has('decord')}",
+        "backends": f"torch yes, onnxruntime {has('onnxruntime')}, tensorrt {has('tensorrt')}",
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible to PyTorch",
+        "built-in model": str(weights) if weights else "not installed",
+        "built-in heads": ", ".join(sorted(builtin_heads())) or "none",
+    }
+    for k, v in lines.items():
+        click.echo(f"{k:16} {v}")
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, logs).")
+@click.option("--pristine", required=True, type=click.Path(), help="Folder of pristine photos (synthetic distortions are applied to these).")
+@click.option("--authentic", type=click.Path(), help="Folder of authentically distorted images, each its own class.")
+@click.option("--mos", type=click.Path(dir_okay=False), help="MOS CSV (image,mos) for the authentic folder: a held-out fold is scored at each checkpoint.")
+@click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True, help="Fraction of the MOS images held out (never trained on).")
+@click.option("--objective", type=click.Choice(["contrastive", "classify"]), default="contrastive", show_default=True)
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True)
+@click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True)
+@click.option("--batch", type=click.IntRange(2, 65536), default=64, show_default=True, help="Synthetic images per batch.")
+@click.option("--authentic-batch", type=click.IntRange(0, 65536), default=32, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True)
+@click.option("--eval-every", type=click.IntRange(1), default=250, show_default=True)
+@click.option("--workers", type=click.IntRange(0, 256), default=2, show_default=True, help="Data-generation processes.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Autocast precision (bf16 on GPUs; on this project's CPU bf16 training measured 10x slower).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.pass_context
+@guarded
+def train(ctx, out, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, steps, lr,
+          eval_every, workers, device, precision, seed, resume):
+    """Self-supervised CONTRIQUE training from image folders (see the README's model card)."""
+    from .train import TrainConfig
+    from .train import train as run
+
+    cfg = TrainConfig(out=out, pristine=pristine, authentic=authentic, mos=mos, holdout=holdout, arch=arch,
+                      objective=objective, crop=crop, batch=batch, authentic_batch=authentic_batch, steps=steps, lr=lr,
+                      eval_every=eval_every, workers=workers, device=device, precision=precision, seed=seed)
+    result = run(cfg, resume=resume, progress=not ctx.obj["quiet"])
+    click.echo(json.dumps({"steps": result["steps"], "best_srcc": result["best_srcc"], "out": out}))
+
+
+
+def mos_table(mos: str, heldout: float | None):
+    from .fit import read_mos
+    from .train import holdout_split
+
+    table = read_mos(mos)
+    if heldout:
+        held = set(holdout_split(list(table["image"]), heldout)[1])
+        table = table[table["image"].isin(held)].reset_index(drop=True)
+    return table
+
+
+def extractor(weights: str | None, random_init: str | None, baseline: str | None, sampling: Sampling, threads):
+    """(function path -> feature row, cache key) for a model, a random-init model, or a classical baseline."""
+    from .api import Scorer
+    from .backend import TorchBackend
+    from .fit import laplacian_variance
+    from .model import Contrique
+    from .source import open_source
+
+    if baseline:
+        def lap(path):
+            with open_source(path) as src:
+                return np.mean([laplacian_variance(f.rgb) for f in src.frames(sampling)])
+        return lap, "laplacian"
+    if random_init:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        backend = TorchBackend(Contrique(random_init))
+
+        def rand(path):
+            with open_source(path) as src:
+                return backend([f.rgb for f in src.frames(sampling)]).mean(0)
+        return rand, f"random-{random_init}-seed0"
+    scorer = Scorer(weights=weights, head=None, threads=threads)
+    return (lambda p: scorer.features(p, sampling=sampling).features.mean(0)), scorer.model_id
+
+
+@main.command()
+@click.argument("media", type=click.Path())
+@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Head JSON to write.")
+@click.option("--name", help="Head name (default: the output file's stem).")
+@click.option("--trained-on", help="Dataset description stored in the head (default: the MOS file and count).")
+@click.option("--scale", default="MOS", show_default=True)
+@click.option("--range", "score_range", default="0,100", show_default=True, help="LO,HI of the MOS scale.")
+@click.option("--lower-is-better", is_flag=True, help="The scale is a DMOS (lower is better).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Model to fit on (default: the built-in model).")
+@click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
+@click.option("--threads", type=click.IntRange(1, 1024))
+@click.pass_context
+@guarded
+def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_better, weights, cache, threads):
+    """Fit a Ridge head (alpha by cross-validation) on a folder of media with MOS."""
+    from .fit import evaluate, fit_ridge, match_files, media_features
+    from .head import LinearHead
+
+    try:
+        lo, hi = (float(v) for v in score_range.split(","))
+    except ValueError:
+        raise click.BadParameter("give LO,HI, e.g. 0,100", param_hint="--range") from None
+    table = mos_table(mos, None)
+    paths = match_files(table, media)
+    extract, key = extractor(weights, None, None, Sampling(), threads)
+    X = media_features(extract, paths, cache, key, progress=not ctx.obj["quiet"])
+    y = table["mos"].to_numpy()
+    model = fit_ridge(X, y)
+    cv = evaluate(X, y)
+    head = LinearHead(weights=model.coef_, intercept=float(model.intercept_), name=name or Path(output).stem,
+                      features=key, trained_on=trained_on or f"{Path(mos).name}, {len(y)} items", scale=scale,
+                      range=(lo, hi), higher_is_better=not lower_is_better,
+                      extra={"alpha": float(model.alpha_), "n": int(len(y)),
+                             "cv_10x80_20": {k: cv[k] for k in ("srcc", "plcc", "krcc", "rmse")}})
+    guard_outputs([media, mos], output)
+    head.save(output)
+    click.echo(json.dumps({"head": output, "alpha": head.extra["alpha"], **head.extra["cv_10x80_20"]}))
+
+
+@main.command()
+@click.argument("media", type=click.Path())
+@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Model to evaluate (default: the built-in model).")
+@click.option("--random-init", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
+              help="Evaluate an untrained encoder of this architecture instead (a baseline).")
+@click.option("--baseline", type=click.Choice(["laplacian"]), help="Evaluate a classical baseline instead.")
+@click.option("--heldout", type=click.FloatRange(0, 0.9), help="Only the images `train --holdout F` held out.")
+@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
+@click.option("--threads", type=click.IntRange(1, 1024))
+@click.pass_context
+@guarded
+def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, cache, threads):
+    """The paper's protocol: random 80/20 splits, median SRCC, PLCC, KRCC, RMSE of a Ridge head."""
+    from .fit import evaluate as run, match_files, media_features
+
+    if sum(bool(v) for v in (weights, random_init, baseline)) > 1:
+        raise click.UsageError("choose one of --weights, --random-init, --baseline")
+    table = mos_table(mos, heldout)
+    paths = match_files(table, media)
+    extract, key = extractor(weights, random_init, baseline, Sampling(), threads)
+    X = media_features(extract, paths, cache, key, progress=not ctx.obj["quiet"])
+    res = run(X.reshape(len(X), -1), table["mos"].to_numpy(), splits=splits)
+    click.echo(json.dumps({"features": key, **res}))

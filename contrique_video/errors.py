@@ -1,0 +1,19 @@
+"""User-facing errors: the CLI prints these as one line and exits non-zero, never a traceback."""
+
+
+class ContriqueError(Exception):
+    """Base class for errors caused by input or configuration, not by a bug."""
+
+    exit_code = 1
+
+
+class InputError(ContriqueError):
+    """A media file, image folder or table that cannot be used."""
+
+
+class ModelError(ContriqueError):
+    """A checkpoint or head that does not match what was expected."""
+
+
+class UnsupportedError(ContriqueError):
+    """An optional backend, decoder or device that is not available here."""
