@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -19,15 +21,17 @@ import pandas as pd
 import torch
 
 from .backend import TorchBackend
-from .errors import ModelError
-from .head import LinearHead, builtin_heads, resolve_head
+from .errors import InputError, ModelError
+from .fit import Block
+from .head import LinearHead, resolve_head
 from .model import Contrique, load_weights
+from .nss import NUM_FEATURES as NUM_NSS
+from .nss import nss_features
 from .pooling import RunningMean, score_stats
 from .sampler import Sampling
 from .source import Frame, open_source
 
 log = logging.getLogger("contrique_video")
-BUILTIN_MODEL_ID = "builtin-v1"
 DEFAULT_HEAD = "clive"
 FRAME_COLUMNS = ["frame", "pts_time", "score"]
 
@@ -35,6 +39,11 @@ FRAME_COLUMNS = ["frame", "pts_time", "score"]
 def builtin_weights() -> Path | None:
     path = Path(str(resources.files("contrique_video") / "assets" / "builtin.pt"))
     return path if path.is_file() else None
+
+
+def builtin_card() -> dict:
+    """The built-in model's metadata (assets/builtin.json): id, whether NSS features are appended, training."""
+    return json.loads((Path(str(resources.files("contrique_video") / "assets" / "builtin.json"))).read_text())
 
 
 @dataclass
@@ -84,7 +93,8 @@ class FrameFeatures:
 class Scorer:
     """Loads a model and a head once, then scores any number of inputs.
 
-    ``weights=None`` uses the built-in model; ``head=None`` uses the built-in head for it.
+    ``weights=None`` uses the built-in model; ``head=None`` uses the built-in head for it (other weights need
+    a head to score, none for features).
     """
 
     def __init__(
@@ -105,44 +115,70 @@ class Scorer:
                     "this install has no built-in model; pass --weights PATH (e.g. the official "
                     "CONTRIQUE_checkpoint25.tar) and --head NAME|PATH (see `contrique-video import-head`)"
                 )
-            self.model_id = BUILTIN_MODEL_ID
+            card = builtin_card()
+            self.model_id, self.nss = card["id"], bool(card["nss"])
         else:
             path = Path(weights)
-            self.model_id = f"weights:{path.name}"
+            self.model_id, self.nss = f"weights:{path.name}", False
         model: Contrique = load_weights(path)
         self.backend = TorchBackend(model, device=device, precision=precision)
+        # Feature layout: CONTRIQUE [full | half], then (built-in model only) 36 NSS features.
+        self.blocks = [Block("contrique", self.backend.feature_dim)] + ([Block("nss", NUM_NSS, True)] if self.nss else [])
+        self.feature_dim = sum(b.size for b in self.blocks)
         self.batch_size = max(1, int(batch_size))
-        self.head = self._head(head)
+        self._head_spec = head
+        self._head: LinearHead | None = None
 
-    def _head(self, head: str | os.PathLike | LinearHead | None) -> LinearHead | None:
-        if head is None:
-            if self.model_id != BUILTIN_MODEL_ID:
-                return None  # features work without a head; score() asks for one
-            head = DEFAULT_HEAD
-        h = head if isinstance(head, LinearHead) else resolve_head(str(head))
-        if h.dim != self.backend.feature_dim:
-            raise ModelError(f"head {h.name!r} expects {h.dim} features but the model gives {self.backend.feature_dim}")
-        builtin_model = self.model_id == BUILTIN_MODEL_ID
-        if builtin_model != (h.features == BUILTIN_MODEL_ID):
+    def check_head(self) -> LinearHead:
+        """The head, resolved on first use (features and fitting need none), or a one-line error saying how."""
+        if self._head is not None:
+            return self._head
+        spec = self._head_spec
+        if spec is None:
+            if not self.model_id.startswith("builtin"):
+                raise ModelError("no head given: pass --head NAME|PATH for these weights (see `contrique-video import-head`)")
+            spec = DEFAULT_HEAD
+        h = spec if isinstance(spec, LinearHead) else resolve_head(str(spec))
+        if h.dim != self.feature_dim:
+            raise ModelError(f"head {h.name!r} expects {h.dim} features but the model gives {self.feature_dim}")
+        # A head fit on the built-in model's features means nothing on other weights, and vice versa.
+        if (h.features.startswith("builtin") or self.model_id.startswith("builtin")) and h.features != self.model_id:
             raise ModelError(
                 f"head {h.name!r} was fit on {h.features!r} features, which do not match the model in use "
                 f"({self.model_id}); use a head fit on this model"
             )
+        self._head = h
         return h
 
+    def frame_features(self, frames: list[np.ndarray]) -> np.ndarray:
+        """Feature rows for RGB frames: CONTRIQUE [full | half], plus NSS for the built-in model."""
+        feats = self.backend(frames)
+        if self.nss:
+            feats = np.hstack([feats, np.stack([nss_features(f) for f in frames])])
+        return feats
+
     def iter_features(
-        self, path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav"
+        self,
+        path: str | os.PathLike,
+        sampling: Sampling = Sampling(),
+        decoder: str = "pyav",
+        on_open: Callable[[int | None], None] | None = None,
     ) -> Iterator[tuple[list[Frame], np.ndarray]]:
-        """Yield (frames, features) batch by batch; frames' pixels are released after each batch."""
-        with open_source(path, decoder=decoder) as src:
+        """Yield (frames, features) batch by batch; frames' pixels are released after each batch.
+
+        ``on_open`` receives the expected number of frames (None if unknown) once the input is open.
+        """
+        with open_source(path, decoder=decoder) as src, _naming(path):
+            if on_open is not None:
+                on_open(1 if src.is_image else sampling.expected_count(src.duration, src.fps))
             batch: list[Frame] = []
             for frame in src.frames(sampling):
                 batch.append(frame)
                 if len(batch) == self.batch_size:
-                    yield batch, self.backend([f.rgb for f in batch])
+                    yield batch, self.frame_features([f.rgb for f in batch])
                     batch = []
             if batch:
-                yield batch, self.backend([f.rgb for f in batch])
+                yield batch, self.frame_features([f.rgb for f in batch])
 
     def features(self, path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav") -> FrameFeatures:
         idx, pts, rows = [], [], []
@@ -160,16 +196,16 @@ class Scorer:
         sampling: Sampling = Sampling(),
         decoder: str = "pyav",
         on_frames: Callable[[pd.DataFrame], None] | None = None,
+        on_open: Callable[[int | None], None] | None = None,
     ) -> VideoScore:
         """Score one input. ``on_frames`` receives each batch's per-frame rows as they are scored."""
-        if self.head is None:
-            raise ModelError("no head given: pass --head NAME|PATH for these weights (see `contrique-video import-head`)")
+        head = self.check_head()
         pooled_feature = RunningMean()
         parts = []
-        for frames, feats in self.iter_features(path, sampling, decoder):
+        for frames, feats in self.iter_features(path, sampling, decoder, on_open):
             pooled_feature.add(feats)
             rows = pd.DataFrame(
-                {"frame": [f.index for f in frames], "pts_time": [f.pts_time for f in frames], "score": self.head.predict(feats)}
+                {"frame": [f.index for f in frames], "pts_time": [f.pts_time for f in frames], "score": head.predict(feats)}
             )
             parts.append(rows)
             if on_frames is not None:
@@ -180,13 +216,13 @@ class Scorer:
         feature = pooled_feature.mean
         return VideoScore(
             file=str(path),
-            score=float(self.head.predict(feature)[0]),
+            score=float(head.predict(feature)[0]),
             pooled=score_stats(table["score"].to_numpy()),
             frames=table,
             model=self.model_id,
-            head=self.head.name,
-            scale=self.head.scale,
-            higher_is_better=self.head.higher_is_better,
+            head=head.name,
+            scale=head.scale,
+            higher_is_better=head.higher_is_better,
             sampling=sampling.describe(),
             feature=feature,
         )
@@ -197,5 +233,12 @@ def score(path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str
     return Scorer(**scorer_options).score(path, sampling=sampling, decoder=decoder)
 
 
-def available_heads() -> list[str]:
-    return sorted(builtin_heads())
+@contextlib.contextmanager
+def _naming(path) -> Iterator[None]:
+    """Errors about a frame (e.g. too small) name the input, as the sources' own errors do."""
+    try:
+        yield
+    except InputError as exc:
+        if str(path) in str(exc):
+            raise
+        raise InputError(f"{path}: {exc}") from None

@@ -35,7 +35,7 @@ def half_scale(rgb: np.ndarray) -> np.ndarray:
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8/uint16 (or float already scaled) -> 1x3xHxW float32 in [0, 1]."""
+    """HxWx3 uint8 (0..255) or uint16/float (0..65535) -> 1x3xHxW float32 in [0, 1]."""
     scale = 255.0 if rgb.dtype == np.uint8 else 65535.0
     return torch.from_numpy(rgb.astype(np.float32)).div_(scale).permute(2, 0, 1).unsqueeze(0)
 

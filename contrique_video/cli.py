@@ -29,7 +29,7 @@ def fail(message: str) -> None:
 
 
 def guarded(fn):
-    """Turn ContriqueError into one line on stderr and exit 1; never a traceback for bad input."""
+    """Turn input and file-system errors into one line on stderr and exit 1; never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -38,11 +38,46 @@ def guarded(fn):
         except ContriqueError as exc:
             fail(str(exc))
             sys.exit(exc.exit_code)
+        except OSError as exc:  # e.g. an output folder that does not exist, a full disk
+            fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+            sys.exit(1)
         except KeyboardInterrupt:
             fail("interrupted")
             sys.exit(130)
 
     return wrapper
+
+
+class OneLineGroup(click.Group):
+    """Usage errors (unknown option, bad value) as one line and exit 2, like every other error here."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            hint = f" (see `contrique-video {exc.ctx.command_path.split(' ', 1)[1]} --help`)" if exc.ctx and " " in exc.ctx.command_path else ""
+            fail(f"{exc.format_message()}{hint}")
+            sys.exit(2)
+        except click.ClickException as exc:
+            fail(exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            fail("interrupted")
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def quiet_option(fn):
+    """`-q` after the subcommand too (`score in.mp4 -q`), as users type it."""
+
+    def silence(ctx: click.Context, param, value: bool) -> None:
+        if value:
+            ctx.find_object(dict)["quiet"] = True
+            logging.getLogger("contrique_video").setLevel(logging.WARNING)
+
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=silence,
+                        help="No progress bars or informational logs on stderr.")(fn)
 
 
 def sampling_options(fn):
@@ -90,7 +125,7 @@ def model_options(fn):
     return fn
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="contrique-video")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or informational logs on stderr.")
 @click.pass_context
@@ -101,8 +136,8 @@ def main(ctx: click.Context, quiet: bool) -> None:
                         stream=sys.stderr)
 
 
-def progress_bar(ctx: click.Context, name: str) -> tqdm:
-    return tqdm(desc=Path(name).name[:30], unit="frame", disable=ctx.obj["quiet"], file=sys.stderr,
+def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
+    return tqdm(desc=Path(name).name[:30], total=total, unit="frame", disable=ctx.obj["quiet"], file=sys.stderr,
                 dynamic_ncols=True, leave=False)
 
 
@@ -116,6 +151,7 @@ def summary_row(result) -> dict:
 
 
 @main.command()
+@quiet_option
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--head", help="Head name (see `info`) or a head JSON file (default: the built-in model's head).")
 @sampling_options
@@ -131,10 +167,11 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     from .api import Scorer
 
     sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
-    guard_outputs(inputs, frames_csv)
+    guard_outputs([*inputs, weights, head], frames_csv)
     scorer = Scorer(weights=weights, head=head, device=device, batch_size=batch_size, threads=threads)
-    log.info("model %s, head %s (%s, %s), sampling: %s", scorer.model_id, scorer.head.name, scorer.head.scale,
-             "higher is better" if scorer.head.higher_is_better else "lower is better", sampling.describe())
+    h = scorer.check_head()
+    log.info("model %s, head %s (%s, %s), sampling: %s", scorer.model_id, h.name, h.scale,
+             "higher is better" if h.higher_is_better else "lower is better", sampling.describe())
     partial = Path(f"{frames_csv}.partial") if frames_csv else None
     csv_file = open(partial, "w", newline="", encoding="utf-8") if partial else None
     if csv_file:
@@ -142,37 +179,43 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     results, failures = [], 0
     try:
         for name in inputs:
-            bar = progress_bar(ctx, name)
+            bars: list[tqdm] = []  # created once the input is open and its frame count known
 
-            def on_frames(rows: pd.DataFrame, name=name, bar=bar) -> None:
-                bar.update(len(rows))
+            def on_open(total: int | None, name=name, bars=bars) -> None:
+                bars.append(progress_bar(ctx, name, total))
+
+            def on_frames(rows: pd.DataFrame, name=name, bars=bars) -> None:
+                bars[0].update(len(rows))
                 if csv_file:
                     rows.assign(file=name)[["file", "frame", "pts_time", "score"]].to_csv(
                         csv_file, header=False, index=False, float_format="%.6f")
                     csv_file.flush()
 
             try:
-                result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames)
+                result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames, on_open=on_open)
             except ContriqueError as exc:
+                for bar in bars:
+                    bar.close()
                 failures += 1
-                fail(f"{name}: {exc}")
+                fail(str(exc))
                 continue
-            finally:
+            for bar in bars:
                 bar.close()
             results.append(result)
             emit(result, fmt, first=len(results) == 1)
     finally:
         if csv_file:
             csv_file.close()
-            partial.replace(frames_csv)
+            # Rows of finished inputs are kept; a run that scored nothing leaves any older file alone.
+            partial.replace(frames_csv) if results else partial.unlink()
     if fmt == "table" and results:
         click.echo(format_table(results))
     sys.exit(1 if failures else 0)
 
 
 def guard_outputs(inputs, *outputs) -> None:
-    """Never overwrite an input with an output."""
-    ins = {Path(i).resolve() for i in inputs if i != "-"}
+    """Never overwrite an input (media, weights, head, table) with an output."""
+    ins = {Path(i).resolve() for i in inputs if i and i != "-"}
     for out in outputs:
         if out and Path(out).resolve() in ins:
             raise InputError(f"output {out} is also an input; refusing to overwrite it")
@@ -198,6 +241,7 @@ def format_table(results) -> str:
 
 
 @main.command()
+@quiet_option
 @click.argument("input_path", metavar="INPUT")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help=".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).")
@@ -213,7 +257,7 @@ def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes,
     suffix = Path(output).suffix.lower()
     if suffix not in (".npy", ".npz", ".parquet"):
         raise click.BadParameter("use a .npy, .npz or .parquet file name", param_hint="--output")
-    guard_outputs([input_path], output)
+    guard_outputs([input_path, weights], output)
     sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
     scorer = Scorer(weights=weights, head=None, device=device, batch_size=batch_size, threads=threads)
     result = scorer.features(input_path, sampling=sampling, decoder=decoder)
@@ -242,6 +286,7 @@ def write_features(result, path: Path) -> None:
 
 
 @main.command("import-head")
+@quiet_option
 @click.argument("pickle_file", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Head JSON to write.")
 @click.option("--name", help="Head name (default: from the file name).")
@@ -258,6 +303,7 @@ def import_head(pickle_file, output, name):
 
 
 @main.command()
+@quiet_option
 @guarded
 def info():
     """Versions, decoders, backends, GPU, built-in model and heads."""
@@ -291,6 +337,7 @@ def info():
 
 
 @main.command()
+@quiet_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, logs).")
 @click.option("--pristine", required=True, type=click.Path(), help="Folder of pristine photos (synthetic distortions are applied to these).")
 @click.option("--authentic", type=click.Path(), help="Folder of authentically distorted images, each its own class.")
@@ -301,6 +348,8 @@ def info():
 @click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True)
 @click.option("--batch", type=click.IntRange(2, 65536), default=64, show_default=True, help="Synthetic images per batch.")
 @click.option("--authentic-batch", type=click.IntRange(0, 65536), default=32, show_default=True)
+@click.option("--crops-per-image", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="View pairs cut from each distorted image (cheaper data, less diversity).")
 @click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--lr", type=float, default=0.05, show_default=True)
 @click.option("--eval-every", type=click.IntRange(1), default=250, show_default=True)
@@ -309,18 +358,25 @@ def info():
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Autocast precision (bf16 on GPUs; on this project's CPU bf16 training measured 10x slower).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--types", help="Comma-separated distortion types to train on (default: all; see distortions.TYPES).")
+@click.option("--init", "init_weights", type=click.Path(dir_okay=False), help="Start from these weights (fine-tune) instead of random.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.pass_context
 @guarded
-def train(ctx, out, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, steps, lr,
-          eval_every, workers, device, precision, seed, resume):
+def train(ctx, out, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, crops_per_image, steps, lr,
+          eval_every, workers, device, precision, seed, types, init_weights, resume):
     """Self-supervised CONTRIQUE training from image folders (see the README's model card)."""
+    from . import distortions
     from .train import TrainConfig
     from .train import train as run
 
+    chosen = [t.strip() for t in types.split(",")] if types else list(distortions.TYPES)
+
     cfg = TrainConfig(out=out, pristine=pristine, authentic=authentic, mos=mos, holdout=holdout, arch=arch,
-                      objective=objective, crop=crop, batch=batch, authentic_batch=authentic_batch, steps=steps, lr=lr,
-                      eval_every=eval_every, workers=workers, device=device, precision=precision, seed=seed)
+                      objective=objective, crop=crop, batch=batch, authentic_batch=authentic_batch,
+                      crops_per_image=crops_per_image, steps=steps, lr=lr,
+                      eval_every=eval_every, workers=workers, device=device, precision=precision, seed=seed,
+                      init=init_weights, types=chosen)
     result = run(cfg, resume=resume, progress=not ctx.obj["quiet"])
     click.echo(json.dumps({"steps": result["steps"], "best_srcc": result["best_srcc"], "out": out}))
 
@@ -337,36 +393,43 @@ def mos_table(mos: str, heldout: float | None):
     return table
 
 
-def extractor(weights: str | None, random_init: str | None, baseline: str | None, sampling: Sampling, threads):
-    """(function path -> feature row, cache key) for a model, a random-init model, or a classical baseline."""
+def extractor(weights: str | None, random_init: str | None, baseline: str | None, threads: int | None):
+    """(per-input feature function, cache key, feature blocks) for a model, an untrained encoder or a baseline.
+
+    An input's feature is the mean over its sampled frames (default sampling), as in ``score``.
+    """
     from .api import Scorer
     from .backend import TorchBackend
-    from .fit import laplacian_variance
+    from .fit import Block, laplacian_variance
     from .model import Contrique
+    from .nss import NUM_FEATURES, nss_features
     from .source import open_source
 
-    if baseline:
-        def lap(path):
-            with open_source(path) as src:
-                return np.mean([laplacian_variance(f.rgb) for f in src.frames(sampling)])
-        return lap, "laplacian"
-    if random_init:
+    if baseline == "laplacian":
+        per_frame, key, blocks = (lambda fs: np.array([[laplacian_variance(f)] for f in fs])), "laplacian", [Block("laplacian", 1, True)]
+    elif baseline == "nss":
+        per_frame, key, blocks = (lambda fs: np.stack([nss_features(f) for f in fs])), "nss", [Block("nss", NUM_FEATURES, True)]
+    elif random_init:
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         torch.manual_seed(0)
         backend = TorchBackend(Contrique(random_init))
+        per_frame, key, blocks = backend, f"random-{random_init}-seed0", [Block("contrique", backend.feature_dim)]
+    else:
+        scorer = Scorer(weights=weights, head=None, threads=threads)
+        per_frame, key, blocks = scorer.frame_features, scorer.model_id, scorer.blocks
 
-        def rand(path):
-            with open_source(path) as src:
-                return backend([f.rgb for f in src.frames(sampling)]).mean(0)
-        return rand, f"random-{random_init}-seed0"
-    scorer = Scorer(weights=weights, head=None, threads=threads)
-    return (lambda p: scorer.features(p, sampling=sampling).features.mean(0)), scorer.model_id
+    def feature(path) -> np.ndarray:
+        with open_source(path) as src:
+            return np.mean([per_frame([f.rgb])[0] for f in src.frames(Sampling())], axis=0)
+
+    return feature, key, blocks
 
 
 @main.command()
+@quiet_option
 @click.argument("media", type=click.Path())
 @click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Head JSON to write.")
@@ -382,7 +445,7 @@ def extractor(weights: str | None, random_init: str | None, baseline: str | None
 @guarded
 def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_better, weights, cache, threads):
     """Fit a Ridge head (alpha by cross-validation) on a folder of media with MOS."""
-    from .fit import evaluate, fit_ridge, match_files, media_features
+    from .fit import evaluate, fit_linear, match_files, media_features
     from .head import LinearHead
 
     try:
@@ -391,28 +454,30 @@ def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_
         raise click.BadParameter("give LO,HI, e.g. 0,100", param_hint="--range") from None
     table = mos_table(mos, None)
     paths = match_files(table, media)
-    extract, key = extractor(weights, None, None, Sampling(), threads)
+    extract, key, blocks = extractor(weights, None, None, threads)
     X = media_features(extract, paths, cache, key, progress=not ctx.obj["quiet"])
     y = table["mos"].to_numpy()
-    model = fit_ridge(X, y)
-    cv = evaluate(X, y)
-    head = LinearHead(weights=model.coef_, intercept=float(model.intercept_), name=name or Path(output).stem,
+    model = fit_linear(X, y, blocks)
+    cv = evaluate(X, y, blocks=blocks)
+    head = LinearHead(weights=model.weights, intercept=model.intercept, name=name or Path(output).stem,
                       features=key, trained_on=trained_on or f"{Path(mos).name}, {len(y)} items", scale=scale,
                       range=(lo, hi), higher_is_better=not lower_is_better,
-                      extra={"alpha": float(model.alpha_), "n": int(len(y)),
+                      extra={"alpha": model.alphas, "n": int(len(y)),
                              "cv_10x80_20": {k: cv[k] for k in ("srcc", "plcc", "krcc", "rmse")}})
-    guard_outputs([media, mos], output)
+    guard_outputs([mos, weights], output)
     head.save(output)
     click.echo(json.dumps({"head": output, "alpha": head.extra["alpha"], **head.extra["cv_10x80_20"]}))
 
 
 @main.command()
+@quiet_option
 @click.argument("media", type=click.Path())
 @click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Model to evaluate (default: the built-in model).")
 @click.option("--random-init", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
               help="Evaluate an untrained encoder of this architecture instead (a baseline).")
-@click.option("--baseline", type=click.Choice(["laplacian"]), help="Evaluate a classical baseline instead.")
+@click.option("--baseline", type=click.Choice(["laplacian", "nss"]),
+              help="Evaluate a classical baseline instead: Laplacian variance, or the 36 NSS (BRISQUE-style) features.")
 @click.option("--heldout", type=click.FloatRange(0, 0.9), help="Only the images `train --holdout F` held out.")
 @click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
@@ -427,7 +492,7 @@ def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, c
         raise click.UsageError("choose one of --weights, --random-init, --baseline")
     table = mos_table(mos, heldout)
     paths = match_files(table, media)
-    extract, key = extractor(weights, random_init, baseline, Sampling(), threads)
+    extract, key, blocks = extractor(weights, random_init, baseline, threads)
     X = media_features(extract, paths, cache, key, progress=not ctx.obj["quiet"])
-    res = run(X.reshape(len(X), -1), table["mos"].to_numpy(), splits=splits)
+    res = run(X, table["mos"].to_numpy(), splits=splits, blocks=blocks)
     click.echo(json.dumps({"features": key, **res}))

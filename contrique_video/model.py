@@ -64,8 +64,12 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def resnet_trunk(arch: str = "resnet50") -> nn.Sequential:
-    """ResNet without avgpool and fc, as ``nn.Sequential(*resnet.children())[:-2]`` in torchvision."""
+def resnet_trunk(arch: str = "resnet50", zero_init_residual: bool = False) -> nn.Sequential:
+    """ResNet without avgpool and fc, as ``nn.Sequential(*resnet.children())[:-2]`` in torchvision.
+
+    Initialised like torchvision; ``zero_init_residual`` zeroes each residual branch's last BN, the
+    standard trick that makes from-scratch training stable (``train`` uses it).
+    """
     if arch not in ARCHS:
         raise ModelError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     kind, depths = ARCHS[arch]
@@ -95,8 +99,7 @@ def resnet_trunk(arch: str = "resnet50") -> nn.Sequential:
     for m in trunk.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    # Zero-init the last BN of each residual branch: the standard trick that makes from-scratch training stable.
-    for m in trunk.modules():
+    for m in trunk.modules() if zero_init_residual else ():
         if isinstance(m, Bottleneck):
             nn.init.zeros_(m.bn3.weight)
         elif isinstance(m, BasicBlock):
@@ -107,10 +110,10 @@ def resnet_trunk(arch: str = "resnet50") -> nn.Sequential:
 class Contrique(nn.Module):
     """Encoder + projector. ``forward`` returns the inference feature of one scale: GAP, then L2 norm."""
 
-    def __init__(self, arch: str = "resnet50", projection_dim: int = 128):
+    def __init__(self, arch: str = "resnet50", projection_dim: int = 128, zero_init_residual: bool = False):
         super().__init__()
         self.arch = arch
-        self.encoder = resnet_trunk(arch)
+        self.encoder = resnet_trunk(arch, zero_init_residual)
         n = self.feature_dim
         self.projector = nn.Sequential(
             nn.Linear(n, n, bias=False),
@@ -151,12 +154,18 @@ def load_weights(path: str | Path) -> Contrique:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or non-torch files
-        raise ModelError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"cannot read weights {path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"weights {path} are not a plain state_dict of tensors")
     model = Contrique(arch_of(state))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    # The projector only serves training; a checkpoint may leave it out (the built-in one does, to stay small).
+    # Then every key must be an encoder key: anything else is reported by the strict load below.
+    target: nn.Module = model
+    if not any(k.startswith("projector.") for k in state) and all(k.startswith("encoder.") for k in state):
+        target, state = model.encoder, {k.removeprefix("encoder."): v for k, v in state.items()}
     try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+        target.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
         raise ModelError(f"weights {path} do not match the CONTRIQUE layout: {first[:300]}") from None

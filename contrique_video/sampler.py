@@ -13,7 +13,7 @@ after ``start``):
 - ``all``: every frame in range.
 - ``fps F``: for each grid point ``start + k / F`` keep the first frame at or after it
   (a frame is kept at most once, so ``F`` above the source rate keeps every frame).
-- ``frames N``: targets ``t_k = start + (k + 0.5) * D / N``; keep the first frame at or
+- ``frames N``: targets ``t_k = start + k * D / N`` (so the first frame is always a candidate); keep the first frame at or
   after each target (at most once). With no known duration (a pipe) this falls back to
   1 fps and logs a warning.
 - ``every K``: frames whose position among the frames in range is a multiple of ``K``.
@@ -99,6 +99,22 @@ class Sampling:
     def keyframes_only(self) -> bool:
         return self.mode == "keyframes"
 
+    def expected_count(self, total_duration: float | None, fps: float | None) -> int | None:
+        """About how many frames will be kept (for a progress bar's ETA); None when it cannot be known."""
+        if total_duration is None:
+            return None
+        span = max(0.0, total_duration - self.start)
+        if self.duration is not None:
+            span = min(span, float(self.duration))
+        if self.mode == "frames":
+            return int(self.value)
+        if self.mode == "fps":
+            return max(1, math.ceil(span * float(self.value)))
+        if fps is None or self.mode == "keyframes":
+            return None
+        n = max(1, round(span * fps))
+        return n if self.mode == "all" else math.ceil(n / int(self.value))
+
     def selector(self, total_duration: float | None) -> "Selector":
         """A fresh selector for one pass over a video of ``total_duration`` seconds (None: unknown)."""
         if total_duration is not None and (not math.isfinite(total_duration) or total_duration <= 0):
@@ -134,7 +150,7 @@ class Sampling:
             )
             return _GridSelector(start, end, [], 1.0, "1 fps (duration unknown)")
         span = span_end - start
-        targets = [start + (k + 0.5) * span / n for k in range(n)]
+        targets = [start + k * span / n for k in range(n)]
         return _GridSelector(start, end, targets, None, self.describe())
 
 

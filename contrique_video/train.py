@@ -37,7 +37,7 @@ from . import distortions
 from .backend import TorchBackend
 from .errors import InputError
 from .fit import evaluate, read_mos
-from .model import Contrique
+from .model import Contrique, load_weights
 
 log = logging.getLogger("contrique_video")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -55,6 +55,7 @@ class TrainConfig:
     crop: int = 224
     batch: int = 64
     authentic_batch: int = 32
+    crops_per_image: int = 1
     steps: int = 1000
     lr: float = 0.05
     warmup: float = 0.1
@@ -65,6 +66,7 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "fp32"
     seed: int = 0
+    init: str | None = None
     types: list[str] = field(default_factory=lambda: list(distortions.TYPES))
 
 
@@ -178,17 +180,20 @@ class BatchMaker(torch.utils.data.Dataset):
         rng = np.random.default_rng([cfg.seed, k])
         fulls, halves, labels = [], [], []
         # Synthetic: classes drawn in pairs so that every class in the batch has a positive of other content.
-        n_pairs = cfg.batch // 2
+        # Each distorted region gives ``crops_per_image`` view pairs: distortion dominates the data cost.
+        k = cfg.crops_per_image
+        n_pairs = max(1, cfg.batch // (2 * k))
         picks = rng.integers(0, self.num_synthetic_classes, size=n_pairs).repeat(2)
         for label in picks:
             region = self._region(self._image(self.pristine[rng.integers(len(self.pristine))]), 2 * cfg.crop, rng)
             if label > 0:
                 kind, level = self.classes[label - 1]
                 region = distortions.distort(region, kind, level, rng)
-            full, half = self._views(region, rng)
-            fulls.append(self._finish(full, rng))
-            halves.append(self._finish(half, rng))
-            labels.append(int(label))
+            for _ in range(k):
+                full, half = self._views(region, rng)
+                fulls.append(self._finish(full, rng))
+                halves.append(self._finish(half, rng))
+                labels.append(int(label))
         if self.authentic:
             for i in rng.choice(len(self.authentic), size=min(cfg.authentic_batch, len(self.authentic)), replace=False):
                 img = self._image(self.authentic[i])
@@ -270,7 +275,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     device = torch.device(cfg.device)
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(cfg.seed)
-    model = Contrique(cfg.arch).to(device)
+    model = Contrique(cfg.arch, zero_init_residual=True)
+    if cfg.init:  # fine-tune from a checkpoint (e.g. the built-in model) instead of random weights
+        init = load_weights(cfg.init)
+        if init.arch != cfg.arch:
+            raise InputError(f"--init {cfg.init} is a {init.arch}, not a {cfg.arch}")
+        model.encoder.load_state_dict(init.encoder.state_dict())
+    model = model.to(device)
     data = BatchMaker(cfg, pristine, authentic)
     classifier = nn.Linear(model.feature_dim, data.num_synthetic_classes).to(device)
     params = list(model.parameters()) + (list(classifier.parameters()) if cfg.objective == "classify" else [])
@@ -360,9 +371,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     return {"history": history, "best_srcc": best, "steps": step + 1}
 
 
-def export_weights(model: Contrique, path: Path, half: bool = False) -> None:
-    """A plain state_dict in the official layout (optionally fp16 to ship), written atomically."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone() for k, v in model.state_dict().items()}
+def export_weights(model: Contrique, path: Path, half: bool = False, projector: bool = True) -> None:
+    """A plain state_dict in the official layout, written atomically; ``half`` and no ``projector`` to ship."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in model.state_dict().items() if projector or not k.startswith("projector.")}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(state, tmp)
     tmp.replace(path)

@@ -105,43 +105,43 @@ def test_sampling_is_frozen_and_hashable():
 def test_frames_uniform_targets():
     times = cfr(48)  # 2 s at 24 fps
     kept, _ = run(Sampling("frames", 4), times, total=2.0)
-    # targets 0.25, 0.75, 1.25, 1.75 s -> frames 6, 18, 30, 42
-    assert kept == [6, 18, 30, 42]
+    # targets 0, 0.5, 1.0, 1.5 s -> frames 0, 12, 24, 36 (the first frame is always a candidate)
+    assert kept == [0, 12, 24, 36]
 
 
 def test_frames_rounds_up_to_the_next_frame():
     times = cfr(48)
     kept, _ = run(Sampling("frames", 3), times, total=2.0)
-    # targets 1/3, 1, 5/3 s -> first frames at or after: 8, 24, 40
-    assert kept == [8, 24, 40]
+    # targets 0, 2/3, 4/3 s -> first frames at or after: 0, 16, 32
+    assert kept == [0, 16, 32]
 
 
 def test_frames_stops_once_all_targets_are_taken():
     times = cfr(240)
     kept, offered = run(Sampling("frames", 2), times, total=10.0)
-    assert kept == [60, 180]  # targets 2.5 s and 7.5 s
-    assert offered == 181  # done right after the last target
+    assert kept == [0, 120]  # targets 0 s and 5 s
+    assert offered == 121  # done right after the last target
 
 
 def test_frames_more_than_available_keeps_each_frame_once():
     times = cfr(12)
     kept, _ = run(Sampling("frames", 32), times, total=0.5)
     assert kept == sorted(set(kept))
-    assert kept == list(range(1, 12))  # frame 0 (t=0) is before the first target
+    assert kept == list(range(12))  # more targets than frames: every frame once
 
 
 def test_frames_with_start_and_duration():
     times = cfr(240)
     kept, offered = run(Sampling("frames", 4, start=2.0, duration=4.0), times, total=10.0)
-    # targets 2.5, 3.5, 4.5, 5.5 s
-    assert kept == [60, 84, 108, 132]
-    assert offered == 133
+    # targets 2, 3, 4, 5 s
+    assert kept == [48, 72, 96, 120]
+    assert offered == 121
 
 
 def test_frames_duration_is_clamped_to_the_video():
     times = cfr(48)
     kept, _ = run(Sampling("frames", 2, start=1.0, duration=100.0), times, total=2.0)
-    assert kept == [30, 42]  # targets 1.25 and 1.75 s
+    assert kept == [24, 36]  # targets 1.0 and 1.5 s
 
 
 def test_frames_without_duration_falls_back_to_1fps(caplog):
@@ -156,7 +156,7 @@ def test_frames_with_explicit_duration_needs_no_total(caplog):
     times = cfr(72)
     with caplog.at_level(logging.WARNING, logger="contrique_video"):
         kept, _ = run(Sampling("frames", 2, duration=2.0), times, total=None)
-    assert kept == [12, 36]
+    assert kept == [0, 24]
     assert not caplog.records
 
 
@@ -240,8 +240,8 @@ def clip48(tmp_path_factory):
     [
         (Sampling("all"), list(range(48))),
         (Sampling("all", start=0.5, duration=0.5), list(range(12, 24))),
-        (Sampling("frames", 4), [6, 18, 30, 42]),
-        (Sampling("frames", 2, start=1.0), [30, 42]),
+        (Sampling("frames", 4), [0, 12, 24, 36]),
+        (Sampling("frames", 2, start=1.0), [24, 36]),
         (Sampling("fps", 2), [0, 12, 24, 36]),
         (Sampling("fps", 4, start=0.5, duration=1.0), [12, 18, 24, 30]),
         (Sampling("every", 10), [0, 10, 20, 30, 40]),
@@ -276,3 +276,19 @@ def test_vfr_clip_with_fps_sampling(tmp_path):
         frames = list(src.frames(Sampling("fps", 10)))
     assert [f.index for f in frames] == run(Sampling("fps", 10), times)[0]
     assert [f.pts_time for f in frames] == pytest.approx([times[f.index] for f in frames], abs=1e-9)
+
+
+def test_expected_count_matches_selection_on_a_regular_clip():
+    """The progress bar's total is what the selector then keeps (24 fps, 10 s, so 240 frames)."""
+    times = [i / 24 for i in range(240)]
+    for sampling in (Sampling(), Sampling("fps", 2), Sampling("every", 5), Sampling("all", None, 2.0, 3.0)):
+        sel = sampling.selector(10.0)
+        kept = sum(sel.offer(i, t, False) for i, t in enumerate(times))
+        assert sampling.expected_count(10.0, 24.0) == kept
+    assert Sampling().expected_count(None, 24.0) is None
+    assert Sampling("keyframes", None).expected_count(10.0, 24.0) is None
+
+
+def test_one_frame_video_is_scored_with_the_default_sampling():
+    sel = Sampling().selector(1 / 24)
+    assert sel.offer(0, 0.0, True)
