@@ -327,7 +327,7 @@ def info():
         "torch": torch.__version__,
         "pyav": f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})",
         "decoders": f"pyav yes, decord {has('decord')}",
-        "backends": f"torch yes, onnxruntime {has('onnxruntime')}, tensorrt {has('tensorrt')}",
+        "backends": "torch (eager; CPU" + (", CUDA)" if torch.cuda.is_available() else ")"),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible to PyTorch",
         "built-in model": str(weights) if weights else "not installed",
         "built-in heads": ", ".join(sorted(builtin_heads())) or "none",
