@@ -105,6 +105,7 @@ class Scorer:
         precision: str = "fp32",
         batch_size: int = 4,
         threads: int | None = None,
+        max_pixels: int | None = None,
     ):
         if threads:
             torch.set_num_threads(threads)
@@ -126,6 +127,7 @@ class Scorer:
         self.blocks = [Block("contrique", self.backend.feature_dim)] + ([Block("nss", NUM_NSS, True)] if self.nss else [])
         self.feature_dim = sum(b.size for b in self.blocks)
         self.batch_size = max(1, int(batch_size))
+        self.max_pixels = max_pixels
         self._head_spec = head
         self._head: LinearHead | None = None
 
@@ -169,6 +171,8 @@ class Scorer:
         ``on_open`` receives the expected number of frames (None if unknown) once the input is open.
         """
         with open_source(path, decoder=decoder) as src, _naming(path):
+            if self.max_pixels and src.width * src.height > self.max_pixels:
+                raise InputError(f"{path}: {src.width}x{src.height} frames exceed --max-pixels {self.max_pixels}")
             if on_open is not None:
                 on_open(1 if src.is_image else sampling.expected_count(src.duration, src.fps))
             batch: list[Frame] = []

@@ -22,6 +22,7 @@ from .errors import ContriqueError, InputError
 from .sampler import Sampling
 
 log = logging.getLogger("contrique_video")
+DEFAULT_MAX_PIXELS = 4096 * 2304  # all 4K formats; larger frames are refused (see --max-pixels)
 
 
 def fail(message: str) -> None:
@@ -141,15 +142,6 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
                 dynamic_ncols=True, leave=False)
 
 
-SUMMARY_COLUMNS = ["file", "score", "frames_scored", "mean", "harmonic_mean", "min", "max", "median", "p5", "std",
-                   "model", "head"]
-
-
-def summary_row(result) -> dict:
-    return {"file": result.file, "score": result.score, "frames_scored": result.frames_scored, **result.pooled,
-            "model": result.model, "head": result.head}
-
-
 @main.command()
 @quiet_option
 @click.argument("inputs", nargs=-1, required=True)
@@ -159,55 +151,80 @@ def summary_row(result) -> dict:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
               help="stdout format: a table, one JSON object per input per line, or CSV with a header.")
 @click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), help="Write per-frame scores (file,frame,pts_time,score) here.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Also append one record per input (.jsonl/.ndjson or .csv), failures included, synced to disk as each finishes.")
+@click.option("--resume", is_flag=True, help="Skip inputs already recorded in --output.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up on an input after this many seconds.")
+@click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse frames larger than this (the default admits 4096x2304, so all 4K).")
 @click.pass_context
 @guarded
 def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
-          threads, device, fmt, frames_csv):
-    """Score videos or images (`-` reads a stream from stdin)."""
-    from .api import Scorer
+          threads, device, fmt, frames_csv, output, resume, timeout, max_pixels):
+    """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
+    Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
+    record in --output), 2 for usage errors, 130 on Ctrl-C and 143 on SIGTERM (finished results are kept).
+    """
+    from .api import Scorer
+    from .batch import Terminated, expand_inputs, sigterm_as_exception, time_limit
+    from .writer import FrameLog, RecordLog
+
+    if resume and not output:
+        raise click.UsageError("--resume needs --output (the file that records finished inputs)")
     sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
-    guard_outputs([*inputs, weights, head], frames_csv)
-    scorer = Scorer(weights=weights, head=head, device=device, batch_size=batch_size, threads=threads)
+    names = expand_inputs(list(inputs))
+    guard_outputs([*names, weights, head], frames_csv, output)
+    scorer = Scorer(weights=weights, head=head, device=device, batch_size=batch_size, threads=threads,
+                    max_pixels=max_pixels)
     h = scorer.check_head()
     log.info("model %s, head %s (%s, %s), sampling: %s", scorer.model_id, h.name, h.scale,
              "higher is better" if h.higher_is_better else "lower is better", sampling.describe())
-    partial = Path(f"{frames_csv}.partial") if frames_csv else None
-    csv_file = open(partial, "w", newline="", encoding="utf-8") if partial else None
-    if csv_file:
-        csv_file.write("file,frame,pts_time,score\n")
+    records = RecordLog(output, resume) if output else None
+    if records and records.done:
+        log.info("resuming: %d of %d inputs are already in %s", len(set(names) & records.done), len(names), output)
+        names = [n for n in names if n not in records.done]
+    frame_log = FrameLog(frames_csv) if frames_csv else None
     results, failures = [], 0
     try:
-        for name in inputs:
-            bars: list[tqdm] = []  # created once the input is open and its frame count known
+        with sigterm_as_exception():
+            for name in names:
+                bars: list[tqdm] = []  # created once the input is open and its frame count known
 
-            def on_open(total: int | None, name=name, bars=bars) -> None:
-                bars.append(progress_bar(ctx, name, total))
+                def on_open(total: int | None, name=name, bars=bars) -> None:
+                    bars.append(progress_bar(ctx, name, total))
 
-            def on_frames(rows: pd.DataFrame, name=name, bars=bars) -> None:
-                bars[0].update(len(rows))
-                if csv_file:
-                    rows.assign(file=name)[["file", "frame", "pts_time", "score"]].to_csv(
-                        csv_file, header=False, index=False, float_format="%.6f")
-                    csv_file.flush()
+                def on_frames(rows: pd.DataFrame, name=name, bars=bars) -> None:
+                    bars[0].update(len(rows))
+                    if frame_log:
+                        frame_log.write(name, rows)
 
-            try:
-                result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames, on_open=on_open)
-            except ContriqueError as exc:
-                for bar in bars:
-                    bar.close()
-                failures += 1
-                fail(str(exc))
-                continue
-            for bar in bars:
-                bar.close()
-            results.append(result)
-            emit(result, fmt, first=len(results) == 1)
+                try:
+                    with time_limit(timeout):
+                        result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames,
+                                              on_open=on_open)
+                except ContriqueError as exc:
+                    failures += 1
+                    record = {"file": name, "error": str(exc)}
+                    for bar in bars:
+                        bar.close()
+                    fail(str(exc))
+                else:
+                    for bar in bars:
+                        bar.close()
+                    results.append(result)
+                    record = result.record()
+                    emit(result, fmt, first=len(results) == 1)
+                if records:
+                    records.write(record)
+    except Terminated:
+        fail(f"terminated: {len(results)} inputs scored before SIGTERM are kept")
+        sys.exit(143)
     finally:
-        if csv_file:
-            csv_file.close()
-            # Rows of finished inputs are kept; a run that scored nothing leaves any older file alone.
-            partial.replace(frames_csv) if results else partial.unlink()
+        if frame_log:
+            frame_log.close(keep=frame_log.rows > 0)
+        if records:
+            records.close()
     if fmt == "table" and results:
         click.echo(format_table(results))
     sys.exit(1 if failures else 0)
@@ -226,8 +243,11 @@ def emit(result, fmt: str, first: bool) -> None:
     if fmt == "json":
         click.echo(json.dumps(result.record()))
     elif fmt == "csv":
-        click.echo(pd.DataFrame([summary_row(result)], columns=SUMMARY_COLUMNS).to_csv(index=False, header=first,
-                                                                                        float_format="%.4f"), nl=False)
+        from .writer import SUMMARY_COLUMNS, summary_row
+
+        row = pd.DataFrame([summary_row(result.record())], columns=SUMMARY_COLUMNS)
+        click.echo(row.to_csv(index=False, header=first, float_format="%.4f"), nl=False)
+    sys.stdout.flush()
 
 
 def format_table(results) -> str:

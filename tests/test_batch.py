@@ -1,0 +1,118 @@
+"""Batch runs: folders and globs, failures as records, --output synced per input, SIGTERM and --resume,
+--timeout, --max-pixels, awkward file names."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from media import make_clip, make_text
+from test_model import random_official_checkpoint
+
+from contrique_video.cli import main
+from contrique_video.head import LinearHead
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    d = tmp_path_factory.mktemp("batch")
+    random_official_checkpoint(d / "r18.pt", arch="resnet18")
+    LinearHead(weights=np.random.default_rng(0).normal(size=1024), intercept=50.0, name="t", features="weights:r18.pt",
+               trained_on="random", scale="MOS", range=(0, 100), higher_is_better=True).save(d / "head.json")
+    (d / "media").mkdir()
+    for i in range(16):
+        if i % 5 == 4:
+            make_text(d / "media" / f"clip{i:02d}.mp4")  # broken: not media
+        else:
+            make_clip(d / "media" / f"clip{i:02d}.mp4", size=(96, 64), frames=6, content="moving")
+    return d
+
+
+def model_args(d):
+    return ["--weights", str(d / "r18.pt"), "--head", str(d / "head.json"), "--frames", "2"]
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_folder_scores_good_files_and_records_failures(batch, tmp_path):
+    d = batch
+    res = CliRunner().invoke(main, ["-q", "score", str(d / "media"), *model_args(d), "--format", "json",
+                                    "--output", str(tmp_path / "out.jsonl")])
+    assert res.exit_code == 1
+    out = records(tmp_path / "out.jsonl")
+    assert len(out) == 16 and len({r["file"] for r in out}) == 16
+    failed = [r for r in out if "error" in r]
+    assert len(failed) == 3 and all("clip" in r["file"] and r["error"] for r in failed)
+    assert len(res.stdout.splitlines()) == 13  # only scored inputs go to stdout
+    assert len(res.stderr.strip().splitlines()) == 3
+
+
+def test_csv_output_and_glob(batch, tmp_path):
+    d = batch
+    res = CliRunner().invoke(main, ["-q", "score", str(d / "media" / "clip0[0-3].mp4"), *model_args(d),
+                                    "--output", str(tmp_path / "out.csv")])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "out.csv")
+    assert list(table["file"]) == [str(d / "media" / f"clip0{i}.mp4") for i in range(4)]
+    assert table["error"].isna().all() and table["score"].notna().all()
+
+
+def test_sigterm_keeps_finished_results_and_resume_completes(batch, tmp_path):
+    d = batch
+    out = tmp_path / "run.jsonl"
+    cmd = [sys.executable, "-m", "contrique_video", "-q", "score", str(d / "media"), *model_args(d),
+           "--format", "json", "--output", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    first = records(out)  # every line is a complete record
+    assert proc.returncode == 143, err.decode()
+    assert 4 <= len(first) < 16
+    res = subprocess.run(cmd + ["--resume"], capture_output=True, timeout=300)
+    assert res.returncode == 1  # the three broken files
+    final = records(out)
+    assert len(final) == 16 and len({r["file"] for r in final}) == 16
+    assert final[: len(first)] == first  # finished records were not rescored or rewritten
+    assert len(res.stdout.splitlines()) == sum("error" not in r for r in final[len(first):])
+
+
+def test_resume_needs_output_and_a_valid_file(batch, tmp_path):
+    d = batch
+    res = CliRunner().invoke(main, ["score", str(d / "media"), *model_args(d), "--resume"])
+    assert res.exit_code == 2 and "--output" in res.stderr
+    (tmp_path / "junk.jsonl").write_text("not json\n")
+    res = CliRunner().invoke(main, ["-q", "score", str(d / "media"), *model_args(d), "--output",
+                                    str(tmp_path / "junk.jsonl"), "--resume"])
+    assert res.exit_code == 1 and "not a record" in res.stderr
+
+
+def test_timeout_and_max_pixels_are_failures_not_crashes(batch, tmp_path):
+    d = batch
+    clip = str(d / "media" / "clip00.mp4")
+    res = CliRunner().invoke(main, ["-q", "score", clip, *model_args(d), "--max-pixels", "1000"])
+    assert res.exit_code == 1 and "exceed --max-pixels" in res.stderr
+    res = CliRunner().invoke(main, ["-q", "score", clip, *model_args(d), "--timeout", "0.000001"])
+    assert res.exit_code == 1 and "timed out" in res.stderr
+
+
+@pytest.mark.parametrize("name", ["with space.mp4", "ünïcødé.mp4", "-leading-dash.mp4"])
+def test_awkward_file_names(batch, tmp_path, monkeypatch, name):
+    d = batch
+    make_clip(tmp_path / name, size=(96, 64), frames=4)
+    monkeypatch.chdir(tmp_path)  # a bare "-leading-dash.mp4" after `--` is a file, not an option
+    res = CliRunner().invoke(main, ["-q", "score", *model_args(d), "--format", "json", "--", name])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["file"] == name
