@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
@@ -617,7 +618,12 @@ class ImageSource(FrameSource):
         self.path = str(path)
         self.decoded_frames = 0
         try:
-            with Image.open(self.path) as img:
+            # A header claiming a gigantic picture is refused before decoding (Pillow's bomb guard, warning
+            # included, as an error), not decoded into gigabytes.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(self.path)
+            with img:
                 self.codec = (img.format or Path(self.path).suffix.lstrip(".")).lower()
                 # Load first: Pillow's TIFF reader applies the orientation tag itself on
                 # load and then drops it, so reading the tag afterwards avoids turning twice.
@@ -635,6 +641,8 @@ class ImageSource(FrameSource):
             raise
         except UnidentifiedImageError:
             raise InputError(f"{self.path}: not an image Pillow can read") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InputError(f"{self.path}: image too large to decode safely ({_one_line(exc)})") from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise InputError(f"{self.path}: cannot decode image ({_one_line(exc)})") from None
         rgb = np.ascontiguousarray(_apply_transform(rgb, self._transform))
