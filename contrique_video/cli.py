@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -18,6 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import __version__
+from .backend import BACKENDS, PRECISIONS
 from .errors import ContriqueError, InputError
 from .sampler import Sampling
 
@@ -120,6 +122,11 @@ def model_options(fn):
         click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass."),
         click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores)."),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                     envvar="CONTRIQUE_VIDEO_BACKEND",
+                     help="Encoder path; auto picks the fastest that keeps fp32 scores and says which on stderr."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     help="Compute precision where the backend supports it (int8: onnxruntime on CPU)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -160,7 +167,7 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
 @click.pass_context
 @guarded
 def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
-          threads, device, fmt, frames_csv, output, resume, timeout, max_pixels):
+          threads, device, backend, precision, fmt, frames_csv, output, resume, timeout, max_pixels):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
     Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
@@ -175,7 +182,8 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
     names = expand_inputs(list(inputs))
     guard_outputs([*names, weights, head], frames_csv, output)
-    scorer = Scorer(weights=weights, head=head, device=device, batch_size=batch_size, threads=threads,
+    scorer = Scorer(weights=weights, head=head, device=device, backend=backend, precision=precision,
+                    batch_size=batch_size, threads=threads,
                     max_pixels=max_pixels)
     h = scorer.check_head()
     log.info("model %s, head %s (%s, %s), sampling: %s", scorer.model_id, h.name, h.scale,
@@ -270,7 +278,7 @@ def format_table(results) -> str:
 @click.pass_context
 @guarded
 def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights,
-             batch_size, threads, device):
+             batch_size, threads, device, backend, precision):
     """Write per-frame CONTRIQUE features ([full-scale | half-scale])."""
     from .api import Scorer
 
@@ -279,7 +287,8 @@ def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes,
         raise click.BadParameter("use a .npy, .npz or .parquet file name", param_hint="--output")
     guard_outputs([input_path, weights], output)
     sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
-    scorer = Scorer(weights=weights, head=None, device=device, batch_size=batch_size, threads=threads)
+    scorer = Scorer(weights=weights, head=None, device=device, backend=backend, precision=precision,
+                    batch_size=batch_size, threads=threads)
     result = scorer.features(input_path, sampling=sampling, decoder=decoder)
     write_features(result, Path(output))
     log.info("wrote %d x %d features to %s", *result.features.shape, output)
@@ -322,6 +331,105 @@ def import_head(pickle_file, output, name):
                f"{head.scale} {'higher' if head.higher_is_better else 'lower'} is better")
 
 
+def available_backends() -> str:
+    """Backends with the precisions this machine runs them at, for `info`."""
+    import importlib.util
+
+    import torch
+
+    from .backend import torch_precisions
+
+    parts = [f"torch/torch-compile ({', '.join(torch_precisions('cpu'))} on CPU"
+             + (f"; {', '.join(torch_precisions('cuda'))} on CUDA)" if torch.cuda.is_available() else ")")]
+    if importlib.util.find_spec("onnxruntime"):
+        parts.append("onnxruntime (fp32, int8 on CPU)")
+    parts.append("tensorrt" if importlib.util.find_spec("tensorrt") else "tensorrt not installed")
+    return "; ".join(parts)
+
+
+@main.command("export-onnx")
+@quiet_option
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to export (default: the built-in model).")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True)
+@click.option("--calibrate", multiple=True, type=click.Path(),
+              help="int8: media whose frames (32 per video, both scales) set the activation ranges; repeatable.")
+@click.option("--table", type=click.Path(dir_okay=False),
+              help="int8: the calibration table to read, or to write when --calibrate is given "
+                   "(default: the built-in model's, or the cache's).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
+@guarded
+def export_onnx(weights, precision, calibrate, table, output):
+    """Export the encoder (one scale, dynamic batch/height/width) to ONNX, optionally int8-quantised."""
+    from .api import builtin_weights
+    from .model import load_weights
+    from .onnx_backend import calibration_table, export_onnx as export, file_digest, quantize_int8
+    from .source import open_source
+
+    path = Path(weights) if weights else builtin_weights()
+    guard_outputs([path, table], output)
+    digest = file_digest(path)
+    if precision == "fp32":
+        if calibrate or table:
+            raise click.UsageError("--calibrate and --table are for --precision int8")
+        export(load_weights(path), output, source=digest)
+    else:
+        table_path = Path(table) if table else calibration_table(digest)
+        frames = []
+        for media in calibrate:
+            with open_source(media) as src:
+                frames += [f.rgb for f in src.frames(Sampling())]
+        if calibrate:
+            table_path.parent.mkdir(parents=True, exist_ok=True)
+            table_path.unlink(missing_ok=True)  # computed anew from these frames
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export(load_weights(path), Path(tmp) / "fp32.onnx", source=digest)
+            quantize_int8(fp32, output, table_path, frames)
+    click.echo(f"{output}: {precision} ONNX of {path.name} (sha256 {digest}...)")
+
+
+@main.command()
+@quiet_option
+@click.option("--candidates", default=None,
+              help="BACKEND:PRECISION,... to time against the official eager fp32 path "
+                   "(default: every CPU path this machine has).")
+@click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="1080p frames timed per candidate.")
+@click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 1024))
+@click.option("--clive", type=click.Path(file_okay=False), help="CLIVE folder (mos.csv, images/): SRCC change per candidate.")
+@click.option("--clive-limit", type=click.IntRange(1), help="Only the first N CLIVE images.")
+@click.option("--memory/--no-memory", default=True, show_default=True,
+              help="Peak memory for 10 s vs 60 s clips and a 4K frame, with the first candidate.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Also write the full results as JSON.")
+@guarded
+def bench(candidates, frames, repeats, threads, clive, clive_limit, memory, output):
+    """Seconds per 1080p frame, speed-up over eager fp32, share of peak, feature error; prints a markdown table."""
+    from . import bench as benchmark
+    from .api import builtin_weights
+    from .backend import cpu_has_bf16
+
+    if candidates:
+        pairs = [tuple(c.split(":", 1)) for c in candidates.split(",")]
+        if any(len(p) != 2 for p in pairs):
+            raise click.BadParameter("give BACKEND:PRECISION pairs, e.g. torch-compile:fp32", param_hint="--candidates")
+    else:
+        pairs = [("torch-compile", "fp32"), ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+        if cpu_has_bf16():
+            pairs[1:1] = [("torch-compile", "bf16")]
+    result = benchmark.run(builtin_weights(), pairs, frames=frames, repeats=repeats, threads=threads,
+                           clive=Path(clive) if clive else None, clive_limit=clive_limit, memory=memory)
+    click.echo(result["table"])
+    for name, check in result.get("clive", {}).items():
+        click.echo(f"CLIVE ({check['images']} images) {name}: SRCC {check['srcc']:.4f} vs fp32 {check['srcc_fp32']:.4f} "
+                   f"(change {check['srcc_change']:+.4f}); scores differ by {check['mean_abs_score_diff']:.3f} on "
+                   f"average, {check['max_abs_score_diff']:.3f} at most")
+    if "memory" in result:
+        m = result["memory"]
+        click.echo(f"peak memory: 10 s clip {m['peak_rss_mib_10s']:.0f} MiB, 60 s clip {m['peak_rss_mib_60s']:.0f} MiB "
+                   f"({100 * m['growth']:+.1f}%), one 4K frame {m['peak_rss_mib_4k_frame']:.0f} MiB")
+    if output:
+        Path(output).write_text(json.dumps(result, indent=1))
+
+
 @main.command()
 @quiet_option
 @guarded
@@ -333,6 +441,7 @@ def info():
     import torch
 
     from .api import builtin_weights
+    from .backend import auto_choice
     from .head import builtin_heads
 
     def has(module: str) -> str:
@@ -347,7 +456,8 @@ def info():
         "torch": torch.__version__,
         "pyav": f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})",
         "decoders": f"pyav yes, decord {has('decord')}",
-        "backends": "torch (eager; CPU" + (", CUDA)" if torch.cuda.is_available() else ")"),
+        "backends": available_backends(),
+        "auto": "{} {}".format(*auto_choice("cuda" if torch.cuda.is_available() else "cpu")),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible to PyTorch",
         "built-in model": str(weights) if weights else "not installed",
         "built-in heads": ", ".join(sorted(builtin_heads())) or "none",
