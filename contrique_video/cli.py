@@ -548,7 +548,7 @@ def extractor(weights: str | None, random_init: str | None, baseline: str | None
         backend = TorchBackend(Contrique(random_init))
         per_frame, key, blocks = backend, f"random-{random_init}-seed0", [Block("contrique", backend.feature_dim)]
     else:
-        scorer = Scorer(weights=weights, head=None, threads=threads)
+        scorer = Scorer(weights=weights, head=None, precision="fp32", threads=threads)  # heads are fit on fp32 features
         per_frame, key, blocks = scorer.frame_features, scorer.model_id, scorer.blocks
 
     def feature(path) -> np.ndarray:

@@ -236,8 +236,8 @@ class PyAVSource(FrameSource):
                         "no input on stdin: pipe a stream into it, e.g. "
                         "ffmpeg -i in.mov -f nut - | contrique-video score -"
                     )
-                return av.open(stdin.buffer, mode="r")
-            return av.open(self.path, mode="r")
+                return av.open(stdin.buffer, mode="r", metadata_errors="replace")
+            return av.open(self.path, mode="r", metadata_errors="replace")
         except ContriqueError:
             raise
         except av.FFmpegError as exc:
@@ -681,7 +681,7 @@ class ImageSource(FrameSource):
         import av
 
         try:
-            with av.open(self.path) as container:
+            with av.open(self.path, metadata_errors="replace") as container:
                 for frame in container.decode(video=0):
                     fmt = "rgb48le" if sys.byteorder == "little" else "rgb48be"
                     return frame.to_ndarray(format=fmt)

@@ -505,3 +505,22 @@ def test_decord_reads_images_with_pillow(media_dir):
 
 def test_default_colour_constant_is_what_tests_use():
     assert DEFAULT_COLOR == COLOUR
+
+
+def test_metadata_that_is_not_utf8_does_not_stop_scoring(tmp_path):
+    """Tags are written by all kinds of tools; a title in Latin-1 must not make the file unreadable."""
+    import av
+
+    path = tmp_path / "tagged.mkv"
+    with av.open(str(path), "w") as dst:
+        dst.metadata["title"] = "TITLEMARK"
+        stream = dst.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(3):
+            dst.mux(stream.encode(av.VideoFrame.from_ndarray(picture("moving", i, 96, 64), format="rgb24")))
+        dst.mux(stream.encode(None))
+    data = path.read_bytes()
+    assert b"TITLEMARK" in data
+    path.write_bytes(data.replace(b"TITLEMARK", b"T\xe9TLEMARK"))
+    with open_source(path) as src:
+        assert len(list(src.frames(Sampling("all")))) == 3
