@@ -215,11 +215,12 @@ class PyAVSource(FrameSource):
     decoder = "pyav"
     is_image = False
 
-    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int = 0, device: str = "cpu") -> None:
         import av  # noqa: F401 - imported here so that errors surface on open
 
         self.path = STDIN if str(path) == STDIN else str(path)
         self._threads = max(0, int(threads))
+        self._device = device  # "cuda": NVDEC through gpu_decode, falling back to the CPU with a warning
         self._container = None
         self.decoded_frames = 0
         self._start()
@@ -227,6 +228,8 @@ class PyAVSource(FrameSource):
     # ------------------------------------------------------------------ opening
     def _open_container(self):
         import av
+
+        from .gpu_decode import open_container
 
         try:
             if self.path == STDIN:
@@ -236,8 +239,8 @@ class PyAVSource(FrameSource):
                         "no input on stdin: pipe a stream into it, e.g. "
                         "ffmpeg -i in.mov -f nut - | contrique-video score -"
                     )
-                return av.open(stdin.buffer, mode="r", metadata_errors="replace")
-            return av.open(self.path, mode="r", metadata_errors="replace")
+                return open_container(stdin.buffer, self._device, metadata_errors="replace")
+            return open_container(self.path, self._device, metadata_errors="replace")
         except ContriqueError:
             raise
         except av.FFmpegError as exc:
@@ -851,11 +854,12 @@ def _rematrix(src: str, dst: str) -> np.ndarray:
 # --------------------------------------------------------------------------- entry point
 
 
-def open_source(path: str | os.PathLike, decoder: str = "pyav", threads: int = 0) -> FrameSource:
+def open_source(path: str | os.PathLike, decoder: str = "pyav", threads: int = 0, device: str = "cpu") -> FrameSource:
     """Open a video, a still image, or ``"-"`` (a stream on stdin) for decoding.
 
     ``decoder`` is "pyav" (default) or "decord" for videos; stills always use Pillow.
-    ``threads`` is the decoder thread count (0: FFmpeg chooses).
+    ``threads`` is the decoder thread count (0: FFmpeg chooses). ``device`` "cuda" (or "cuda:N") decodes
+    videos with NVDEC where FFmpeg can, else on the CPU with a warning (see :mod:`.gpu_decode`).
     Raises :class:`InputError` / :class:`UnsupportedError` with a one-line message.
     """
     name = str(decoder).strip().lower() if decoder is not None else "pyav"
@@ -867,20 +871,25 @@ def open_source(path: str | os.PathLike, decoder: str = "pyav", threads: int = 0
         raise InputError(f"threads must be a whole number, got {threads!r}") from None
     if threads < 0:
         raise InputError(f"threads must be >= 0, got {threads}")
+    from .gpu_decode import parse_device
+
+    kind, _ = parse_device(device)
     text = os.fspath(path)
     if isinstance(text, bytes):
         text = os.fsdecode(text)
     if text == STDIN:
         if name == "decord":
             raise UnsupportedError("decord cannot read from stdin; use --decoder pyav for piped input")
-        return PyAVSource(STDIN, threads=threads)
+        return PyAVSource(STDIN, threads=threads, device=device)
     p = Path(text)
     _check_path(p)
     if p.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageSource(p)
     if name == "decord":
+        if kind == "cuda":
+            log.warning("--device cuda: the decord decoder decodes on the CPU; use --decoder pyav for GPU decoding")
         return DecordSource(p, threads=threads)
-    return PyAVSource(p, threads=threads)
+    return PyAVSource(p, threads=threads, device=device)
 
 
 __all__ = [
