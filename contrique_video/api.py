@@ -127,6 +127,7 @@ class Scorer:
         else:
             path = Path(weights)
             self.model_id, self.nss = f"weights:{path.name}", False
+        self.device = device
         self.backend = open_backend(path, backend or os.environ.get("CONTRIQUE_VIDEO_BACKEND") or "auto", precision,
                                     device, threads)
         # Feature layout: CONTRIQUE [full | half], then (built-in model only) 36 NSS features.
@@ -181,7 +182,7 @@ class Scorer:
 
         ``on_open`` receives the expected number of frames (None if unknown) once the input is open.
         """
-        with open_source(path, decoder=decoder) as src, _naming(path):
+        with open_source(path, decoder=decoder, device=self.device) as src, _naming(path):
             if self.max_pixels and src.width * src.height > self.max_pixels:
                 raise InputError(f"{path}: {src.width}x{src.height} frames exceed --max-pixels {self.max_pixels}")
             if on_open is not None:

@@ -218,7 +218,9 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
 
     if backend == "onnxruntime":
         return onnx_backend.open_onnxruntime(weights, precision, device, threads)
-    from .tensorrt_backend import TensorRTBackend
+    from .tensorrt_backend import TensorRTBackend, import_tensorrt, require_cuda
 
-    return TensorRTBackend(onnx_backend.cached_export(weights, "fp32"), device=device,
-                           precision="fp16" if precision == "auto" else precision)
+    require_cuda(device)  # fail in a moment, not after an export
+    import_tensorrt()
+    onnx_file = weights if is_onnx else onnx_backend.cached_export(weights, "fp32")
+    return TensorRTBackend(onnx_file, device=device, precision="fp16" if precision == "auto" else precision)

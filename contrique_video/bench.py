@@ -192,7 +192,7 @@ def clive_check(backend: str, precision: str, clive: Path, cache: Path, limit: i
     for name, prec in (("torch", "fp32"), (backend, precision)):
         path = cache / f"clive-{name}-{prec}-{len(paths)}.npy"
         if path.is_file():
-            scores[(name, prec)] = np.load(path)
+            scores[(name, prec)] = np.load(path, allow_pickle=False)
             continue
         scorer = Scorer(backend=name, precision=prec, threads=threads)
         values = np.array([scorer.score(p).score for p in paths])

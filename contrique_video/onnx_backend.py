@@ -228,7 +228,11 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
             )
         log.info("quantising %s to int8 (once; kept in %s)", weights.name, path.parent)
         return quantize_int8(cached_export(weights, "fp32"), path, table)
-    raise UnsupportedError(f"no {precision} ONNX export; available: fp32, int8")
+    if precision == "fp16":
+        from .fp16 import cached_fp16
+
+        return cached_fp16(cached_export(weights, "fp32"))
+    raise UnsupportedError(f"no {precision} ONNX export; available: fp32, fp16, int8")
 
 
 def open_onnxruntime(weights: str | os.PathLike, precision: str = "auto", device: str = "cpu",
