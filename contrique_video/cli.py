@@ -158,6 +158,8 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
               help="stdout format: a table, one JSON object per input per line, or CSV with a header.")
 @click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), help="Write per-frame scores (file,frame,pts_time,score) here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Write a PNG of per-frame scores over time, with the pooled score and the worst segments marked.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Also append one record per input (.jsonl/.ndjson or .csv), failures included, synced to disk as each finishes.")
 @click.option("--resume", is_flag=True, help="Skip inputs already recorded in --output.")
@@ -167,7 +169,7 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
 @click.pass_context
 @guarded
 def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
-          threads, device, backend, precision, fmt, frames_csv, output, resume, timeout, max_pixels):
+          threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, timeout, max_pixels):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
     Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
@@ -181,7 +183,7 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         raise click.UsageError("--resume needs --output (the file that records finished inputs)")
     sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
     names = expand_inputs(list(inputs))
-    guard_outputs([*names, weights, head], frames_csv, output)
+    guard_outputs([*names, weights, head], frames_csv, plot_path, output)
     scorer = Scorer(weights=weights, head=head, device=device, backend=backend, precision=precision,
                     batch_size=batch_size, threads=threads,
                     max_pixels=max_pixels)
@@ -235,6 +237,10 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
             records.close()
     if fmt == "table" and results:
         click.echo(format_table(results))
+    if plot_path and results:
+        from .plot import plot_frames
+
+        plot_frames(results, plot_path)
     sys.exit(1 if failures else 0)
 
 
@@ -626,3 +632,130 @@ def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, c
     X = media_features(extract, paths, cache, key, progress=not ctx.obj["quiet"])
     res = run(X, table["mos"].to_numpy(), splits=splits, blocks=blocks)
     click.echo(json.dumps({"features": key, **res}))
+
+
+# ============================================================================ encoding: crf-search, ladder
+# Thin layers over crf_search.py and ladder.py (issue #5). Encoders: PyAV's FFmpeg, or --ffmpeg PATH.
+
+
+def encoder_options(fn):
+    """Encoder flags shared by ``crf-search`` and ``ladder``."""
+    from .encode import ENCODERS
+
+    options = [
+        click.option("--encoder", type=click.Choice(list(ENCODERS)), default="libx264", show_default=True),
+        click.option("--preset", help="Encoder preset (cpu-used for libvpx-vp9/libaom-av1; default: the encoder's)."),
+        click.option("--ffmpeg", "ffmpeg", type=click.Path(dir_okay=False),
+                     help="Encode with this ffmpeg binary instead of PyAV's FFmpeg (e.g. for libaom-av1)."),
+        click.option("--head", help="Head name or JSON file (default: the built-in model's head)."),
+        click.option("--frames", type=click.IntRange(1), default=8, show_default=True,
+                     help="Frames scored per encode (spread uniformly)."),
+        click.option("--workdir", type=click.Path(file_okay=False), help="Folder for temporary files (default: system temp)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def open_scorer(head, model: dict):
+    """A Scorer from ``model_options`` values, whatever options that decorator carries."""
+    from .api import Scorer
+
+    scorer = Scorer(head=head, max_pixels=DEFAULT_MAX_PIXELS, **model)
+    scorer.check_head()
+    return scorer
+
+
+@main.command("crf-search")
+@quiet_option
+@click.argument("input_path", metavar="INPUT")
+@click.option("--target", type=float, required=True, help="Score the encode must reach (on the head's scale).")
+@click.option("--samples", type=click.IntRange(1), default=4, show_default=True, help="Samples taken across the input.")
+@click.option("--sample-duration", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Seconds per sample.")
+@click.option("--min-crf", type=int, help="Lowest CRF searched (default: 10, or the encoder's minimum).")
+@click.option("--max-crf", type=int, help="Highest CRF searched (default: the encoder's maximum).")
+@click.option("--max-probes", type=click.IntRange(1, 64), default=6, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "ndjson"]), default="table", show_default=True,
+              help="ndjson: one JSON event per line on stdout (samples, probe..., result; error when it fails).")
+@encoder_options
+@model_options
+@guarded
+def crf_search_command(input_path, target, samples, sample_duration, min_crf, max_crf, max_probes, fmt, encoder, preset,
+                       ffmpeg, head, frames, workdir, **model):
+    """Find the CRF whose encode of INPUT scores --target, from scored samples (ab-av1 style).
+
+    Exit 0 with a result, 1 when the target is out of reach or something failed (one line on stderr; with
+    --format ndjson the probes already printed stay valid and an error event marks the run partial).
+    """
+    from .crf_search import crf_search
+
+    def on_event(event: dict) -> None:
+        if fmt == "ndjson":
+            click.echo(json.dumps(event))
+            sys.stdout.flush()
+        elif event["type"] == "probe":
+            log.info("crf %d: score %.2f, %.0f kbps", event["crf"], event["score"], event["kbps"])
+
+    scorer = open_scorer(head, model)
+    result = crf_search(input_path, scorer, encoder, target, samples=samples, sample_duration=sample_duration,
+                        frames=frames, min_crf=min_crf, max_crf=max_crf, max_probes=max_probes, preset=preset,
+                        ffmpeg=ffmpeg, workdir=workdir, on_event=on_event)
+    if fmt == "table":
+        click.echo(f"{encoder} crf {result.crf}: predicted score {result.score:.2f} (target {target:g}), "
+                   f"{result.kbps:.0f} kbps, {result.predicted_bytes / 1e6:.2f} MB for the whole input")
+    if not result.reached:
+        fail(f"target {target:g} not reached: even CRF {result.crf} scores {result.score:.2f}")
+        sys.exit(1)
+
+
+@main.command("ladder")
+@quiet_option
+@click.argument("input_path", metavar="INPUT")
+@click.option("--heights", default="1080,720,540,360", show_default=True,
+              help="Rendition heights; those above the source's are skipped.")
+@click.option("--crf", "crf_grid", default="18:42:4", show_default=True, help="CRFs: START:STOP:STEP or a list a,b,c.")
+@click.option("--display", help="WxH the renditions are upscaled to and scored at (default: the source size).")
+@click.option("--rungs", type=click.IntRange(1), default=4, show_default=True, help="Rungs to recommend from the hull.")
+@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False),
+              help="Folder for ladder.csv, ladder.json and ladder.png (ladder.partial.* if the run stops early).")
+@click.option("--keep-renditions", is_flag=True, help="Keep the encodes in OUT/renditions.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="stdout: a table of the renditions, or the ladder JSON.")
+@encoder_options
+@model_options
+@guarded
+def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, keep_renditions, fmt, encoder, preset, ffmpeg,
+                   head, frames, workdir, **model):
+    """Encode INPUT at every height x CRF, score each rendition at the display size, and recommend rungs
+    from the upper convex hull of score against bitrate.
+
+    Exit 0 when the grid is complete, 1 when it stopped early (the finished renditions are written as
+    ladder.partial.csv/json/png and the error is one line on stderr).
+    """
+    from .ladder import build_ladder, parse_crfs, save
+
+    try:
+        sizes = [int(h) for h in heights.split(",")]
+        shown = tuple(int(v) for v in display.lower().split("x")) if display else None
+    except ValueError:
+        raise click.BadParameter("give numbers: --heights 1080,720 and --display 1920x1080") from None
+    if shown is not None and len(shown) != 2:
+        raise click.BadParameter("give WxH, e.g. 1920x1080", param_hint="--display")
+    scorer = open_scorer(head, model)
+    ladder = build_ladder(input_path, scorer, encoder, sizes, parse_crfs(crf_grid), display=shown, frames=frames,
+                          rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
+                          keep=Path(outdir) / "renditions" if keep_renditions else None,
+                          on_rendition=lambda r: log.info("%dp crf %d: %.0f kbps, score %.2f", r.height, r.crf,
+                                                          r.kbps, r.score))
+    paths = save(ladder, outdir)
+    if fmt == "json":
+        click.echo(json.dumps(ladder.record()))
+    else:
+        table = ladder.table()
+        table["mark"] = np.where(table["rung"], "rung", np.where(table["on_hull"], "hull", ""))
+        click.echo(table[["height", "width", "crf", "kbps", "score", "mark"]].to_string(index=False, float_format="%.2f"))
+    log.info("wrote %s", ", ".join(map(str, paths)))
+    if ladder.partial:
+        fail(f"ladder stopped early, {len(ladder.renditions)} renditions kept as partial: {ladder.error}")
+        sys.exit(1)

@@ -17,3 +17,7 @@ class ModelError(ContriqueError):
 
 class UnsupportedError(ContriqueError):
     """An optional backend, decoder or device that is not available here."""
+
+
+class EncodeError(ContriqueError):
+    """An encoder or an external ffmpeg that failed; results finished before it are kept and marked partial."""

@@ -1,0 +1,75 @@
+"""Helpers for the encoding tests: a stand-in scorer (fast, deterministic, no model) and fake ffmpeg binaries.
+
+The stand-in scores a file by its bitrate (more bits, higher score), so CRF-search and ladder logic can be
+checked exactly without the cost of the network; the real model is exercised by the CLI tests.
+"""
+
+from __future__ import annotations
+
+import math
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from contrique_video.encode import describe
+
+
+@dataclass
+class StubHead:
+    name: str = "stub"
+    scale: str = "MOS"
+    range: tuple = (0.0, 100.0)
+    higher_is_better: bool = True
+
+
+@dataclass
+class StubResult:
+    score: float
+    pooled: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        return {"score": self.score, "pooled": self.pooled}
+
+
+class StubScorer:
+    """Score = 10 * ln(kbps) of the file scored, and the sizes of the files it was asked to score."""
+
+    def __init__(self):
+        self.sizes: list[tuple[int, int]] = []
+
+    def check_head(self) -> StubHead:
+        return StubHead()
+
+    def score(self, path, sampling=None) -> StubResult:
+        info = describe(path)
+        self.sizes.append((info.width, info.height))
+        s = 10 * math.log(info.kbps)
+        return StubResult(s, {"p5": s})
+
+
+def real_ffmpeg() -> str:
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs an ffmpeg binary: pip install imageio-ffmpeg")
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def fake_ffmpeg(folder: Path, fail_from_call: int, code: int = 7) -> Path:
+    """An ffmpeg that runs the real one for its first calls, then fails with ``code`` from call ``fail_from_call``."""
+    path = folder / "ffmpeg-flaky"
+    path.write_text(
+        "#!/bin/sh\n"
+        f'n=$(cat "{folder}/calls" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "{folder}/calls"\n'
+        f'if [ "$n" -ge {fail_from_call} ]; then echo "simulated encoder crash" >&2; exit {code}; fi\n'
+        f'exec "{real_ffmpeg()}" "$@"\n'
+    )
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Names left in a --workdir (temporary folders must be gone)."""
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+__all__ = ["StubScorer", "fake_ffmpeg", "leftovers", "real_ffmpeg"]

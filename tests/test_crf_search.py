@@ -1,0 +1,120 @@
+"""CRF search: sample placement, the probe logic on known curves, the loop, NDJSON events and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from contrique_video.cli import main
+from contrique_video.crf_search import Probe, choose, crf_search, next_crf, sample_spans
+from contrique_video.encode import encode, lossless_reel
+from contrique_video.errors import InputError
+from encoding_helpers import StubScorer, fake_ffmpeg, leftovers
+from media import make_clip
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("crf") / "src.mp4", size=(160, 90), frames=48)
+
+
+def line(crf: int, slope: float = -2.0, at0: float = 100.0) -> Probe:
+    return Probe(crf, at0 + slope * crf, 1000 * (60 - crf), 8.0 * (60 - crf))
+
+
+def test_sample_spans_are_centred_and_deterministic():
+    assert sample_spans(10.0, 4, 1.0) == [(0.75, 1.0), (3.25, 1.0), (5.75, 1.0), (8.25, 1.0)]
+    assert sample_spans(2.0, 1, 2.0) == [(0.0, 2.0)]
+    with pytest.raises(InputError, match=r"clip.mp4 is 3.00 s long, shorter than the 4 samples x 1 s requested"):
+        sample_spans(3.0, 4, 1.0, "clip.mp4")
+    with pytest.raises(InputError, match="duration is unknown"):
+        sample_spans(None, 1, 1.0)
+
+
+def test_probes_close_the_bracket_on_a_known_line():
+    probes = [line(30)]  # score 100 - 2 crf, target 50: the answer is CRF 25
+    while (crf := next_crf(probes, 50, 10, 51, True)) is not None:
+        probes.append(line(crf))
+    assert [p.crf for p in probes] == [30, 20, 25, 26]
+    result = choose(probes, 50, True, "libx264", duration=10.0)
+    assert (result.crf, result.score, result.reached) == (25, 50.0, True)
+    assert result.kbps == pytest.approx(8.0 * 35)
+    assert result.predicted_bytes == round(8.0 * 35 * 1000 / 8 * 10)
+
+
+def test_noisy_probes_are_made_monotone():
+    probes = [Probe(20, 60, 3, 3), Probe(30, 45, 1, 1), Probe(25, 44, 2, 2)]  # 25 scored below 30: noise
+    assert 20 < next_crf(probes, 50, 10, 51, True) < 25
+
+
+def test_lower_is_better_and_unreachable_targets():
+    probes = [line(c, slope=2.0, at0=0.0) for c in (20, 30)]  # DMOS-like: 2 crf
+    assert choose(probes, 50, False, "x", 1.0).crf == 25
+    high = [line(c) for c in (10, 20)]  # best is 80 at CRF 10
+    result = choose(high, 90, True, "x", 1.0)
+    assert (result.crf, result.reached) == (10, False)
+    assert next_crf(high, 90, 10, 51, True) is None  # CRF 10 is the bottom of the range: nothing left to try
+
+
+def test_search_loop_brackets_the_target(clip, tmp_path):
+    events = []
+    stub = StubScorer()
+    result = crf_search(clip, stub, "libx264", 50.0, samples=2, sample_duration=0.5, preset="ultrafast",
+                        max_probes=8, workdir=tmp_path, on_event=events.append)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "samples" and kinds[-1] == "result" and set(kinds[1:-1]) == {"probe"}
+    assert events[0]["frames"] == 24 and events[0]["spans"] == [[0.25, 0.5], [1.25, 0.5]]
+    crfs = [e["crf"] for e in events if e["type"] == "probe"]
+    assert len(set(crfs)) == len(crfs)
+    assert result.reached and result.score >= 50.0
+    above = [p for p in result.probes if p.crf <= result.crf and p.score >= 50]
+    below = [p for p in result.probes if p.crf > result.crf and p.score < 50]
+    assert above and below and min(p.crf for p in below) - result.crf <= 1  # bracket closed at one CRF
+    assert leftovers(tmp_path) == []
+    reel = lossless_reel(clip, tmp_path / "reel.mkv", [(0.25, 0.5), (1.25, 0.5)])  # the pick really scores ~ target
+    assert stub.score(encode(reel.path, tmp_path / "e.mkv", "libx264", result.crf, preset="ultrafast").path).score >= 50
+
+
+def cli(*args):
+    return CliRunner().invoke(main, ["crf-search", *map(str, args)], catch_exceptions=False)
+
+
+def test_cli_ndjson_events_with_the_model(clip, tmp_path):
+    res = cli(clip, "--target", 40, "--samples", 2, "--sample-duration", 0.5, "--frames", 2, "--max-probes", 2,
+              "--preset", "ultrafast", "--format", "ndjson", "--workdir", tmp_path, "-q")
+    events = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["samples", "probe", "probe", "result"]
+    for probe in events[1:3]:
+        assert set(probe) == {"type", "crf", "score", "bytes", "kbps"}
+        assert isinstance(probe["crf"], int) and probe["bytes"] > 0
+    result = events[-1]
+    assert {"encoder", "target", "crf", "score", "kbps", "predicted_bytes", "reached", "probes"} <= set(result)
+    assert res.exit_code == (0 if result["reached"] else 1)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", 150], "error: target 150 is outside the range 0..100 of head 'clive' (MOS)"),
+    (["--target", 50, "--samples", 5], "shorter than the 5 samples x 2 s requested"),
+    (["--target", 50, "--encoder", "libaom-av1"], "encoder libaom-av1 is not available in PyAV's FFmpeg"),
+])
+def test_cli_bad_input_is_one_line(clip, args, message):
+    res = cli(clip, *args)
+    assert res.exit_code == 1
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_ffmpeg_failing_mid_way_keeps_probes_marked_partial(clip, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    flaky = fake_ffmpeg(tmp_path, fail_from_call=3)  # 1: list encoders, 2: first probe, 3: second probe fails
+    res = cli(clip, "--target", 40, "--samples", 2, "--sample-duration", 0.5, "--frames", 1, "--preset", "ultrafast",
+              "--ffmpeg", flaky, "--format", "ndjson", "--workdir", work, "-q")
+    events = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["samples", "probe", "error"]
+    assert events[-1]["partial"] is True and events[-1]["probes"] == 1
+    assert res.exit_code == 1
+    assert res.stderr.strip().endswith("simulated encoder crash") and len(res.stderr.strip().splitlines()) == 1
+    assert leftovers(work) == []
