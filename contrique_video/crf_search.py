@@ -23,7 +23,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from .encode import check_encoder, check_crf, encode, lossless_reel, media_info
 from .errors import ContriqueError, InputError
-from .sampler import Sampling
+from .hooks import centred
 
 DEFAULT_MIN_CRF = 10
 
@@ -155,7 +155,7 @@ def crf_search(
         try:
             while crf is not None and len(probes) < max_probes:
                 out = encode(reel.path, Path(tmp) / f"crf{crf}.mkv", encoder, crf, preset=preset, ffmpeg=ffmpeg)
-                scored = scorer.score(out.path, sampling=Sampling("frames", frames))
+                scored = scorer.score(out.path, sampling=centred(frames, reel.seconds))
                 out.path.unlink()
                 probe = Probe(crf, scored.score, out.bytes, out.kbps)
                 probes.append(probe)

@@ -20,6 +20,17 @@ from .encode import describe, upscale
 from .sampler import Sampling
 
 
+def centred(frames: int, seconds: float) -> Sampling:
+    """``frames`` frames near the middles of equal parts of an encode, never its first frame.
+
+    The default sampling always takes the first frame, a key frame that an encoder gives more bits than
+    the rest; scoring it in a few-frame sample of every encode would make each one look better than its
+    average frame, and a short CRF-search sample (a key frame per sample) more than a full encode.
+    """
+    offset = seconds / frames / 2
+    return Sampling("frames", frames, start=offset, duration=max(seconds - offset, 1e-3))
+
+
 @functools.lru_cache(maxsize=1)
 def default_scorer():
     """The built-in model and head, loaded on first use and kept for the process."""
@@ -33,22 +44,23 @@ def score_rendition(
     display: tuple[int, int] | None = None,
     *,
     scorer=None,
-    sampling: Sampling = Sampling("frames", 8),
+    frames: int = 8,
     workdir: str | os.PathLike | None = None,
     inspect: Callable[[Path], None] | None = None,
 ) -> dict:
     """The score record of an encode (``score --format json`` keys) plus its size, bitrate and geometry.
 
+    ``frames`` frames are scored, spread over the encode (see :func:`centred`).
     ``display`` is the (width, height) it is viewed at (default: its own size). ``inspect`` receives the
     display-size file that was scored (a lossless upscale, or the encode itself) before temporary files go,
     e.g. to run a full-reference metric on exactly the same pixels.
     """
     scorer = scorer or default_scorer()
     encoded = describe(path)
-    size = display or (encoded.width, encoded.height)
+    size = (int(display[0]), int(display[1])) if display else (encoded.width, encoded.height)
     with tempfile.TemporaryDirectory(prefix="contrique-rendition-", dir=workdir) as tmp:
         shown = Path(path) if size == (encoded.width, encoded.height) else upscale(path, Path(tmp) / "display.mkv", size).path
-        result = scorer.score(shown, sampling=sampling)
+        result = scorer.score(shown, sampling=centred(frames, encoded.seconds))
         if inspect is not None:
             inspect(shown)
     return {**result.record(), "file": str(path), "bytes": encoded.bytes, "kbps": encoded.kbps,

@@ -23,7 +23,6 @@ import pandas as pd
 from .encode import check_crf, check_encoder, encode, media_info, scaled_size
 from .errors import ContriqueError, InputError
 from .hooks import score_rendition
-from .sampler import Sampling
 
 log = logging.getLogger("contrique_video")
 COLUMNS = ["height", "width", "crf", "bytes", "kbps", "score", "p5", "on_hull", "rung"]
@@ -169,7 +168,7 @@ def build_ladder(
                     out = encode(path, Path(tmp) / name, encoder, crf, height=height, preset=preset, ffmpeg=ffmpeg)
                     width = scaled_size(info.width, info.height, height)[0]
                     seen = (lambda f, h=height, c=crf: inspect(h, c, f)) if inspect else None
-                    rec = score_rendition(out.path, size, scorer=scorer, sampling=Sampling("frames", frames),
+                    rec = score_rendition(out.path, size, scorer=scorer, frames=frames,
                                           workdir=tmp, inspect=seen)
                     rendition = Rendition(height, width, crf, out.bytes, out.kbps, rec["score"], rec["pooled"]["p5"])
                     ladder.renditions.append(rendition)

@@ -2,7 +2,7 @@
 """Check ``crf-search`` end to end: does a full encode at the chosen CRF score within 2 points of the target?
 
 Generates a natural-looking source (scripts/make_clips.py), runs the CRF search on it, encodes the whole
-source at the chosen CRF, scores that encode with the same frames-per-second of video as the probes, and
+source at the chosen CRF, scores that encode (frames centred in equal parts, as the probes), and
 prints one JSON line with the verdict. Without --target, the target is the source's own score minus
 --below, so it is reachable whatever the content.
 
@@ -23,7 +23,7 @@ from make_clips import write_clip
 from contrique_video.api import Scorer
 from contrique_video.crf_search import crf_search
 from contrique_video.encode import encode
-from contrique_video.sampler import Sampling
+from contrique_video.hooks import centred
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         src = write_clip(args.content, folder / f"{args.content}-{height}p.mp4", width, height, args.seconds)
         target = args.target
         if target is None:
-            source_score = scorer.score(src, sampling=Sampling("frames", args.full_frames)).score
+            source_score = scorer.score(src, sampling=centred(args.full_frames, args.seconds)).score
             target = round(source_score - args.below, 1)
             print(json.dumps({"type": "source", "score": source_score, "target": target}), flush=True)
         result = crf_search(src, scorer, args.encoder, target, samples=args.samples,
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                             preset=args.preset, on_event=lambda e: print(json.dumps(e), flush=True))
         full = encode(src, folder / f"{args.content}-{args.encoder}-crf{result.crf}.mkv", args.encoder, result.crf,
                       preset=args.preset)
-        scored = scorer.score(full.path, sampling=Sampling("frames", args.full_frames))
+        scored = scorer.score(full.path, sampling=centred(args.full_frames, full.seconds))
     verdict = {"type": "check", "content": args.content, "size": args.size, "encoder": args.encoder, "target": target,
                "crf": result.crf, "predicted_score": result.score, "full_encode_score": scored.score,
                "error": scored.score - target, "within_2": abs(scored.score - target) <= 2,

@@ -6,7 +6,9 @@ rendition is scored by us upscaled (bicubic) to the display size, and the very s
 measured with libvmaf (vmaf_v0.6.1) against the source, using the static FFmpeg of imageio-ffmpeg
 (``pip install 'contrique-video[vmaf]'``). Reported: Spearman rank correlation (SRCC) with VMAF within each
 content and across all renditions of all contents, for our score and for two trivial baselines, the
-encode's bitrate and the lossless (x264 QP 0) file size of the display-size rendition.
+encode's bitrate and the lossless (x264 QP 0) file size of the display-size rendition. The pooled
+features of every rendition go to ``features.npz`` next to ``results.csv``, for fitting a VMAF-calibrated
+head (scripts/fit_vmaf_head.py).
 
     python scripts/vmaf_check.py --out runs/vmaf --size 1280x720 --heights 720,480,360 --crf 24,32,40
 """
@@ -45,6 +47,21 @@ def vmaf(distorted: Path, reference: Path, model: str = "vmaf_v0.6.1") -> float:
         return float(json.loads(log.read_text())["pooled_metrics"]["vmaf"]["mean"])
 
 
+class Recording:
+    """A scorer that remembers the pooled feature of the last file it scored."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer, self.feature = scorer, None
+
+    def check_head(self):
+        return self.scorer.check_head()
+
+    def score(self, path, sampling):
+        result = self.scorer.score(path, sampling=sampling)
+        self.feature = result.feature
+        return result
+
+
 def srcc(frame: pd.DataFrame, column: str) -> float:
     return float(spearmanr(frame[column], frame["vmaf"]).statistic)
 
@@ -62,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="torch")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
-    scorer = Scorer(backend=args.backend)
+    scorer = Recording(Scorer(backend=args.backend))
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, t0 = [], time.time()
+    rows, features, t0 = [], [], time.time()
     for content in args.contents.split(","):
         assert content in CONTENTS, content
         src = write_clip(content, args.out / "sources" / f"{content}.mp4", width, height, args.seconds)
@@ -73,17 +90,21 @@ def main(argv: list[str] | None = None) -> int:
         def inspect(h: int, crf: int, shown: Path, src=src, measured=measured) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 lossless = upscale(shown, Path(tmp) / "lossless.mkv", (width, height))
-                measured[(h, crf)] = {"vmaf": vmaf(shown, src), "lossless_bytes": lossless.bytes}
+                measured[(h, crf)] = {"vmaf": vmaf(shown, src), "lossless_bytes": lossless.bytes,
+                                      "feature": scorer.feature}
 
         ladder = build_ladder(src, scorer, args.encoder, [int(h) for h in args.heights.split(",")],
                               parse_crfs(args.crf), frames=args.frames, preset="medium", inspect=inspect)
         for r in ladder.renditions:
-            row = {"content": content, "height": r.height, "crf": r.crf, "kbps": r.kbps, "score": r.score,
-                   **measured[(r.height, r.crf)]}
+            extra = dict(measured[(r.height, r.crf)])
+            features.append(extra.pop("feature"))
+            row = {"content": content, "height": r.height, "crf": r.crf, "kbps": r.kbps, "score": r.score, **extra}
             rows.append(row)
             print(json.dumps(row), flush=True)
     table = pd.DataFrame(rows)
     table.to_csv(args.out / "results.csv", index=False, float_format="%.4f")
+    np.savez(args.out / "features.npz", features=np.stack(features), vmaf=table["vmaf"].to_numpy(),
+             content=table["content"].to_numpy(str), height=table["height"].to_numpy(), crf=table["crf"].to_numpy())
     summary = {"renditions": len(table), "contents": table["content"].nunique(), "seconds": round(time.time() - t0)}
     for column in ("score", "lossless_bytes", "kbps"):
         within = table.groupby("content").apply(lambda g, c=column: srcc(g, c), include_groups=False)

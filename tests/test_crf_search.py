@@ -118,3 +118,11 @@ def test_ffmpeg_failing_mid_way_keeps_probes_marked_partial(clip, tmp_path):
     assert res.exit_code == 1
     assert res.stderr.strip().endswith("simulated encoder crash") and len(res.stderr.strip().splitlines()) == 1
     assert leftovers(work) == []
+
+
+def test_probes_never_score_the_first_frame_of_a_sample():
+    from contrique_video.hooks import centred
+
+    s = centred(4, 2.0)  # a reel of two 1 s samples: key frames at 0 s and 1 s
+    targets = [s.start + k * s.duration / 4 for k in range(4)]
+    assert targets == [0.25, 0.6875, 1.125, 1.5625]

@@ -52,9 +52,6 @@ def test_one_pass_score_equals_scoring_the_output(clip, tmp_path):
 
 
 def test_ffmpeg_failure_is_one_line_and_partial(clip, tmp_path):
-    run = plugin("--ffmpeg", real_ffmpeg(), "--", "-loglevel", "error", "-i", tmp_path / "missing.mp4", tmp_path / "o.mp4")
-    assert run.returncode == 1
-    assert run.stderr.strip().splitlines()[-1].startswith("ffmpeg-score: error: ffmpeg exited with code")
     dies = tmp_path / "ffmpeg-dies-late"  # encodes everything, then exits 5: the score is kept, marked partial
     dies.write_text(f'#!/bin/sh\n"{real_ffmpeg()}" "$@"\nexit 5\n')
     dies.chmod(0o755)

@@ -85,3 +85,16 @@ def test_cli_writes_csv_json_and_plot_with_the_model(clip, tmp_path):
     assert record["display"] == [160, 90] and record["head"] == "clive" and record["partial"] is False
     assert (tmp_path / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "rung" in res.stdout
+
+
+def test_hook_scores_a_segment_at_the_display_size(clip, tmp_path):
+    from contrique_video.encode import encode
+    from contrique_video.hooks import score_rendition
+
+    seg = encode(clip, tmp_path / "seg.mkv", "libx264", 30, height=64, preset="ultrafast")
+    stub, seen = StubScorer(), []
+    record = score_rendition(seg.path, display=[320, 180], scorer=stub, workdir=tmp_path, inspect=seen.append)
+    assert stub.sizes == [(320, 180)] and seen[0].name == "display.mkv"
+    assert (record["width"], record["height"], record["display"]) == (114, 64, [320, 180])
+    assert record["bytes"] == seg.bytes and record["kbps"] == pytest.approx(seg.kbps)
+    assert record["file"] == str(seg.path) and leftovers(tmp_path) == ["seg.mkv"]
