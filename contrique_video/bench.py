@@ -8,7 +8,6 @@ drift from run to run; the ratios are what the README reports.
 from __future__ import annotations
 
 import logging
-import resource
 import subprocess
 import sys
 import tempfile
@@ -206,22 +205,27 @@ def clive_check(backend: str, precision: str, clive: Path, cache: Path, limit: i
             "max_abs_score_diff": float(np.abs(new - ref).max()), "mean_abs_score_diff": float(np.abs(new - ref).mean())}
 
 
+_MEASURED_RUN = """
+import resource, sys
+from contrique_video.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
 def peak_rss_mib(args: list[str]) -> float:
-    """Peak resident memory of one ``contrique-video`` run in a child process (Linux ru_maxrss is KiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-m", "contrique_video", "-q", *args], check=True, stdout=subprocess.DEVNULL)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if after <= before:
-        log.warning("ru_maxrss of children did not grow; the memory figure is a lower bound")
-    return after / 1024
+    """Peak resident memory of one ``contrique-video`` run, reported by the child itself (Linux: KiB)."""
+    run = subprocess.run([sys.executable, "-c", _MEASURED_RUN, "-q", *args], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"contrique-video {' '.join(args)} failed: {run.stderr.strip()[-300:]}")
+    return int(run.stderr.strip().splitlines()[-1]) / 1024
 
 
 def memory_check(backend: str, precision: str) -> dict:
-    """Peak memory scoring a 10 s and a 60 s clip (1 frame per second scored), and one 4K frame.
-
-    Each run is its own child process, the shorter first, because RUSAGE_CHILDREN reports the maximum
-    over all children so far: the longer clip can only raise it.
-    """
+    """Peak memory scoring a 10 s and a 60 s clip (1 frame per second scored), and one 4K frame, each in a
+    process of its own."""
     opts = ["--backend", backend, "--precision", precision]
     with tempfile.TemporaryDirectory() as tmp:
         short, long, uhd = (Path(tmp) / n for n in ("10s.mp4", "60s.mp4", "4k.png"))
@@ -250,11 +254,13 @@ def markdown(rows: list[Row], info: dict) -> str:
 
 
 def run(weights: Path, candidates: list[tuple[str, str]], frames: int = 3, repeats: int = 2, threads: int | None = None,
-        clive: Path | None = None, clive_limit: int | None = None, memory: bool = True,
+        clive: Path | None = None, clive_limit: int | None = None, memory: bool = True, speed: bool = True,
         cache: Path = Path("runs/bench")) -> dict:
-    """The whole benchmark; returns a JSON-ready dict with a markdown table under ``"table"``."""
-    rows, info = speed_table(weights, candidates, frames, repeats, threads)
-    result = {"rows": [asdict(r) for r in rows], **info, "table": markdown(rows, info)}
+    """The benchmark's parts; returns a JSON-ready dict, with the speed table as markdown under ``"table"``."""
+    result: dict = {}
+    if speed:
+        rows, info = speed_table(weights, candidates, frames, repeats, threads)
+        result = {"rows": [asdict(r) for r in rows], **info, "table": markdown(rows, info)}
     if clive:
         # The default path and every reduced precision; other fp32 paths match eager to ~1e-6 in features.
         checked = [candidates[0]] + [c for c in candidates[1:] if c[1] != "fp32"]

@@ -123,15 +123,10 @@ def test_unavailable_choices_name_what_is_available(monkeypatch):
 def test_auto_choice(monkeypatch):
     import importlib.util
 
-    monkeypatch.setattr(backend_mod, "cpu_has_bf16", lambda: False)
-    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
-    assert auto_choice("cpu") == ("torch-compile", "fp32")
-    monkeypatch.setattr(backend_mod, "cpu_has_bf16", lambda: True)
-    assert auto_choice("cpu") == ("torch-compile", "bf16")
-    monkeypatch.setattr(shutil, "which", lambda name: None)  # no C++ compiler for Inductor
-    assert auto_choice("cpu") == ("onnxruntime", "fp32")
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n: None if n == "tensorrt" else real(n))
+    assert auto_choice("cpu") == ("onnxruntime", "fp32")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n: None if n in ("tensorrt", "onnxruntime") else real(n))
+    assert auto_choice("cpu") == ("torch", "fp32")
     assert auto_choice("cuda") == ("torch", "fp16")
     monkeypatch.setattr(importlib.util, "find_spec", lambda n: object() if n == "tensorrt" else real(n))
     assert auto_choice("cuda") == ("tensorrt", "fp16")
