@@ -151,7 +151,7 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
 
 @main.command()
 @quiet_option
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("--head", help="Head name (see `info`) or a head JSON file (default: the built-in model's head).")
 @sampling_options
 @model_options
@@ -166,10 +166,18 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up on an input after this many seconds.")
 @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse frames larger than this (the default admits 4096x2304, so all 4K).")
+@click.option("--engine", metavar="ADDRESS|local",
+              help="Score on a Dask cluster: its scheduler (tcp://HOST:8786 or a scheduler .json file), or `local` "
+                   "for worker processes here. Same records as a local run.")
+@click.option("--workers", "engine_workers", type=click.IntRange(1, 1024), help="Worker processes for --engine local (default: one per core).")
+@click.option("--manifest", type=click.Path(dir_okay=False), help="CSV or Parquet list of inputs (a `file` or `path` column), added to INPUT...")
+@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
+              help="Also write every record (with --resume, the earlier ones too) as one Parquet table at the end.")
 @click.pass_context
 @guarded
 def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
-          threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, timeout, max_pixels):
+          threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, timeout, max_pixels,
+          engine, engine_workers, manifest, parquet_path):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
     Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
@@ -177,13 +185,23 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     """
     from .api import Scorer
     from .batch import Terminated, expand_inputs, sigterm_as_exception, time_limit
+    from .distributed import read_manifest, read_records, write_parquet
     from .writer import FrameLog, RecordLog
 
     if resume and not output:
         raise click.UsageError("--resume needs --output (the file that records finished inputs)")
     sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
+    if not inputs and not manifest:
+        raise click.UsageError("Missing argument 'INPUTS...' (or --manifest FILE)")
     names = expand_inputs(list(inputs))
-    guard_outputs([*names, weights, head], frames_csv, plot_path, output)
+    if manifest:
+        names = list(dict.fromkeys(names + read_manifest(manifest)))
+    guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path)
+    if engine:
+        sys.exit(score_on_engine(ctx, names, engine, engine_workers, sampling, decoder, fmt, frames_csv, plot_path,
+                                 output, resume, timeout, parquet_path,
+                                 dict(weights=weights, head=head, device=device, backend=backend, precision=precision,
+                                      batch_size=batch_size, threads=threads, max_pixels=max_pixels)))
     scorer = Scorer(weights=weights, head=head, device=device, backend=backend, precision=precision,
                     batch_size=batch_size, threads=threads,
                     max_pixels=max_pixels)
@@ -196,6 +214,8 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         names = [n for n in names if n not in records.done]
     frame_log = FrameLog(frames_csv) if frames_csv else None
     results, failures = [], 0
+    finished: list[dict] = []  # for --parquet, after the records of earlier runs
+    earlier = read_records(output) if parquet_path and records and records.done else []
     try:
         with sigterm_as_exception():
             for name in names:
@@ -227,6 +247,8 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
                     emit(result, fmt, first=len(results) == 1)
                 if records:
                     records.write(record)
+                if parquet_path:
+                    finished.append(record)
     except Terminated:
         fail(f"terminated: {len(results)} inputs scored before SIGTERM are kept")
         sys.exit(143)
@@ -235,6 +257,8 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
             frame_log.close(keep=frame_log.rows > 0)
         if records:
             records.close()
+        if parquet_path and (finished or earlier):
+            write_parquet(earlier + finished, parquet_path)
     if fmt == "table" and results:
         click.echo(format_table(results))
     if plot_path and results:
@@ -242,6 +266,32 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
 
         plot_frames(results, plot_path)
     sys.exit(1 if failures else 0)
+
+
+def score_on_engine(ctx, names, engine, workers, sampling, decoder, fmt, frames_csv, plot_path, output, resume, timeout,
+                    parquet_path, scorer_options: dict) -> int:
+    """``score --engine``: each input is a task on a Dask cluster; stdout, --output and exit codes as locally."""
+    from click.core import ParameterSource
+
+    from .distributed import run_on_engine
+
+    if "-" in names:
+        raise click.UsageError("`-` (stdin) cannot be scored with --engine; give files")
+    if ctx.get_parameter_source("device") is ParameterSource.DEFAULT:
+        scorer_options["device"] = "auto"  # each worker uses its GPU if it has one
+    code, results = run_on_engine(names, engine, workers=workers, sampling=sampling, decoder=decoder,
+                                  scorer_options=scorer_options, timeout=timeout, output=output, resume=resume,
+                                  frames_csv=frames_csv, parquet=parquet_path,
+                                  keep_results=fmt == "table" or bool(plot_path),
+                                  emit=lambda result, first: emit(result, fmt, first), fail=fail,
+                                  progress=not ctx.obj["quiet"])
+    if fmt == "table" and results:
+        click.echo(format_table(results))
+    if plot_path and results:
+        from .plot import plot_frames
+
+        plot_frames(results, plot_path)
+    return code
 
 
 def guard_outputs(inputs, *outputs) -> None:
