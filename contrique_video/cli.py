@@ -88,7 +88,7 @@ def sampling_options(fn):
     options = [
         click.option("--all", "all_frames", is_flag=True, help="Score every frame."),
         click.option("--fps", type=float, help="Score F frames per second of video time."),
-        click.option("--frames", type=int, help="Score N frames spread uniformly over the time range (default 32)."),
+        click.option("--frames", type=int, help="Score N frames spread uniformly over the time range (default 64)."),
         click.option("--every", type=int, help="Score every K-th frame."),
         click.option("--keyframes", is_flag=True, help="Score key frames only (fast: other frames are not decoded)."),
         click.option("--start", type=float, default=0.0, show_default=True, help="Start time in seconds."),
@@ -446,34 +446,38 @@ def export_onnx(weights, precision, calibrate, table, output):
 @main.command()
 @quiet_option
 @click.option("--candidates", default=None,
-              help="BACKEND:PRECISION,... to time against the official eager fp32 path "
-                   "(default: every CPU path this machine has).")
+              help="BACKEND:PRECISION,... to time against the official eager fp32 path; the first is the one "
+                   "checked on CLIVE and for memory (default: auto's choice, then every other CPU path).")
 @click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="1080p frames timed per candidate.")
 @click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 1024))
 @click.option("--clive", type=click.Path(file_okay=False), help="CLIVE folder (mos.csv, images/): SRCC change per candidate.")
 @click.option("--clive-limit", type=click.IntRange(1), help="Only the first N CLIVE images.")
+@click.option("--speed/--no-speed", default=True, show_default=True, help="Time the candidates on 1080p frames.")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="Peak memory for 10 s vs 60 s clips and a 4K frame, with the first candidate.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Also write the full results as JSON.")
 @guarded
-def bench(candidates, frames, repeats, threads, clive, clive_limit, memory, output):
+def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memory, output):
     """Seconds per 1080p frame, speed-up over eager fp32, share of peak, feature error; prints a markdown table."""
     from . import bench as benchmark
     from .api import builtin_weights
-    from .backend import cpu_has_bf16
+    from .backend import auto_choice, cpu_has_bf16
 
     if candidates:
         pairs = [tuple(c.split(":", 1)) for c in candidates.split(",")]
         if any(len(p) != 2 for p in pairs):
             raise click.BadParameter("give BACKEND:PRECISION pairs, e.g. torch-compile:fp32", param_hint="--candidates")
     else:
-        pairs = [("torch-compile", "fp32"), ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+        pairs = [auto_choice("cpu"), ("torch-compile", "fp32"), ("torch", "fp32"), ("onnxruntime", "int8")]
         if cpu_has_bf16():
-            pairs[1:1] = [("torch-compile", "bf16")]
+            pairs.append(("torch-compile", "bf16"))
+        pairs = list(dict.fromkeys(pairs))
     result = benchmark.run(builtin_weights(), pairs, frames=frames, repeats=repeats, threads=threads,
-                           clive=Path(clive) if clive else None, clive_limit=clive_limit, memory=memory)
-    click.echo(result["table"])
+                           clive=Path(clive) if clive else None, clive_limit=clive_limit, memory=memory,
+                           speed=speed)
+    if speed:
+        click.echo(result["table"])
     for name, check in result.get("clive", {}).items():
         click.echo(f"CLIVE ({check['images']} images) {name}: SRCC {check['srcc']:.4f} vs fp32 {check['srcc_fp32']:.4f} "
                    f"(change {check['srcc_change']:+.4f}); scores differ by {check['mean_abs_score_diff']:.3f} on "
