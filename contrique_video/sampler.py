@@ -48,7 +48,7 @@ class Sampling:
     """Which frames to score. See the module docstring for the exact rules."""
 
     mode: str = "frames"
-    value: float | None = 32
+    value: float | None = 64  # the smallest N within 1 point of all frames on 95% of clips (README, Sampling accuracy)
     start: float = 0.0
     duration: float | None = None
 

@@ -64,7 +64,7 @@ def test_invalid_values_raise_input_error(kwargs, words):
 
 def test_valid_values_and_defaults():
     s = Sampling()
-    assert (s.mode, s.value, s.start, s.duration) == ("frames", 32, 0.0, None)
+    assert (s.mode, s.value, s.start, s.duration) == ("frames", 64, 0.0, None)
     Sampling("fps", 0.5)
     Sampling("frames", 1)
     Sampling("frames", 7.0)  # a whole float is fine
@@ -76,7 +76,7 @@ def test_valid_values_and_defaults():
 @pytest.mark.parametrize(
     "sampling, text",
     [
-        (Sampling(), "32 frames uniformly"),
+        (Sampling(), "64 frames uniformly"),
         (Sampling("frames", 1), "1 frame uniformly"),
         (Sampling("fps", 1), "1 fps"),
         (Sampling("fps", 2.5), "2.5 fps"),
