@@ -182,7 +182,7 @@ class Scorer:
 
         ``on_open`` receives the expected number of frames (None if unknown) once the input is open.
         """
-        with open_source(path, decoder=decoder, device=self.device) as src, _naming(path):
+        with open_source(path, decoder=decoder, device=self.device, max_pixels=self.max_pixels) as src, _naming(path):
             if self.max_pixels and src.width * src.height > self.max_pixels:
                 raise InputError(f"{path}: {src.width}x{src.height} frames exceed --max-pixels {self.max_pixels}")
             if on_open is not None:

@@ -615,7 +615,7 @@ class ImageSource(FrameSource):
     duration = None
     fps = None
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, max_pixels: int | None = None) -> None:
         from PIL import Image, UnidentifiedImageError
 
         self.path = str(path)
@@ -627,6 +627,8 @@ class ImageSource(FrameSource):
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(self.path)
             with img:
+                if max_pixels and img.width * img.height > max_pixels:
+                    raise InputError(f"{self.path}: {img.width}x{img.height} frames exceed --max-pixels {max_pixels}")
                 self.codec = (img.format or Path(self.path).suffix.lstrip(".")).lower()
                 # Load first: Pillow's TIFF reader applies the orientation tag itself on
                 # load and then drops it, so reading the tag afterwards avoids turning twice.
@@ -854,12 +856,14 @@ def _rematrix(src: str, dst: str) -> np.ndarray:
 # --------------------------------------------------------------------------- entry point
 
 
-def open_source(path: str | os.PathLike, decoder: str = "pyav", threads: int = 0, device: str = "cpu") -> FrameSource:
+def open_source(path: str | os.PathLike, decoder: str = "pyav", threads: int = 0, device: str = "cpu",
+                max_pixels: int | None = None) -> FrameSource:
     """Open a video, a still image, or ``"-"`` (a stream on stdin) for decoding.
 
     ``decoder`` is "pyav" (default) or "decord" for videos; stills always use Pillow.
     ``threads`` is the decoder thread count (0: FFmpeg chooses). ``device`` "cuda" (or "cuda:N") decodes
     videos with NVDEC where FFmpeg can, else on the CPU with a warning (see :mod:`.gpu_decode`).
+    ``max_pixels`` refuses a still larger than that from its header, before it is decoded.
     Raises :class:`InputError` / :class:`UnsupportedError` with a one-line message.
     """
     name = str(decoder).strip().lower() if decoder is not None else "pyav"
@@ -884,7 +888,7 @@ def open_source(path: str | os.PathLike, decoder: str = "pyav", threads: int = 0
     p = Path(text)
     _check_path(p)
     if p.suffix.lower() in IMAGE_EXTENSIONS:
-        return ImageSource(p)
+        return ImageSource(p, max_pixels)
     if name == "decord":
         if kind == "cuda":
             log.warning("--device cuda: the decord decoder decodes on the CPU; use --decoder pyav for GPU decoding")

@@ -524,3 +524,14 @@ def test_metadata_that_is_not_utf8_does_not_stop_scoring(tmp_path):
     path.write_bytes(data.replace(b"TITLEMARK", b"T\xe9TLEMARK"))
     with open_source(path) as src:
         assert len(list(src.frames(Sampling("all")))) == 3
+
+
+def test_max_pixels_refuses_a_still_from_its_header_before_decoding(tmp_path):
+    """The size check must come before the decode: a truncated file proves nothing was decoded."""
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:120])  # header intact, pixel data cut
+    with pytest.raises(InputError, match=r"300x200 frames exceed --max-pixels 1000"):
+        open_source(path, max_pixels=1000)
+    with pytest.raises(InputError, match="cannot decode image"):
+        open_source(path)
