@@ -9,22 +9,18 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from media import make_clip, make_text
-from test_model import random_official_checkpoint
+from test_model import small_model_with_head
 
 from contrique_video.cli import main
-from contrique_video.head import LinearHead
 
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     d = tmp_path_factory.mktemp("batch")
-    random_official_checkpoint(d / "r18.pt", arch="resnet18")
-    LinearHead(weights=np.random.default_rng(0).normal(size=1024), intercept=50.0, name="t", features="weights:r18.pt",
-               trained_on="random", scale="MOS", range=(0, 100), higher_is_better=True).save(d / "head.json")
+    small_model_with_head(d, head_seed=0)
     (d / "media").mkdir()
     for i in range(16):
         if i % 5 == 4:

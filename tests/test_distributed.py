@@ -13,19 +13,17 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 from media import make_clip, make_text
-from test_model import random_official_checkpoint
+from test_model import small_model_with_head
 
 distributed = pytest.importorskip("distributed", reason="needs Dask: pip install 'contrique-video[dask]'")
 
 from contrique_video import distributed as cvd  # noqa: E402
 from contrique_video.api import Scorer  # noqa: E402
 from contrique_video.cli import main  # noqa: E402
-from contrique_video.head import LinearHead  # noqa: E402
 from contrique_video.sampler import Sampling  # noqa: E402
 
 SIZES = [(96, 64), (128, 96), (64, 64), (112, 80)]
@@ -35,9 +33,7 @@ SIZES = [(96, 64), (128, 96), (64, 64), (112, 80)]
 def media(tmp_path_factory):
     """12 small clips of different sizes and lengths (so scores differ), and one file that is not media."""
     d = tmp_path_factory.mktemp("dist")
-    random_official_checkpoint(d / "r18.pt", arch="resnet18")
-    LinearHead(weights=np.random.default_rng(1).normal(size=1024), intercept=50.0, name="t", features="weights:r18.pt",
-               trained_on="random", scale="MOS", range=(0, 100), higher_is_better=True).save(d / "head.json")
+    small_model_with_head(d, head_seed=1)
     (d / "media").mkdir()
     for i in range(12):
         make_clip(d / "media" / f"clip{i:02d}.mp4", size=SIZES[i % 4], frames=4 + i % 3, content="moving")

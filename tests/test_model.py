@@ -31,6 +31,17 @@ def random_official_checkpoint(path, seed=0, arch="resnet50"):
     return state
 
 
+def small_model_with_head(folder, head_seed: int = 0) -> None:
+    """``folder/r18.pt`` (a random ResNet-18 checkpoint) and ``folder/head.json`` (a random head for it):
+    a cheap model for tests that score many files."""
+    from contrique_video.head import LinearHead
+
+    random_official_checkpoint(folder / "r18.pt", arch="resnet18")
+    LinearHead(weights=np.random.default_rng(head_seed).normal(size=1024), intercept=50.0, name="t",
+               features="weights:r18.pt", trained_on="random", scale="MOS", range=(0, 100),
+               higher_is_better=True).save(folder / "head.json")
+
+
 def _bn(x, s, p):
     return F.batch_norm(x, s[p + ".running_mean"], s[p + ".running_var"], s[p + ".weight"], s[p + ".bias"], False, 0.0, 1e-5)
 
