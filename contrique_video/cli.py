@@ -466,8 +466,10 @@ def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memor
 
     if candidates:
         pairs = [tuple(c.split(":", 1)) for c in candidates.split(",")]
-        if any(len(p) != 2 for p in pairs):
-            raise click.BadParameter("give BACKEND:PRECISION pairs, e.g. torch-compile:fp32", param_hint="--candidates")
+        if any(len(p) != 2 or p[0] not in BACKENDS or p[1] not in PRECISIONS for p in pairs):
+            raise click.BadParameter(f"give BACKEND:PRECISION pairs, e.g. torch-compile:fp32 (backends: "
+                                     f"{', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})",
+                                     param_hint="--candidates")
     else:
         pairs = [auto_choice("cpu"), ("torch-compile", "fp32"), ("torch", "fp32"), ("onnxruntime", "int8")]
         if cpu_has_bf16():

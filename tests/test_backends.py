@@ -192,3 +192,9 @@ def test_prefetch_passes_decoder_errors_and_stops_early():
     assert next(endless) == 0
     endless.close()  # the consumer stops: the decoding thread must end too
     assert threading.active_count() == before
+
+
+def test_bench_refuses_unknown_candidates_before_any_work():
+    run = subprocess.run([sys.executable, "-m", "contrique_video", "bench", "--candidates", "onnxruntime:int4"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "int4" not in run.stdout and "precisions: auto, fp32" in run.stderr
