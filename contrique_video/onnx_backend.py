@@ -183,7 +183,6 @@ class OnnxRuntimeBackend(Backend):
         if [i.name for i in self.session.get_inputs()] != [INPUT] or [o.name for o in outputs] != [OUTPUT]:
             raise ModelError(f"{onnx_path}: not a contrique-video export (expects input {INPUT!r}, output {OUTPUT!r})")
         super().__init__(int(outputs[0].shape[1]))
-        self.device = device
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(batch)})[0].astype(np.float32, copy=False)
@@ -203,6 +202,10 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
 
     A cached file that does not parse or names other weights is rebuilt, with a warning, never used.
     """
+    if precision == "fp16":  # converted from the fp32 export, and cached by fp16.py
+        from .fp16 import cached_fp16
+
+        return cached_fp16(cached_export(weights, "fp32"))
     weights = Path(weights)
     digest = file_digest(weights)
     path = cache_dir() / "onnx" / f"{digest}-{precision}.onnx"
@@ -228,10 +231,6 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
             )
         log.info("quantising %s to int8 (once; kept in %s)", weights.name, path.parent)
         return quantize_int8(cached_export(weights, "fp32"), path, table)
-    if precision == "fp16":
-        from .fp16 import cached_fp16
-
-        return cached_fp16(cached_export(weights, "fp32"))
     raise UnsupportedError(f"no {precision} ONNX export; available: fp32, fp16, int8")
 
 

@@ -3,7 +3,6 @@ the export cache, and the errors for what a machine cannot run."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
