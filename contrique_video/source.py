@@ -813,10 +813,26 @@ class DecordSource(FrameSource):
         self.decoded_frames = 0
         for start in range(0, len(chosen), 8):
             batch = chosen[start : start + 8]
-            arrays = self._vr.get_batch(batch).asnumpy()
+            arrays = self._decode(batch)
             self.decoded_frames += len(batch)
             for i, arr in zip(batch, arrays):
                 yield Frame(index=i, pts_time=self._times[i], rgb=self._orient(arr))
+
+    def _decode(self, batch: list[int]) -> list[np.ndarray]:
+        """Frames ``batch`` as (H, W, 3) arrays, whatever row padding decord leaves in them.
+
+        On some CPUs (AVX-512 builds of FFmpeg's scaler) decord2 hands back a frame whose rows
+        keep their padded stride, shaped as if it had 4 channels, and its batch call then fails
+        outright; those frames are read one at a time and un-padded.
+        """
+        try:
+            try:
+                arrays = list(self._vr.get_batch(batch).asnumpy())
+            except Exception:  # noqa: BLE001 - decord's batch copy refuses padded rows
+                arrays = [self._vr[i].asnumpy() for i in batch]
+        except Exception as exc:  # noqa: BLE001 - decord raises its own error types
+            raise InputError(f"{self.path}: decord failed to decode it ({_one_line(exc)})") from None
+        return [_unpad_rows(arr, self.path) for arr in arrays]
 
     def _orient(self, arr: np.ndarray) -> np.ndarray:
         """decord2 applies the display rotation but not flips; redo it from the matrix."""
@@ -833,6 +849,23 @@ class DecordSource(FrameSource):
 
     def close(self) -> None:
         self._vr = None
+
+
+def _unpad_rows(arr: np.ndarray, path: str) -> np.ndarray:
+    """An (H, W, 3) view of a decord frame, dropping the row padding it may carry.
+
+    decord shapes its buffer as (H, W, size / (H*W)); a buffer with padded rows then reads as
+    4 (or more) channels. Its bytes are H rows of ``size / H`` bytes, RGB first.
+    """
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return arr
+    if arr.ndim != 3 or arr.dtype != np.uint8:
+        raise InputError(f"{path}: decord returned frames of shape {arr.shape} ({arr.dtype}), not RGB")
+    h, w = arr.shape[:2]
+    flat = np.ascontiguousarray(arr).reshape(h, -1)
+    if flat.shape[1] < 3 * w:
+        raise InputError(f"{path}: decord returned frames of shape {arr.shape}, too small for {w}x{h} RGB")
+    return flat[:, : 3 * w].reshape(h, w, 3)
 
 
 def _rematrix(src: str, dst: str) -> np.ndarray:

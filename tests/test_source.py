@@ -488,6 +488,52 @@ def test_decord_matches_pyav(media_dir, name, kwargs):
 
 
 @decord_only
+@pytest.mark.parametrize("size", [(64, 64), (96, 64), (96, 96), (112, 64), (144, 80), (176, 96), (200, 112)])
+def test_decord_matches_pyav_at_every_width(media_dir, size):
+    """decord2 pads rows at some widths on some CPUs (96 and 144 on AVX-512); the frames must not change."""
+    path = make_clip(media_dir / f"d_w{size[0]}x{size[1]}.mp4", size=size, frames=9)
+    with open_source(path) as a, open_source(path, decoder="decord") as b:
+        fa, fb = list(a.frames(ALL)), list(b.frames(ALL))
+    assert [f.index for f in fa] == [f.index for f in fb]
+    for x, y in zip(fa, fb):
+        assert y.rgb.shape == (size[1], size[0], 3) and y.rgb.flags.c_contiguous
+        assert np.abs(x.rgb.astype(int) - y.rgb.astype(int)).mean() < 1.0
+
+
+def test_decord_row_padding_is_removed():
+    """A frame whose rows carry padding, shaped by decord as 4 channels, reads back exactly."""
+    from contrique_video.source import _unpad_rows
+
+    h, w, stride = 64, 96, 384
+    rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    padded = np.zeros((h, stride), np.uint8)
+    padded[:, : 3 * w] = rgb.reshape(h, -1)
+    got = _unpad_rows(padded.reshape(h, w, 4), "x.mp4")
+    np.testing.assert_array_equal(got, rgb)
+    assert _unpad_rows(rgb, "x.mp4") is rgb
+    with pytest.raises(InputError):
+        _unpad_rows(np.zeros((h, w, 2), np.uint8), "x.mp4")
+
+
+@decord_only
+def test_decord_failure_is_one_line(media_dir, monkeypatch):
+    path = make_clip(media_dir / "d_fail.mp4", frames=4)
+    with open_source(path, decoder="decord") as b:
+
+        class Broken:
+            def get_batch(self, idx):
+                raise RuntimeError("[04:34:25] /project/src/runtime/ndarray.cc:171: Check failed\nstack trace")
+
+            def __getitem__(self, i):
+                raise RuntimeError("[04:34:25] Check failed\nmore")
+
+        b._vr = Broken()
+        with pytest.raises(InputError) as info:
+            list(b.frames(ALL))
+    assert "\n" not in str(info.value) and "decord failed to decode" in str(info.value)
+
+
+@decord_only
 def test_decord_untagged_hd_uses_bt709_too(media_dir):
     path = make_clip(media_dir / "d_hd.mp4", size=(1280, 720), frames=1, content="flat", color=COLOUR)
     with open_source(path, decoder="decord") as b:
