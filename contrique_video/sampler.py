@@ -13,8 +13,14 @@ after ``start``):
 - ``all``: every frame in range.
 - ``fps F``: for each grid point ``start + k / F`` keep the first frame at or after it
   (a frame is kept at most once, so ``F`` above the source rate keeps every frame).
-- ``frames N``: targets ``t_k = start + k * D / N`` (so the first frame is always a candidate); keep the first frame at or
-  after each target (at most once). With no known duration (a pipe) this falls back to
+- ``frames N``: targets at the centres of N equal parts of the range,
+  ``t_k = start + (k + 0.5) * D / N``; for each keep the frame on screen at ``t_k``: the first
+  frame that starts less than one frame interval (``1 / fps``, the stream's average rate) before
+  it, or, when the rate is unknown, the first frame at or after it (a frame is kept at most
+  once). Centred targets do not favour the first frame, a key frame that lossy coding treats
+  better than the rest. If the pass ends with nothing kept (a one-frame video whose rate is
+  unknown, a file cut short), the source scores the last frame in range
+  (:attr:`Selector.fallback_last`). With no known duration (a pipe) this falls back to
   1 fps and logs a warning.
 - ``every K``: frames whose position among the frames in range is a multiple of ``K``.
 - ``keyframes``: key frames in range only.
@@ -115,10 +121,13 @@ class Sampling:
         n = max(1, round(span * fps))
         return n if self.mode == "all" else math.ceil(n / int(self.value))
 
-    def selector(self, total_duration: float | None) -> "Selector":
-        """A fresh selector for one pass over a video of ``total_duration`` seconds (None: unknown)."""
+    def selector(self, total_duration: float | None, fps: float | None = None) -> "Selector":
+        """A fresh selector for one pass over a video of ``total_duration`` seconds at about ``fps``
+        frames a second (None: unknown)."""
         if total_duration is not None and (not math.isfinite(total_duration) or total_duration <= 0):
             total_duration = None
+        if fps is not None and (not math.isfinite(fps) or fps <= 0):
+            fps = None
         start = float(self.start)
         if total_duration is not None and start >= total_duration:
             raise InputError(
@@ -150,8 +159,10 @@ class Sampling:
             )
             return _GridSelector(start, end, [], 1.0, "1 fps (duration unknown)")
         span = span_end - start
-        targets = [start + k * span / n for k in range(n)]
-        return _GridSelector(start, end, targets, None, self.describe())
+        targets = [start + (k + 0.5) * span / n for k in range(n)]
+        selector = _GridSelector(start, end, targets, None, self.describe(), lead=1.0 / fps if fps else 0.0)
+        selector.fallback_last = True
+        return selector
 
 
 def _is_number(value) -> bool:
@@ -171,6 +182,9 @@ class Selector:
     """
 
     keyframes_only = False
+    #: When a pass ends with no frame kept, the source should keep the last frame it offered in
+    #: range (``frames N``: every video has a frame nearest its targets, even a one-frame one).
+    fallback_last = False
 
     def __init__(self, start: float, end: float, description: str) -> None:
         self.start = start
@@ -225,12 +239,17 @@ class _KeyframeSelector(Selector):
 
 class _GridSelector(Selector):
     """Keep the first frame at or after each target time; either an explicit finite list
-    of targets (``frames N``) or an open-ended grid ``start + k * step`` (``fps``)."""
+    of targets (``frames N``) or an open-ended grid ``start + k * step`` (``fps``).
 
-    def __init__(self, start: float, end: float, targets: list[float], step: float | None, description: str):
+    With ``lead`` > 0 (a frame interval) a frame also covers the targets up to ``lead`` after its
+    start, so the frame kept for a target is the one on screen at that time."""
+
+    def __init__(self, start: float, end: float, targets: list[float], step: float | None, description: str,
+                 lead: float = 0.0):
         super().__init__(start, end, description)
         self.targets = targets
         self.step = step
+        self.lead = lead
         self._k = 0  # next target index
 
     def _target(self, k: int) -> float:
@@ -242,12 +261,15 @@ class _GridSelector(Selector):
         if self.step is None and self._k >= len(self.targets):
             self.done = True
             return False
-        if pts_time < self._target(self._k) - _EPS:
+        # The latest target this frame covers: its own time, or (with a lead) up to just
+        # before the next frame would start.
+        reach = pts_time + self.lead - _EPS if self.lead else pts_time + _EPS
+        if reach < self._target(self._k):
             return False
-        # This frame is the first at or after target k; it also covers every later
-        # target it has already passed (a frame is kept at most once).
+        # This frame is the first to cover target k; it also covers every later target
+        # within its reach (a frame is kept at most once).
         if self.step is None:
-            while self._k < len(self.targets) and self.targets[self._k] - _EPS <= pts_time:
+            while self._k < len(self.targets) and self.targets[self._k] <= reach:
                 self._k += 1
             if self._k >= len(self.targets):
                 self.done = True

@@ -396,7 +396,7 @@ class PyAVSource(FrameSource):
         if not self._fresh:
             self._restart()
         self._fresh = False
-        selector = sampling.selector(self.duration)
+        selector = sampling.selector(self.duration, self.fps)
         # Key-frame sampling lets the decoder skip everything else; frame indices then
         # come from the packet timestamps (needs every packet to carry one).
         keyframes = selector.keyframes_only and self._packets_without_pts == 0
@@ -408,14 +408,17 @@ class PyAVSource(FrameSource):
         previous_time = None
         pending: deque = deque()
         kept = 0
+        last = None  # (frame, index, time) of the last frame in range that was not kept
 
         def emit(frame, index):
-            nonlocal previous_time, kept
+            nonlocal previous_time, kept, last
             t = self._frame_time(frame, previous_time)
             previous_time = t
             if selector.offer(index, t, bool(frame.key_frame)):
                 kept += 1
                 return Frame(index=index, pts_time=t, rgb=self._to_rgb(frame))
+            if not selector.done and t >= selector.start - 1e-6:
+                last = (frame, index, t)
             return None
 
         self.decoded_frames = 0
@@ -444,6 +447,10 @@ class PyAVSource(FrameSource):
             out = emit(f, self._index_from_packets(f))
             if out is not None:
                 yield out
+        if kept == 0 and selector.fallback_last and last is not None:
+            frame, index, t = last
+            kept = 1
+            yield Frame(index=index, pts_time=t, rgb=self._to_rgb(frame))
         if kept == 0:
             raise InputError(
                 f"{self._where}: no frames in the selected range ({sampling.describe()}; "
@@ -801,13 +808,18 @@ class DecordSource(FrameSource):
 
     def frames(self, sampling: Sampling | None = None) -> Iterator[Frame]:
         sampling = sampling if sampling is not None else Sampling()
-        selector = sampling.selector(self.duration)
+        selector = sampling.selector(self.duration, self.fps)
         chosen: list[int] = []
+        last = None  # the last frame in range that was not kept
         for i, t in enumerate(self._times):
             if selector.offer(i, t, i in self._keys):
                 chosen.append(i)
+            elif not selector.done and t >= selector.start - 1e-6:
+                last = i
             if selector.done:
                 break
+        if not chosen and selector.fallback_last and last is not None:
+            chosen.append(last)
         if not chosen:
             raise InputError(f"{self.path}: no frames in the selected range ({sampling.describe()})")
         self.decoded_frames = 0

@@ -3,9 +3,9 @@
 
 The head is linear and pooling is the mean of the features, so a video's score is the mean of its per-frame
 scores. This script therefore scores EVERY frame of each generated clip once, caches (frame, pts_time, score)
-and the duration the source reports to ``OUT/cache/<clip>.npz``, and then evaluates any sampling offline: it
-replays the real ``Sampling(...).selector(duration)`` over the cached (index, pts_time) list, exactly as the
-frame source feeds it, and averages the selected frames' scores.
+and the duration and frame rate the source reports to ``OUT/cache/<clip>.npz``, and then evaluates any
+sampling offline: it replays the real ``Sampling(...).selector(duration, fps)`` over the cached
+(index, pts_time) list, exactly as the frame source feeds it, and averages the selected frames' scores.
 
 Clips (deterministic for a given ``--seed``) have changing content: 1-6 shots cut between scikit-image
 photos and CLIVE photos (``../shared/data/clive-train/images``, read in place, never copied), each a pan,
@@ -233,31 +233,41 @@ def score_clip(scorer, path: Path, cache: Path) -> None:
     from contrique_video.source import open_source
 
     with open_source(path) as src:
-        duration = src.duration
+        duration, fps = src.duration, src.fps
     result = scorer.score(path, sampling=Sampling("all"))
     tmp = cache.with_suffix(".partial.npz")
     np.savez(tmp, frame=result.frames["frame"].to_numpy(np.int64), pts_time=result.frames["pts_time"].to_numpy(),
              score=result.frames["score"].to_numpy(np.float64), duration=np.float64(duration or np.nan),
-             video_score=np.float64(result.score))
+             fps=np.float64(fps or np.nan), video_score=np.float64(result.score))
     tmp.replace(cache)
 
 
-def select(sampling, frame: np.ndarray, pts_time: np.ndarray, duration: float | None) -> np.ndarray:
-    """Positions of the frames ``sampling`` keeps, fed to the real selector in presentation order like a source."""
-    selector = sampling.selector(duration)
-    kept = []
+def select(sampling, frame: np.ndarray, pts_time: np.ndarray, duration: float | None,
+           fps: float | None = None) -> np.ndarray:
+    """Positions of the frames ``sampling`` keeps, fed to the real selector in presentation order like a source
+    (including its fallback to the last frame in range when nothing was kept)."""
+    selector = sampling.selector(duration, fps)
+    kept, last = [], None
     for pos, (index, t) in enumerate(zip(frame.tolist(), pts_time.tolist())):
         if selector.offer(index, t, False):
             kept.append(pos)
+        elif not selector.done and t >= selector.start - 1e-6:
+            last = pos
         if selector.done:
             break
+    if not kept and selector.fallback_last and last is not None:
+        kept.append(last)
     return np.array(kept, np.int64)
+
+
+def _number(cached: dict, key: str) -> float | None:
+    value = float(cached.get(key, np.nan))
+    return None if math.isnan(value) else value
 
 
 def sampled_score(sampling, cached: dict) -> tuple[float, int]:
     """(mean score of the frames ``sampling`` selects, how many)."""
-    duration = float(cached["duration"])
-    kept = select(sampling, cached["frame"], cached["pts_time"], None if math.isnan(duration) else duration)
+    kept = select(sampling, cached["frame"], cached["pts_time"], _number(cached, "duration"), _number(cached, "fps"))
     return float(np.mean(cached["score"][kept])), len(kept)
 
 
@@ -266,6 +276,12 @@ def evaluate(caches: list[Path]) -> dict:
     from contrique_video.sampler import Sampling
 
     clips = {p.stem: dict(np.load(p, allow_pickle=False)) for p in caches}
+    for name, data in clips.items():
+        if "fps" not in data:  # caches written before the selector took the frame rate: read it from the clip
+            from contrique_video.source import open_source
+
+            with open_source(caches[0].parent.parent / "clips" / f"{name}.mp4") as src:
+                data["fps"] = np.float64(src.fps or np.nan)
     rows = []
     for mode, value in CANDIDATES:
         sampling = Sampling(mode, value)

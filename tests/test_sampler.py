@@ -13,10 +13,10 @@ from contrique_video.source import open_source
 from media import expected_times, make_clip
 
 
-def run(sampling: Sampling, times, total=None, keys=None):
+def run(sampling: Sampling, times, total=None, keys=None, fps=None):
     """Feed (index, time, key) to a fresh selector like a decoder would; return kept indices
     and how many frames were offered before the selector said it was done."""
-    sel = sampling.selector(total)
+    sel = sampling.selector(total, fps)
     kept, offered = [], 0
     for i, t in enumerate(times):
         offered += 1
@@ -102,46 +102,53 @@ def test_sampling_is_frozen_and_hashable():
 # --------------------------------------------------------------------------- rules
 
 
-def test_frames_uniform_targets():
+def test_frames_centred_targets():
     times = cfr(48)  # 2 s at 24 fps
-    kept, _ = run(Sampling("frames", 4), times, total=2.0)
-    # targets 0, 0.5, 1.0, 1.5 s -> frames 0, 12, 24, 36 (the first frame is always a candidate)
-    assert kept == [0, 12, 24, 36]
+    kept, _ = run(Sampling("frames", 4), times, total=2.0, fps=24.0)
+    # targets at the centres of four 0.5 s parts: 0.25, 0.75, 1.25, 1.75 s
+    assert kept == [6, 18, 30, 42]
 
 
-def test_frames_rounds_up_to_the_next_frame():
+def test_default_sampling_does_not_take_the_first_frame():
+    """Frame 0 is a key frame that scores high after lossy coding; the default must not favour it."""
+    kept, _ = run(Sampling(), cfr(240), total=10.0, fps=24.0)
+    assert len(kept) == 64 and 0 not in kept
+    assert kept[0] == 1 and kept[-1] == 238  # targets 5/64 s and 10 - 5/64 s
+
+
+def test_frames_take_the_frame_on_screen_at_each_target():
     times = cfr(48)
-    kept, _ = run(Sampling("frames", 3), times, total=2.0)
-    # targets 0, 2/3, 4/3 s -> first frames at or after: 0, 16, 32
-    assert kept == [0, 16, 32]
+    # targets 0.2, 0.6, 1.0, 1.4, 1.8 s = frame positions 4.8, 14.4, 24, 33.6, 43.2
+    assert run(Sampling("frames", 5), times, total=2.0, fps=24.0)[0] == [4, 14, 24, 33, 43]
+    # with no known frame rate: the first frame at or after each target
+    assert run(Sampling("frames", 5), times, total=2.0)[0] == [5, 15, 24, 34, 44]
 
 
 def test_frames_stops_once_all_targets_are_taken():
     times = cfr(240)
-    kept, offered = run(Sampling("frames", 2), times, total=10.0)
-    assert kept == [0, 120]  # targets 0 s and 5 s
-    assert offered == 121  # done right after the last target
+    kept, offered = run(Sampling("frames", 2), times, total=10.0, fps=24.0)
+    assert kept == [60, 180]  # targets 2.5 s and 7.5 s
+    assert offered == 181  # done right after the last target
 
 
 def test_frames_more_than_available_keeps_each_frame_once():
     times = cfr(12)
-    kept, _ = run(Sampling("frames", 32), times, total=0.5)
-    assert kept == sorted(set(kept))
-    assert kept == list(range(12))  # more targets than frames: every frame once
+    kept, _ = run(Sampling("frames", 32), times, total=0.5, fps=24.0)
+    assert kept == list(range(12))  # more targets than frames: every frame once, the last one too
 
 
 def test_frames_with_start_and_duration():
     times = cfr(240)
-    kept, offered = run(Sampling("frames", 4, start=2.0, duration=4.0), times, total=10.0)
-    # targets 2, 3, 4, 5 s
-    assert kept == [48, 72, 96, 120]
-    assert offered == 121
+    kept, offered = run(Sampling("frames", 4, start=2.0, duration=4.0), times, total=10.0, fps=24.0)
+    # targets 2.5, 3.5, 4.5, 5.5 s
+    assert kept == [60, 84, 108, 132]
+    assert offered == 133
 
 
 def test_frames_duration_is_clamped_to_the_video():
     times = cfr(48)
-    kept, _ = run(Sampling("frames", 2, start=1.0, duration=100.0), times, total=2.0)
-    assert kept == [24, 36]  # targets 1.0 and 1.5 s
+    kept, _ = run(Sampling("frames", 2, start=1.0, duration=100.0), times, total=2.0, fps=24.0)
+    assert kept == [30, 42]  # targets 1.25 and 1.75 s
 
 
 def test_frames_without_duration_falls_back_to_1fps(caplog):
@@ -155,8 +162,8 @@ def test_frames_without_duration_falls_back_to_1fps(caplog):
 def test_frames_with_explicit_duration_needs_no_total(caplog):
     times = cfr(72)
     with caplog.at_level(logging.WARNING, logger="contrique_video"):
-        kept, _ = run(Sampling("frames", 2, duration=2.0), times, total=None)
-    assert kept == [0, 24]
+        kept, _ = run(Sampling("frames", 2, duration=2.0), times, total=None, fps=24.0)
+    assert kept == [12, 36]
     assert not caplog.records
 
 
@@ -240,8 +247,8 @@ def clip48(tmp_path_factory):
     [
         (Sampling("all"), list(range(48))),
         (Sampling("all", start=0.5, duration=0.5), list(range(12, 24))),
-        (Sampling("frames", 4), [0, 12, 24, 36]),
-        (Sampling("frames", 2, start=1.0), [24, 36]),
+        (Sampling("frames", 4), [6, 18, 30, 42]),
+        (Sampling("frames", 2, start=1.0), [30, 42]),
         (Sampling("fps", 2), [0, 12, 24, 36]),
         (Sampling("fps", 4, start=0.5, duration=1.0), [12, 18, 24, 30]),
         (Sampling("every", 10), [0, 10, 20, 30, 40]),
@@ -258,7 +265,7 @@ def test_modes_on_a_clip(clip48, sampling, expected):
     assert [f.pts_time for f in frames] == pytest.approx([times[i] for i in expected], abs=1e-9)
     # the source applies exactly the rule the pure selector does
     keys = {0, 12, 24, 36}
-    assert run(sampling, times, total=2.0, keys=keys)[0] == expected
+    assert run(sampling, times, total=2.0, keys=keys, fps=24.0)[0] == expected
 
 
 def test_same_frames_every_run(clip48):
@@ -282,7 +289,7 @@ def test_expected_count_matches_selection_on_a_regular_clip():
     """The progress bar's total is what the selector then keeps (24 fps, 10 s, so 240 frames)."""
     times = [i / 24 for i in range(240)]
     for sampling in (Sampling(), Sampling("fps", 2), Sampling("every", 5), Sampling("all", None, 2.0, 3.0)):
-        sel = sampling.selector(10.0)
+        sel = sampling.selector(10.0, 24.0)
         kept = sum(sel.offer(i, t, False) for i, t in enumerate(times))
         assert sampling.expected_count(10.0, 24.0) == kept
     assert Sampling().expected_count(None, 24.0) is None
@@ -290,5 +297,27 @@ def test_expected_count_matches_selection_on_a_regular_clip():
 
 
 def test_one_frame_video_is_scored_with_the_default_sampling():
-    sel = Sampling().selector(1 / 24)
+    sel = Sampling().selector(1 / 24, 24.0)
     assert sel.offer(0, 0.0, True)
+    # with no known rate no target reaches frame 0, so the source falls back to the last frame
+    sel = Sampling().selector(1 / 24)
+    assert not sel.offer(0, 0.0, True) and sel.fallback_last
+    assert not Sampling("fps", 1, start=0.5).selector(1.0).fallback_last
+
+
+def test_one_frame_clip_is_scored(tmp_path):
+    for ext in ("mkv", "mp4", "ts"):
+        path = make_clip(tmp_path / f"one.{ext}", frames=1)
+        with open_source(path) as src:
+            assert [f.index for f in src.frames()] == [0]
+
+
+def test_source_falls_back_to_the_last_frame_when_no_target_is_reached(tmp_path):
+    """A container that claims more time than its frames fill (a file cut short) and no known rate:
+    no frame reaches the one target, and the last frame is scored instead of none."""
+    path = make_clip(tmp_path / "c.mkv", frames=4)
+    with open_source(path) as src:
+        src.fps = None  # no rate known: targets need a frame at or after them
+        src.duration = 10.0  # the container claims 10 s, the frames fill 1/6 s
+        frames = list(src.frames(Sampling("frames", 1)))
+    assert [f.index for f in frames] == [3]
