@@ -11,6 +11,7 @@ Progress is reported as events (plain dicts, printed as NDJSON by the CLI) so ot
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -26,6 +27,8 @@ from .errors import ContriqueError, InputError
 from .hooks import centred
 
 DEFAULT_MIN_CRF = 10
+
+log = logging.getLogger("contrique_video")
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,19 @@ class SearchResult:
 
 
 def sample_spans(duration: float | None, samples: int, sample_duration: float, name: str = "input") -> list[tuple[float, float]]:
-    """``samples`` spans of ``sample_duration`` seconds centred on equal parts of the input (deterministic)."""
-    if duration is None:
+    """``samples`` spans of ``sample_duration`` seconds centred on equal parts of the input (deterministic).
+
+    An input shorter than the samples together is used whole, as ab-av1 does: it is then the best sample there is,
+    and refusing it would make the defaults fail on every short clip.
+    """
+    if duration is None or not math.isfinite(duration) or duration <= 0:
         raise InputError(f"{name}: its duration is unknown, so samples cannot be placed; remux it to a file first")
+    if samples < 1 or not sample_duration > 0:
+        raise InputError(f"need at least 1 sample of more than 0 s, got {samples} x {sample_duration:g} s")
     if samples * sample_duration > duration + 1e-6:
-        raise InputError(f"{name} is {duration:.2f} s long, shorter than the {samples} samples x {sample_duration:g} s "
-                         f"requested; ask for fewer (--samples) or shorter (--sample-duration) samples")
+        log.info("%s is %.2f s long, no longer than the %d samples x %g s requested: using the whole input",
+                 name, duration, samples, sample_duration)
+        return [(0.0, duration)]
     spans = []
     for k in range(samples):
         centre = (k + 0.5) * duration / samples

@@ -27,10 +27,20 @@ def line(crf: int, slope: float = -2.0, at0: float = 100.0) -> Probe:
 def test_sample_spans_are_centred_and_deterministic():
     assert sample_spans(10.0, 4, 1.0) == [(0.75, 1.0), (3.25, 1.0), (5.75, 1.0), (8.25, 1.0)]
     assert sample_spans(2.0, 1, 2.0) == [(0.0, 2.0)]
-    with pytest.raises(InputError, match=r"clip.mp4 is 3.00 s long, shorter than the 4 samples x 1 s requested"):
-        sample_spans(3.0, 4, 1.0, "clip.mp4")
     with pytest.raises(InputError, match="duration is unknown"):
         sample_spans(None, 1, 1.0)
+    with pytest.raises(InputError, match="at least 1 sample"):
+        sample_spans(3.0, 0, 1.0)
+
+
+def test_an_input_shorter_than_the_samples_is_used_whole(caplog):
+    """ab-av1 does the same: the defaults (4 x 2 s) must work on a 4 s clip."""
+    with caplog.at_level("INFO", logger="contrique_video"):
+        assert sample_spans(4.0, 4, 2.0, "clip.mp4") == [(0.0, 4.0)]
+        assert sample_spans(3.0, 4, 1.0, "clip.mp4") == [(0.0, 3.0)]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "clip.mp4 is 4.00 s long, no longer than the 4 samples x 2 s requested: using the whole input"
+    assert sample_spans(8.0, 4, 2.0) == [(0.0, 2.0), (2.0, 2.0), (4.0, 2.0), (6.0, 2.0)]  # exactly enough: 4 samples
 
 
 def test_probes_close_the_bracket_on_a_known_line():
@@ -81,6 +91,24 @@ def cli(*args):
     return CliRunner().invoke(main, ["crf-search", *map(str, args)], catch_exceptions=False)
 
 
+def test_search_with_default_samples_uses_a_short_input_whole(clip, tmp_path):
+    """The 2 s clip is shorter than the default 4 samples x 2 s: the whole of it becomes the reel."""
+    events = []
+    crf_search(clip, StubScorer(), "libx264", 50.0, preset="ultrafast", max_probes=2, workdir=tmp_path,
+               on_event=events.append)
+    assert events[0]["spans"] == [[0.0, 2.0]] and events[0]["frames"] == 48
+
+
+def test_cli_default_samples_on_a_short_input(clip, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="contrique_video"):
+        res = cli(clip, "--target", 40, "--frames", 1, "--max-probes", 1, "--preset", "ultrafast", "--format",
+                  "ndjson", "--workdir", tmp_path)
+    events = [json.loads(x) for x in res.stdout.splitlines()]
+    assert events[0]["type"] == "samples" and events[0]["spans"] == [[0.0, 2.0]]
+    assert events[-1]["type"] == "result" and res.exit_code == (0 if events[-1]["reached"] else 1)
+    assert "no longer than the 4 samples x 2 s requested: using the whole input" in caplog.text
+
+
 def test_cli_ndjson_events_with_the_model(clip, tmp_path):
     res = cli(clip, "--target", 40, "--samples", 2, "--sample-duration", 0.5, "--frames", 2, "--max-probes", 2,
               "--preset", "ultrafast", "--format", "ndjson", "--workdir", tmp_path, "-q")
@@ -97,7 +125,6 @@ def test_cli_ndjson_events_with_the_model(clip, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--target", 150], "error: target 150 is outside the range 0..100 of head 'clive' (MOS)"),
-    (["--target", 50, "--samples", 5], "shorter than the 5 samples x 2 s requested"),
     (["--target", 50, "--encoder", "libaom-av1"], "encoder libaom-av1 is not available in PyAV's FFmpeg"),
 ])
 def test_cli_bad_input_is_one_line(clip, args, message):
