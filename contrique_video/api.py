@@ -50,7 +50,11 @@ def builtin_card() -> dict:
 
 @dataclass
 class VideoScore:
-    """One input's result. ``frames`` has one row per sampled frame: frame, pts_time, score."""
+    """One input's result. ``frames`` has one row per sampled frame: frame, pts_time, score.
+
+    ``hdr`` is "pq" or "hlg" for HDR input (scored as SDR), else None; ``warnings`` holds the input's warnings
+    (HDR, damage, a lossy pipe) as short strings, so a record read later still says why a score may mislead.
+    """
 
     file: str
     score: float
@@ -63,6 +67,8 @@ class VideoScore:
     sampling: str
     backend: str
     feature: np.ndarray = field(repr=False)
+    hdr: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def frames_scored(self) -> int:
@@ -81,6 +87,8 @@ class VideoScore:
             "higher_is_better": self.higher_is_better,
             "sampling": self.sampling,
             "backend": self.backend,
+            "hdr": self.hdr,
+            "warnings": list(self.warnings),
         }
 
 
@@ -177,10 +185,12 @@ class Scorer:
         sampling: Sampling = Sampling(),
         decoder: str = "pyav",
         on_open: Callable[[int | None], None] | None = None,
+        notes: dict | None = None,
     ) -> Iterator[tuple[list[Frame], np.ndarray]]:
         """Yield (frames, features) batch by batch; frames' pixels are released after each batch.
 
-        ``on_open`` receives the expected number of frames (None if unknown) once the input is open.
+        ``on_open`` receives the expected number of frames (None if unknown) once the input is open. ``notes``,
+        if given, receives the source's ``hdr`` and ``warnings`` once decoding has ended.
         """
         with open_source(path, decoder=decoder, device=self.device, max_pixels=self.max_pixels) as src, _naming(path):
             if self.max_pixels and src.width * src.height > self.max_pixels:
@@ -195,6 +205,8 @@ class Scorer:
                     batch = []
             if batch:
                 yield batch, self.frame_features([f.rgb for f in batch])
+            if notes is not None:
+                notes.update(hdr=src.hdr, warnings=list(src.warnings))
 
     def features(self, path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav") -> FrameFeatures:
         idx, pts, rows = [], [], []
@@ -218,7 +230,8 @@ class Scorer:
         head = self.check_head()
         pooled_feature = RunningMean()
         parts = []
-        for frames, feats in self.iter_features(path, sampling, decoder, on_open):
+        notes: dict = {}
+        for frames, feats in self.iter_features(path, sampling, decoder, on_open, notes):
             pooled_feature.add(feats)
             rows = pd.DataFrame(
                 {"frame": [f.index for f in frames], "pts_time": [f.pts_time for f in frames], "score": head.predict(feats)}
@@ -242,6 +255,8 @@ class Scorer:
             sampling=sampling.describe(),
             backend=self.backend.describe(),
             feature=feature,
+            hdr=notes.get("hdr"),
+            warnings=notes.get("warnings", []),
         )
 
 

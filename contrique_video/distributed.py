@@ -38,13 +38,14 @@ import pandas as pd
 from . import __version__
 from .errors import ContriqueError, InputError, ModelError, UnsupportedError
 from .sampler import Sampling
+from .writer import join_warnings
 
 log = logging.getLogger("contrique_video")
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up with one line
 WORKER_WAIT = 120.0  # seconds to wait for a first worker on a scheduler that has none
 PARQUET_COLUMNS = ["file", "score", "frames_scored", "mean", "harmonic_mean", "min", "max", "median", "p5", "std",
-                   "model", "head", "scale", "higher_is_better", "sampling", "backend", "error"]
+                   "model", "head", "scale", "higher_is_better", "sampling", "backend", "hdr", "warnings", "error"]
 
 
 class EngineError(ContriqueError):
@@ -320,13 +321,14 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     for r in records:
         flat = {k: v for k, v in r.items() if k != "pooled"}
         flat.update(r.get("pooled") or {})
+        flat["warnings"] = join_warnings(r.get("warnings"))
         rows.append(flat)
     table = pd.DataFrame(rows, columns=PARQUET_COLUMNS)
     for column in ("score", "mean", "harmonic_mean", "min", "max", "median", "p5", "std"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("float64")
     table["frames_scored"] = pd.to_numeric(table["frames_scored"], errors="coerce").astype("Int64")
     table["higher_is_better"] = table["higher_is_better"].astype("boolean")
-    for column in ("file", "model", "head", "scale", "sampling", "backend", "error"):
+    for column in ("file", "model", "head", "scale", "sampling", "backend", "hdr", "warnings", "error"):
         table[column] = table[column].astype("string")
     return table
 

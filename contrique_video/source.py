@@ -70,6 +70,15 @@ _KR_KB = {
 _TEXT_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
 _AVCOL_RANGE_MPEG = 1
 _AVCOL_RANGE_JPEG = 2
+# AVColorTransferCharacteristic values of HDR transfer functions -> the record's "hdr" value.
+_AVCOL_TRC_HDR = {16: "pq", 18: "hlg"}  # SMPTE ST 2084, ARIB STD-B67
+# What ffmpeg encodes a pipe's video to when no -c:v is given (the muxer's default codec), for the
+# muxers whose default is an old lossy codec nobody picks on purpose to carry a picture to a scorer.
+_FFMPEG_DEFAULT_CODECS = {"nut": "mpeg4", "avi": "mpeg4", "mpegts": "mpeg2video", "mpeg": "mpeg1video",
+                          "flv": "flv1", "asf": "msmpeg4v3"}
+# Muxers whose default encoder is a modern one (libx264 at CRF 23, libvpx-vp9): a stream of that codec
+# may be a copy, so it only counts as ffmpeg's default re-encode when ffmpeg's encoder tag says so.
+_FFMPEG_DEFAULT_ENCODERS = {"matroska": "libx264", "webm": "libvpx-vp9", "mp4": "libx264", "mov": "libx264"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,6 +194,23 @@ class FrameSource:
     #: Frames the decoder produced during the last :meth:`frames` call (a test hook for
     #: "decoding stopped early"; for decord, the frames it was asked for).
     decoded_frames: int = 0
+    #: "pq" or "hlg" for a stream tagged with an HDR transfer function (it is scored as decoded, as SDR).
+    hdr: str | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Short notes about what may make the score misleading (HDR, damage, a lossy pipe), for the record."""
+        return self.__dict__.setdefault("_warnings", [])
+
+    @property
+    def _where(self) -> str:
+        return "stdin" if self.path == STDIN else self.path
+
+    def _warn(self, text: str) -> None:
+        """Say ``text`` once on stderr (a warning naming the input) and keep it for the record."""
+        if text not in self.warnings:
+            self.warnings.append(text)
+            log.warning("%s: %s", self._where, text)
 
     def frames(self, sampling: Sampling | None = None) -> Iterator[Frame]:  # pragma: no cover
         raise NotImplementedError
@@ -224,6 +250,29 @@ class PyAVSource(FrameSource):
         self._container = None
         self.decoded_frames = 0
         self._start()
+        self._check_hdr()
+        if self.path == STDIN:
+            self._check_pipe_codec()
+
+    def _check_hdr(self) -> None:
+        """Note a PQ or HLG stream: the model and head only know SDR, and frames are not tone mapped."""
+        first = self._peeked[0]
+        trc = int(getattr(first, "color_trc", 0) or 0) or int(self._stream.codec_context.color_trc or 0)
+        self.hdr = _AVCOL_TRC_HDR.get(trc)
+        if self.hdr:
+            self._warn(f"HDR ({self.hdr.upper()}) video is scored as SDR: the model only knows SDR, and the "
+                       f"frames are scored as decoded, without tone mapping")
+
+    def _check_pipe_codec(self) -> None:
+        """Note a piped stream in the codec ffmpeg picks when no -c:v is given: the score is of that re-encode."""
+        fmt = self._container.format.name.split(",")[0]
+        tag = next((str(v) for k, v in self._stream.metadata.items() if k.lower() == "encoder"), "")
+        default = _FFMPEG_DEFAULT_CODECS.get(fmt)
+        encoder = _FFMPEG_DEFAULT_ENCODERS.get(fmt)
+        if self.codec == default or (encoder and tag.startswith("Lavc") and tag.split()[-1] == encoder):
+            self._warn(f"the piped stream is {self.codec} in {fmt}, what ffmpeg encodes to when no -c:v is given, "
+                       f"so this scores that lossy re-encode; pipe with -c:v rawvideo (or -c:v copy) to score "
+                       f"the source")
 
     # ------------------------------------------------------------------ opening
     def _open_container(self):
@@ -286,7 +335,10 @@ class PyAVSource(FrameSource):
         self._max_dts: int | None = None
         self._packets_without_pts = 0
         self._eof = False
+        self._read_to_end = False  # demuxing and decoding ran to the end (not stopped by a closed pass)
         self._decode_errors = 0
+        self._decode_error: str | None = None  # the first decoding error's reason
+        self._read_error: str | None = None  # why demuxing stopped before the end, if it did
         self._frames_out = 0
         self._gen = self._decoded()
         self._peeked: list = []
@@ -308,6 +360,8 @@ class PyAVSource(FrameSource):
         self.bit_depth = 8 if fmt.has_palette or not bits else max(bits)
         self.fps = self._rate(stream)
         self.duration = self._duration(container, stream)
+        self._own_duration = bool(stream.duration and stream.time_base)
+        self._other_streams = len(container.streams) > 1
 
     @staticmethod
     def _rate(stream) -> float | None:
@@ -342,7 +396,7 @@ class PyAVSource(FrameSource):
                 except StopIteration:
                     break
                 except av.FFmpegError as exc:
-                    log.warning("%s: stopped reading at a damaged spot (%s)", self._where, _ffmpeg_reason(exc))
+                    self._read_error = _ffmpeg_reason(exc)
                     break
                 if packet.size:
                     pts = packet.pts if packet.pts is not None else packet.dts
@@ -356,8 +410,7 @@ class PyAVSource(FrameSource):
                     frames = stream.decode(packet)
                 except av.FFmpegError as exc:
                     self._decode_errors += 1
-                    if self._decode_errors <= 3:
-                        log.warning("%s: skipped undecodable data (%s)", self._where, _ffmpeg_reason(exc))
+                    self._decode_error = self._decode_error or _ffmpeg_reason(exc)
                     continue
                 for frame in frames:
                     self._frames_out += 1
@@ -370,12 +423,29 @@ class PyAVSource(FrameSource):
                     yield frame
             except av.FFmpegError:
                 pass
+            self._read_to_end = True
         finally:
             self._eof = True
 
-    @property
-    def _where(self) -> str:
-        return "stdin" if self.path == STDIN else self.path
+    def _report_damage(self) -> None:
+        """One warning for what a damaged or truncated input lost, once decoding has ended (or given up)."""
+        problems = []
+        if self._read_error:
+            problems.append(f"reading stopped at a damaged spot ({self._read_error})")
+        if self._decode_errors:
+            n = self._decode_errors
+            problems.append(f"{n} packet{'s' if n != 1 else ''} could not be decoded ({self._decode_error})")
+        if self._read_to_end and self.duration and self._pkt_pts and self._origin is not None:
+            interval = 1.0 / self.fps if self.fps else 0.04
+            decoded = float((self._pkt_pts[-1] - self._origin) * self._time_base) + interval
+            # Containers round durations, and one whose duration is not the video's own (MKV, TS) may
+            # count a longer audio track: allow 1.5 frames, and half a second when other streams exist.
+            slack = 1.5 * interval + (0.5 if self._other_streams and not self._own_duration else 0.0)
+            if decoded < self.duration - slack:
+                problems.append(f"the video decodes to {decoded:.2f} s of the {self.duration:.2f} s the container "
+                                f"declares (truncated?)")
+        if problems:
+            self._warn("damaged or truncated: " + "; ".join(problems) + "; scored what decodes")
 
     def _restart(self) -> None:
         if self.path == STDIN:
@@ -447,6 +517,7 @@ class PyAVSource(FrameSource):
             out = emit(f, self._index_from_packets(f))
             if out is not None:
                 yield out
+        self._report_damage()
         if kept == 0 and selector.fallback_last and last is not None:
             frame, index, t = last
             kept = 1
@@ -742,6 +813,8 @@ class DecordSource(FrameSource):
             self.width, self.height = probe.width, probe.height
             self.duration, self.fps = probe.duration, probe.fps
             self.bit_depth, self.codec = probe.bit_depth, probe.codec
+            self.hdr = probe.hdr
+            self.warnings.extend(probe.warnings)
             self._transform = probe._transform
             self._rotation = int(probe._peeked[0].rotation or 0)
             stored = (probe._peeked[0].height, probe._peeked[0].width)

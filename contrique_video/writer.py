@@ -16,15 +16,22 @@ import pandas as pd
 from .errors import InputError
 
 SUMMARY_COLUMNS = ["file", "score", "frames_scored", "mean", "harmonic_mean", "min", "max", "median", "p5", "std",
-                   "model", "head", "error"]
+                   "model", "head", "hdr", "warnings", "error"]
 FRAME_COLUMNS = ["file", "frame", "pts_time", "score"]
 
 
 def summary_row(record: dict) -> dict:
-    """A flat CSV row from a JSON record (a failure has only ``file`` and ``error``)."""
+    """A flat CSV row from a JSON record (a failure has only ``file`` and ``error``); warnings join with "; "."""
     return {"file": record["file"], "score": record.get("score"), "frames_scored": record.get("frames_scored"),
             **record.get("pooled", {}), "model": record.get("model"), "head": record.get("head"),
-            "error": record.get("error")}
+            "hdr": record.get("hdr"), "warnings": join_warnings(record.get("warnings")), "error": record.get("error")}
+
+
+def join_warnings(warnings) -> str | None:
+    """A record's warnings as one flat-table cell: joined with "; ", None when there are none."""
+    if warnings is None or isinstance(warnings, str):
+        return warnings or None
+    return "; ".join(warnings) or None
 
 
 class RecordLog:

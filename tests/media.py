@@ -32,6 +32,7 @@ KR_KB = {
 _AVCOL_SPC = {"bt709": 1, "bt601": 6, "bt2020": 9}
 _AVCOL_PRI = {"bt709": 1, "bt601": 6, "bt2020": 9}
 _AVCOL_TRC = {"bt709": 1, "bt601": 6, "bt2020": 14}
+_AVCOL_TRC_HDR = {"pq": 16, "hlg": 18}  # SMPTE ST 2084, ARIB STD-B67
 _AVCOL_RANGE = {"tv": 1, "pc": 2}
 
 # Frame durations (milliseconds) of variable-frame-rate clips, cycled.
@@ -180,6 +181,7 @@ def make_clip(
     bframes: int | None = None,
     options: dict | None = None,
     format: str | None = None,
+    transfer: str | None = None,
 ) -> Path:
     """Write a short clip and return its path.
 
@@ -190,6 +192,7 @@ def make_clip(
     rotation in degrees counter-clockwise (PyAV's ``set_display_rotation``; needs MP4/MOV).
     ``vfr`` writes PTS in milliseconds with uneven gaps (:data:`VFR_DURATIONS_MS`).
     ``gop`` forces a fixed key-frame interval (no scene-cut key frames).
+    ``transfer`` ("pq" | "hlg") tags an HDR transfer function (the pixels stay as computed).
     """
     path = Path(path)
     width, height = size
@@ -241,6 +244,8 @@ def make_clip(
             cc.colorspace = _AVCOL_SPC[colorspace]
             cc.color_primaries = _AVCOL_PRI[colorspace]
             cc.color_trc = _AVCOL_TRC[colorspace]
+        if transfer:
+            cc.color_trc = _AVCOL_TRC_HDR[transfer]
         if color_range:
             cc.color_range = _AVCOL_RANGE[color_range]
         if rotation is not None or hflip:
@@ -256,6 +261,8 @@ def make_clip(
                     frame.colorspace = _AVCOL_SPC[colorspace]
                 if color_range:
                     frame.color_range = _AVCOL_RANGE[color_range]
+                if transfer:
+                    frame.color_trc = _AVCOL_TRC_HDR[transfer]
             if vfr:
                 frame.pts = round(times[i] * 1000)
                 frame.time_base = Fraction(1, 1000)

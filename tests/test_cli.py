@@ -3,6 +3,8 @@ where the layout does not matter) and heads written by the test."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import pickle
 import subprocess
@@ -122,6 +124,52 @@ def test_stdin_stream(setup):
     assert proc.returncode == 0, proc.stderr.decode()
     record = json.loads(proc.stdout)
     assert record["file"] == "-" and record["frames_scored"] >= 6
+    assert record["warnings"] == [] and proc.stderr == b""  # H.264 in NUT: nothing to warn about
+
+
+def test_stdin_mpeg4_nut_warns_in_one_line(setup):
+    """What `ffmpeg -i X -f nut -` sends without -c:v: scored, with one line naming the flag that avoids it."""
+    d = setup
+    src = make_clip(d / "default.nut", size=(96, 64), frames=6, fps=24, codec="mpeg4")
+    cmd = [sys.executable, "-m", "contrique_video", "-q", "score", "-", "--weights", str(d / "r18.pt"), "--head",
+           str(d / "head.json"), "--format", "json", "--all"]
+    proc = subprocess.run(cmd, input=src.read_bytes(), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    record = json.loads(proc.stdout)
+    err = proc.stderr.decode().splitlines()
+    assert len(err) == 1 and err[0].startswith("contrique-video: stdin: the piped stream is mpeg4 in nut")
+    assert "-c:v rawvideo" in err[0]
+    assert record["warnings"] == [err[0].removeprefix("contrique-video: stdin: ")]
+
+
+def test_damaged_and_hdr_inputs_are_scored_with_one_warning_each(setup, tmp_path):
+    """A truncated MKV and a PQ clip: exit 0, one stderr line each, and the same words in the record."""
+    d = setup
+    whole = make_clip(tmp_path / "whole.mkv", frames=24)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    pq = make_clip(tmp_path / "pq.mkv", frames=3, pix_fmt="yuv420p10le", colorspace="bt2020", transfer="pq")
+    cmd = [sys.executable, "-m", "contrique_video", "-q", "score", str(d / "clip.mp4"), str(cut), str(pq),
+           "--weights", str(d / "r18.pt"), "--head", str(d / "head.json"), "--format", "json", "--frames", "4"]
+    proc = subprocess.run(cmd, capture_output=True, timeout=120, text=True)
+    assert proc.returncode == 0, proc.stderr
+    clean, damaged, hdr = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert clean["warnings"] == [] and clean["hdr"] is None
+    assert 0 < damaged["frames_scored"] and damaged["hdr"] is None and len(damaged["warnings"]) == 1
+    assert damaged["warnings"][0].startswith("damaged or truncated: the video decodes to")
+    assert hdr["hdr"] == "pq" and len(hdr["warnings"]) == 1 and hdr["warnings"][0].startswith("HDR (PQ)")
+    assert proc.stderr.splitlines() == [f"contrique-video: {cut}: {damaged['warnings'][0]}",
+                                        f"contrique-video: {pq}: {hdr['warnings'][0]}"]
+
+
+def test_csv_summary_carries_hdr_and_warnings(setup, tmp_path):
+    d = setup
+    pq = make_clip(tmp_path / "hlg.mkv", frames=2, pix_fmt="yuv420p10le", colorspace="bt2020", transfer="hlg")
+    res = run("-q", "score", d / "clip.mp4", pq, "--weights", d / "r18.pt", "--head", d / "head.json", "--format",
+              "csv", "--frames", "2")
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [r["hdr"] for r in rows] == ["", "hlg"]
+    assert rows[0]["warnings"] == "" and rows[1]["warnings"].startswith("HDR (HLG) video is scored as SDR")
 
 
 # ------------------------------------------------------------------ bad input: one line, non-zero exit

@@ -262,7 +262,8 @@ def test_decoding_stops_when_the_selector_is_done(media_dir):
         assert [f.index for f in frames] == list(range(6))
         assert src.decoded_frames < 24  # decoder lookahead only, not the whole clip
         frames = list(src.frames(Sampling("frames", 2, duration=0.5)))  # a second pass works
-        assert [f.index for f in frames] == [0, 6]
+        assert [f.index for f in frames] == [3, 9]  # targets 0.125 and 0.375 s
+        assert src.warnings == []  # stopping early is no sign of damage
         assert src.decoded_frames < 24
         list(src.frames(ALL))
         assert src.decoded_frames == 72
@@ -374,6 +375,89 @@ def test_nut_stream_on_stdin(media_dir):
     # the same pixels as reading the file
     _, frames = decode_all(path)
     assert out["mean"] == pytest.approx(float(frames[0].rgb.mean()))
+    assert proc.stderr == b""  # H.264 in NUT is no default re-encode: no warning
+
+
+def _read_stdin(path) -> tuple[dict, list[str]]:
+    """Open ``path`` as stdin in a fresh interpreter: (its warnings and frame count, its stderr lines)."""
+    code = (
+        "import json, logging\n"
+        "from contrique_video.source import open_source\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
+        "with open_source('-') as src:\n"
+        "    n = len(list(src.frames()))\n"
+        "    print(json.dumps(dict(codec=src.codec, frames=n, warnings=src.warnings)))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(path, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-c", code], stdin=stdin, capture_output=True, env=env, timeout=60,
+                              cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout), proc.stderr.decode().splitlines()
+
+
+def test_ffmpeg_default_mpeg4_in_nut_on_stdin_warns_once(media_dir):
+    """`ffmpeg -i X -f nut -` without -c:v pipes an mpeg4 re-encode: scoring it silently scores the wrong video."""
+    path = make_clip(media_dir / "default.nut", codec="mpeg4", frames=6)
+    out, err = _read_stdin(path)
+    assert out["codec"] == "mpeg4" and out["frames"] >= 5  # still scored (NUT declares 5 frames of duration)
+    assert len(err) == 1 and err[0].startswith("stdin: the piped stream is mpeg4 in nut")
+    assert "-c:v rawvideo" in err[0] and "-c:v copy" in err[0]
+    assert out["warnings"] == [err[0].removeprefix("stdin: ")]
+
+
+def test_rawvideo_nut_on_stdin_does_not_warn(media_dir):
+    path = make_clip(media_dir / "raw.nut", codec="rawvideo", frames=4)
+    out, err = _read_stdin(path)
+    assert out["codec"] == "rawvideo" and out["warnings"] == [] and err == []
+
+
+def test_the_same_mpeg4_file_read_by_name_does_not_warn(media_dir):
+    path = make_clip(media_dir / "named.nut", codec="mpeg4", frames=4)
+    with open_source(path) as src:
+        assert src.warnings == []
+
+
+# --------------------------------------------------------------------------- damaged and HDR input
+
+
+def test_truncated_mkv_is_decoded_with_one_warning(media_dir, caplog):
+    whole = make_clip(media_dir / "whole.mkv", frames=24)
+    cut = media_dir / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # `head -c` half of it
+    with caplog.at_level("WARNING", logger="contrique_video"):
+        with open_source(cut) as src:
+            frames = list(src.frames(ALL))
+            assert 0 < len(frames) < 24
+            assert len(src.warnings) == 1 and src.warnings[0].startswith("damaged or truncated: ")
+            assert "of the 1.00 s the container declares" in src.warnings[0]
+            list(src.frames(Sampling("frames", 2)))  # a second pass does not say it again
+    assert [r.getMessage() for r in caplog.records] == [f"{cut}: {src.warnings[0]}"]
+    with open_source(whole) as src:
+        assert len(list(src.frames(ALL))) == 24 and src.warnings == []
+
+
+def test_truncated_mkv_with_frames_sampling_warns_too(media_dir):
+    whole = make_clip(media_dir / "whole8.mkv", frames=24)
+    cut = media_dir / "cut8.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with open_source(cut) as src:
+        frames = list(src.frames(Sampling("frames", 8)))  # targets past the cut are never reached
+        assert frames and "truncated" in src.warnings[0]
+
+
+@pytest.mark.parametrize("transfer", ["pq", "hlg"])
+def test_hdr_transfer_is_reported(media_dir, transfer, caplog):
+    path = make_clip(media_dir / f"{transfer}.mkv", frames=3, pix_fmt="yuv420p10le", colorspace="bt2020",
+                     transfer=transfer)
+    with caplog.at_level("WARNING", logger="contrique_video"):
+        src, frames = decode_all(path)
+    assert src.hdr == transfer and len(frames) == 3
+    assert src.warnings == [f"HDR ({transfer.upper()}) video is scored as SDR: the model only knows SDR, and the "
+                            f"frames are scored as decoded, without tone mapping"]
+    assert len(caplog.records) == 1
+    sdr, _ = decode_all(make_clip(media_dir / "bt2020sdr.mkv", frames=2, pix_fmt="yuv420p10le", colorspace="bt2020"))
+    assert sdr.hdr is None and sdr.warnings == []
 
 
 # --------------------------------------------------------------------------- errors
