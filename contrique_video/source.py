@@ -286,7 +286,7 @@ class PyAVSource(FrameSource):
                 if stdin is None or (hasattr(stdin, "isatty") and stdin.isatty()):
                     raise InputError(
                         "no input on stdin: pipe a stream into it, e.g. "
-                        "ffmpeg -i in.mov -f nut - | contrique-video score -"
+                        "ffmpeg -i in.mov -c:v rawvideo -f nut - | contrique-video score -"
                     )
                 return open_container(stdin.buffer, self._device, metadata_errors="replace")
             return open_container(self.path, self._device, metadata_errors="replace")

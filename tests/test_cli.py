@@ -115,7 +115,7 @@ def test_import_head_then_score(setup, tmp_path):
 
 
 def test_stdin_stream(setup):
-    """`ffmpeg -i in.mov -f nut - | contrique-video score -`"""
+    """`ffmpeg -i in.mov -c:v copy -f nut - | contrique-video score -` (an H.264 stream)"""
     d = setup
     src = make_clip(d / "pipe.nut", size=(96, 64), frames=6, fps=24)
     cmd = [sys.executable, "-m", "contrique_video", "-q", "score", "-", "--weights", str(d / "r18.pt"), "--head",
