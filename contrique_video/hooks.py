@@ -21,14 +21,14 @@ from .sampler import Sampling
 
 
 def centred(frames: int, seconds: float) -> Sampling:
-    """``frames`` frames near the middles of equal parts of an encode, never its first frame.
+    """``frames`` frames at the centres of equal parts of an encode ``seconds`` long (its length from its packets).
 
-    The default sampling always takes the first frame, a key frame that an encoder gives more bits than
-    the rest; scoring it in a few-frame sample of every encode would make each one look better than its
-    average frame, and a short CRF-search sample (a key frame per sample) more than a full encode.
+    Centred, so a sample's first frame, a key frame that an encoder gives more bits than the rest, is not
+    favoured (it is scored only when more than half the frames are asked for): scoring it in a few-frame
+    sample of every encode would make each one look better than its average frame, and a short CRF-search
+    sample (a key frame per sample) more than a full encode. ``--frames N`` centres its targets the same way.
     """
-    offset = seconds / frames / 2
-    return Sampling("frames", frames, start=offset, duration=max(seconds - offset, 1e-3))
+    return Sampling("frames", frames, duration=seconds)
 
 
 @functools.lru_cache(maxsize=1)

@@ -150,6 +150,7 @@ def test_ffmpeg_failing_mid_way_keeps_probes_marked_partial(clip, tmp_path):
 def test_probes_never_score_the_first_frame_of_a_sample():
     from contrique_video.hooks import centred
 
-    s = centred(4, 2.0)  # a reel of two 1 s samples: key frames at 0 s and 1 s
-    targets = [s.start + k * s.duration / 4 for k in range(4)]
-    assert targets == [0.25, 0.6875, 1.125, 1.5625]
+    s = centred(4, 2.0)  # a reel of two 1 s samples at 24 fps: key frames 0 and 24
+    selector = s.selector(2.0, 24.0)
+    kept = [i for i in range(48) if selector.offer(i, i / 24, i % 24 == 0)]
+    assert kept == [6, 18, 30, 42]  # targets 0.25, 0.75, 1.25 and 1.75 s
