@@ -27,7 +27,7 @@ def summary_row(record: dict) -> dict:
             "hdr": record.get("hdr"), "warnings": join_warnings(record.get("warnings")), "error": record.get("error")}
 
 
-def join_warnings(warnings) -> str | None:
+def join_warnings(warnings: list[str] | str | None) -> str | None:
     """A record's warnings as one flat-table cell: joined with "; ", None when there are none."""
     if warnings is None or isinstance(warnings, str):
         return warnings or None
