@@ -25,6 +25,7 @@ from .sampler import Sampling
 
 log = logging.getLogger("contrique_video")
 DEFAULT_MAX_PIXELS = 4096 * 2304  # all 4K formats; larger frames are refused (see --max-pixels)
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # formats matplotlib writes without extra packages
 
 
 def fail(message: str) -> None:
@@ -59,7 +60,8 @@ class OneLineGroup(click.Group):
         try:
             code = super().main(*args, **kwargs)
         except click.UsageError as exc:
-            hint = f" (see `contrique-video {exc.ctx.command_path.split(' ', 1)[1]} --help`)" if exc.ctx and " " in exc.ctx.command_path else ""
+            sub = exc.ctx.command_path[len(exc.ctx.find_root().command_path):].strip() if exc.ctx else ""
+            hint = f" (see `contrique-video {sub} --help`)" if sub else ""
             fail(f"{exc.format_message()}{hint}")
             sys.exit(2)
         except click.ClickException as exc:
@@ -83,21 +85,71 @@ def quiet_option(fn):
                         help="No progress bars or informational logs on stderr.")(fn)
 
 
-def sampling_options(fn):
-    """Sampling flags shared by ``score`` and ``features``; at most one selection mode."""
+def sampling_options(verb: str):
+    """Sampling flags shared by ``score`` and ``features`` (``verb`` says what is done to the frames chosen);
+    at most one selection mode. Values are checked while parsing, before any model loads."""
     options = [
-        click.option("--all", "all_frames", is_flag=True, help="Score every frame."),
-        click.option("--fps", type=float, help="Score F frames per second of video time."),
-        click.option("--frames", type=int, help="Score N frames spread uniformly over the time range (default 64)."),
-        click.option("--every", type=int, help="Score every K-th frame."),
-        click.option("--keyframes", is_flag=True, help="Score key frames only (fast: other frames are not decoded)."),
-        click.option("--start", type=float, default=0.0, show_default=True, help="Start time in seconds."),
-        click.option("--duration", type=float, help="Length of the time range in seconds (default: to the end)."),
-        click.option("--decoder", type=click.Choice(["pyav", "decord"]), default="pyav", show_default=True),
+        click.option("--all", "all_frames", is_flag=True, help=f"{verb} every frame."),
+        click.option("--fps", type=click.FloatRange(min=0, min_open=True), help=f"{verb} F frames per second of video time."),
+        click.option("--frames", type=click.IntRange(1),
+                     help=f"{verb} N frames spread uniformly over the time range (default 64)."),
+        click.option("--every", type=click.IntRange(1), help=f"{verb} every K-th frame."),
+        click.option("--keyframes", is_flag=True, help=f"{verb} key frames only (fast: other frames are not decoded)."),
+        click.option("--start", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Start time in seconds."),
+        click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+                     help="Length of the time range in seconds (default: to the end)."),
+        click.option("--decoder", type=click.Choice(["pyav", "decord"]), default="pyav", show_default=True,
+                     help="Frame decoder: pyav (FFmpeg, keeps 10-bit and HDR) or decord (if installed; 8-bit)."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def output_file(*suffixes: str):
+    """A callback for output-file options: the folder must exist and, given ``suffixes``, the name must end
+    in one of them. Checked while parsing, so a typo fails at once (exit 2), not after all the scoring."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return value
+        path = Path(value)
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise click.BadParameter(f"{value}: use a {', '.join(suffixes)} file name")
+        if not path.parent.is_dir():
+            raise click.BadParameter(f"{value}: the folder {path.parent} does not exist")
+        return value
+
+    return check
+
+
+def output_dir_option(help: str):
+    """``-o/--output DIR``, as every other command names its output, plus the old ``--out`` as a hidden
+    alias that still works (with one deprecation warning) so existing scripts keep running."""
+
+    def decorate(fn):
+        fn = click.option("--out", "out_alias", hidden=True, type=click.Path(file_okay=False),
+                          help="Deprecated alias of -o/--output.")(fn)
+        return click.option("--output", "-o", "outdir", type=click.Path(file_okay=False),
+                            help=f"{help} [required]")(fn)
+
+    return decorate
+
+
+def pick_output_dir(outdir: str | None, out_alias: str | None) -> str:
+    """The folder from ``-o/--output`` or the deprecated ``--out``; a usage error when neither or both."""
+    if out_alias is not None:
+        log.warning("--out is deprecated; use -o/--output")
+        if outdir is not None:
+            raise click.UsageError("give -o/--output once (--out is its old name)")
+        return out_alias
+    if outdir is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
+    return outdir
 
 
 def make_sampling(all_frames, fps, frames, every, keyframes, start, duration) -> Sampling:
@@ -121,7 +173,8 @@ def model_options(fn):
         click.option("--weights", type=click.Path(dir_okay=False), help="CONTRIQUE checkpoint (default: the built-in model)."),
         click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass."),
         click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores)."),
-        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                     help="Run the encoder on the CPU or the first CUDA GPU."),
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      envvar="CONTRIQUE_VIDEO_BACKEND",
                      help="Encoder path; auto picks the fastest that keeps fp32 scores and says which on stderr."),
@@ -153,14 +206,14 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
 @quiet_option
 @click.argument("inputs", nargs=-1)
 @click.option("--head", help="Head name (see `info`) or a head JSON file (default: the built-in model's head).")
-@sampling_options
+@sampling_options("Score")
 @model_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
               help="stdout format: a table, one JSON object per input per line, or CSV with a header.")
-@click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), help="Write per-frame scores (file,frame,pts_time,score) here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
-              help="Write a PNG of per-frame scores over time, with the pooled score and the worst segments marked.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False),
+@click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), callback=output_file(), help="Write per-frame scores (file,frame,pts_time,score) here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
+              help="Write a PNG (or .pdf, .svg) of per-frame scores over time, with the pooled score and the worst segments marked.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(".jsonl", ".ndjson", ".csv"),
               help="Also append one record per input (.jsonl/.ndjson or .csv), failures included, synced to disk as each finishes.")
 @click.option("--resume", is_flag=True, help="Skip inputs already recorded in --output.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up on an input after this many seconds.")
@@ -171,7 +224,7 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
                    "for worker processes here. Same records as a local run.")
 @click.option("--workers", "engine_workers", type=click.IntRange(1, 1024), help="Worker processes for --engine local (default: one per core).")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="CSV or Parquet list of inputs (a `file` or `path` column), added to INPUT...")
-@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
+@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False), callback=output_file(),
               help="Also write every record (with --resume, the earlier ones too) as one Parquet table at the end.")
 @click.pass_context
 @guarded
@@ -328,8 +381,8 @@ def format_table(results) -> str:
 @quiet_option
 @click.argument("input_path", metavar="INPUT")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              help=".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).")
-@sampling_options
+              callback=output_file(".npy", ".npz", ".parquet"), help=".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).")
+@sampling_options("Extract features of")
 @model_options
 @click.pass_context
 @guarded
@@ -338,9 +391,6 @@ def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes,
     """Write per-frame CONTRIQUE features ([full-scale | half-scale])."""
     from .api import Scorer
 
-    suffix = Path(output).suffix.lower()
-    if suffix not in (".npy", ".npz", ".parquet"):
-        raise click.BadParameter("use a .npy, .npz or .parquet file name", param_hint="--output")
     guard_outputs([input_path, weights], output)
     sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
     scorer = Scorer(weights=weights, head=None, device=device, backend=backend, precision=precision,
@@ -373,7 +423,8 @@ def write_features(result, path: Path) -> None:
 @main.command("import-head")
 @quiet_option
 @click.argument("pickle_file", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Head JSON to write.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
+              help="Head JSON to write.")
 @click.option("--name", help="Head name (default: from the file name).")
 @guarded
 def import_head(pickle_file, output, name):
@@ -406,13 +457,15 @@ def available_backends() -> str:
 @main.command("export-onnx")
 @quiet_option
 @click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to export (default: the built-in model).")
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="fp32: the encoder as it is; int8: quantised with calibration (--calibrate or --table).")
 @click.option("--calibrate", multiple=True, type=click.Path(),
               help="int8: media whose frames (32 per video, both scales) set the activation ranges; repeatable.")
 @click.option("--table", type=click.Path(dir_okay=False),
               help="int8: the calibration table to read, or to write when --calibrate is given "
                    "(default: the built-in model's, or the cache's).")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
+              help="ONNX file to write.")
 @guarded
 def export_onnx(weights, precision, calibrate, table, output):
     """Export the encoder (one scale, dynamic batch/height/width) to ONNX, optionally int8-quantised."""
@@ -449,14 +502,16 @@ def export_onnx(weights, precision, calibrate, table, output):
               help="BACKEND:PRECISION,... to time against the official eager fp32 path; the first is the one "
                    "checked on CLIVE and for memory (default: auto's choice, then every other CPU path).")
 @click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="1080p frames timed per candidate.")
-@click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
-@click.option("--threads", type=click.IntRange(1, 1024))
+@click.option("--repeats", type=click.IntRange(1), default=2, show_default=True,
+              help="Timed runs per candidate; the fastest counts.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
 @click.option("--clive", type=click.Path(file_okay=False), help="CLIVE folder (mos.csv, images/): SRCC change per candidate.")
 @click.option("--clive-limit", type=click.IntRange(1), help="Only the first N CLIVE images.")
 @click.option("--speed/--no-speed", default=True, show_default=True, help="Time the candidates on 1080p frames.")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="Peak memory for 10 s vs 60 s clips and a 4K frame, with the first candidate.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Also write the full results as JSON.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(),
+              help="Also write the full results as JSON.")
 @guarded
 def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memory, output):
     """Seconds per 1080p frame, speed-up over eager fp32, share of peak, feature error; prints a markdown table."""
@@ -530,38 +585,46 @@ def info():
 
 @main.command()
 @quiet_option
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, logs).")
+@output_dir_option("Run folder (checkpoints, logs).")
 @click.option("--pristine", required=True, type=click.Path(), help="Folder of pristine photos (synthetic distortions are applied to these).")
 @click.option("--authentic", type=click.Path(), help="Folder of authentically distorted images, each its own class.")
 @click.option("--mos", type=click.Path(dir_okay=False), help="MOS CSV (image,mos) for the authentic folder: a held-out fold is scored at each checkpoint.")
 @click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True, help="Fraction of the MOS images held out (never trained on).")
-@click.option("--objective", type=click.Choice(["contrastive", "classify"]), default="contrastive", show_default=True)
-@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True)
-@click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True)
+@click.option("--objective", type=click.Choice(["contrastive", "classify"]), default="contrastive", show_default=True,
+              help="contrastive: the official NT-Xent recipe; classify: cross-entropy over distortion type and level.")
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True,
+              help="Encoder architecture (resnet50 is CONTRIQUE's).")
+@click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True,
+              help="Side in pixels of the square crops trained on.")
 @click.option("--batch", type=click.IntRange(2, 65536), default=64, show_default=True, help="Synthetic images per batch.")
-@click.option("--authentic-batch", type=click.IntRange(0, 65536), default=32, show_default=True)
+@click.option("--authentic-batch", type=click.IntRange(0, 65536), default=32, show_default=True,
+              help="Authentic images per batch (with --authentic).")
 @click.option("--crops-per-image", type=click.IntRange(1, 64), default=1, show_default=True,
               help="View pairs cut from each distorted image (cheaper data, less diversity).")
-@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True)
-@click.option("--eval-every", type=click.IntRange(1), default=250, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Optimiser steps in all.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+              help="Peak learning rate.")
+@click.option("--eval-every", type=click.IntRange(1), default=250, show_default=True,
+              help="Steps between checkpoints (and held-out scoring with --mos).")
 @click.option("--workers", type=click.IntRange(0, 256), default=2, show_default=True, help="Data-generation processes.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Run the encoder on the CPU or the first CUDA GPU.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Autocast precision (bf16 on GPUs; on this project's CPU bf16 training measured 10x slower).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (same seed, same batches).")
 @click.option("--types", help="Comma-separated distortion types to train on (default: all; see distortions.TYPES).")
 @click.option("--init", "init_weights", type=click.Path(dir_okay=False), help="Start from these weights (fine-tune) instead of random.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.pt.")
 @click.pass_context
 @guarded
-def train(ctx, out, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, crops_per_image, steps, lr,
+def train(ctx, outdir, out_alias, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, crops_per_image, steps, lr,
           eval_every, workers, device, precision, seed, types, init_weights, resume):
     """Self-supervised CONTRIQUE training from image folders (see the README's model card)."""
     from . import distortions
     from .train import TrainConfig
     from .train import train as run
 
+    out = pick_output_dir(outdir, out_alias)
     chosen = [t.strip() for t in types.split(",")] if types else list(distortions.TYPES)
 
     cfg = TrainConfig(out=out, pristine=pristine, authentic=authentic, mos=mos, holdout=holdout, arch=arch,
@@ -624,15 +687,16 @@ def extractor(weights: str | None, random_init: str | None, baseline: str | None
 @quiet_option
 @click.argument("media", type=click.Path())
 @click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Head JSON to write.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
+              help="Head JSON to write.")
 @click.option("--name", help="Head name (default: the output file's stem).")
 @click.option("--trained-on", help="Dataset description stored in the head (default: the MOS file and count).")
-@click.option("--scale", default="MOS", show_default=True)
+@click.option("--scale", default="MOS", show_default=True, help="Name of the MOS scale, stored in the head.")
 @click.option("--range", "score_range", default="0,100", show_default=True, help="LO,HI of the MOS scale.")
 @click.option("--lower-is-better", is_flag=True, help="The scale is a DMOS (lower is better).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Model to fit on (default: the built-in model).")
 @click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
-@click.option("--threads", type=click.IntRange(1, 1024))
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
 @click.pass_context
 @guarded
 def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_better, weights, cache, threads):
@@ -671,9 +735,10 @@ def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_
 @click.option("--baseline", type=click.Choice(["laplacian", "nss"]),
               help="Evaluate a classical baseline instead: Laplacian variance, or the 36 NSS (BRISQUE-style) features.")
 @click.option("--heldout", type=click.FloatRange(0, 0.9), help="Only the images `train --holdout F` held out.")
-@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Random 80/20 train/test splits; the medians are reported.")
 @click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
-@click.option("--threads", type=click.IntRange(1, 1024))
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
 @click.pass_context
 @guarded
 def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, cache, threads):
@@ -699,7 +764,8 @@ def encoder_options(fn):
     from .encode import ENCODERS
 
     options = [
-        click.option("--encoder", type=click.Choice(list(ENCODERS)), default="libx264", show_default=True),
+        click.option("--encoder", type=click.Choice(list(ENCODERS)), default="libx264", show_default=True,
+                     help="Encoder under test (an FFmpeg encoder name)."),
         click.option("--preset", help="Encoder preset (cpu-used for libvpx-vp9/libaom-av1; default: the encoder's)."),
         click.option("--ffmpeg", "ffmpeg", type=click.Path(dir_okay=False),
                      help="Encode with this ffmpeg binary instead of PyAV's FFmpeg (e.g. for libaom-av1)."),
@@ -711,6 +777,43 @@ def encoder_options(fn):
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def crf_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    """``--crf`` parsed while parsing, so a malformed or descending grid is a usage error."""
+    from .ladder import parse_crfs
+
+    try:
+        return parse_crfs(value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+
+
+def check_crf_range(encoder: str, option: str, *crfs: int | None) -> None:
+    """CRFs outside the encoder's scale are usage errors, found before the model loads."""
+    from .encode import ENCODERS
+
+    spec = ENCODERS[encoder]
+    for crf in crfs:
+        if crf is not None and not spec.crf_min <= crf <= spec.crf_max:
+            raise click.BadParameter(f"CRF {crf} is outside {encoder}'s range {spec.crf_min}..{spec.crf_max}",
+                                     param_hint=f"'{option}'")
+
+
+def check_target(target: float, head: str | None, weights: str | None):
+    """The head (resolved from its JSON, without loading the encoder) with ``--target`` checked against its
+    range as a usage error; None when the head is not known before the model (custom weights, no --head)."""
+    from .api import DEFAULT_HEAD
+    from .head import resolve_head
+
+    if head is None and weights is not None:
+        return None
+    h = resolve_head(head or DEFAULT_HEAD)
+    lo, hi = h.range
+    if not lo <= target <= hi:
+        raise click.BadParameter(f"{target:g} is outside the range {lo:g}..{hi:g} of head {h.name!r} ({h.scale})",
+                                 param_hint="'--target'")
+    return h
 
 
 def open_scorer(head, model: dict):
@@ -731,9 +834,11 @@ def open_scorer(head, model: dict):
               help="Seconds per sample.")
 @click.option("--min-crf", type=int, help="Lowest CRF searched (default: 10, or the encoder's minimum).")
 @click.option("--max-crf", type=int, help="Highest CRF searched (default: the encoder's maximum).")
-@click.option("--max-probes", type=click.IntRange(1, 64), default=6, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "ndjson"]), default="table", show_default=True,
-              help="ndjson: one JSON event per line on stdout (samples, probe..., result; error when it fails).")
+@click.option("--max-probes", type=click.IntRange(1, 64), default=6, show_default=True,
+              help="Most encodes tried before the best CRF so far is reported.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "ndjson"]), default="table", show_default=True,
+              help="json: JSON Lines, one event per line as it happens (samples, probe..., result; error when it "
+                   "fails); ndjson is the same.")
 @encoder_options
 @model_options
 @guarded
@@ -742,12 +847,22 @@ def crf_search_command(input_path, target, samples, sample_duration, min_crf, ma
     """Find the CRF whose encode of INPUT scores --target, from scored samples (ab-av1 style).
 
     Exit 0 with a result, 1 when the target is out of reach or something failed (one line on stderr; with
-    --format ndjson the probes already printed stay valid and an error event marks the run partial).
+    --format json the probes already printed stay valid and an error event marks the run partial).
     """
-    from .crf_search import crf_search
+    from .crf_search import DEFAULT_MIN_CRF, crf_search
+    from .encode import ENCODERS
+
+    check_crf_range(encoder, "--min-crf", min_crf)
+    check_crf_range(encoder, "--max-crf", max_crf)
+    spec = ENCODERS[encoder]
+    lo = max(spec.crf_min, DEFAULT_MIN_CRF) if min_crf is None else min_crf
+    hi = spec.crf_max if max_crf is None else max_crf
+    if lo >= hi:
+        raise click.UsageError(f"--min-crf {lo} must be below --max-crf {hi}")
+    head = check_target(target, head, model.get("weights")) or head
 
     def on_event(event: dict) -> None:
-        if fmt == "ndjson":
+        if fmt in ("json", "ndjson"):
             click.echo(json.dumps(event))
             sys.stdout.flush()
         elif event["type"] == "probe":
@@ -770,27 +885,29 @@ def crf_search_command(input_path, target, samples, sample_duration, min_crf, ma
 @click.argument("input_path", metavar="INPUT")
 @click.option("--heights", default="1080,720,540,360", show_default=True,
               help="Rendition heights; those above the source's are skipped.")
-@click.option("--crf", "crf_grid", default="18:42:4", show_default=True, help="CRFs: START:STOP:STEP or a list a,b,c.")
+@click.option("--crf", "crf_grid", default="18:42:4", show_default=True, callback=crf_list,
+              help="CRFs: START:STOP:STEP (ascending, STOP included) or a list a,b,c.")
 @click.option("--display", help="WxH the renditions are upscaled to and scored at (default: the source size).")
 @click.option("--rungs", type=click.IntRange(1), default=4, show_default=True, help="Rungs to recommend from the hull.")
-@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False),
-              help="Folder for ladder.csv, ladder.json and ladder.png (ladder.partial.* if the run stops early).")
-@click.option("--keep-renditions", is_flag=True, help="Keep the encodes in OUT/renditions.")
+@output_dir_option("Folder for ladder.csv, ladder.json and ladder.png (ladder.partial.* if the run stops early).")
+@click.option("--keep-renditions", is_flag=True, help="Keep the encodes in OUTPUT/renditions.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="stdout: a table of the renditions, or the ladder JSON.")
+              help="stdout: a table of the renditions, or json: the ladder (ladder.json's object) on one line, "
+                   "JSON Lines as in score and crf-search.")
 @encoder_options
 @model_options
 @guarded
-def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, keep_renditions, fmt, encoder, preset, ffmpeg,
-                   head, frames, workdir, **model):
+def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, out_alias, keep_renditions, fmt, encoder,
+                   preset, ffmpeg, head, frames, workdir, **model):
     """Encode INPUT at every height x CRF, score each rendition at the display size, and recommend rungs
     from the upper convex hull of score against bitrate.
 
     Exit 0 when the grid is complete, 1 when it stopped early (the finished renditions are written as
     ladder.partial.csv/json/png and the error is one line on stderr).
     """
-    from .ladder import build_ladder, parse_crfs, save
+    from .ladder import build_ladder, save
 
+    outdir = pick_output_dir(outdir, out_alias)
     try:
         sizes = [int(h) for h in heights.split(",")]
         shown = tuple(int(v) for v in display.lower().split("x")) if display else None
@@ -798,8 +915,9 @@ def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, keep_r
         raise click.BadParameter("give numbers: --heights 1080,720 and --display 1920x1080") from None
     if shown is not None and len(shown) != 2:
         raise click.BadParameter("give WxH, e.g. 1920x1080", param_hint="--display")
+    check_crf_range(encoder, "--crf", *crf_grid)
     scorer = open_scorer(head, model)
-    ladder = build_ladder(input_path, scorer, encoder, sizes, parse_crfs(crf_grid), display=shown, frames=frames,
+    ladder = build_ladder(input_path, scorer, encoder, sizes, crf_grid, display=shown, frames=frames,
                           rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
                           keep=Path(outdir) / "renditions" if keep_renditions else None,
                           on_rendition=lambda r: log.info("%dp crf %d: %.0f kbps, score %.2f", r.height, r.crf,

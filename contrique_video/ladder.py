@@ -75,7 +75,7 @@ def parse_crfs(text: str) -> list[int]:
             return list(range(start, stop + 1, step))
         return sorted({int(v) for v in text.split(",")})
     except ValueError:
-        raise InputError(f"--crf {text!r}: give START:STOP:STEP (e.g. 18:42:4) or a list (e.g. 22,30,38)") from None
+        raise InputError(f"--crf {text!r}: give START:STOP:STEP, ascending (e.g. 18:42:4) or a list (e.g. 22,30,38)") from None
 
 
 def upper_hull(x: Sequence[float], y: Sequence[float]) -> list[int]:

@@ -81,9 +81,9 @@ def cli(*args):
     return CliRunner().invoke(main, ["crf-search", *map(str, args)], catch_exceptions=False)
 
 
-def test_cli_ndjson_events_with_the_model(clip, tmp_path):
+def test_cli_json_lines_events_with_the_model(clip, tmp_path):
     res = cli(clip, "--target", 40, "--samples", 2, "--sample-duration", 0.5, "--frames", 2, "--max-probes", 2,
-              "--preset", "ultrafast", "--format", "ndjson", "--workdir", tmp_path, "-q")
+              "--preset", "ultrafast", "--format", "json", "--workdir", tmp_path, "-q")
     events = [json.loads(x) for x in res.stdout.splitlines()]
     assert [e["type"] for e in events] == ["samples", "probe", "probe", "result"]
     for probe in events[1:3]:
@@ -96,7 +96,6 @@ def test_cli_ndjson_events_with_the_model(clip, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--target", 150], "error: target 150 is outside the range 0..100 of head 'clive' (MOS)"),
     (["--target", 50, "--samples", 5], "shorter than the 5 samples x 2 s requested"),
     (["--target", 50, "--encoder", "libaom-av1"], "encoder libaom-av1 is not available in PyAV's FFmpeg"),
 ])
@@ -104,6 +103,13 @@ def test_cli_bad_input_is_one_line(clip, args, message):
     res = cli(clip, *args)
     assert res.exit_code == 1
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_target_outside_the_heads_range_is_a_usage_error(clip):
+    res = cli(clip, "--target", 150)
+    assert res.exit_code == 2
+    assert "Invalid value for '--target': 150 is outside the range 0..100 of head 'clive' (MOS)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_ffmpeg_failing_mid_way_keeps_probes_marked_partial(clip, tmp_path):

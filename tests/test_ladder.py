@@ -75,7 +75,7 @@ def test_failure_mid_way_gives_a_partial_ladder(clip, tmp_path):
 
 def test_cli_writes_csv_json_and_plot_with_the_model(clip, tmp_path):
     res = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90,64", "--crf", "24,40", "--frames", "1",
-                                    "--preset", "ultrafast", "--out", str(tmp_path), "--rungs", "2"],
+                                    "--preset", "ultrafast", "-o", str(tmp_path), "--rungs", "2", "--format", "json"],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.stderr
     table = pd.read_csv(tmp_path / "ladder.csv")
@@ -84,7 +84,8 @@ def test_cli_writes_csv_json_and_plot_with_the_model(clip, tmp_path):
     record = json.loads((tmp_path / "ladder.json").read_text())
     assert record["display"] == [160, 90] and record["head"] == "clive" and record["partial"] is False
     assert (tmp_path / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "rung" in res.stdout
+    assert json.loads(res.stdout) == record  # --format json: the same object, on one line (JSON Lines)
+    assert len(res.stdout.splitlines()) == 1
 
 
 def test_hook_scores_a_segment_at_the_display_size(clip, tmp_path):
