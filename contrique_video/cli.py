@@ -6,11 +6,14 @@ failed (each failure is one line on stderr), 2 a usage error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import math
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -197,9 +200,31 @@ def main(ctx: click.Context, quiet: bool) -> None:
                         stream=sys.stderr)
 
 
-def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
-    return tqdm(desc=Path(name).name[:30], total=total, unit="frame", disable=ctx.obj["quiet"], file=sys.stderr,
-                dynamic_ncols=True, leave=False)
+def shorten(text: str, width: int, keep_end: bool = True) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis where it was cut, so a cut is never silent."""
+    if len(text) <= width:
+        return text
+    return "\u2026" + text[-(width - 1):] if keep_end else text[:width - 1] + "\u2026"
+
+
+def progress_bar(ctx: click.Context, desc: str, total: int | None, unit: str = "frame") -> tqdm:
+    """A bar on stderr (none with -q); it disappears when done, leaving stderr to the log lines."""
+    return tqdm(desc=desc, total=total, unit=unit, disable=ctx.obj["quiet"], file=sys.stderr, dynamic_ncols=True,
+                leave=False)
+
+
+@contextlib.contextmanager
+def logs_above_bars() -> Iterator[None]:
+    """While progress bars run, log lines go through ``tqdm.write`` (above the bar) rather than being glued
+    to the bar's line. Only the console handler ``main`` installs is redirected; handlers that others set up
+    (a log file, a test's capture) are left alone."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    if any(type(h) is logging.StreamHandler and h.stream in (sys.stdout, sys.stderr) for h in logging.root.handlers):
+        with logging_redirect_tqdm():
+            yield
+    else:
+        yield
 
 
 @main.command()
@@ -266,16 +291,18 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         log.info("resuming: %d of %d inputs are already in %s", len(set(names) & records.done), len(names), output)
         names = [n for n in names if n not in records.done]
     frame_log = FrameLog(frames_csv) if frames_csv else None
-    results, failures = [], 0
+    table = ScoreTable(h.range) if fmt == "table" else None
+    results, failures, stopped = [], 0, None
     finished: list[dict] = []  # for --parquet, after the records of earlier runs
     earlier = read_records(output) if parquet_path and records and records.done else []
     try:
-        with sigterm_as_exception():
-            for name in names:
+        with sigterm_as_exception(), logs_above_bars():
+            for i, name in enumerate(names, 1):
                 bars: list[tqdm] = []  # created once the input is open and its frame count known
+                desc = f"[{i}/{len(names)}] {shorten(Path(name).name, 30, keep_end=False)}"
 
-                def on_open(total: int | None, name=name, bars=bars) -> None:
-                    bars.append(progress_bar(ctx, name, total))
+                def on_open(total: int | None, desc=desc, bars=bars) -> None:
+                    bars.append(progress_bar(ctx, desc, total))
 
                 def on_frames(rows: pd.DataFrame, name=name, bars=bars) -> None:
                     bars[0].update(len(rows))
@@ -287,24 +314,26 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
                         result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames,
                                               on_open=on_open)
                 except ContriqueError as exc:
+                    result, error = None, str(exc)
+                finally:  # the bar goes before anything is printed, so no line is glued to it
+                    for bar in bars:
+                        bar.close()
+                if result is None:
                     failures += 1
-                    record = {"file": name, "error": str(exc)}
-                    for bar in bars:
-                        bar.close()
-                    fail(str(exc))
+                    record = {"file": name, "error": error}
+                    fail(error)
                 else:
-                    for bar in bars:
-                        bar.close()
                     results.append(result)
                     record = result.record()
-                    emit(result, fmt, first=len(results) == 1)
+                    emit(result, fmt, first=len(results) == 1, table=table)
                 if records:
                     records.write(record)
                 if parquet_path:
                     finished.append(record)
     except Terminated:
-        fail(f"terminated: {len(results)} inputs scored before SIGTERM are kept")
-        sys.exit(143)
+        stopped = 143
+    except KeyboardInterrupt:
+        stopped = 130
     finally:
         if frame_log:
             frame_log.close(keep=frame_log.rows > 0)
@@ -312,13 +341,21 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
             records.close()
         if parquet_path and (finished or earlier):
             write_parquet(earlier + finished, parquet_path)
-    if fmt == "table" and results:
-        click.echo(format_table(results))
+    finish_score(results, table, plot_path)
+    if stopped:
+        fail(f"{'terminated' if stopped == 143 else 'interrupted'}: the {len(results)} inputs scored before it are kept")
+        sys.exit(stopped)
+    sys.exit(1 if failures else 0)
+
+
+def finish_score(results: list, table: "ScoreTable | None", plot_path: str | None) -> None:
+    """The table's legend and the --plot of the inputs scored, also after Ctrl-C or SIGTERM."""
+    if table is not None:
+        table.footer()
     if plot_path and results:
         from .plot import plot_frames
 
         plot_frames(results, plot_path)
-    sys.exit(1 if failures else 0)
 
 
 def score_on_engine(ctx, names, engine, workers, sampling, decoder, fmt, frames_csv, plot_path, output, resume, timeout,
@@ -338,12 +375,13 @@ def score_on_engine(ctx, names, engine, workers, sampling, decoder, fmt, frames_
                                   keep_results=fmt == "table" or bool(plot_path),
                                   emit=lambda result, first: emit(result, fmt, first), fail=fail,
                                   progress=not ctx.obj["quiet"])
-    if fmt == "table" and results:
-        click.echo(format_table(results))
-    if plot_path and results:
-        from .plot import plot_frames
-
-        plot_frames(results, plot_path)
+    table = None
+    if fmt == "table":  # in input order, once all are in (workers finish out of order)
+        known = known_head(scorer_options["head"], scorer_options["weights"])
+        table = ScoreTable(known.range if known else None)
+        for result in results:
+            table.row(result)
+    finish_score(results, table, plot_path)
     return code
 
 
@@ -355,9 +393,11 @@ def guard_outputs(inputs, *outputs) -> None:
             raise InputError(f"output {out} is also an input; refusing to overwrite it")
 
 
-def emit(result, fmt: str, first: bool) -> None:
-    """Print one input's result as soon as it is done (json, csv); tables are printed at the end."""
-    if fmt == "json":
+def emit(result, fmt: str, first: bool, table: "ScoreTable | None" = None) -> None:
+    """Print one input's result as soon as it is done, so an interrupted run keeps what it printed."""
+    if table is not None:
+        table.row(result)
+    elif fmt == "json":
         click.echo(json.dumps(result.record()))
     elif fmt == "csv":
         from .writer import SUMMARY_COLUMNS, summary_row
@@ -367,14 +407,51 @@ def emit(result, fmt: str, first: bool) -> None:
     sys.stdout.flush()
 
 
-def format_table(results) -> str:
-    r0 = results[0]
-    direction = "higher is better" if r0.higher_is_better else "lower is better"
-    lines = [f"{'file':<40} {'score':>7} {'p5':>7} {'min':>7} {'frames':>6}"]
-    for r in results:
-        lines.append(f"{r.file[-40:]:<40} {r.score:7.2f} {r.pooled['p5']:7.2f} {r.pooled['min']:7.2f} {r.frames_scored:6d}")
-    lines.append(f"score: {r0.scale} predicted by head '{r0.head}' ({direction}); model {r0.model}")
-    return "\n".join(lines)
+BANDS = ((20.0, "bad"), (40.0, "poor"), (60.0, "fair"), (80.0, "good"), (math.inf, "excellent"))
+BAND_LEGEND = "band: <20 bad, 20-40 poor, 40-60 fair, 60-80 good, >=80 excellent"
+
+
+def band(score: float) -> str:
+    """The README's quality band (CLIVE's slider words at equal steps) of a score on a 0-100 MOS scale."""
+    return next(word for upper, word in BANDS if score < upper)
+
+
+class ScoreTable:
+    """``score --format table`` on stdout: the header with the first row, each row as its input finishes
+    (so Ctrl-C keeps the rows printed), and a legend of the scale and columns after the last row.
+
+    Bands are given for heads on a 0-100 scale where higher is better (the built-in head's); ``-`` otherwise.
+    """
+
+    FILE_WIDTH = 40
+
+    def __init__(self, head_range: tuple[float, float] | None):
+        self.range = tuple(head_range) if head_range is not None else None
+        self.first = None
+
+    def row(self, r) -> None:
+        if self.first is None:
+            self.first = r
+            click.echo(f"{'file':<{self.FILE_WIDTH}} {'score':>7} {'band':<9} {'p5':>7} {'min':>7} {'frames':>6}")
+        word = band(r.score) if self.bands(r) else "-"
+        click.echo(f"{shorten(r.file, self.FILE_WIDTH):<{self.FILE_WIDTH}} {r.score:7.2f} {word:<9} "
+                   f"{r.pooled['p5']:7.2f} {r.pooled['min']:7.2f} {r.frames_scored:6d}")
+        sys.stdout.flush()
+
+    def bands(self, r) -> bool:
+        return r.higher_is_better and self.range == (0, 100)
+
+    def footer(self) -> None:
+        r = self.first
+        if r is None:
+            return
+        direction = "higher is better" if r.higher_is_better else "lower is better"
+        scale = f"{r.scale} on {self.range[0]:g}-{self.range[1]:g}" if self.range else r.scale
+        worst = "the worst frame" if r.higher_is_better else "the best frame"
+        click.echo(f"score: predicted {scale} ({direction}) by head '{r.head}', the mean over frames; model {r.model}")
+        click.echo(f"p5: 5th percentile of the frame scores; min: lowest frame score ({worst})"
+                   + (f"; {BAND_LEGEND}" if self.bands(r) else ""))
+        sys.stdout.flush()
 
 
 @main.command()
@@ -800,15 +877,22 @@ def check_crf_range(encoder: str, option: str, *crfs: int | None) -> None:
                                      param_hint=f"'{option}'")
 
 
-def check_target(target: float, head: str | None, weights: str | None):
-    """The head (resolved from its JSON, without loading the encoder) with ``--target`` checked against its
-    range as a usage error; None when the head is not known before the model (custom weights, no --head)."""
+def known_head(head: str | None, weights: str | None):
+    """The head read from its JSON alone (no model loaded), or None when it is only known with the model
+    (custom weights and no --head: the model then says what is missing)."""
     from .api import DEFAULT_HEAD
     from .head import resolve_head
 
     if head is None and weights is not None:
         return None
-    h = resolve_head(head or DEFAULT_HEAD)
+    return resolve_head(head or DEFAULT_HEAD)
+
+
+def check_target(target: float, head: str | None, weights: str | None):
+    """The head (see :func:`known_head`) with ``--target`` checked against its range as a usage error."""
+    h = known_head(head, weights)
+    if h is None:
+        return None
     lo, hi = h.range
     if not lo <= target <= hi:
         raise click.BadParameter(f"{target:g} is outside the range {lo:g}..{hi:g} of head {h.name!r} ({h.scale})",
@@ -841,8 +925,9 @@ def open_scorer(head, model: dict):
                    "fails); ndjson is the same.")
 @encoder_options
 @model_options
+@click.pass_context
 @guarded
-def crf_search_command(input_path, target, samples, sample_duration, min_crf, max_crf, max_probes, fmt, encoder, preset,
+def crf_search_command(ctx, input_path, target, samples, sample_duration, min_crf, max_crf, max_probes, fmt, encoder, preset,
                        ffmpeg, head, frames, workdir, **model):
     """Find the CRF whose encode of INPUT scores --target, from scored samples (ab-av1 style).
 
@@ -861,7 +946,14 @@ def crf_search_command(input_path, target, samples, sample_duration, min_crf, ma
         raise click.UsageError(f"--min-crf {lo} must be below --max-crf {hi}")
     head = check_target(target, head, model.get("weights")) or head
 
+    bars: list[tqdm] = []  # from the samples event: probes, at most --max-probes
+
     def on_event(event: dict) -> None:
+        if event["type"] == "samples":
+            bars.append(progress_bar(ctx, "crf-search", max_probes, unit="probe"))
+        elif event["type"] == "probe":
+            bars[0].update(1)
+            bars[0].set_postfix_str(f"crf {event['crf']}: score {event['score']:.2f}")
         if fmt in ("json", "ndjson"):
             click.echo(json.dumps(event))
             sys.stdout.flush()
@@ -869,9 +961,14 @@ def crf_search_command(input_path, target, samples, sample_duration, min_crf, ma
             log.info("crf %d: score %.2f, %.0f kbps", event["crf"], event["score"], event["kbps"])
 
     scorer = open_scorer(head, model)
-    result = crf_search(input_path, scorer, encoder, target, samples=samples, sample_duration=sample_duration,
-                        frames=frames, min_crf=min_crf, max_crf=max_crf, max_probes=max_probes, preset=preset,
-                        ffmpeg=ffmpeg, workdir=workdir, on_event=on_event)
+    try:
+        with logs_above_bars():
+            result = crf_search(input_path, scorer, encoder, target, samples=samples, sample_duration=sample_duration,
+                                frames=frames, min_crf=min_crf, max_crf=max_crf, max_probes=max_probes, preset=preset,
+                                ffmpeg=ffmpeg, workdir=workdir, on_event=on_event)
+    finally:
+        for bar in bars:
+            bar.close()
     if fmt == "table":
         click.echo(f"{encoder} crf {result.crf}: predicted score {result.score:.2f} (target {target:g}), "
                    f"{result.kbps:.0f} kbps, {result.predicted_bytes / 1e6:.2f} MB for the whole input")
@@ -896,16 +993,19 @@ def crf_search_command(input_path, target, samples, sample_duration, min_crf, ma
                    "JSON Lines as in score and crf-search.")
 @encoder_options
 @model_options
+@click.pass_context
 @guarded
-def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, out_alias, keep_renditions, fmt, encoder,
+def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, out_alias, keep_renditions, fmt, encoder,
                    preset, ffmpeg, head, frames, workdir, **model):
     """Encode INPUT at every height x CRF, score each rendition at the display size, and recommend rungs
     from the upper convex hull of score against bitrate.
 
     Exit 0 when the grid is complete, 1 when it stopped early (the finished renditions are written as
-    ladder.partial.csv/json/png and the error is one line on stderr).
+    ladder.partial.csv/json/png and the error is one line on stderr), 130 on Ctrl-C and 143 on SIGTERM
+    (the finished renditions are written as ladder.partial.* too).
     """
-    from .ladder import build_ladder, save
+    from .batch import Terminated, sigterm_as_exception
+    from .ladder import build_ladder
 
     outdir = pick_output_dir(outdir, out_alias)
     try:
@@ -917,11 +1017,43 @@ def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, out_al
         raise click.BadParameter("give WxH, e.g. 1920x1080", param_hint="--display")
     check_crf_range(encoder, "--crf", *crf_grid)
     scorer = open_scorer(head, model)
-    ladder = build_ladder(input_path, scorer, encoder, sizes, crf_grid, display=shown, frames=frames,
-                          rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
-                          keep=Path(outdir) / "renditions" if keep_renditions else None,
-                          on_rendition=lambda r: log.info("%dp crf %d: %.0f kbps, score %.2f", r.height, r.crf,
-                                                          r.kbps, r.score))
+    bars: list[tqdm] = []
+
+    def on_rendition(r) -> None:
+        bars[0].update(1)
+        bars[0].set_postfix_str(f"{r.height}p crf {r.crf}: score {r.score:.2f}")
+        log.info("%dp crf %d: %.0f kbps, score %.2f", r.height, r.crf, r.kbps, r.score)
+
+    try:
+        with sigterm_as_exception(), logs_above_bars():
+            try:
+                ladder = build_ladder(input_path, scorer, encoder, sizes, crf_grid, display=shown, frames=frames,
+                                      rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
+                                      keep=Path(outdir) / "renditions" if keep_renditions else None,
+                                      on_rendition=on_rendition,
+                                      on_plan=lambda n: bars.append(progress_bar(ctx, "ladder", n, unit="rendition")))
+            finally:
+                for bar in bars:
+                    bar.close()
+    except (KeyboardInterrupt, Terminated) as exc:
+        ladder = getattr(exc, "ladder", None)
+        code, what = (130, "interrupted") if isinstance(exc, KeyboardInterrupt) else (143, "terminated")
+        if ladder is None:  # stopped before the grid started: nothing to keep
+            fail(what)
+            sys.exit(code)
+        report_ladder(ladder, outdir, fmt)
+        fail(f"{what}: {len(ladder.renditions)} finished renditions kept as partial in {outdir}")
+        sys.exit(code)
+    report_ladder(ladder, outdir, fmt)
+    if ladder.partial:
+        fail(f"ladder stopped early, {len(ladder.renditions)} renditions kept as partial: {ladder.error}")
+        sys.exit(1)
+
+
+def report_ladder(ladder, outdir: str, fmt: str) -> None:
+    """Write the ladder files (ladder.partial.* for a partial run) and print it on stdout."""
+    from .ladder import save
+
     paths = save(ladder, outdir)
     if fmt == "json":
         click.echo(json.dumps(ladder.record()))
@@ -930,6 +1062,3 @@ def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, out_al
         table["mark"] = np.where(table["rung"], "rung", np.where(table["on_hull"], "hull", ""))
         click.echo(table[["height", "width", "crf", "kbps", "score", "mark"]].to_string(index=False, float_format="%.2f"))
     log.info("wrote %s", ", ".join(map(str, paths)))
-    if ladder.partial:
-        fail(f"ladder stopped early, {len(ladder.renditions)} renditions kept as partial: {ladder.error}")
-        sys.exit(1)

@@ -15,7 +15,7 @@ after ``start``):
   (a frame is kept at most once, so ``F`` above the source rate keeps every frame).
 - ``frames N``: targets ``t_k = start + k * D / N`` (so the first frame is always a candidate); keep the first frame at or
   after each target (at most once). With no known duration (a pipe) this falls back to
-  1 fps and logs a warning.
+  1 fps and says so in an info log line.
 - ``every K``: frames whose position among the frames in range is a multiple of ``K``.
 - ``keyframes``: key frames in range only.
 """
@@ -143,7 +143,8 @@ class Sampling:
         if total_duration is not None:
             span_end = min(end, total_duration)
         if span_end is None or math.isinf(span_end):
-            log.warning(
+            # Info, not a warning: it is what reading a pipe always means, and -q must silence it.
+            log.info(
                 "video duration is unknown (a pipe?): cannot spread %d frames uniformly, "
                 "sampling 1 fps instead",
                 n,

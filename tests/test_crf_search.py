@@ -132,3 +132,16 @@ def test_probes_never_score_the_first_frame_of_a_sample():
     s = centred(4, 2.0)  # a reel of two 1 s samples: key frames at 0 s and 1 s
     targets = [s.start + k * s.duration / 4 for k in range(4)]
     assert targets == [0.25, 0.6875, 1.125, 1.5625]
+
+
+def test_progress_bar_counts_probes_with_an_eta(clip, tmp_path, monkeypatch):
+    import contrique_video.cli as cli
+
+    monkeypatch.setattr(cli, "open_scorer", lambda head, model: StubScorer())
+    res = CliRunner().invoke(main, ["crf-search", str(clip), "--target", "50", "--samples", "2", "--sample-duration",
+                                    "0.5", "--max-probes", "3", "--preset", "ultrafast", "--workdir", str(tmp_path)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "crf-search:" in res.stderr and "/3 [" in res.stderr and "probe/s]" in res.stderr
+    assert "crf 30: score" in res.stderr  # the first probe (the middle of 10..51) on the bar
+    assert res.stdout.startswith("libx264 crf ")
