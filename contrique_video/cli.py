@@ -138,7 +138,7 @@ def output_dir_option(help: str):
         fn = click.option("--out", "out_alias", hidden=True, type=click.Path(file_okay=False),
                           help="Deprecated alias of -o/--output.")(fn)
         return click.option("--output", "-o", "outdir", type=click.Path(file_okay=False),
-                            help=f"{help} [required]")(fn)
+                            help=f"{help}  [required]")(fn)
 
     return decorate
 
@@ -369,12 +369,13 @@ def score_on_engine(ctx, names, engine, workers, sampling, decoder, fmt, frames_
         raise click.UsageError("`-` (stdin) cannot be scored with --engine; give files")
     if ctx.get_parameter_source("device") is ParameterSource.DEFAULT:
         scorer_options["device"] = "auto"  # each worker uses its GPU if it has one
-    code, results = run_on_engine(names, engine, workers=workers, sampling=sampling, decoder=decoder,
-                                  scorer_options=scorer_options, timeout=timeout, output=output, resume=resume,
-                                  frames_csv=frames_csv, parquet=parquet_path,
-                                  keep_results=fmt == "table" or bool(plot_path),
-                                  emit=lambda result, first: emit(result, fmt, first), fail=fail,
-                                  progress=not ctx.obj["quiet"])
+    with logs_above_bars():
+        code, results = run_on_engine(names, engine, workers=workers, sampling=sampling, decoder=decoder,
+                                      scorer_options=scorer_options, timeout=timeout, output=output, resume=resume,
+                                      frames_csv=frames_csv, parquet=parquet_path,
+                                      keep_results=fmt == "table" or bool(plot_path),
+                                      emit=lambda result, first: emit(result, fmt, first), fail=fail,
+                                      progress=not ctx.obj["quiet"])
     table = None
     if fmt == "table":  # in input order, once all are in (workers finish out of order)
         known = known_head(scorer_options["head"], scorer_options["weights"])

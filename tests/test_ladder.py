@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from contrique_video.batch import Terminated
 from contrique_video.cli import main
 from contrique_video.errors import InputError
 from contrique_video.ladder import build_ladder, parse_crfs, pick_rungs, save, upper_hull
@@ -102,35 +103,40 @@ def test_hook_scores_a_segment_at_the_display_size(clip, tmp_path):
 
 
 class InterruptedScorer(StubScorer):
-    """Ctrl-C while the second rendition is being scored."""
+    """Ctrl-C (or SIGTERM, as the CLI turns it into an exception) while the second rendition is scored."""
+
+    def __init__(self, stop: type[BaseException]):
+        super().__init__()
+        self.stop = stop
 
     def score(self, path, sampling=None):
         if len(self.sizes) == 1:
-            raise KeyboardInterrupt
+            raise self.stop()
         return super().score(path, sampling)
 
 
-def test_ctrl_c_writes_the_finished_renditions_as_partial(clip, tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("stop, code, word", [(KeyboardInterrupt, 130, "interrupted"), (Terminated, 143, "terminated")])
+def test_ctrl_c_writes_the_finished_renditions_as_partial(clip, tmp_path, monkeypatch, caplog, stop, code, word):
     import logging
 
     import contrique_video.cli as cli
 
-    monkeypatch.setattr(cli, "open_scorer", lambda head, model: InterruptedScorer())
+    monkeypatch.setattr(cli, "open_scorer", lambda head, model: InterruptedScorer(stop))
     work = tmp_path / "work"
     work.mkdir()
     res = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "24,32,40", "--preset",
                                     "ultrafast", "--out", str(tmp_path / "out"), "--workdir", str(work)],
                              catch_exceptions=False)
-    assert res.exit_code == 130, res.output
+    assert res.exit_code == code, res.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ladder.partial.csv", "ladder.partial.json",
                                                                    "ladder.partial.png"]
     record = json.loads((tmp_path / "out" / "ladder.partial.json").read_text())
     assert record["partial"] is True and [r["crf"] for r in record["renditions"]] == [24]
-    assert record["error"] == "stopped by KeyboardInterrupt"
+    assert record["error"] == f"stopped by {stop.__name__}"
     assert res.stdout.splitlines()[0].split() == ["height", "width", "crf", "kbps", "score", "mark"]
     assert len(res.stdout.splitlines()) == 2  # the header and the one finished rendition
     err = res.stderr.strip().splitlines()
-    assert err[-1].endswith("interrupted: 1 finished renditions kept as partial in " + str(tmp_path / "out"))
+    assert err[-1].endswith(f"{word}: 1 finished renditions kept as partial in " + str(tmp_path / "out"))
     deprecated = [r for r in caplog.records if r.levelno == logging.WARNING and "--out is deprecated" in r.message]
     assert len(deprecated) == 1  # the old --out still works, with one warning
     assert leftovers(work) == []
