@@ -6,11 +6,14 @@ failed (each failure is one line on stderr), 2 a usage error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import math
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -25,6 +28,7 @@ from .sampler import Sampling
 
 log = logging.getLogger("contrique_video")
 DEFAULT_MAX_PIXELS = 4096 * 2304  # all 4K formats; larger frames are refused (see --max-pixels)
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # formats matplotlib writes without extra packages
 
 
 def fail(message: str) -> None:
@@ -59,7 +63,8 @@ class OneLineGroup(click.Group):
         try:
             code = super().main(*args, **kwargs)
         except click.UsageError as exc:
-            hint = f" (see `contrique-video {exc.ctx.command_path.split(' ', 1)[1]} --help`)" if exc.ctx and " " in exc.ctx.command_path else ""
+            sub = exc.ctx.command_path[len(exc.ctx.find_root().command_path):].strip() if exc.ctx else ""
+            hint = f" (see `contrique-video {sub} --help`)" if sub else ""
             fail(f"{exc.format_message()}{hint}")
             sys.exit(2)
         except click.ClickException as exc:
@@ -83,21 +88,71 @@ def quiet_option(fn):
                         help="No progress bars or informational logs on stderr.")(fn)
 
 
-def sampling_options(fn):
-    """Sampling flags shared by ``score`` and ``features``; at most one selection mode."""
+def sampling_options(verb: str):
+    """Sampling flags shared by ``score`` and ``features`` (``verb`` says what is done to the frames chosen);
+    at most one selection mode. Values are checked while parsing, before any model loads."""
     options = [
-        click.option("--all", "all_frames", is_flag=True, help="Score every frame."),
-        click.option("--fps", type=float, help="Score F frames per second of video time."),
-        click.option("--frames", type=int, help="Score N frames spread uniformly over the time range (default 64)."),
-        click.option("--every", type=int, help="Score every K-th frame."),
-        click.option("--keyframes", is_flag=True, help="Score key frames only (fast: other frames are not decoded)."),
-        click.option("--start", type=float, default=0.0, show_default=True, help="Start time in seconds."),
-        click.option("--duration", type=float, help="Length of the time range in seconds (default: to the end)."),
-        click.option("--decoder", type=click.Choice(["pyav", "decord"]), default="pyav", show_default=True),
+        click.option("--all", "all_frames", is_flag=True, help=f"{verb} every frame."),
+        click.option("--fps", type=click.FloatRange(min=0, min_open=True), help=f"{verb} F frames per second of video time."),
+        click.option("--frames", type=click.IntRange(1),
+                     help=f"{verb} N frames spread uniformly over the time range (default 64)."),
+        click.option("--every", type=click.IntRange(1), help=f"{verb} every K-th frame."),
+        click.option("--keyframes", is_flag=True, help=f"{verb} key frames only (fast: other frames are not decoded)."),
+        click.option("--start", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Start time in seconds."),
+        click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+                     help="Length of the time range in seconds (default: to the end)."),
+        click.option("--decoder", type=click.Choice(["pyav", "decord"]), default="pyav", show_default=True,
+                     help="Frame decoder: pyav (FFmpeg, keeps 10-bit and HDR) or decord (if installed; 8-bit)."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def output_file(*suffixes: str):
+    """A callback for output-file options: the folder must exist and, given ``suffixes``, the name must end
+    in one of them. Checked while parsing, so a typo fails at once (exit 2), not after all the scoring."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return value
+        path = Path(value)
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise click.BadParameter(f"{value}: use a {', '.join(suffixes)} file name")
+        if not path.parent.is_dir():
+            raise click.BadParameter(f"{value}: the folder {path.parent} does not exist")
+        return value
+
+    return check
+
+
+def output_dir_option(help: str):
+    """``-o/--output DIR``, as every other command names its output, plus the old ``--out`` as a hidden
+    alias that still works (with one deprecation warning) so existing scripts keep running."""
+
+    def decorate(fn):
+        fn = click.option("--out", "out_alias", hidden=True, type=click.Path(file_okay=False),
+                          help="Deprecated alias of -o/--output.")(fn)
+        return click.option("--output", "-o", "outdir", type=click.Path(file_okay=False),
+                            help=f"{help}  [required]")(fn)
+
+    return decorate
+
+
+def pick_output_dir(outdir: str | None, out_alias: str | None) -> str:
+    """The folder from ``-o/--output`` or the deprecated ``--out``; a usage error when neither or both."""
+    if out_alias is not None:
+        log.warning("--out is deprecated; use -o/--output")
+        if outdir is not None:
+            raise click.UsageError("give -o/--output once (--out is its old name)")
+        return out_alias
+    if outdir is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
+    return outdir
 
 
 def make_sampling(all_frames, fps, frames, every, keyframes, start, duration) -> Sampling:
@@ -121,7 +176,8 @@ def model_options(fn):
         click.option("--weights", type=click.Path(dir_okay=False), help="CONTRIQUE checkpoint (default: the built-in model)."),
         click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass."),
         click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores)."),
-        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                     help="Run the encoder on the CPU or the first CUDA GPU."),
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      envvar="CONTRIQUE_VIDEO_BACKEND",
                      help="Encoder path; auto picks the fastest that keeps fp32 scores and says which on stderr."),
@@ -144,23 +200,45 @@ def main(ctx: click.Context, quiet: bool) -> None:
                         stream=sys.stderr)
 
 
-def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
-    return tqdm(desc=Path(name).name[:30], total=total, unit="frame", disable=ctx.obj["quiet"], file=sys.stderr,
-                dynamic_ncols=True, leave=False)
+def shorten(text: str, width: int, keep_end: bool = True) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis where it was cut, so a cut is never silent."""
+    if len(text) <= width:
+        return text
+    return "\u2026" + text[-(width - 1):] if keep_end else text[:width - 1] + "\u2026"
+
+
+def progress_bar(ctx: click.Context, desc: str, total: int | None, unit: str = "frame") -> tqdm:
+    """A bar on stderr (none with -q); it disappears when done, leaving stderr to the log lines."""
+    return tqdm(desc=desc, total=total, unit=unit, disable=ctx.obj["quiet"], file=sys.stderr, dynamic_ncols=True,
+                leave=False)
+
+
+@contextlib.contextmanager
+def logs_above_bars() -> Iterator[None]:
+    """While progress bars run, log lines go through ``tqdm.write`` (above the bar) rather than being glued
+    to the bar's line. Only the console handler ``main`` installs is redirected; handlers that others set up
+    (a log file, a test's capture) are left alone."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    if any(type(h) is logging.StreamHandler and h.stream in (sys.stdout, sys.stderr) for h in logging.root.handlers):
+        with logging_redirect_tqdm():
+            yield
+    else:
+        yield
 
 
 @main.command()
 @quiet_option
 @click.argument("inputs", nargs=-1)
 @click.option("--head", help="Head name (see `info`) or a head JSON file (default: the built-in model's head).")
-@sampling_options
+@sampling_options("Score")
 @model_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
               help="stdout format: a table, one JSON object per input per line, or CSV with a header.")
-@click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), help="Write per-frame scores (file,frame,pts_time,score) here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
-              help="Write a PNG of per-frame scores over time, with the pooled score and the worst segments marked.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False),
+@click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), callback=output_file(), help="Write per-frame scores (file,frame,pts_time,score) here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
+              help="Write a PNG (or .pdf, .svg) of per-frame scores over time, with the pooled score and the worst segments marked.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(".jsonl", ".ndjson", ".csv"),
               help="Also append one record per input (.jsonl/.ndjson or .csv), failures included, synced to disk as each finishes.")
 @click.option("--resume", is_flag=True, help="Skip inputs already recorded in --output.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up on an input after this many seconds.")
@@ -171,7 +249,7 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
                    "for worker processes here. Same records as a local run.")
 @click.option("--workers", "engine_workers", type=click.IntRange(1, 1024), help="Worker processes for --engine local (default: one per core).")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="CSV or Parquet list of inputs (a `file` or `path` column), added to INPUT...")
-@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
+@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False), callback=output_file(),
               help="Also write every record (with --resume, the earlier ones too) as one Parquet table at the end.")
 @click.pass_context
 @guarded
@@ -213,16 +291,18 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         log.info("resuming: %d of %d inputs are already in %s", len(set(names) & records.done), len(names), output)
         names = [n for n in names if n not in records.done]
     frame_log = FrameLog(frames_csv) if frames_csv else None
-    results, failures = [], 0
+    table = ScoreTable(h.range) if fmt == "table" else None
+    results, failures, stopped = [], 0, None
     finished: list[dict] = []  # for --parquet, after the records of earlier runs
     earlier = read_records(output) if parquet_path and records and records.done else []
     try:
-        with sigterm_as_exception():
-            for name in names:
+        with sigterm_as_exception(), logs_above_bars():
+            for i, name in enumerate(names, 1):
                 bars: list[tqdm] = []  # created once the input is open and its frame count known
+                desc = f"[{i}/{len(names)}] {shorten(Path(name).name, 30, keep_end=False)}"
 
-                def on_open(total: int | None, name=name, bars=bars) -> None:
-                    bars.append(progress_bar(ctx, name, total))
+                def on_open(total: int | None, desc=desc, bars=bars) -> None:
+                    bars.append(progress_bar(ctx, desc, total))
 
                 def on_frames(rows: pd.DataFrame, name=name, bars=bars) -> None:
                     bars[0].update(len(rows))
@@ -234,24 +314,26 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
                         result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames,
                                               on_open=on_open)
                 except ContriqueError as exc:
+                    result, error = None, str(exc)
+                finally:  # the bar goes before anything is printed, so no line is glued to it
+                    for bar in bars:
+                        bar.close()
+                if result is None:
                     failures += 1
-                    record = {"file": name, "error": str(exc)}
-                    for bar in bars:
-                        bar.close()
-                    fail(str(exc))
+                    record = {"file": name, "error": error}
+                    fail(error)
                 else:
-                    for bar in bars:
-                        bar.close()
                     results.append(result)
                     record = result.record()
-                    emit(result, fmt, first=len(results) == 1)
+                    emit(result, fmt, first=len(results) == 1, table=table)
                 if records:
                     records.write(record)
                 if parquet_path:
                     finished.append(record)
     except Terminated:
-        fail(f"terminated: {len(results)} inputs scored before SIGTERM are kept")
-        sys.exit(143)
+        stopped = 143
+    except KeyboardInterrupt:
+        stopped = 130
     finally:
         if frame_log:
             frame_log.close(keep=frame_log.rows > 0)
@@ -259,13 +341,21 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
             records.close()
         if parquet_path and (finished or earlier):
             write_parquet(earlier + finished, parquet_path)
-    if fmt == "table" and results:
-        click.echo(format_table(results))
+    finish_score(results, table, plot_path)
+    if stopped:
+        fail(f"{'terminated' if stopped == 143 else 'interrupted'}: the {len(results)} inputs scored before it are kept")
+        sys.exit(stopped)
+    sys.exit(1 if failures else 0)
+
+
+def finish_score(results: list, table: "ScoreTable | None", plot_path: str | None) -> None:
+    """The table's legend and the --plot of the inputs scored, also after Ctrl-C or SIGTERM."""
+    if table is not None:
+        table.footer()
     if plot_path and results:
         from .plot import plot_frames
 
         plot_frames(results, plot_path)
-    sys.exit(1 if failures else 0)
 
 
 def score_on_engine(ctx, names, engine, workers, sampling, decoder, fmt, frames_csv, plot_path, output, resume, timeout,
@@ -279,18 +369,20 @@ def score_on_engine(ctx, names, engine, workers, sampling, decoder, fmt, frames_
         raise click.UsageError("`-` (stdin) cannot be scored with --engine; give files")
     if ctx.get_parameter_source("device") is ParameterSource.DEFAULT:
         scorer_options["device"] = "auto"  # each worker uses its GPU if it has one
-    code, results = run_on_engine(names, engine, workers=workers, sampling=sampling, decoder=decoder,
-                                  scorer_options=scorer_options, timeout=timeout, output=output, resume=resume,
-                                  frames_csv=frames_csv, parquet=parquet_path,
-                                  keep_results=fmt == "table" or bool(plot_path),
-                                  emit=lambda result, first: emit(result, fmt, first), fail=fail,
-                                  progress=not ctx.obj["quiet"])
-    if fmt == "table" and results:
-        click.echo(format_table(results))
-    if plot_path and results:
-        from .plot import plot_frames
-
-        plot_frames(results, plot_path)
+    with logs_above_bars():
+        code, results = run_on_engine(names, engine, workers=workers, sampling=sampling, decoder=decoder,
+                                      scorer_options=scorer_options, timeout=timeout, output=output, resume=resume,
+                                      frames_csv=frames_csv, parquet=parquet_path,
+                                      keep_results=fmt == "table" or bool(plot_path),
+                                      emit=lambda result, first: emit(result, fmt, first), fail=fail,
+                                      progress=not ctx.obj["quiet"])
+    table = None
+    if fmt == "table":  # in input order, once all are in (workers finish out of order)
+        known = known_head(scorer_options["head"], scorer_options["weights"])
+        table = ScoreTable(known.range if known else None)
+        for result in results:
+            table.row(result)
+    finish_score(results, table, plot_path)
     return code
 
 
@@ -302,9 +394,11 @@ def guard_outputs(inputs, *outputs) -> None:
             raise InputError(f"output {out} is also an input; refusing to overwrite it")
 
 
-def emit(result, fmt: str, first: bool) -> None:
-    """Print one input's result as soon as it is done (json, csv); tables are printed at the end."""
-    if fmt == "json":
+def emit(result, fmt: str, first: bool, table: "ScoreTable | None" = None) -> None:
+    """Print one input's result as soon as it is done, so an interrupted run keeps what it printed."""
+    if table is not None:
+        table.row(result)
+    elif fmt == "json":
         click.echo(json.dumps(result.record()))
     elif fmt == "csv":
         from .writer import SUMMARY_COLUMNS, summary_row
@@ -314,22 +408,59 @@ def emit(result, fmt: str, first: bool) -> None:
     sys.stdout.flush()
 
 
-def format_table(results) -> str:
-    r0 = results[0]
-    direction = "higher is better" if r0.higher_is_better else "lower is better"
-    lines = [f"{'file':<40} {'score':>7} {'p5':>7} {'min':>7} {'frames':>6}"]
-    for r in results:
-        lines.append(f"{r.file[-40:]:<40} {r.score:7.2f} {r.pooled['p5']:7.2f} {r.pooled['min']:7.2f} {r.frames_scored:6d}")
-    lines.append(f"score: {r0.scale} predicted by head '{r0.head}' ({direction}); model {r0.model}")
-    return "\n".join(lines)
+BANDS = ((20.0, "bad"), (40.0, "poor"), (60.0, "fair"), (80.0, "good"), (math.inf, "excellent"))
+BAND_LEGEND = "band: <20 bad, 20-40 poor, 40-60 fair, 60-80 good, >=80 excellent"
+
+
+def band(score: float) -> str:
+    """The README's quality band (CLIVE's slider words at equal steps) of a score on a 0-100 MOS scale."""
+    return next(word for upper, word in BANDS if score < upper)
+
+
+class ScoreTable:
+    """``score --format table`` on stdout: the header with the first row, each row as its input finishes
+    (so Ctrl-C keeps the rows printed), and a legend of the scale and columns after the last row.
+
+    Bands are given for heads on a 0-100 scale where higher is better (the built-in head's); ``-`` otherwise.
+    """
+
+    FILE_WIDTH = 40
+
+    def __init__(self, head_range: tuple[float, float] | None):
+        self.range = tuple(head_range) if head_range is not None else None
+        self.first = None
+
+    def row(self, r) -> None:
+        if self.first is None:
+            self.first = r
+            click.echo(f"{'file':<{self.FILE_WIDTH}} {'score':>7} {'band':<9} {'p5':>7} {'min':>7} {'frames':>6}")
+        word = band(r.score) if self.bands(r) else "-"
+        click.echo(f"{shorten(r.file, self.FILE_WIDTH):<{self.FILE_WIDTH}} {r.score:7.2f} {word:<9} "
+                   f"{r.pooled['p5']:7.2f} {r.pooled['min']:7.2f} {r.frames_scored:6d}")
+        sys.stdout.flush()
+
+    def bands(self, r) -> bool:
+        return r.higher_is_better and self.range == (0, 100)
+
+    def footer(self) -> None:
+        r = self.first
+        if r is None:
+            return
+        direction = "higher is better" if r.higher_is_better else "lower is better"
+        scale = f"{r.scale} on {self.range[0]:g}-{self.range[1]:g}" if self.range else r.scale
+        worst = "the worst frame" if r.higher_is_better else "the best frame"
+        click.echo(f"score: predicted {scale} ({direction}) by head '{r.head}', the mean over frames; model {r.model}")
+        click.echo(f"p5: 5th percentile of the frame scores; min: lowest frame score ({worst})"
+                   + (f"; {BAND_LEGEND}" if self.bands(r) else ""))
+        sys.stdout.flush()
 
 
 @main.command()
 @quiet_option
 @click.argument("input_path", metavar="INPUT")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              help=".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).")
-@sampling_options
+              callback=output_file(".npy", ".npz", ".parquet"), help=".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).")
+@sampling_options("Extract features of")
 @model_options
 @click.pass_context
 @guarded
@@ -338,9 +469,6 @@ def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes,
     """Write per-frame CONTRIQUE features ([full-scale | half-scale])."""
     from .api import Scorer
 
-    suffix = Path(output).suffix.lower()
-    if suffix not in (".npy", ".npz", ".parquet"):
-        raise click.BadParameter("use a .npy, .npz or .parquet file name", param_hint="--output")
     guard_outputs([input_path, weights], output)
     sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
     scorer = Scorer(weights=weights, head=None, device=device, backend=backend, precision=precision,
@@ -373,7 +501,8 @@ def write_features(result, path: Path) -> None:
 @main.command("import-head")
 @quiet_option
 @click.argument("pickle_file", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Head JSON to write.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
+              help="Head JSON to write.")
 @click.option("--name", help="Head name (default: from the file name).")
 @guarded
 def import_head(pickle_file, output, name):
@@ -406,13 +535,15 @@ def available_backends() -> str:
 @main.command("export-onnx")
 @quiet_option
 @click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to export (default: the built-in model).")
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="fp32: the encoder as it is; int8: quantised with calibration (--calibrate or --table).")
 @click.option("--calibrate", multiple=True, type=click.Path(),
               help="int8: media whose frames (32 per video, both scales) set the activation ranges; repeatable.")
 @click.option("--table", type=click.Path(dir_okay=False),
               help="int8: the calibration table to read, or to write when --calibrate is given "
                    "(default: the built-in model's, or the cache's).")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="ONNX file to write.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
+              help="ONNX file to write.")
 @guarded
 def export_onnx(weights, precision, calibrate, table, output):
     """Export the encoder (one scale, dynamic batch/height/width) to ONNX, optionally int8-quantised."""
@@ -449,14 +580,16 @@ def export_onnx(weights, precision, calibrate, table, output):
               help="BACKEND:PRECISION,... to time against the official eager fp32 path; the first is the one "
                    "checked on CLIVE and for memory (default: auto's choice, then every other CPU path).")
 @click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="1080p frames timed per candidate.")
-@click.option("--repeats", type=click.IntRange(1), default=2, show_default=True)
-@click.option("--threads", type=click.IntRange(1, 1024))
+@click.option("--repeats", type=click.IntRange(1), default=2, show_default=True,
+              help="Timed runs per candidate; the fastest counts.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
 @click.option("--clive", type=click.Path(file_okay=False), help="CLIVE folder (mos.csv, images/): SRCC change per candidate.")
 @click.option("--clive-limit", type=click.IntRange(1), help="Only the first N CLIVE images.")
 @click.option("--speed/--no-speed", default=True, show_default=True, help="Time the candidates on 1080p frames.")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="Peak memory for 10 s vs 60 s clips and a 4K frame, with the first candidate.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Also write the full results as JSON.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(),
+              help="Also write the full results as JSON.")
 @guarded
 def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memory, output):
     """Seconds per 1080p frame, speed-up over eager fp32, share of peak, feature error; prints a markdown table."""
@@ -530,38 +663,46 @@ def info():
 
 @main.command()
 @quiet_option
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, logs).")
+@output_dir_option("Run folder (checkpoints, logs).")
 @click.option("--pristine", required=True, type=click.Path(), help="Folder of pristine photos (synthetic distortions are applied to these).")
 @click.option("--authentic", type=click.Path(), help="Folder of authentically distorted images, each its own class.")
 @click.option("--mos", type=click.Path(dir_okay=False), help="MOS CSV (image,mos) for the authentic folder: a held-out fold is scored at each checkpoint.")
 @click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True, help="Fraction of the MOS images held out (never trained on).")
-@click.option("--objective", type=click.Choice(["contrastive", "classify"]), default="contrastive", show_default=True)
-@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True)
-@click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True)
+@click.option("--objective", type=click.Choice(["contrastive", "classify"]), default="contrastive", show_default=True,
+              help="contrastive: the official NT-Xent recipe; classify: cross-entropy over distortion type and level.")
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True,
+              help="Encoder architecture (resnet50 is CONTRIQUE's).")
+@click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True,
+              help="Side in pixels of the square crops trained on.")
 @click.option("--batch", type=click.IntRange(2, 65536), default=64, show_default=True, help="Synthetic images per batch.")
-@click.option("--authentic-batch", type=click.IntRange(0, 65536), default=32, show_default=True)
+@click.option("--authentic-batch", type=click.IntRange(0, 65536), default=32, show_default=True,
+              help="Authentic images per batch (with --authentic).")
 @click.option("--crops-per-image", type=click.IntRange(1, 64), default=1, show_default=True,
               help="View pairs cut from each distorted image (cheaper data, less diversity).")
-@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True)
-@click.option("--eval-every", type=click.IntRange(1), default=250, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=1000, show_default=True, help="Optimiser steps in all.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
+              help="Peak learning rate.")
+@click.option("--eval-every", type=click.IntRange(1), default=250, show_default=True,
+              help="Steps between checkpoints (and held-out scoring with --mos).")
 @click.option("--workers", type=click.IntRange(0, 256), default=2, show_default=True, help="Data-generation processes.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Run the encoder on the CPU or the first CUDA GPU.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Autocast precision (bf16 on GPUs; on this project's CPU bf16 training measured 10x slower).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (same seed, same batches).")
 @click.option("--types", help="Comma-separated distortion types to train on (default: all; see distortions.TYPES).")
 @click.option("--init", "init_weights", type=click.Path(dir_okay=False), help="Start from these weights (fine-tune) instead of random.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.pt.")
 @click.pass_context
 @guarded
-def train(ctx, out, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, crops_per_image, steps, lr,
+def train(ctx, outdir, out_alias, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, crops_per_image, steps, lr,
           eval_every, workers, device, precision, seed, types, init_weights, resume):
     """Self-supervised CONTRIQUE training from image folders (see the README's model card)."""
     from . import distortions
     from .train import TrainConfig
     from .train import train as run
 
+    out = pick_output_dir(outdir, out_alias)
     chosen = [t.strip() for t in types.split(",")] if types else list(distortions.TYPES)
 
     cfg = TrainConfig(out=out, pristine=pristine, authentic=authentic, mos=mos, holdout=holdout, arch=arch,
@@ -624,15 +765,16 @@ def extractor(weights: str | None, random_init: str | None, baseline: str | None
 @quiet_option
 @click.argument("media", type=click.Path())
 @click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="Head JSON to write.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
+              help="Head JSON to write.")
 @click.option("--name", help="Head name (default: the output file's stem).")
 @click.option("--trained-on", help="Dataset description stored in the head (default: the MOS file and count).")
-@click.option("--scale", default="MOS", show_default=True)
+@click.option("--scale", default="MOS", show_default=True, help="Name of the MOS scale, stored in the head.")
 @click.option("--range", "score_range", default="0,100", show_default=True, help="LO,HI of the MOS scale.")
 @click.option("--lower-is-better", is_flag=True, help="The scale is a DMOS (lower is better).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Model to fit on (default: the built-in model).")
 @click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
-@click.option("--threads", type=click.IntRange(1, 1024))
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
 @click.pass_context
 @guarded
 def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_better, weights, cache, threads):
@@ -671,9 +813,10 @@ def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_
 @click.option("--baseline", type=click.Choice(["laplacian", "nss"]),
               help="Evaluate a classical baseline instead: Laplacian variance, or the 36 NSS (BRISQUE-style) features.")
 @click.option("--heldout", type=click.FloatRange(0, 0.9), help="Only the images `train --holdout F` held out.")
-@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Random 80/20 train/test splits; the medians are reported.")
 @click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
-@click.option("--threads", type=click.IntRange(1, 1024))
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
 @click.pass_context
 @guarded
 def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, cache, threads):
@@ -699,7 +842,8 @@ def encoder_options(fn):
     from .encode import ENCODERS
 
     options = [
-        click.option("--encoder", type=click.Choice(list(ENCODERS)), default="libx264", show_default=True),
+        click.option("--encoder", type=click.Choice(list(ENCODERS)), default="libx264", show_default=True,
+                     help="Encoder under test (an FFmpeg encoder name)."),
         click.option("--preset", help="Encoder preset (cpu-used for libvpx-vp9/libaom-av1; default: the encoder's)."),
         click.option("--ffmpeg", "ffmpeg", type=click.Path(dir_okay=False),
                      help="Encode with this ffmpeg binary instead of PyAV's FFmpeg (e.g. for libaom-av1)."),
@@ -711,6 +855,50 @@ def encoder_options(fn):
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def crf_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    """``--crf`` parsed while parsing, so a malformed or descending grid is a usage error."""
+    from .ladder import parse_crfs
+
+    try:
+        return parse_crfs(value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+
+
+def check_crf_range(encoder: str, option: str, *crfs: int | None) -> None:
+    """CRFs outside the encoder's scale are usage errors, found before the model loads."""
+    from .encode import ENCODERS
+
+    spec = ENCODERS[encoder]
+    for crf in crfs:
+        if crf is not None and not spec.crf_min <= crf <= spec.crf_max:
+            raise click.BadParameter(f"CRF {crf} is outside {encoder}'s range {spec.crf_min}..{spec.crf_max}",
+                                     param_hint=f"'{option}'")
+
+
+def known_head(head: str | None, weights: str | None):
+    """The head read from its JSON alone (no model loaded), or None when it is only known with the model
+    (custom weights and no --head: the model then says what is missing)."""
+    from .api import DEFAULT_HEAD
+    from .head import resolve_head
+
+    if head is None and weights is not None:
+        return None
+    return resolve_head(head or DEFAULT_HEAD)
+
+
+def check_target(target: float, head: str | None, weights: str | None):
+    """The head (see :func:`known_head`) with ``--target`` checked against its range as a usage error."""
+    h = known_head(head, weights)
+    if h is None:
+        return None
+    lo, hi = h.range
+    if not lo <= target <= hi:
+        raise click.BadParameter(f"{target:g} is outside the range {lo:g}..{hi:g} of head {h.name!r} ({h.scale})",
+                                 param_hint="'--target'")
+    return h
 
 
 def open_scorer(head, model: dict):
@@ -731,32 +919,57 @@ def open_scorer(head, model: dict):
               help="Seconds per sample.")
 @click.option("--min-crf", type=int, help="Lowest CRF searched (default: 10, or the encoder's minimum).")
 @click.option("--max-crf", type=int, help="Highest CRF searched (default: the encoder's maximum).")
-@click.option("--max-probes", type=click.IntRange(1, 64), default=6, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "ndjson"]), default="table", show_default=True,
-              help="ndjson: one JSON event per line on stdout (samples, probe..., result; error when it fails).")
+@click.option("--max-probes", type=click.IntRange(1, 64), default=6, show_default=True,
+              help="Most encodes tried before the best CRF so far is reported.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "ndjson"]), default="table", show_default=True,
+              help="json: JSON Lines, one event per line as it happens (samples, probe..., result; error when it "
+                   "fails); ndjson is the same.")
 @encoder_options
 @model_options
+@click.pass_context
 @guarded
-def crf_search_command(input_path, target, samples, sample_duration, min_crf, max_crf, max_probes, fmt, encoder, preset,
+def crf_search_command(ctx, input_path, target, samples, sample_duration, min_crf, max_crf, max_probes, fmt, encoder, preset,
                        ffmpeg, head, frames, workdir, **model):
     """Find the CRF whose encode of INPUT scores --target, from scored samples (ab-av1 style).
 
     Exit 0 with a result, 1 when the target is out of reach or something failed (one line on stderr; with
-    --format ndjson the probes already printed stay valid and an error event marks the run partial).
+    --format json the probes already printed stay valid and an error event marks the run partial).
     """
-    from .crf_search import crf_search
+    from .crf_search import DEFAULT_MIN_CRF, crf_search
+    from .encode import ENCODERS
+
+    check_crf_range(encoder, "--min-crf", min_crf)
+    check_crf_range(encoder, "--max-crf", max_crf)
+    spec = ENCODERS[encoder]
+    lo = max(spec.crf_min, DEFAULT_MIN_CRF) if min_crf is None else min_crf
+    hi = spec.crf_max if max_crf is None else max_crf
+    if lo >= hi:
+        raise click.UsageError(f"--min-crf {lo} must be below --max-crf {hi}")
+    head = check_target(target, head, model.get("weights")) or head
+
+    bars: list[tqdm] = []  # from the samples event: probes, at most --max-probes
 
     def on_event(event: dict) -> None:
-        if fmt == "ndjson":
+        if event["type"] == "samples":
+            bars.append(progress_bar(ctx, "crf-search", max_probes, unit="probe"))
+        elif event["type"] == "probe":
+            bars[0].update(1)
+            bars[0].set_postfix_str(f"crf {event['crf']}: score {event['score']:.2f}")
+        if fmt in ("json", "ndjson"):
             click.echo(json.dumps(event))
             sys.stdout.flush()
         elif event["type"] == "probe":
             log.info("crf %d: score %.2f, %.0f kbps", event["crf"], event["score"], event["kbps"])
 
     scorer = open_scorer(head, model)
-    result = crf_search(input_path, scorer, encoder, target, samples=samples, sample_duration=sample_duration,
-                        frames=frames, min_crf=min_crf, max_crf=max_crf, max_probes=max_probes, preset=preset,
-                        ffmpeg=ffmpeg, workdir=workdir, on_event=on_event)
+    try:
+        with logs_above_bars():
+            result = crf_search(input_path, scorer, encoder, target, samples=samples, sample_duration=sample_duration,
+                                frames=frames, min_crf=min_crf, max_crf=max_crf, max_probes=max_probes, preset=preset,
+                                ffmpeg=ffmpeg, workdir=workdir, on_event=on_event)
+    finally:
+        for bar in bars:
+            bar.close()
     if fmt == "table":
         click.echo(f"{encoder} crf {result.crf}: predicted score {result.score:.2f} (target {target:g}), "
                    f"{result.kbps:.0f} kbps, {result.predicted_bytes / 1e6:.2f} MB for the whole input")
@@ -770,27 +983,32 @@ def crf_search_command(input_path, target, samples, sample_duration, min_crf, ma
 @click.argument("input_path", metavar="INPUT")
 @click.option("--heights", default="1080,720,540,360", show_default=True,
               help="Rendition heights; those above the source's are skipped.")
-@click.option("--crf", "crf_grid", default="18:42:4", show_default=True, help="CRFs: START:STOP:STEP or a list a,b,c.")
+@click.option("--crf", "crf_grid", default="18:42:4", show_default=True, callback=crf_list,
+              help="CRFs: START:STOP:STEP (ascending, STOP included) or a list a,b,c.")
 @click.option("--display", help="WxH the renditions are upscaled to and scored at (default: the source size).")
 @click.option("--rungs", type=click.IntRange(1), default=4, show_default=True, help="Rungs to recommend from the hull.")
-@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False),
-              help="Folder for ladder.csv, ladder.json and ladder.png (ladder.partial.* if the run stops early).")
-@click.option("--keep-renditions", is_flag=True, help="Keep the encodes in OUT/renditions.")
+@output_dir_option("Folder for ladder.csv, ladder.json and ladder.png (ladder.partial.* if the run stops early).")
+@click.option("--keep-renditions", is_flag=True, help="Keep the encodes in OUTPUT/renditions.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="stdout: a table of the renditions, or the ladder JSON.")
+              help="stdout: a table of the renditions, or json: the ladder (ladder.json's object) on one line, "
+                   "JSON Lines as in score and crf-search.")
 @encoder_options
 @model_options
+@click.pass_context
 @guarded
-def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, keep_renditions, fmt, encoder, preset, ffmpeg,
-                   head, frames, workdir, **model):
+def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, out_alias, keep_renditions, fmt, encoder,
+                   preset, ffmpeg, head, frames, workdir, **model):
     """Encode INPUT at every height x CRF, score each rendition at the display size, and recommend rungs
     from the upper convex hull of score against bitrate.
 
     Exit 0 when the grid is complete, 1 when it stopped early (the finished renditions are written as
-    ladder.partial.csv/json/png and the error is one line on stderr).
+    ladder.partial.csv/json/png and the error is one line on stderr), 130 on Ctrl-C and 143 on SIGTERM
+    (the finished renditions are written as ladder.partial.* too).
     """
-    from .ladder import build_ladder, parse_crfs, save
+    from .batch import Terminated, sigterm_as_exception
+    from .ladder import build_ladder
 
+    outdir = pick_output_dir(outdir, out_alias)
     try:
         sizes = [int(h) for h in heights.split(",")]
         shown = tuple(int(v) for v in display.lower().split("x")) if display else None
@@ -798,12 +1016,45 @@ def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, keep_r
         raise click.BadParameter("give numbers: --heights 1080,720 and --display 1920x1080") from None
     if shown is not None and len(shown) != 2:
         raise click.BadParameter("give WxH, e.g. 1920x1080", param_hint="--display")
+    check_crf_range(encoder, "--crf", *crf_grid)
     scorer = open_scorer(head, model)
-    ladder = build_ladder(input_path, scorer, encoder, sizes, parse_crfs(crf_grid), display=shown, frames=frames,
-                          rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
-                          keep=Path(outdir) / "renditions" if keep_renditions else None,
-                          on_rendition=lambda r: log.info("%dp crf %d: %.0f kbps, score %.2f", r.height, r.crf,
-                                                          r.kbps, r.score))
+    bars: list[tqdm] = []
+
+    def on_rendition(r) -> None:
+        bars[0].update(1)
+        bars[0].set_postfix_str(f"{r.height}p crf {r.crf}: score {r.score:.2f}")
+        log.info("%dp crf %d: %.0f kbps, score %.2f", r.height, r.crf, r.kbps, r.score)
+
+    try:
+        with sigterm_as_exception(), logs_above_bars():
+            try:
+                ladder = build_ladder(input_path, scorer, encoder, sizes, crf_grid, display=shown, frames=frames,
+                                      rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
+                                      keep=Path(outdir) / "renditions" if keep_renditions else None,
+                                      on_rendition=on_rendition,
+                                      on_plan=lambda n: bars.append(progress_bar(ctx, "ladder", n, unit="rendition")))
+            finally:
+                for bar in bars:
+                    bar.close()
+    except (KeyboardInterrupt, Terminated) as exc:
+        ladder = getattr(exc, "ladder", None)
+        code, what = (130, "interrupted") if isinstance(exc, KeyboardInterrupt) else (143, "terminated")
+        if ladder is None:  # stopped before the grid started: nothing to keep
+            fail(what)
+            sys.exit(code)
+        report_ladder(ladder, outdir, fmt)
+        fail(f"{what}: {len(ladder.renditions)} finished renditions kept as partial in {outdir}")
+        sys.exit(code)
+    report_ladder(ladder, outdir, fmt)
+    if ladder.partial:
+        fail(f"ladder stopped early, {len(ladder.renditions)} renditions kept as partial: {ladder.error}")
+        sys.exit(1)
+
+
+def report_ladder(ladder, outdir: str, fmt: str) -> None:
+    """Write the ladder files (ladder.partial.* for a partial run) and print it on stdout."""
+    from .ladder import save
+
     paths = save(ladder, outdir)
     if fmt == "json":
         click.echo(json.dumps(ladder.record()))
@@ -812,6 +1063,3 @@ def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, keep_r
         table["mark"] = np.where(table["rung"], "rung", np.where(table["on_hull"], "hull", ""))
         click.echo(table[["height", "width", "crf", "kbps", "score", "mark"]].to_string(index=False, float_format="%.2f"))
     log.info("wrote %s", ", ".join(map(str, paths)))
-    if ladder.partial:
-        fail(f"ladder stopped early, {len(ladder.renditions)} renditions kept as partial: {ladder.error}")
-        sys.exit(1)

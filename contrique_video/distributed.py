@@ -382,7 +382,8 @@ def run_on_engine(
 ) -> tuple[int, list]:
     """``score --engine``: records go to --output as each input finishes, exactly as in a local run.
 
-    Returns the exit code (0, 1 if some input failed, 143 on SIGTERM) and the results kept for a table or plot.
+    Returns the exit code (0, 1 if some input failed, 130 on Ctrl-C, 143 on SIGTERM) and the results kept for a
+    table or plot (in input order).
     """
     from tqdm import tqdm
 
@@ -422,7 +423,12 @@ def run_on_engine(
                 finished.append(record)
     except Terminated:
         fail(f"terminated: {scored} inputs scored before SIGTERM are kept")
-        return 143, kept
+        code = 143
+    except KeyboardInterrupt:  # the caller still prints the table and plot of what finished
+        fail(f"interrupted: {scored} inputs scored before Ctrl-C are kept")
+        code = 130
+    else:
+        code = 1 if failures else 0
     finally:
         bar.close()
         if frame_log:
@@ -433,7 +439,7 @@ def run_on_engine(
             finished.sort(key=lambda r: order.get(r["file"], len(order)))
             write_parquet(earlier + finished, parquet)
     kept.sort(key=lambda r: order[r.file])
-    return (1 if failures else 0), kept
+    return code, kept
 
 
 def _one_line(exc: BaseException) -> str:

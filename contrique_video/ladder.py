@@ -75,7 +75,7 @@ def parse_crfs(text: str) -> list[int]:
             return list(range(start, stop + 1, step))
         return sorted({int(v) for v in text.split(",")})
     except ValueError:
-        raise InputError(f"--crf {text!r}: give START:STOP:STEP (e.g. 18:42:4) or a list (e.g. 22,30,38)") from None
+        raise InputError(f"--crf {text!r}: give START:STOP:STEP, ascending (e.g. 18:42:4) or a list (e.g. 22,30,38)") from None
 
 
 def upper_hull(x: Sequence[float], y: Sequence[float]) -> list[int]:
@@ -139,12 +139,18 @@ def build_ladder(
     keep: str | os.PathLike | None = None,
     on_rendition: Callable[[Rendition], None] = lambda r: None,
     inspect: Callable[[int, int, Path], None] | None = None,
+    on_plan: Callable[[int], None] = lambda count: None,
 ) -> Ladder:
     """Encode every (height, CRF), score it upscaled to ``display`` (default: the source size), mark the hull.
 
     An encoder or scorer failure stops the grid: the ladder comes back with ``partial=True`` and the error,
     holding the renditions finished before it, their hull and rungs. ``keep`` keeps the encodes there;
-    otherwise every temporary file is removed. ``inspect(height, crf, display_file)`` sees each scored file.
+    otherwise every temporary file is removed. ``inspect(height, crf, display_file)`` sees each scored file;
+    ``on_plan(count)`` is told how many renditions will be made, once the heights above the source are dropped.
+
+    Ctrl-C, SIGTERM turned into an exception, or any other exception that is not an input or model error
+    propagates, carrying the finished part (partial, hull marked) as its ``ladder`` attribute so the caller
+    can still save it.
     """
     spec = check_encoder(encoder, ffmpeg)
     for crf in crfs:
@@ -160,6 +166,7 @@ def build_ladder(
     ladder = Ladder(str(path), encoder, size, head.name, head.scale, head.higher_is_better)
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
+    on_plan(len(usable) * len(crfs))
     with tempfile.TemporaryDirectory(prefix="contrique-ladder-", dir=workdir) as tmp:
         try:
             for height in usable:
@@ -179,6 +186,11 @@ def build_ladder(
                         out.path.unlink()
         except ContriqueError as exc:
             ladder.partial, ladder.error = True, str(exc)
+        except BaseException as exc:  # Ctrl-C, SIGTERM: keep what is finished for the caller to save
+            ladder.partial, ladder.error = True, f"stopped by {type(exc).__name__}"
+            mark(ladder, rungs)
+            exc.ladder = ladder
+            raise
     mark(ladder, rungs)
     return ladder
 

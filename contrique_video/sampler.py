@@ -21,7 +21,7 @@ after ``start``):
   better than the rest. If the pass ends with nothing kept (a one-frame video whose rate is
   unknown, a file cut short), the source scores the last frame in range
   (:attr:`Selector.fallback_last`). With no known duration (a pipe) this falls back to
-  1 fps and logs a warning.
+  1 fps and says so in an info log line.
 - ``every K``: frames whose position among the frames in range is a multiple of ``K``.
 - ``keyframes``: key frames in range only.
 """
@@ -152,7 +152,8 @@ class Sampling:
         if total_duration is not None:
             span_end = min(end, total_duration)
         if span_end is None or math.isinf(span_end):
-            log.warning(
+            # Info, not a warning: it is what reading a pipe always means, and -q must silence it.
+            log.info(
                 "video duration is unknown (a pipe?): cannot spread %d frames uniformly, "
                 "sampling 1 fps instead",
                 n,

@@ -112,3 +112,67 @@ def test_awkward_file_names(batch, tmp_path, monkeypatch, name):
     res = CliRunner().invoke(main, ["-q", "score", *model_args(d), "--format", "json", "--", name])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["file"] == name
+
+
+def interrupt_on(monkeypatch, call: int) -> list[str]:
+    """Make the scorer raise KeyboardInterrupt (Ctrl-C) when it is asked for its ``call``-th input."""
+    from contrique_video.api import Scorer
+
+    real, calls = Scorer.score, []
+
+    def score(self, path, **kwargs):
+        calls.append(str(path))
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(Scorer, "score", score)
+    return calls
+
+
+def test_ctrl_c_keeps_the_table_rows_and_the_plot_of_finished_inputs(batch, tmp_path, monkeypatch):
+    d = batch
+    clips = [str(d / "media" / f"clip0{i}.mp4") for i in range(4)]
+    interrupt_on(monkeypatch, 3)
+    res = CliRunner().invoke(main, ["-q", "score", *clips, *model_args(d), "--plot", str(tmp_path / "p.png"),
+                                    "--output", str(tmp_path / "out.jsonl")])
+    assert res.exit_code == 130, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["file", "score", "band", "p5", "min", "frames"]
+    assert [line.split()[0][-10:] for line in lines[1:3]] == ["clip00.mp4", "clip01.mp4"]
+    assert lines[3].startswith("score: predicted MOS on 0-100 (higher is better)")
+    assert "p5: 5th percentile" in lines[4] and "60-80 good" in lines[4] and len(lines) == 5
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert [r["file"] for r in records(tmp_path / "out.jsonl")] == clips[:2]
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "interrupted: the 2 inputs scored before it are kept" in err[0]
+
+
+def test_table_rows_have_a_band_and_long_paths_show_where_they_were_cut(batch, tmp_path):
+    d = batch
+    deep = tmp_path / ("a-rather-long-folder-name-" * 3) / "clip.mp4"
+    deep.parent.mkdir()
+    deep.write_bytes((d / "media" / "clip00.mp4").read_bytes())
+    res = CliRunner().invoke(main, ["-q", "score", str(deep), *model_args(d)])
+    assert res.exit_code == 0, res.output
+    row = res.stdout.splitlines()[1]
+    assert row.startswith("\u2026") and row.split()[0].endswith("-name-/clip.mp4") and len(row.split()[0]) == 40
+    score, word = float(row.split()[1]), row.split()[2]
+    assert word == next(w for upper, w in [(20, "bad"), (40, "poor"), (60, "fair"), (80, "good"), (1e9, "excellent")]
+                        if score < upper)
+
+
+def test_progress_shows_the_input_count_and_log_lines_are_not_glued_to_the_bar(batch, tmp_path):
+    """Without -q: each bar says [i/N]; a log line printed while a bar is up (the pipe's unknown duration)
+    starts its own line. With -q that informational line is gone too."""
+    d = batch
+    src = make_clip(tmp_path / "pipe.nut", size=(96, 64), frames=6).read_bytes()  # NUT: no duration in a pipe
+    cmd = [sys.executable, "-m", "contrique_video", "score", "-", str(d / "media" / "clip01.mp4"), *model_args(d)[:4]]
+    proc = subprocess.run(cmd, input=src, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    err = proc.stderr.decode()
+    assert "[1/2] -" in err and "[2/2] clip01.mp4" in err
+    logged = [line for line in err.split("\n") if "duration is unknown" in line]
+    assert len(logged) == 1 and logged[0].split("\r")[-1].startswith("contrique-video: video duration is unknown")
+    quiet = subprocess.run(cmd[:3] + ["-q"] + cmd[3:], input=src, capture_output=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == b""

@@ -213,7 +213,7 @@ def test_bad_options_are_usage_errors(setup):
     res = run("score", d / "clip.mp4", "--weights", d / "r18.pt", "--fps", "2", "--frames", "3")
     assert res.exit_code == 2 and "one sampling mode" in res.output
     res = run("-q", "score", d / "clip.mp4", "--weights", d / "r18.pt", "--head", d / "head.json", "--fps", "-1")
-    one_line_error(res, "fps")
+    one_line_error(res, "'--fps'", code=2)
 
 
 def test_bad_checkpoint_and_head(setup, tmp_path):

@@ -109,9 +109,9 @@ def test_cli_default_samples_on_a_short_input(clip, tmp_path, caplog):
     assert "no longer than the 4 samples x 2 s requested: using the whole input" in caplog.text
 
 
-def test_cli_ndjson_events_with_the_model(clip, tmp_path):
+def test_cli_json_lines_events_with_the_model(clip, tmp_path):
     res = cli(clip, "--target", 40, "--samples", 2, "--sample-duration", 0.5, "--frames", 2, "--max-probes", 2,
-              "--preset", "ultrafast", "--format", "ndjson", "--workdir", tmp_path, "-q")
+              "--preset", "ultrafast", "--format", "json", "--workdir", tmp_path, "-q")
     events = [json.loads(x) for x in res.stdout.splitlines()]
     assert [e["type"] for e in events] == ["samples", "probe", "probe", "result"]
     for probe in events[1:3]:
@@ -124,13 +124,19 @@ def test_cli_ndjson_events_with_the_model(clip, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--target", 150], "error: target 150 is outside the range 0..100 of head 'clive' (MOS)"),
     (["--target", 50, "--encoder", "libaom-av1"], "encoder libaom-av1 is not available in PyAV's FFmpeg"),
 ])
 def test_cli_bad_input_is_one_line(clip, args, message):
     res = cli(clip, *args)
     assert res.exit_code == 1
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_target_outside_the_heads_range_is_a_usage_error(clip):
+    res = cli(clip, "--target", 150)
+    assert res.exit_code == 2
+    assert "Invalid value for '--target': 150 is outside the range 0..100 of head 'clive' (MOS)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_ffmpeg_failing_mid_way_keeps_probes_marked_partial(clip, tmp_path):
@@ -154,3 +160,16 @@ def test_probes_never_score_the_first_frame_of_a_sample():
     selector = s.selector(2.0, 24.0)
     kept = [i for i in range(48) if selector.offer(i, i / 24, i % 24 == 0)]
     assert kept == [6, 18, 30, 42]  # targets 0.25, 0.75, 1.25 and 1.75 s
+
+
+def test_progress_bar_counts_probes_with_an_eta(clip, tmp_path, monkeypatch):
+    import contrique_video.cli as cli
+
+    monkeypatch.setattr(cli, "open_scorer", lambda head, model: StubScorer())
+    res = CliRunner().invoke(main, ["crf-search", str(clip), "--target", "50", "--samples", "2", "--sample-duration",
+                                    "0.5", "--max-probes", "3", "--preset", "ultrafast", "--workdir", str(tmp_path)],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "crf-search:" in res.stderr and "/3 [" in res.stderr and "probe/s]" in res.stderr
+    assert "crf 30: score" in res.stderr  # the first probe (the middle of 10..51) on the bar
+    assert res.stdout.startswith("libx264 crf ")

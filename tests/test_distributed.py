@@ -124,7 +124,7 @@ def test_cli_timeout_is_a_failure_and_frames_csv(media, cluster, tmp_path):
     res = CliRunner().invoke(main, ["-q", "score", *clips, *model_args(d), "--engine", cluster,
                                     "--csv", str(tmp_path / "frames.csv")])
     assert res.exit_code == 0, res.output
-    table = [line.split()[0] for line in res.stdout.splitlines()[1:3]]
+    table = [line.split()[0].lstrip("\u2026") for line in res.stdout.splitlines()[1:3]]  # long paths cut from the left
     assert [c.endswith(t) for c, t in zip(clips, table)] == [True, True]  # the table is in input order
     frames = pd.read_csv(tmp_path / "frames.csv")
     assert list(frames.columns) == ["file", "frame", "pts_time", "score"] and sorted(set(frames["file"])) == clips
@@ -183,3 +183,24 @@ def test_killed_worker_loses_no_finished_record(media, tmp_path):
     assert final[: len(before)] == before  # finished records kept as they were
     assert sorted(r["file"] for r in final) == sorted(str(p) for p in (d / "media").iterdir())
     assert [r["file"] for r in final if "error" in r] == [str(d / "media" / "clip05x.mp4")]
+
+
+def test_ctrl_c_on_an_engine_keeps_the_table_and_plot_of_finished_inputs(media, tmp_path, monkeypatch):
+    """The cluster is replaced by local scoring that is interrupted after the first result."""
+    d = media
+    clips = [str(d / "media" / f"clip0{i}.mp4") for i in range(3)]
+
+    def interrupted(names, address, *, sampling, scorer_options, **kwargs):
+        scorer = Scorer(**{k: v for k, v in scorer_options.items() if k != "device"})
+        yield names[0], scorer.score(names[0], sampling=sampling)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cvd, "score_results", interrupted)
+    res = CliRunner().invoke(main, ["-q", "score", *clips, *model_args(d), "--engine", "local",
+                                    "--plot", str(tmp_path / "p.png")])
+    assert res.exit_code == 130, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:2] == ["file", "score"] and lines[1].split()[0].endswith("clip00.mp4")
+    assert lines[2].startswith("score: predicted MOS") and len(lines) == 4
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert res.stderr.strip() == "contrique-video: error: interrupted: 1 inputs scored before Ctrl-C are kept"

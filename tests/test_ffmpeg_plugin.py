@@ -61,3 +61,13 @@ def test_ffmpeg_failure_is_one_line_and_partial(clip, tmp_path):
     record = json.loads(run.stdout)
     assert record["partial"] is True and record["ffmpeg_exit"] == 5 and record["frames_scored"] == 2
     assert "ffmpeg exited with code 5; the frames scored before it are kept (partial)" in run.stderr
+
+
+def test_help_prints_usage_and_exits_0():
+    for flag in ("--help", "-h"):
+        run = plugin(flag)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.startswith("usage: ffmpeg-score [OPTIONS] -- FFMPEG_ARGS... OUTPUT")
+        assert "--running" in run.stdout and run.stderr == ""
+    run = plugin("--fps", "2")  # no `--` and no output: still a usage error
+    assert run.returncode == 2 and "usage: ffmpeg-score" in run.stderr

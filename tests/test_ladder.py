@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from contrique_video.batch import Terminated
 from contrique_video.cli import main
 from contrique_video.errors import InputError
 from contrique_video.ladder import build_ladder, parse_crfs, pick_rungs, save, upper_hull
@@ -75,7 +76,7 @@ def test_failure_mid_way_gives_a_partial_ladder(clip, tmp_path):
 
 def test_cli_writes_csv_json_and_plot_with_the_model(clip, tmp_path):
     res = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90,64", "--crf", "24,40", "--frames", "1",
-                                    "--preset", "ultrafast", "--out", str(tmp_path), "--rungs", "2"],
+                                    "--preset", "ultrafast", "-o", str(tmp_path), "--rungs", "2", "--format", "json"],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.stderr
     table = pd.read_csv(tmp_path / "ladder.csv")
@@ -84,7 +85,8 @@ def test_cli_writes_csv_json_and_plot_with_the_model(clip, tmp_path):
     record = json.loads((tmp_path / "ladder.json").read_text())
     assert record["display"] == [160, 90] and record["head"] == "clive" and record["partial"] is False
     assert (tmp_path / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "rung" in res.stdout
+    assert json.loads(res.stdout) == record  # --format json: the same object, on one line (JSON Lines)
+    assert len(res.stdout.splitlines()) == 1
 
 
 def test_hook_scores_a_segment_at_the_display_size(clip, tmp_path):
@@ -98,3 +100,62 @@ def test_hook_scores_a_segment_at_the_display_size(clip, tmp_path):
     assert (record["width"], record["height"], record["display"]) == (114, 64, [320, 180])
     assert record["bytes"] == seg.bytes and record["kbps"] == pytest.approx(seg.kbps)
     assert record["file"] == str(seg.path) and leftovers(tmp_path) == ["seg.mkv"]
+
+
+class InterruptedScorer(StubScorer):
+    """Ctrl-C (or SIGTERM, as the CLI turns it into an exception) while the second rendition is scored."""
+
+    def __init__(self, stop: type[BaseException]):
+        super().__init__()
+        self.stop = stop
+
+    def score(self, path, sampling=None):
+        if len(self.sizes) == 1:
+            raise self.stop()
+        return super().score(path, sampling)
+
+
+@pytest.mark.parametrize("stop, code, word", [(KeyboardInterrupt, 130, "interrupted"), (Terminated, 143, "terminated")])
+def test_ctrl_c_writes_the_finished_renditions_as_partial(clip, tmp_path, monkeypatch, caplog, stop, code, word):
+    import logging
+
+    import contrique_video.cli as cli
+
+    monkeypatch.setattr(cli, "open_scorer", lambda head, model: InterruptedScorer(stop))
+    work = tmp_path / "work"
+    work.mkdir()
+    res = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "24,32,40", "--preset",
+                                    "ultrafast", "--out", str(tmp_path / "out"), "--workdir", str(work)],
+                             catch_exceptions=False)
+    assert res.exit_code == code, res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ladder.partial.csv", "ladder.partial.json",
+                                                                   "ladder.partial.png"]
+    record = json.loads((tmp_path / "out" / "ladder.partial.json").read_text())
+    assert record["partial"] is True and [r["crf"] for r in record["renditions"]] == [24]
+    assert record["error"] == f"stopped by {stop.__name__}"
+    assert res.stdout.splitlines()[0].split() == ["height", "width", "crf", "kbps", "score", "mark"]
+    assert len(res.stdout.splitlines()) == 2  # the header and the one finished rendition
+    err = res.stderr.strip().splitlines()
+    assert err[-1].endswith(f"{word}: 1 finished renditions kept as partial in " + str(tmp_path / "out"))
+    deprecated = [r for r in caplog.records if r.levelno == logging.WARNING and "--out is deprecated" in r.message]
+    assert len(deprecated) == 1  # the old --out still works, with one warning
+    assert leftovers(work) == []
+
+
+def test_out_and_output_together_is_a_usage_error(clip, tmp_path):
+    res = CliRunner().invoke(main, ["ladder", str(clip), "-o", str(tmp_path / "a"), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and "give -o/--output once" in res.stderr
+
+
+def test_progress_bar_counts_renditions_with_an_eta(clip, tmp_path, monkeypatch):
+    import contrique_video.cli as cli
+
+    monkeypatch.setattr(cli, "open_scorer", lambda head, model: StubScorer())
+    res = CliRunner().invoke(main, ["ladder", str(clip), "--heights", "90", "--crf", "30,40", "--preset", "ultrafast",
+                                    "-o", str(tmp_path)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "ladder:" in res.stderr and "1/2 [" in res.stderr and "rendition/s]" in res.stderr  # [elapsed<eta, rate]
+    assert "90p crf 30: score" in res.stderr
+    quiet = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "30", "--preset",
+                                      "ultrafast", "-o", str(tmp_path)], catch_exceptions=False)
+    assert quiet.exit_code == 0 and quiet.stderr == ""

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from contrique_video.cli import main
 from contrique_video.plot import worst_segments
-from media import make_clip
+from media import make_clip, make_image
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -33,4 +33,7 @@ def test_score_plot_writes_png(tmp_path):
     assert res.exit_code == 0, res.stderr
     assert (tmp_path / "f.png").read_bytes()[:8] == PNG
     res = CliRunner().invoke(main, ["-q", "score", str(clip), "--plot", str(clip)], catch_exceptions=False)
+    assert res.exit_code == 2 and "'--plot'" in res.stderr and ".png, .pdf, .svg" in res.stderr  # before scoring
+    still = make_image(tmp_path / "still.png", size=(96, 80))
+    res = CliRunner().invoke(main, ["-q", "score", str(still), "--plot", str(still)], catch_exceptions=False)
     assert res.exit_code == 1 and "is also an input" in res.stderr

@@ -153,7 +153,7 @@ def test_frames_duration_is_clamped_to_the_video():
 
 def test_frames_without_duration_falls_back_to_1fps(caplog):
     times = cfr(72)
-    with caplog.at_level(logging.WARNING, logger="contrique_video"):
+    with caplog.at_level(logging.INFO, logger="contrique_video"):
         kept, _ = run(Sampling("frames", 32), times, total=None)
     assert kept == [0, 24, 48]
     assert any("1 fps" in r.getMessage() for r in caplog.records)

@@ -94,7 +94,7 @@ def test_holdout_split_is_stable_and_disjoint():
 
 
 def cli_train(d, tmp_path, *extra):
-    args = ["-q", "train", "--out", str(tmp_path / "run"), "--pristine", str(d / "pristine"), "--crop", "64",
+    args = ["-q", "train", "-o", str(tmp_path / "run"), "--pristine", str(d / "pristine"), "--crop", "64",
             "--batch", "4", "--steps", "1", "--workers", "0", "--arch", "resnet18", *map(str, extra)]
     return CliRunner().invoke(main, args)
 
@@ -124,3 +124,8 @@ def test_cli_train_prints_summary(folders, tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["steps"] == 1
     assert (tmp_path / "run" / "best.pt").exists()
+
+
+def test_cli_train_device_is_a_choice(folders, tmp_path):
+    res = cli_train(folders, tmp_path, "--device", "tpu")
+    assert res.exit_code == 2 and "Invalid value for '--device'" in res.stderr
