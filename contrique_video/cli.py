@@ -102,7 +102,7 @@ def sampling_options(verb: str):
         click.option("--duration", type=click.FloatRange(min=0, min_open=True),
                      help="Length of the time range in seconds (default: to the end)."),
         click.option("--decoder", type=click.Choice(["pyav", "decord"]), default="pyav", show_default=True,
-                     help="Frame decoder: pyav (FFmpeg, keeps 10-bit and HDR) or decord (if installed; 8-bit)."),
+                     help="Frame decoder: pyav (FFmpeg; keeps 10-bit depth) or decord (if installed; decodes to 8-bit)."),
     ]
 
     def decorate(fn):
