@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -173,11 +174,16 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
 @click.option("--manifest", type=click.Path(dir_okay=False), help="CSV or Parquet list of inputs (a `file` or `path` column), added to INPUT...")
 @click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False),
               help="Also write every record (with --resume, the earlier ones too) as one Parquet table at the end.")
+@click.option("--log", "log_template", type=click.Path(dir_okay=False),
+              help="Write a libvmaf-style log per input (frames with frameNum, pts_time, contrique; pooled_metrics). "
+                   "With several inputs put {stem}, {name} or {index} in the name, e.g. --log 'logs/{stem}.json'.")
+@click.option("--log-fmt", "log_fmt", type=click.Choice(["json", "csv", "xml"]),
+              help="Format of --log, as libvmaf's --log_fmt (default: from the file's extension, else json).")
 @click.pass_context
 @guarded
 def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
           threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, timeout, max_pixels,
-          engine, engine_workers, manifest, parquet_path):
+          engine, engine_workers, manifest, parquet_path, log_template=None, log_fmt=None):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
     Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
@@ -197,6 +203,9 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     if manifest:
         names = list(dict.fromkeys(names + read_manifest(manifest)))
     guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path)
+    logs = LogPlan(log_template, log_fmt, names)
+    if engine and log_template:
+        raise click.UsageError("--log is written by local runs; drop --engine or use --csv for per-frame scores")
     if engine:
         sys.exit(score_on_engine(ctx, names, engine, engine_workers, sampling, decoder, fmt, frames_csv, plot_path,
                                  output, resume, timeout, parquet_path,
@@ -230,9 +239,11 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
                         frame_log.write(name, rows)
 
                 try:
+                    began = time.perf_counter()
                     with time_limit(timeout):
                         result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames,
                                               on_open=on_open)
+                    logs.write(result, len(results), time.perf_counter() - began)
                 except ContriqueError as exc:
                     failures += 1
                     record = {"file": name, "error": str(exc)}
@@ -266,6 +277,36 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
 
         plot_frames(results, plot_path)
     sys.exit(1 if failures else 0)
+
+
+class LogPlan:
+    """``score --log``: where each input's libvmaf-style log goes, checked before anything is scored."""
+
+    def __init__(self, template: str | None, fmt: str | None, names: list[str]):
+        from .logs import log_format
+
+        if fmt and not template:
+            raise click.UsageError("--log-fmt needs --log FILE")
+        self.template, self.fmt = template, log_format(template, fmt) if template else None
+        if template and len(names) > 1 and not any(k in template for k in ("{stem}", "{name}", "{index}")):
+            raise click.UsageError("--log with several inputs needs {stem}, {name} or {index} in the file name, "
+                                   "e.g. --log 'logs/{stem}.json'")
+        if template:
+            try:
+                template.format(stem="", name="", index=0)
+            except (KeyError, IndexError, ValueError):
+                raise click.BadParameter("only {stem}, {name} and {index} may be filled in", param_hint="--log") from None
+
+    def write(self, result, index: int, seconds: float | None = None) -> None:
+        if not self.template:
+            return
+        from .logs import log_path, write_log
+
+        path = log_path(self.template, result.file, index)
+        if path.resolve() == Path(result.file).resolve():
+            raise InputError(f"output {path} is also an input; refusing to overwrite it")
+        fps = result.frames_scored / seconds if seconds else None
+        write_log(result, path, self.fmt, fps)
 
 
 def score_on_engine(ctx, names, engine, workers, sampling, decoder, fmt, frames_csv, plot_path, output, resume, timeout,
