@@ -763,47 +763,110 @@ def open_scorer(head, model: dict):
     return scorer
 
 
+def encode_settings_options(fn):
+    """ab-av1-style encoder arguments for ``crf-search`` (and its ``--encode``)."""
+    options = [
+        click.option("--enc", "enc", multiple=True, metavar="KEY=VALUE",
+                     help="Encoder option passed through (repeatable), e.g. --enc tune=grain --enc x265-params=aq-mode=3."),
+        click.option("--pix-format", "pix_format", default="yuv420p", show_default=True,
+                     help="Pixel format to encode in, e.g. yuv420p10le for 10-bit."),
+        click.option("--vfilter", help="ffmpeg filter chain run before encoding, e.g. 'scale=1280:-2' (the encodes, "
+                                       "and so the scores, are of the filtered video)."),
+        click.option("--keyint", type=int, help="Key frame interval in frames (ffmpeg's -g; default: the encoder's)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg):
+    """EncodeSettings from the options; a value the encoder or PyAV refuses is a usage error (exit 2)."""
+    from .encode import EncodeSettings, check_encoder, check_settings, parse_enc
+
+    check_encoder(encoder, ffmpeg)  # an encoder missing here is an input error (exit 1), checked first
+    try:
+        if keyint is not None and keyint < 1:
+            raise InputError(f"--keyint {keyint}: give a positive number of frames")
+        settings = EncodeSettings(preset, pix_format, vfilter, keyint, parse_enc(enc))
+        check_settings(encoder, settings, ffmpeg)
+    except ContriqueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return settings
+
+
 @main.command("crf-search")
 @quiet_option
 @click.argument("input_path", metavar="INPUT")
 @click.option("--target", type=float, required=True, help="Score the encode must reach (on the head's scale).")
+@click.option("--pool", type=click.Choice(["mean", "harmonic_mean", "p5", "p1", "min"]), default="mean", show_default=True,
+              help="What the target applies to: the video score (mean), or a pooling of its frame scores.")
 @click.option("--samples", type=click.IntRange(1), default=4, show_default=True, help="Samples taken across the input.")
 @click.option("--sample-duration", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="Seconds per sample.")
 @click.option("--min-crf", type=int, help="Lowest CRF searched (default: 10, or the encoder's minimum).")
 @click.option("--max-crf", type=int, help="Highest CRF searched (default: the encoder's maximum).")
 @click.option("--max-probes", type=click.IntRange(1, 64), default=6, show_default=True)
+@click.option("--max-encoded-percent", type=click.FloatRange(min=0, min_open=True),
+              help="Refuse a CRF whose predicted size is above this share of the input file (ab-av1's default is 80; "
+                   "default here: no limit).")
+@click.option("--encode", "encode_path", type=click.Path(dir_okay=False),
+              help="Then encode the whole input at the chosen CRF to this file (video only) and score it "
+                   "(ab-av1's auto-encode); adds an `encode` event.")
 @click.option("--format", "fmt", type=click.Choice(["table", "ndjson"]), default="table", show_default=True,
-              help="ndjson: one JSON event per line on stdout (samples, probe..., result; error when it fails).")
+              help="ndjson: one JSON event per line on stdout (samples, probe..., result, encode; error when it fails).")
+@encode_settings_options
 @encoder_options
 @model_options
 @guarded
-def crf_search_command(input_path, target, samples, sample_duration, min_crf, max_crf, max_probes, fmt, encoder, preset,
+def crf_search_command(input_path, target, pool, samples, sample_duration, min_crf, max_crf, max_probes,
+                       max_encoded_percent, encode_path, fmt, enc, pix_format, vfilter, keyint, encoder, preset,
                        ffmpeg, head, frames, workdir, **model):
     """Find the CRF whose encode of INPUT scores --target, from scored samples (ab-av1 style).
 
-    Exit 0 with a result, 1 when the target is out of reach or something failed (one line on stderr; with
-    --format ndjson the probes already printed stay valid and an error event marks the run partial).
+    Exit 0 with a result, 1 when the target is out of reach, the CRF would be too big, or something failed
+    (one line on stderr; with --format ndjson the probes already printed stay valid and an error event marks
+    the run partial), 2 for usage errors.
     """
-    from .crf_search import crf_search
+    from .crf_search import crf_search, encode_chosen
 
     def on_event(event: dict) -> None:
         if fmt == "ndjson":
             click.echo(json.dumps(event))
             sys.stdout.flush()
         elif event["type"] == "probe":
-            log.info("crf %d: score %.2f, %.0f kbps", event["crf"], event["score"], event["kbps"])
+            log.info("crf %d: %s %.2f, %.0f kbps, encoded in %.1f s", event["crf"], pool, event["score"],
+                     event["kbps"], event["encode_seconds"])
 
+    if encode_path:
+        guard_outputs([input_path], encode_path)
+    settings = make_settings(encoder, preset, pix_format, vfilter, keyint, enc, ffmpeg)
     scorer = open_scorer(head, model)
     result = crf_search(input_path, scorer, encoder, target, samples=samples, sample_duration=sample_duration,
                         frames=frames, min_crf=min_crf, max_crf=max_crf, max_probes=max_probes, preset=preset,
-                        ffmpeg=ffmpeg, workdir=workdir, on_event=on_event)
+                        ffmpeg=ffmpeg, workdir=workdir, on_event=on_event, settings=settings, pool=pool,
+                        max_encoded_percent=max_encoded_percent)
     if fmt == "table":
-        click.echo(f"{encoder} crf {result.crf}: predicted score {result.score:.2f} (target {target:g}), "
-                   f"{result.kbps:.0f} kbps, {result.predicted_bytes / 1e6:.2f} MB for the whole input")
+        size = f", {result.predicted_percent:.0f}% of the input" if result.predicted_percent is not None else ""
+        took = f", about {result.predicted_encode_seconds:.0f} s to encode" if result.predicted_encode_seconds else ""
+        click.echo(f"{encoder} crf {result.crf}: predicted {pool} score {result.score:.2f} (target {target:g}), "
+                   f"{result.kbps:.0f} kbps, {result.predicted_bytes / 1e6:.2f} MB for the whole input{size}{took}")
     if not result.reached:
-        fail(f"target {target:g} not reached: even CRF {result.crf} scores {result.score:.2f}")
+        fail(f"target {target:g} not reached: even CRF {result.crf} scores {result.score:.2f} ({pool})")
         sys.exit(1)
+    if result.too_big:
+        fail(f"CRF {result.crf} would be {result.predicted_percent:.0f}% of the input, above "
+             f"--max-encoded-percent {max_encoded_percent:g}")
+        sys.exit(1)
+    if encode_path:
+        log.info("encoding %s at crf %d to %s", input_path, result.crf, encode_path)
+        event = encode_chosen(input_path, encode_path, result, scorer, frames=frames * samples, settings=settings,
+                              ffmpeg=ffmpeg)
+        if fmt == "ndjson":
+            on_event(event)
+        else:
+            pct = f", {event['percent']:.0f}% of the input" if event["percent"] is not None else ""
+            click.echo(f"{encode_path}: {pool} score {event['score']:.2f} (target {target:g}), "
+                       f"{event['kbps']:.0f} kbps{pct}, encoded in {event['encode_seconds']:.0f} s")
 
 
 @main.command("ladder")
