@@ -179,11 +179,14 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
                    "With several inputs put {stem}, {name} or {index} in the name, e.g. --log 'logs/{stem}.json'.")
 @click.option("--log-fmt", "log_fmt", type=click.Choice(["json", "csv", "xml"]),
               help="Format of --log, as libvmaf's --log_fmt (default: from the file's extension, else json).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write a PNG showing what the score saw: per input, the frame curve with the pooled score and "
+                   "its quality band, and thumbnails of the worst and best frames with their times and scores.")
 @click.pass_context
 @guarded
 def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
           threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, timeout, max_pixels,
-          engine, engine_workers, manifest, parquet_path, log_template=None, log_fmt=None):
+          engine, engine_workers, manifest, parquet_path, log_template=None, log_fmt=None, report_path=None):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
     Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
@@ -202,10 +205,10 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     names = expand_inputs(list(inputs))
     if manifest:
         names = list(dict.fromkeys(names + read_manifest(manifest)))
-    guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path)
+    guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path, report_path)
     logs = LogPlan(log_template, log_fmt, names)
-    if engine and log_template:
-        raise click.UsageError("--log is written by local runs; drop --engine or use --csv for per-frame scores")
+    if engine and (log_template or report_path):
+        raise click.UsageError("--log and --report are written by local runs; drop --engine (or use --csv, --plot)")
     if engine:
         sys.exit(score_on_engine(ctx, names, engine, engine_workers, sampling, decoder, fmt, frames_csv, plot_path,
                                  output, resume, timeout, parquet_path,
@@ -276,6 +279,11 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         from .plot import plot_frames
 
         plot_frames(results, plot_path)
+    if report_path and results:
+        from .report import write_report
+
+        write_report(results, report_path)
+        log.info("wrote %s", report_path)
     sys.exit(1 if failures else 0)
 
 
