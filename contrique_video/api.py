@@ -63,6 +63,7 @@ class VideoScore:
     sampling: str
     backend: str
     feature: np.ndarray = field(repr=False)
+    reference: dict | None = None  # VMAF against a reference (score --reference): see reference.add_vmaf
 
     @property
     def frames_scored(self) -> int:
@@ -81,6 +82,7 @@ class VideoScore:
             "higher_is_better": self.higher_is_better,
             "sampling": self.sampling,
             "backend": self.backend,
+            **(self.reference or {}),
         }
 
 

@@ -182,11 +182,18 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write a PNG showing what the score saw: per input, the frame curve with the pooled score and "
                    "its quality band, and thumbnails of the worst and best frames with their times and scores.")
+@click.option("--reference", "reference", type=click.Path(dir_okay=False),
+              help="Also compute VMAF (libvmaf, full reference) of each input against this file; per-frame `vmaf` "
+                   "at the scored frames and pooled values go into the records and logs.")
+@click.option("--vmaf-model", default="vmaf_v0.6.1", show_default=True, help="libvmaf model version for --reference.")
+@click.option("--ffmpeg", "vmaf_ffmpeg", type=click.Path(dir_okay=False),
+              help="ffmpeg with libvmaf for --reference (default: imageio-ffmpeg's static build).")
 @click.pass_context
 @guarded
 def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
           threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, timeout, max_pixels,
-          engine, engine_workers, manifest, parquet_path, log_template=None, log_fmt=None, report_path=None):
+          engine, engine_workers, manifest, parquet_path, log_template=None, log_fmt=None, report_path=None,
+          reference=None, vmaf_model="vmaf_v0.6.1", vmaf_ffmpeg=None):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
     Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
@@ -207,8 +214,17 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         names = list(dict.fromkeys(names + read_manifest(manifest)))
     guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path, report_path)
     logs = LogPlan(log_template, log_fmt, names)
-    if engine and (log_template or report_path):
-        raise click.UsageError("--log and --report are written by local runs; drop --engine (or use --csv, --plot)")
+    if engine and (log_template or report_path or reference):
+        raise click.UsageError("--log, --report and --reference run locally; drop --engine (or use --csv, --plot)")
+    if (vmaf_ffmpeg or ctx.get_parameter_source("vmaf_model") is not click.core.ParameterSource.DEFAULT) and not reference:
+        raise click.UsageError("--ffmpeg and --vmaf-model are for --reference REF")
+    if reference:
+        if "-" in names:
+            raise click.UsageError("`-` (stdin) cannot be compared with --reference; give files")
+        guard_outputs([reference], frames_csv, plot_path, output, parquet_path, report_path)
+        from .reference import vmaf_ffmpeg as find_ffmpeg
+
+        find_ffmpeg(vmaf_ffmpeg)  # fail before scoring when there is no ffmpeg to run libvmaf
     if engine:
         sys.exit(score_on_engine(ctx, names, engine, engine_workers, sampling, decoder, fmt, frames_csv, plot_path,
                                  output, resume, timeout, parquet_path,
@@ -246,7 +262,14 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
                     with time_limit(timeout):
                         result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames,
                                               on_open=on_open)
-                    logs.write(result, len(results), time.perf_counter() - began)
+                    elapsed = time.perf_counter() - began
+                    if reference:
+                        from .reference import add_vmaf
+
+                        add_vmaf(result, reference, ffmpeg=vmaf_ffmpeg, model=vmaf_model)
+                        log.info("%s: VMAF %.2f on the scored frames (%s on all frames)", name,
+                                 result.reference["vmaf"], result.reference["vmaf_all_frames"])
+                    logs.write(result, len(results), elapsed)
                 except ContriqueError as exc:
                     failures += 1
                     record = {"file": name, "error": str(exc)}
