@@ -188,12 +188,15 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
 @click.option("--vmaf-model", default="vmaf_v0.6.1", show_default=True, help="libvmaf model version for --reference.")
 @click.option("--ffmpeg", "vmaf_ffmpeg", type=click.Path(dir_okay=False),
               help="ffmpeg with libvmaf for --reference (default: imageio-ffmpeg's static build).")
+@click.option("--compare", "compare_path", type=click.Path(dir_okay=False),
+              help="With --reference: a PNG of our score beside VMAF (curves, scatter, and a table of the frames "
+                   "where they disagree most), and the same table for every frame as CSV beside it.")
 @click.pass_context
 @guarded
 def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
           threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, timeout, max_pixels,
           engine, engine_workers, manifest, parquet_path, log_template=None, log_fmt=None, report_path=None,
-          reference=None, vmaf_model="vmaf_v0.6.1", vmaf_ffmpeg=None):
+          reference=None, vmaf_model="vmaf_v0.6.1", vmaf_ffmpeg=None, compare_path=None):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
     Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
@@ -218,6 +221,10 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         raise click.UsageError("--log, --report and --reference run locally; drop --engine (or use --csv, --plot)")
     if (vmaf_ffmpeg or ctx.get_parameter_source("vmaf_model") is not click.core.ParameterSource.DEFAULT) and not reference:
         raise click.UsageError("--ffmpeg and --vmaf-model are for --reference REF")
+    if compare_path and not reference:
+        raise click.UsageError("--compare needs --reference REF (it sets our score beside VMAF)")
+    if compare_path:
+        guard_outputs([*names, reference], compare_path, str(Path(compare_path).with_suffix(".csv")))
     if reference:
         if "-" in names:
             raise click.UsageError("`-` (stdin) cannot be compared with --reference; give files")
@@ -307,6 +314,10 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
 
         write_report(results, report_path)
         log.info("wrote %s", report_path)
+    if compare_path and results:
+        from .report import write_compare
+
+        log.info("wrote %s and %s", *write_compare(results, compare_path))
     sys.exit(1 if failures else 0)
 
 

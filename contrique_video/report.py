@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -161,3 +162,87 @@ def write_report(results: Sequence, path: str | os.PathLike, y_range: tuple[floa
     fig = report_figure(results, y_range)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     return Path(path)
+
+
+def disagreements(results: Sequence) -> pd.DataFrame:
+    """Every scored frame of every input with both scores, ranked by how much the two metrics disagree.
+
+    The scales are not calibrated to each other, so agreement is judged on ranks: each frame's percentile
+    rank among all frames by our score and by VMAF; ``gap`` is ours minus VMAF's, in percentile points
+    (positive: we rate the frame better than VMAF does). Rows come largest ``|gap|`` first.
+    """
+    parts = []
+    for r in results:
+        if "vmaf" not in r.frames:
+            continue
+        part = r.frames[["frame", "pts_time", "score", "vmaf"]].rename(columns={"score": "contrique"})
+        parts.append(part.assign(file=r.file))
+    if not parts:
+        raise ValueError("no input has VMAF values (score --reference)")
+    table = pd.concat(parts, ignore_index=True).dropna(subset=["contrique", "vmaf"])
+    sign = 1.0 if all(r.higher_is_better for r in results) else -1.0
+    table["contrique_rank"] = (sign * table["contrique"]).rank(pct=True) * 100
+    table["vmaf_rank"] = table["vmaf"].rank(pct=True) * 100
+    table["gap"] = table["contrique_rank"] - table["vmaf_rank"]
+    table = table.reindex(table["gap"].abs().sort_values(ascending=False, kind="stable").index)
+    return table[["file", "frame", "pts_time", "contrique", "vmaf", "contrique_rank", "vmaf_rank", "gap"]].reset_index(drop=True)
+
+
+def compare_figure(results: Sequence, top: int = 8) -> Figure:
+    """Side by side: both metrics over time per input (one 0-100 axis), and our score against VMAF per
+    frame, with the frames where they disagree most numbered and listed in a table below."""
+    table = disagreements(results)
+    fig = Figure(figsize=(14, 9))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.3, 1.0], hspace=0.3, wspace=0.22)
+    left, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    lo, hi = shared_range([table["contrique"], table["vmaf"]])
+    for k, r in enumerate(results):
+        if "vmaf" not in r.frames:
+            continue
+        colour = f"C{k % 10}"
+        name = Path(r.file).name
+        left.plot(r.frames["pts_time"], r.frames["score"], "-", color=colour, marker=".", label=f"{name} contrique")
+        left.plot(r.frames["pts_time"], r.frames["vmaf"], "--", color=colour, marker="x", label=f"{name} VMAF")
+    left.set_ylim(lo, hi)
+    left.set_xlabel("time (s)")
+    left.set_ylabel("score (0-100)")
+    left.set_title("per frame: contrique (solid) and VMAF (dashed)", fontsize=11)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, loc="lower left")
+    right.scatter(table["vmaf"], table["contrique"], s=14, alpha=0.6, color="tab:blue")
+    shown = table.head(top)
+    right.scatter(shown["vmaf"], shown["contrique"], s=60, facecolors="none", edgecolors="tab:red", lw=1.5)
+    for n, row in enumerate(shown.itertuples(), 1):
+        right.annotate(str(n), (row.vmaf, row.contrique), xytext=(4, 4), textcoords="offset points", fontsize=9,
+                       color="tab:red", weight="bold")
+    right.set_xlim(lo, hi)
+    right.set_ylim(lo, hi)
+    right.set_xlabel("VMAF")
+    right.set_ylabel("contrique")
+    right.set_title(f"each scored frame ({len(table)}); the {len(shown)} largest rank gaps numbered", fontsize=11)
+    right.grid(alpha=0.3)
+    tax = fig.add_subplot(grid[1, :])
+    tax.axis("off")
+    rows = [[str(n), Path(r.file).name[-28:], str(int(r.frame)), f"{r.pts_time:.2f}", f"{r.contrique:.1f}",
+             f"{r.vmaf:.1f}", f"{r.contrique_rank:.0f}", f"{r.vmaf_rank:.0f}", f"{r.gap:+.0f}"]
+            for n, r in enumerate(shown.itertuples(), 1)]
+    cells = tax.table(cellText=rows, colLabels=["#", "file", "frame", "time (s)", "contrique", "VMAF", "rank ours",
+                                                "rank VMAF", "gap"], loc="upper center", cellLoc="center")
+    cells.auto_set_font_size(False)
+    cells.set_fontsize(9)
+    cells.scale(1, 1.3)
+    tax.set_title("where the two disagree most (percentile ranks among all frames; gap > 0: we rate it higher)",
+                  fontsize=11)
+    return fig
+
+
+def write_compare(results: Sequence, path: str | os.PathLike) -> tuple[Path, Path]:
+    """``compare`` view: the PNG of :func:`compare_figure`, and beside it a CSV of every frame's gap."""
+    from .logs import write_atomic
+
+    path = Path(path)
+    fig = compare_figure(results)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    table_path = path.with_suffix(".csv")
+    write_atomic(table_path, disagreements(results).to_csv(index=False, float_format="%.6f"))
+    return path, table_path

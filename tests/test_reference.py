@@ -87,3 +87,33 @@ def test_usage_errors(d, args, message):
     args = [d / "src.mp4" if a == "REF" else a for a in args]
     res = score(d, d / "enc.mp4", *args)
     assert res.exit_code == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_disagreements_rank_the_frames_where_the_metrics_part():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from contrique_video.report import disagreements
+
+    frames = pd.DataFrame({"frame": [0, 1, 2, 3], "pts_time": [0.0, 0.1, 0.2, 0.3], "score": [10.0, 20.0, 30.0, 40.0],
+                           "vmaf": [50.0, 60.0, 70.0, 5.0]})  # frame 3: best for us, worst for VMAF
+    table = disagreements([SimpleNamespace(file="a.mp4", frames=frames, higher_is_better=True)])
+    assert list(table["frame"][:1]) == [3]
+    assert table.loc[0, "gap"] == pytest.approx(100 - 25)
+    assert list(table["gap"].abs()) == sorted(table["gap"].abs(), reverse=True)
+
+
+def test_cli_compare_writes_png_and_table(d, tmp_path):
+    import csv
+
+    out = tmp_path / "cmp.png"
+    res = score(d, d / "enc.mp4", d / "small.mp4", "--reference", d / "src.mp4", "--every", 5, "--compare", out)
+    assert res.exit_code == 0, res.stderr
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader((tmp_path / "cmp.csv").read_text().splitlines()))
+    assert len(rows) == 8 and {r["file"] for r in rows} == {str(d / "enc.mp4"), str(d / "small.mp4")}
+    gaps = [abs(float(r["gap"])) for r in rows]
+    assert gaps == sorted(gaps, reverse=True)
+    res = score(d, d / "enc.mp4", "--compare", out)
+    assert res.exit_code == 2 and "--compare needs --reference REF" in res.stderr
