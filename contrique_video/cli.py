@@ -856,13 +856,16 @@ def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg
                    "(ab-av1's auto-encode); adds an `encode` event.")
 @click.option("--format", "fmt", type=click.Choice(["table", "ndjson"]), default="table", show_default=True,
               help="ndjson: one JSON event per line on stdout (samples, probe..., result, encode; error when it fails).")
+@click.option("--vmaf", "with_vmaf", is_flag=True,
+              help="Also measure each probe (against the sample reel) and the --encode output (against INPUT) with "
+                   "libvmaf; adds `vmaf` to those events. Needs imageio-ffmpeg's ffmpeg.")
 @encode_settings_options
 @encoder_options
 @model_options
 @guarded
 def crf_search_command(input_path, target, pool, samples, sample_duration, min_crf, max_crf, max_probes,
-                       max_encoded_percent, encode_path, fmt, enc, pix_format, vfilter, keyint, encoder, preset,
-                       ffmpeg, head, frames, workdir, **model):
+                       max_encoded_percent, encode_path, fmt, with_vmaf, enc, pix_format, vfilter, keyint, encoder,
+                       preset, ffmpeg, head, frames, workdir, **model):
     """Find the CRF whose encode of INPUT scores --target, from scored samples (ab-av1 style).
 
     Exit 0 with a result, 1 when the target is out of reach, the CRF would be too big, or something failed
@@ -876,17 +879,21 @@ def crf_search_command(input_path, target, pool, samples, sample_duration, min_c
             click.echo(json.dumps(event))
             sys.stdout.flush()
         elif event["type"] == "probe":
-            log.info("crf %d: %s %.2f, %.0f kbps, encoded in %.1f s", event["crf"], pool, event["score"],
-                     event["kbps"], event["encode_seconds"])
+            log.info("crf %d: %s %.2f, %.0f kbps, encoded in %.1f s%s", event["crf"], pool, event["score"],
+                     event["kbps"], event["encode_seconds"], f", VMAF {event['vmaf']:.2f}" if "vmaf" in event else "")
 
     if encode_path:
         guard_outputs([input_path], encode_path)
     settings = make_settings(encoder, preset, pix_format, vfilter, keyint, enc, ffmpeg)
+    if with_vmaf:
+        from .reference import vmaf_ffmpeg
+
+        vmaf_ffmpeg()
     scorer = open_scorer(head, model)
     result = crf_search(input_path, scorer, encoder, target, samples=samples, sample_duration=sample_duration,
                         frames=frames, min_crf=min_crf, max_crf=max_crf, max_probes=max_probes, preset=preset,
                         ffmpeg=ffmpeg, workdir=workdir, on_event=on_event, settings=settings, pool=pool,
-                        max_encoded_percent=max_encoded_percent)
+                        max_encoded_percent=max_encoded_percent, vmaf=with_vmaf)
     if fmt == "table":
         size = f", {result.predicted_percent:.0f}% of the input" if result.predicted_percent is not None else ""
         took = f", about {result.predicted_encode_seconds:.0f} s to encode" if result.predicted_encode_seconds else ""
@@ -902,12 +909,13 @@ def crf_search_command(input_path, target, pool, samples, sample_duration, min_c
     if encode_path:
         log.info("encoding %s at crf %d to %s", input_path, result.crf, encode_path)
         event = encode_chosen(input_path, encode_path, result, scorer, frames=frames * samples, settings=settings,
-                              ffmpeg=ffmpeg)
+                              ffmpeg=ffmpeg, vmaf=with_vmaf)
         if fmt == "ndjson":
             on_event(event)
         else:
             pct = f", {event['percent']:.0f}% of the input" if event["percent"] is not None else ""
-            click.echo(f"{encode_path}: {pool} score {event['score']:.2f} (target {target:g}), "
+            vm = f", VMAF {event['vmaf']:.2f}" if "vmaf" in event else ""
+            click.echo(f"{encode_path}: {pool} score {event['score']:.2f} (target {target:g}){vm}, "
                        f"{event['kbps']:.0f} kbps{pct}, encoded in {event['encode_seconds']:.0f} s")
 
 
@@ -924,11 +932,13 @@ def crf_search_command(input_path, target, pool, samples, sample_duration, min_c
 @click.option("--keep-renditions", is_flag=True, help="Keep the encodes in OUT/renditions.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="stdout: a table of the renditions, or the ladder JSON.")
+@click.option("--vmaf", "with_vmaf", is_flag=True,
+              help="Also measure every rendition (at the display size) against INPUT with libvmaf: a vmaf column.")
 @encoder_options
 @model_options
 @guarded
 def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, keep_renditions, fmt, encoder, preset, ffmpeg,
-                   head, frames, workdir, **model):
+                   head, frames, workdir, with_vmaf=False, **model):
     """Encode INPUT at every height x CRF, score each rendition at the display size, and recommend rungs
     from the upper convex hull of score against bitrate.
 
@@ -944,19 +954,26 @@ def ladder_command(input_path, heights, crf_grid, display, rungs, outdir, keep_r
         raise click.BadParameter("give numbers: --heights 1080,720 and --display 1920x1080") from None
     if shown is not None and len(shown) != 2:
         raise click.BadParameter("give WxH, e.g. 1920x1080", param_hint="--display")
+    if with_vmaf:
+        from .reference import vmaf_ffmpeg
+
+        vmaf_ffmpeg()
     scorer = open_scorer(head, model)
     ladder = build_ladder(input_path, scorer, encoder, sizes, parse_crfs(crf_grid), display=shown, frames=frames,
                           rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
                           keep=Path(outdir) / "renditions" if keep_renditions else None,
-                          on_rendition=lambda r: log.info("%dp crf %d: %.0f kbps, score %.2f", r.height, r.crf,
-                                                          r.kbps, r.score))
+                          on_rendition=lambda r: log.info("%dp crf %d: %.0f kbps, score %.2f%s", r.height, r.crf,
+                                                          r.kbps, r.score,
+                                                          "" if r.vmaf is None else f", VMAF {r.vmaf:.2f}"),
+                          vmaf=with_vmaf)
     paths = save(ladder, outdir)
     if fmt == "json":
         click.echo(json.dumps(ladder.record()))
     else:
         table = ladder.table()
         table["mark"] = np.where(table["rung"], "rung", np.where(table["on_hull"], "hull", ""))
-        click.echo(table[["height", "width", "crf", "kbps", "score", "mark"]].to_string(index=False, float_format="%.2f"))
+        shown = ["height", "width", "crf", "kbps", "score"] + (["vmaf"] if "vmaf" in table else []) + ["mark"]
+        click.echo(table[shown].to_string(index=False, float_format="%.2f"))
     log.info("wrote %s", ", ".join(map(str, paths)))
     if ladder.partial:
         fail(f"ladder stopped early, {len(ladder.renditions)} renditions kept as partial: {ladder.error}")

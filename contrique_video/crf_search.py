@@ -152,12 +152,14 @@ def crf_search(
     settings: EncodeSettings | None = None,
     pool: str = "mean",
     max_encoded_percent: float | None = None,
+    vmaf: bool = False,
 ) -> SearchResult:
     """Search the CRF of ``encoder`` whose encodes of ``path`` score ``target`` with ``scorer``'s head.
 
     ``pool`` is the statistic the target applies to (see :func:`pooled_score`); ``settings`` are the
     encoder arguments every probe (and the final encode) uses. A CRF whose predicted size is above
-    ``max_encoded_percent`` of the input file is refused (``too_big``), as ab-av1 does.
+    ``max_encoded_percent`` of the input file is refused (``too_big``), as ab-av1 does. With ``vmaf``,
+    each probe event also has the probe's VMAF against the lossless sample reel (libvmaf, every frame).
 
     Every step is passed to ``on_event``: ``samples``, then one ``probe`` per encode, then ``result``.
     If an encode or the scorer fails after some probes, an ``error`` event with ``"partial": true`` says so
@@ -195,10 +197,11 @@ def crf_search(
                 out = encode(reel.path, Path(tmp) / f"crf{crf}.mkv", encoder, crf, ffmpeg=ffmpeg, settings=settings)
                 took = time.perf_counter() - began
                 scored = scorer.score(out.path, sampling=centred(frames, out.seconds))
+                extra = {"vmaf": _vmaf(out.path, reel)} if vmaf else {}
                 out.path.unlink()
                 probe = Probe(crf, pooled_score(scored, pool), out.bytes, out.kbps, round(took, 3))
                 probes.append(probe)
-                on_event({"type": "probe", **asdict(probe)})
+                on_event({"type": "probe", **asdict(probe), **extra})
                 crf = next_crf(probes, target, lo, hi, head.higher_is_better)
         except ContriqueError as exc:
             if probes:
@@ -217,6 +220,18 @@ def crf_search(
     return result
 
 
+def _vmaf(encoded: Path, reference) -> float:
+    """libvmaf's mean over every frame of an encode against the file it was encoded from (scaled back to
+    the reference's size first when a --vfilter changed it)."""
+    from .encode import describe
+    from .reference import run_vmaf
+
+    ref = describe(reference.path if hasattr(reference, "path") else reference)
+    enc = describe(encoded)
+    size = (ref.width, ref.height) if (enc.width, enc.height) != (ref.width, ref.height) else None
+    return float(run_vmaf(encoded, ref.path, size=size).pooled["mean"])
+
+
 def predict_encode_seconds(probes: list[Probe], reel_seconds: float, duration: float) -> float | None:
     """Wall time a full encode should take: the probes' median encode time per second of video, times the
     input's duration (the probes nearest the answer run at much the same speed in CRF)."""
@@ -233,6 +248,7 @@ def encode_chosen(
     frames: int,
     settings: EncodeSettings | None = None,
     ffmpeg: str | None = None,
+    vmaf: bool = False,
 ) -> dict:
     """ab-av1's auto-encode step: the whole input at the chosen CRF, then scored (``frames`` frames
     centred in equal parts, as the probes) on the same pool; the ``encode`` event."""
@@ -246,4 +262,5 @@ def encode_chosen(
             "pool": result.pool, "target": result.target, "score": pooled_score(scored, result.pool),
             "predicted_score": result.score, "bytes": out.bytes, "kbps": out.kbps,
             "percent": round(100 * out.bytes / input_bytes, 2) if input_bytes else None,
-            "encode_seconds": round(took, 2), "frames_scored": None if table is None else len(table)}
+            "encode_seconds": round(took, 2), "frames_scored": None if table is None else len(table),
+            **({"vmaf": _vmaf(out.path, path)} if vmaf else {})}

@@ -117,3 +117,29 @@ def test_cli_compare_writes_png_and_table(d, tmp_path):
     assert gaps == sorted(gaps, reverse=True)
     res = score(d, d / "enc.mp4", "--compare", out)
     assert res.exit_code == 2 and "--compare needs --reference REF" in res.stderr
+
+
+def test_crf_search_and_ladder_measure_vmaf_too(d, tmp_path):
+    from encoding_helpers import StubScorer
+
+    from contrique_video.ladder import build_ladder
+    from contrique_video.reference import vmaf_mean
+
+    out = tmp_path / "auto.mkv"
+    res = CliRunner().invoke(main, ["crf-search", str(d / "src.mp4"), "--weights", str(d / "r18.pt"), "--head",
+                                    str(d / "head.json"), "--target", "30", "--samples", "1", "--sample-duration",
+                                    "0.5", "--frames", "1", "--max-probes", "2", "--preset", "ultrafast", "--vmaf",
+                                    "--encode", str(out), "--format", "ndjson", "-q"], catch_exceptions=False)
+    events = [json.loads(x) for x in res.stdout.splitlines()]
+    assert res.exit_code == 0, res.stderr
+    probes = [e for e in events if e["type"] == "probe"]
+    assert probes and all(0 < p["vmaf"] <= 100 for p in probes)
+    assert events[-1]["type"] == "encode"
+    assert events[-1]["vmaf"] == pytest.approx(vmaf_mean(out, d / "src.mp4"), abs=1e-6)
+
+    ladder = build_ladder(d / "src.mp4", StubScorer(), "libx264", [128, 64], [20, 45], frames=1, preset="ultrafast",
+                          workdir=tmp_path, vmaf=True)
+    table = ladder.table().set_index(["height", "crf"])
+    assert table["vmaf"].notna().all()
+    assert table.loc[(128, 20), "vmaf"] > table.loc[(128, 45), "vmaf"]
+    assert table.loc[(128, 20), "vmaf"] > table.loc[(64, 20), "vmaf"]
