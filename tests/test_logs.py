@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import xml.etree.ElementTree as ET
 
 import pandas as pd
@@ -105,6 +106,10 @@ def test_atomic_write_leaves_the_old_file_when_rendering_fails(tmp_path, monkeyp
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["log.json"]
     write_atomic(target, "new")
     assert target.read_text() == "new"
+    fresh = write_atomic(tmp_path / "fresh.json", "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_sub_scores_and_vmaf_columns_are_logged_beside_contrique():
