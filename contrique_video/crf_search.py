@@ -189,7 +189,8 @@ def crf_search(
         reel = lossless_reel(path, Path(tmp) / "reel.mkv", spans, settings.pix_fmt)
         on_event({"type": "samples", "encoder": encoder, "target": target, "pool": pool,
                   "spans": [list(s) for s in spans], "frames": reel.frames, "seconds": reel.seconds,
-                  "width": reel.width, "height": reel.height, **settings.record()})
+                  "width": reel.width, "height": reel.height,
+                  **settings.record(), "preset": settings.preset or spec.preset})
         crf: int | None = round((lo + hi) / 2)
         try:
             while crf is not None and len(probes) < max_probes:
