@@ -181,7 +181,8 @@ def progress_bar(ctx: click.Context, name: str, total: int | None) -> tqdm:
               help="Format of --log, as libvmaf's --log_fmt (default: from the file's extension, else json).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write a PNG showing what the score saw: per input, the frame curve with the pooled score and "
-                   "its quality band, and thumbnails of the worst and best frames with their times and scores.")
+                   "its quality band, and thumbnails of the worst and best frames with their times and scores. One "
+                   "page for a batch, or one image per input with {stem}, {name} or {index} in the name.")
 @click.option("--reference", "reference", type=click.Path(dir_okay=False),
               help="Also compute VMAF (libvmaf, full reference) of each input against this file; per-frame `vmaf` "
                    "at the scored frames and pooled values go into the records and logs.")
@@ -310,10 +311,9 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
 
         plot_frames(results, plot_path)
     if report_path and results:
-        from .report import write_report
+        from .report import write_reports
 
-        write_report(results, report_path)
-        log.info("wrote %s", report_path)
+        log.info("wrote %s", ", ".join(map(str, write_reports(results, report_path))))
     if compare_path and results:
         from .report import write_compare
 

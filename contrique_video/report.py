@@ -157,6 +157,23 @@ def _thumbnails(path: str, indices: list[int]) -> dict[int, np.ndarray]:
         return {}
 
 
+MAX_PER_PAGE = 24  # a taller page than this is unreadable (and past matplotlib's pixel limit at ~120)
+
+
+def write_reports(results: Sequence, template: str | os.PathLike) -> list[Path]:
+    """One image per input when ``template`` has ``{stem}``, ``{name}`` or ``{index}``, else one page for
+    all (the first :data:`MAX_PER_PAGE` inputs, with a warning if there are more)."""
+    from .logs import log_path
+
+    template = str(template)
+    if any(key in template for key in ("{stem}", "{name}", "{index}")):
+        return [write_report([r], log_path(template, r.file, i)) for i, r in enumerate(results)]
+    if len(results) > MAX_PER_PAGE:
+        log.warning("--report shows the first %d of %d inputs; put {stem} in its name for one image per input",
+                    MAX_PER_PAGE, len(results))
+    return [write_report(results[:MAX_PER_PAGE], template)]
+
+
 def write_report(results: Sequence, path: str | os.PathLike, y_range: tuple[float, float] | None = None) -> Path:
     """The report of ``results`` (one page, one block per input) as a PNG."""
     fig = report_figure(results, y_range)

@@ -3,6 +3,7 @@ scorer saw), and drawn with their times and scores beside the curve."""
 
 from __future__ import annotations
 
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -63,6 +64,12 @@ def test_cli_report_writes_one_page(d, tmp_path):
                              catch_exceptions=False)
     assert res.exit_code == 0, res.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shutil.copy(d / "clip.mp4", tmp_path / "copy.mp4")
+    res = CliRunner().invoke(main, ["-q", "score", str(d / "clip.mp4"), str(tmp_path / "copy.mp4"), "--weights",
+                                    str(tmp_path / "r18.pt"), "--head", str(tmp_path / "head.json"), "--frames", "2",
+                                    "--report", str(tmp_path / "r-{index}.png")], catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in tmp_path.glob("r-*.png")) == ["r-0.png", "r-1.png"]  # one image per input
     res = CliRunner().invoke(main, ["-q", "score", str(d / "clip.mp4"), "--report", str(d / "clip.mp4")],
                              catch_exceptions=False)
     assert res.exit_code == 1 and "is also an input" in res.stderr
