@@ -173,7 +173,8 @@ def parse_enc(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
 def _encoder_help(encoder: str, ffmpeg: str | None) -> str | None:
     """``ffmpeg -h encoder=NAME`` of the user's ffmpeg, else of imageio-ffmpeg's (None if neither exists)."""
     exe = resolve_ffmpeg(ffmpeg) if ffmpeg else _bundled_ffmpeg()
-    return _run_ffmpeg(exe, ["-h", f"encoder={encoder}"], f"asking about {encoder}") if exe else None
+    text = _run_ffmpeg(exe, ["-h", f"encoder={encoder}"], f"asking about {encoder}") if exe else None
+    return text if text and f"Encoder {encoder}" in text else None  # a build without it: nothing to check against
 
 
 def _bundled_ffmpeg() -> str | None:

@@ -148,3 +148,11 @@ def test_bad_values_are_usage_errors_in_one_line(d, args, message):
 def test_encode_refuses_to_overwrite_the_input(d):
     res = cli(d, "--target", 40, "--encode", d / "src.mp4")
     assert res.exit_code == 1 and "is also an input" in res.stderr
+
+
+def test_options_are_not_checked_against_an_ffmpeg_that_lacks_the_encoder():
+    from contrique_video.encode import _encoder_help
+
+    real_ffmpeg()
+    assert _encoder_help("libnosuch", None) is None  # "not recognized" is not a list of no options
+    assert "Supported pixel formats" in _encoder_help("libx264", None)
