@@ -852,7 +852,7 @@ def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg
               help="Refuse a CRF whose predicted size is above this share of the input file (ab-av1's default is 80; "
                    "default here: no limit).")
 @click.option("--encode", "encode_path", type=click.Path(dir_okay=False),
-              help="Then encode the whole input at the chosen CRF to this file (video only) and score it "
+              help="Then encode the whole input at the chosen CRF to this file (audio copied) and score it "
                    "(ab-av1's auto-encode); adds an `encode` event.")
 @click.option("--format", "fmt", type=click.Choice(["table", "ndjson"]), default="table", show_default=True,
               help="ndjson: one JSON event per line on stdout (samples, probe..., result, encode; error when it fails).")

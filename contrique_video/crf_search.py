@@ -251,10 +251,10 @@ def encode_chosen(
     ffmpeg: str | None = None,
     vmaf: bool = False,
 ) -> dict:
-    """ab-av1's auto-encode step: the whole input at the chosen CRF, then scored (``frames`` frames
-    centred in equal parts, as the probes) on the same pool; the ``encode`` event."""
+    """ab-av1's auto-encode step: the whole input at the chosen CRF (audio copied), then scored (``frames``
+    frames centred in equal parts, as the probes) on the same pool; the ``encode`` event."""
     began = time.perf_counter()
-    out = encode(path, dst, result.encoder, result.crf, ffmpeg=ffmpeg, settings=settings)
+    out = encode(path, dst, result.encoder, result.crf, ffmpeg=ffmpeg, settings=settings, audio=True)
     took = time.perf_counter() - began
     scored = scorer.score(out.path, sampling=centred(frames, out.seconds))
     input_bytes = Path(path).stat().st_size if Path(path).is_file() else 0

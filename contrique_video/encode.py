@@ -326,18 +326,20 @@ def encode(
     preset: str | None = None,
     ffmpeg: str | None = None,
     settings: EncodeSettings | None = None,
+    audio: bool = False,
 ) -> Encoded:
     """Encode the video stream of ``src`` at ``crf`` (and ``height``, downscaled with Lanczos) into ``dst``.
 
     ``settings`` (preset, pixel format, filter chain, key frame interval, private options) applies to this
-    encode; a ``preset`` given directly wins over its preset.
+    encode; a ``preset`` given directly wins over its preset. ``audio`` copies the audio streams as they
+    are (a final encode keeps its sound; probes and renditions do not need it).
     """
     settings = settings or EncodeSettings()
     spec = ENCODERS[encoder]
     check_crf(spec, crf)
     opts = encoder_options(spec, crf, preset or settings.preset, settings.keyint, settings.extra)
     if ffmpeg:
-        args = ["-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn"]
+        args = ["-i", str(src), "-map", "0:v:0"] + (["-map", "0:a?", "-c:a", "copy"] if audio else ["-an"]) + ["-sn", "-dn"]
         filters = ([settings.vfilter] if settings.vfilter else []) + ([f"scale=-2:{height}:flags={DOWNSCALE}"] if height else [])
         if filters:
             args += ["-vf", ",".join(filters)]
@@ -347,7 +349,7 @@ def encode(
         _run_ffmpeg(resolve_ffmpeg(ffmpeg), [*args, str(dst)], f"encoding {Path(src).name} with {encoder} at CRF {crf:g}")
         return describe(dst)
     return transcode(src, dst, encoder, opts, height=height, interpolation=DOWNSCALE, pix_fmt=settings.pix_fmt,
-                     vfilter=settings.vfilter)
+                     vfilter=settings.vfilter, audio=audio)
 
 
 def lossless_reel(src: str | os.PathLike, dst: str | os.PathLike, spans: Sequence[tuple[float, float]],
@@ -376,9 +378,10 @@ def transcode(
     interpolation: str = UPSCALE,
     pix_fmt: str = PIX_FMT,
     vfilter: str | None = None,
+    audio: bool = False,
 ) -> Encoded:
     """Decode ``src`` once, keep the frames in ``spans`` (all by default), run ``vfilter`` (a filter chain),
-    resize, and encode with PyAV in ``pix_fmt``."""
+    resize, and encode with PyAV in ``pix_fmt``; ``audio`` copies the audio streams (whole input only)."""
     try:
         with av.open(str(src)) as inp:
             if not inp.streams.video:
@@ -395,7 +398,8 @@ def transcode(
                 for tag in ("colorspace", "color_primaries", "color_trc", "color_range"):
                     setattr(cc, tag, getattr(cin, tag))
                 n = 0
-                frames = _span_frames(inp, vin, spans)
+                sound = AudioCopy(out, inp.streams.audio if audio and spans is None else ())
+                frames = _span_frames(sound.demux(inp, vin), spans)
                 if vfilter:
                     frames = _filtered(frames, vfilter)
                 for frame in frames:
@@ -409,8 +413,11 @@ def transcode(
                     n += 1
                     for packet in stream.encode(frame):
                         out.mux(packet)
+                        sound.start()
                 for packet in stream.encode():
                     out.mux(packet)
+                    sound.start()
+                sound.start()
     except av.error.FFmpegError as exc:
         Path(dst).unlink(missing_ok=True)
         raise EncodeError(f"{codec} failed on {Path(src).name}: {exc}") from None
@@ -440,11 +447,54 @@ def _drain(graph) -> Iterator[av.VideoFrame]:
             return
 
 
-def _span_frames(inp, vin, spans: Sequence[tuple[float, float]] | None) -> Iterator[av.VideoFrame]:
+class AudioCopy:
+    """Audio packets copied beside a video encode. They wait until the first video packet is written
+    (the output's header needs the video size, known only from the first frame), and are shifted so the
+    sound stays in sync with the video, which is renumbered from time 0."""
+
+    def __init__(self, out, streams):
+        self.out = out
+        self.map = {s.index: out.add_stream_from_template(s) for s in streams}
+        self.pending: list = []
+        self.started = False
+        self.video_start: float | None = None  # seconds: the input's first video frame time
+
+    def demux(self, inp, vin) -> Iterator[av.VideoFrame]:
+        """Decoded video frames of ``inp``; audio packets met on the way are copied (or held)."""
+        if not self.map:
+            yield from inp.decode(vin)
+            return
+        for packet in inp.demux(vin, *(inp.streams[i] for i in self.map)):
+            if packet.stream.type == "video":
+                for frame in packet.decode():
+                    if self.video_start is None and frame.pts is not None:
+                        self.video_start = float(frame.pts * frame.time_base)
+                    yield frame
+            elif packet.dts is not None and packet.size:
+                self.pending.append(packet)
+                if self.started:
+                    self._flush()
+
+    def start(self) -> None:
+        """The first video packet is written: audio may follow."""
+        self.started = True
+        self._flush()
+
+    def _flush(self) -> None:
+        for packet in self.pending:
+            shift = round((self.video_start or 0.0) / packet.time_base)
+            packet.pts = None if packet.pts is None else packet.pts - shift
+            packet.dts -= shift  # may go below 0 (e.g. AAC priming): the muxer shifts or edits it, as ffmpeg's
+            packet.stream = self.map[packet.stream.index]
+            self.out.mux(packet)
+        self.pending = []
+
+
+def _span_frames(decoded: Iterator[av.VideoFrame], spans: Sequence[tuple[float, float]] | None) -> Iterator[av.VideoFrame]:
     """Frames whose time from the first frame falls in any span, decoding no further than the last span."""
     end = max(s + d for s, d in spans) if spans else None
     first = None
-    for frame in inp.decode(vin):
+    for frame in decoded:
         if frame.pts is None:
             continue
         first = frame.pts if first is None else first

@@ -156,3 +156,48 @@ def test_options_are_not_checked_against_an_ffmpeg_that_lacks_the_encoder():
     real_ffmpeg()
     assert _encoder_help("libnosuch", None) is None  # "not recognized" is not a list of no options
     assert "Supported pixel formats" in _encoder_help("libx264", None)
+
+
+def clip_with_sound(path, frames: int = 24, fps: int = 24, rate: int = 16000):
+    """A short clip with an AAC tone beside the picture (media.py writes video only)."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = 128, 96, "yuv420p"
+        a = c.add_stream("aac", rate=rate)
+        samples = frames * rate // fps
+        tone = (np.sin(np.arange(samples) * 2 * np.pi * 440 / rate) * 8000).astype(np.int16)
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(np.full((96, 128, 3), i * 9 % 255, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, fps)
+            for p in v.encode(f):
+                c.mux(p)
+        for start in range(0, samples, 1024):
+            af = av.AudioFrame.from_ndarray(tone[None, start:start + 1024], format="s16", layout="mono")
+            af.sample_rate, af.pts = rate, start
+            for p in a.encode(af):
+                c.mux(p)
+        for stream in (v, a):
+            for p in stream.encode():
+                c.mux(p)
+    return path
+
+
+def audio_packets(path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+@pytest.mark.parametrize("external", [False, True], ids=["pyav", "ffmpeg"])
+def test_the_final_encode_copies_the_sound(tmp_path, external):
+    src = clip_with_sound(tmp_path / "s.mp4")
+    out = encode(src, tmp_path / "o.mp4", "libx264", 30, settings=EncodeSettings("ultrafast"), audio=True,
+                 ffmpeg=real_ffmpeg() if external else None)
+    assert out.frames == 24
+    assert audio_packets(out.path) == audio_packets(src)  # copied, not re-encoded, none lost
+    plain = encode(src, tmp_path / "v.mp4", "libx264", 30, settings=EncodeSettings("ultrafast"))
+    with av.open(str(plain.path)) as c:
+        assert [s.type for s in c.streams] == ["video"]  # probes and renditions stay video only
