@@ -143,3 +143,24 @@ def test_crf_search_and_ladder_measure_vmaf_too(d, tmp_path):
     assert table["vmaf"].notna().all()
     assert table.loc[(128, 20), "vmaf"] > table.loc[(128, 45), "vmaf"]
     assert table.loc[(128, 20), "vmaf"] > table.loc[(64, 20), "vmaf"]
+
+
+def test_vmaf_model_option_and_ladder_cli_vmaf_column(d, tmp_path):
+    import csv
+
+    res = score(d, d / "enc.mp4", "--reference", d / "src.mp4", "--frames", 1, "--vmaf-model", "vmaf_v0.6.1neg",
+                "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    record = json.loads(res.stdout)
+    hand = by_hand(d / "enc.mp4", d / "src.mp4", tmp_path)
+    assert record["vmaf_model"] == "vmaf_v0.6.1neg"
+    assert record["vmaf_all_frames"] <= hand["pooled_metrics"]["vmaf"]["mean"]  # NEG: no credit for enhancement
+
+    res = CliRunner().invoke(main, ["ladder", str(d / "src.mp4"), "--weights", str(d / "r18.pt"), "--head",
+                                    str(d / "head.json"), "--heights", "128", "--crf", "24,40", "--frames", "1",
+                                    "--preset", "ultrafast", "--vmaf", "--out", str(tmp_path / "lad"), "-q"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    rows = list(csv.DictReader((tmp_path / "lad" / "ladder.csv").read_text().splitlines()))
+    assert [int(r["crf"]) for r in rows] == [24, 40] and float(rows[0]["vmaf"]) > float(rows[1]["vmaf"])
+    assert "vmaf" in res.stdout.splitlines()[0]
