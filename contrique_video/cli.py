@@ -275,8 +275,8 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
                         from .reference import add_vmaf
 
                         add_vmaf(result, reference, ffmpeg=vmaf_ffmpeg, model=vmaf_model)
-                        log.info("%s: VMAF %.2f on the scored frames (%s on all frames)", name,
-                                 result.reference["vmaf"], result.reference["vmaf_all_frames"])
+                        log.info("%s: VMAF %.2f on the scored frames (%.2f on all frames)", name,
+                                 result.reference["vmaf"], result.reference["vmaf_all_frames"] or float("nan"))
                     logs.write(result, len(results), elapsed)
                 except ContriqueError as exc:
                     failures += 1
