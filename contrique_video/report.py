@@ -80,31 +80,49 @@ def extremes(frames, higher_is_better: bool = True, count: int = 2) -> tuple[lis
 
 
 def decode_frames(path: str | os.PathLike, indices: Sequence[int]) -> dict[int, np.ndarray]:
-    """RGB pixels of the frames with these indices (presentation order), shrunk to thumbnails."""
+    """RGB pixels of the frames with these indices (presentation order), at full size."""
     from .source import open_source
 
-    out = {}
     with open_source(path) as src:
-        for frame in src.frames(FrameIndices(tuple(indices))):
-            img = Image.fromarray(frame.rgb)
-            if img.width > THUMB_WIDTH:
-                img = img.resize((THUMB_WIDTH, max(1, round(img.height * THUMB_WIDTH / img.width))), Image.BICUBIC)
-            out[frame.index] = np.asarray(img)
-    return out
+        return {frame.index: frame.rgb for frame in src.frames(FrameIndices(tuple(indices)))}
+
+
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """The whole frame, at most :data:`THUMB_WIDTH` wide."""
+    img = Image.fromarray(rgb)
+    if img.width > THUMB_WIDTH:
+        img = img.resize((THUMB_WIDTH, max(1, round(img.height * THUMB_WIDTH / img.width))), Image.BICUBIC)
+    return np.asarray(img)
+
+
+def centre_crop(rgb: np.ndarray) -> np.ndarray:
+    """The middle of the frame at one image pixel per frame pixel, the thumbnail's shape: compression
+    damage that a shrunk thumbnail hides shows here."""
+    h, w = rgb.shape[:2]
+    cw = min(w, THUMB_WIDTH)
+    ch = min(h, max(1, round(cw * h / w)))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return rgb[top:top + ch, left:left + cw]
 
 
 def report_figure(results: Sequence, y_range: tuple[float, float] | None = None, thumbs: int = 2) -> Figure:
     """One block per input: the per-frame curve across the page, and below it the worst and the best
-    ``thumbs`` frames. Every curve shares one y axis (0-100 unless a score falls outside it)."""
+    ``thumbs`` frames (whole, and a 1:1 centre crop when the frames are wider than a thumbnail). Every
+    curve shares one y axis (0-100 unless a score falls outside it)."""
     lo, hi = shared_range([r.frames["score"] for r in results] + [[r.score] for r in results], y_range)
-    cols = 2 * thumbs
-    fig = Figure(figsize=(3.4 * cols, 6.2 * len(results)))
-    grid = fig.add_gridspec(2 * len(results), cols, height_ratios=[1.25, 1.0] * len(results), hspace=0.45, wspace=0.08)
-    for k, r in enumerate(results):
+    blocks = []
+    for r in results:
         frames = r.frames.reset_index(drop=True)
         worst, best = extremes(frames, r.higher_is_better, thumbs)
         picked = [("worst", i) for i in worst] + [("best", i) for i in best]
-        ax = fig.add_subplot(grid[2 * k, :])
+        blocks.append((r, frames, picked, _thumbnails(r.file, [int(frames.at[i, "frame"]) for _, i in picked])))
+    detail = any(rgb.shape[1] > THUMB_WIDTH for *_, pixels in blocks for rgb in pixels.values())
+    rows, cols = (3 if detail else 2), 2 * thumbs
+    fig = Figure(figsize=(3.4 * cols, (8.8 if detail else 6.2) * len(results)))
+    grid = fig.add_gridspec(rows * len(results), cols, height_ratios=[1.25, 1.0, 1.0][:rows] * len(results),
+                            hspace=0.45, wspace=0.08)
+    for k, (r, frames, picked, pixels) in enumerate(blocks):
+        ax = fig.add_subplot(grid[rows * k, :])
         scaled_0_100 = lo <= 0 and hi >= 100 and r.higher_is_better
         if scaled_0_100:
             for (b_lo, b_hi, name), colour in zip(BANDS, BAND_COLOURS):
@@ -128,22 +146,25 @@ def report_figure(results: Sequence, y_range: tuple[float, float] | None = None,
         ax.set_ylabel(f"{r.scale} ({'higher' if r.higher_is_better else 'lower'} is better)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left")
-        pixels = _thumbnails(r.file, [int(frames.at[i, "frame"]) for _, i in picked])
         for n, (kind, i) in enumerate(picked):
-            tax = fig.add_subplot(grid[2 * k + 1, n])
-            tax.set_xticks([])
-            tax.set_yticks([])
             index = int(frames.at[i, "frame"])
-            if index in pixels:
-                tax.imshow(pixels[index])
-            else:
-                tax.text(0.5, 0.5, "not decoded", ha="center", va="center", transform=tax.transAxes)
             colour = "tab:red" if kind == "worst" else "tab:green"
-            for spine in tax.spines.values():
-                spine.set_edgecolor(colour)
-                spine.set_linewidth(2)
-            tax.set_title(f"{n + 1}. {kind}: {frames.at[i, 'score']:.1f}\nframe {index} at {frames.at[i, 'pts_time']:.2f} s",
-                          fontsize=9, color=colour)
+            views = [(thumbnail, f"{n + 1}. {kind}: {frames.at[i, 'score']:.1f}\n"
+                                 f"frame {index} at {frames.at[i, 'pts_time']:.2f} s")]
+            if detail:
+                views.append((centre_crop, f"{n + 1}. centre crop, full resolution"))
+            for row, (view, title) in enumerate(views, 1):
+                tax = fig.add_subplot(grid[rows * k + row, n])
+                tax.set_xticks([])
+                tax.set_yticks([])
+                if index in pixels:
+                    tax.imshow(view(pixels[index]), interpolation="nearest" if view is centre_crop else "antialiased")
+                else:
+                    tax.text(0.5, 0.5, "not decoded", ha="center", va="center", transform=tax.transAxes)
+                for spine in tax.spines.values():
+                    spine.set_edgecolor(colour)
+                    spine.set_linewidth(2)
+                tax.set_title(title, fontsize=9, color=colour)
     return fig
 
 
@@ -177,7 +198,7 @@ def write_reports(results: Sequence, template: str | os.PathLike) -> list[Path]:
 def write_report(results: Sequence, path: str | os.PathLike, y_range: tuple[float, float] | None = None) -> Path:
     """The report of ``results`` (one page, one block per input) as a PNG."""
     fig = report_figure(results, y_range)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    fig.savefig(path, dpi=150, bbox_inches="tight")  # a crop column is then about as wide as its 480 pixels
     return Path(path)
 
 

@@ -73,3 +73,20 @@ def test_cli_report_writes_one_page(d, tmp_path):
     res = CliRunner().invoke(main, ["-q", "score", str(d / "clip.mp4"), "--report", str(d / "clip.mp4")],
                              catch_exceptions=False)
     assert res.exit_code == 1 and "is also an input" in res.stderr
+
+
+def test_wide_frames_get_a_one_to_one_centre_crop(tmp_path):
+    from contrique_video.report import THUMB_WIDTH, centre_crop, thumbnail
+
+    rgb = np.arange(1080 * 1920 * 3, dtype=np.uint32).reshape(1080, 1920, 3).astype(np.uint8)
+    crop = centre_crop(rgb)
+    assert crop.shape == (270, THUMB_WIDTH, 3) and thumbnail(rgb).shape == (270, THUMB_WIDTH, 3)
+    assert np.array_equal(crop, rgb[405:675, 720:1200])  # the middle, pixel for pixel
+    small = rgb[:64, :96]
+    assert np.array_equal(centre_crop(small), small) and np.array_equal(thumbnail(small), small)
+    clip = make_clip(tmp_path / "wide.mp4", size=(640, 360), frames=4, content="moving")
+    frames = pd.DataFrame({"frame": [0, 1, 2, 3], "pts_time": [0.0, 0.04, 0.08, 0.12], "score": [50.0, 40.0, 60.0, 55.0]})
+    fig = report_figure([SimpleNamespace(file=str(clip), frames=frames, score=51.0, scale="MOS", higher_is_better=True)])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1:3] == ["1. worst: 40.0\nframe 1 at 0.04 s", "1. centre crop, full resolution"]
+    assert fig.axes[2].get_images()[0].get_array().shape[:2] == (270, 480)
