@@ -69,6 +69,7 @@ class VideoScore:
     feature: np.ndarray = field(repr=False)
     hdr: str | None = None
     warnings: list[str] = field(default_factory=list)
+    reference: dict | None = None  # VMAF against a reference (score --reference): see reference.add_vmaf
 
     @property
     def frames_scored(self) -> int:
@@ -89,6 +90,7 @@ class VideoScore:
             "backend": self.backend,
             "hdr": self.hdr,
             "warnings": list(self.warnings),
+            **(self.reference or {}),
         }
 
 

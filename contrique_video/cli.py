@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -251,11 +252,30 @@ def logs_above_bars() -> Iterator[None]:
 @click.option("--manifest", type=click.Path(dir_okay=False), help="CSV or Parquet list of inputs (a `file` or `path` column), added to INPUT...")
 @click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False), callback=output_file(),
               help="Also write every record (with --resume, the earlier ones too) as one Parquet table at the end.")
+@click.option("--log", "log_template", type=click.Path(dir_okay=False),
+              help="Write a libvmaf-style log per input (frames with frameNum, pts_time, contrique; pooled_metrics). "
+                   "With several inputs put {stem}, {name} or {index} in the name, e.g. --log 'logs/{stem}.json'.")
+@click.option("--log-fmt", "log_fmt", type=click.Choice(["json", "csv", "xml"]),
+              help="Format of --log, as libvmaf's --log_fmt (default: from the file's extension, else json).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write a PNG showing what the score saw: per input, the frame curve with the pooled score and "
+                   "its quality band, and thumbnails of the worst and best frames with their times and scores. One "
+                   "page for a batch, or one image per input with {stem}, {name} or {index} in the name.")
+@click.option("--reference", "reference", type=click.Path(dir_okay=False),
+              help="Also compute VMAF (libvmaf, full reference) of each input against this file; per-frame `vmaf` "
+                   "at the scored frames and pooled values go into the records and logs.")
+@click.option("--vmaf-model", default="vmaf_v0.6.1", show_default=True, help="libvmaf model version for --reference.")
+@click.option("--ffmpeg", "vmaf_ffmpeg", type=click.Path(dir_okay=False),
+              help="ffmpeg with libvmaf for --reference (default: imageio-ffmpeg's static build).")
+@click.option("--compare", "compare_path", type=click.Path(dir_okay=False),
+              help="With --reference: a PNG of our score beside VMAF (curves, scatter, and a table of the frames "
+                   "where they disagree most), and the same table for every frame as CSV beside it.")
 @click.pass_context
 @guarded
 def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
           threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, timeout, max_pixels,
-          engine, engine_workers, manifest, parquet_path):
+          engine, engine_workers, manifest, parquet_path, log_template=None, log_fmt=None, report_path=None,
+          reference=None, vmaf_model="vmaf_v0.6.1", vmaf_ffmpeg=None, compare_path=None):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
     Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
@@ -274,7 +294,23 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     names = expand_inputs(list(inputs))
     if manifest:
         names = list(dict.fromkeys(names + read_manifest(manifest)))
-    guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path)
+    guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path, report_path)
+    logs = LogPlan(log_template, log_fmt, names)
+    if engine and (log_template or report_path or reference):
+        raise click.UsageError("--log, --report and --reference run locally; drop --engine (or use --csv, --plot)")
+    if (vmaf_ffmpeg or ctx.get_parameter_source("vmaf_model") is not click.core.ParameterSource.DEFAULT) and not reference:
+        raise click.UsageError("--ffmpeg and --vmaf-model are for --reference REF")
+    if compare_path and not reference:
+        raise click.UsageError("--compare needs --reference REF (it sets our score beside VMAF)")
+    if compare_path:
+        guard_outputs([*names, reference], compare_path, str(Path(compare_path).with_suffix(".csv")))
+    if reference:
+        if "-" in names:
+            raise click.UsageError("`-` (stdin) cannot be compared with --reference; give files")
+        guard_outputs([reference], frames_csv, plot_path, output, parquet_path, report_path)
+        from .reference import vmaf_ffmpeg as find_ffmpeg
+
+        find_ffmpeg(vmaf_ffmpeg)  # fail before scoring when there is no ffmpeg to run libvmaf
     if engine:
         sys.exit(score_on_engine(ctx, names, engine, engine_workers, sampling, decoder, fmt, frames_csv, plot_path,
                                  output, resume, timeout, parquet_path,
@@ -310,9 +346,18 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
                         frame_log.write(name, rows)
 
                 try:
+                    began = time.perf_counter()
                     with time_limit(timeout):
                         result = scorer.score(name, sampling=sampling, decoder=decoder, on_frames=on_frames,
                                               on_open=on_open)
+                    elapsed = time.perf_counter() - began
+                    if reference:
+                        from .reference import add_vmaf
+
+                        add_vmaf(result, reference, ffmpeg=vmaf_ffmpeg, model=vmaf_model)
+                        log.info("%s: VMAF %.2f on the scored frames (%.2f on all frames)", name,
+                                 result.reference["vmaf"], result.reference["vmaf_all_frames"] or float("nan"))
+                    logs.write(result, len(results), elapsed)
                 except ContriqueError as exc:
                     result, error = None, str(exc)
                 finally:  # the bar goes before anything is printed, so no line is glued to it
@@ -341,21 +386,60 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
             records.close()
         if parquet_path and (finished or earlier):
             write_parquet(earlier + finished, parquet_path)
-    finish_score(results, table, plot_path)
+    finish_score(results, table, plot_path, report_path, compare_path)
     if stopped:
         fail(f"{'terminated' if stopped == 143 else 'interrupted'}: the {len(results)} inputs scored before it are kept")
         sys.exit(stopped)
     sys.exit(1 if failures else 0)
 
 
-def finish_score(results: list, table: "ScoreTable | None", plot_path: str | None) -> None:
-    """The table's legend and the --plot of the inputs scored, also after Ctrl-C or SIGTERM."""
+def finish_score(results: list, table: "ScoreTable | None", plot_path: str | None, report_path: str | None = None,
+                 compare_path: str | None = None) -> None:
+    """The table's legend, --plot, --report and --compare of the inputs scored, also after Ctrl-C or SIGTERM."""
     if table is not None:
         table.footer()
     if plot_path and results:
         from .plot import plot_frames
 
         plot_frames(results, plot_path)
+    if report_path and results:
+        from .report import write_reports
+
+        log.info("wrote %s", ", ".join(map(str, write_reports(results, report_path))))
+    if compare_path and results:
+        from .report import write_compare
+
+        log.info("wrote %s and %s", *write_compare(results, compare_path))
+
+
+class LogPlan:
+    """``score --log``: where each input's libvmaf-style log goes, checked before anything is scored."""
+
+    def __init__(self, template: str | None, fmt: str | None, names: list[str]):
+        from .logs import log_format
+
+        if fmt and not template:
+            raise click.UsageError("--log-fmt needs --log FILE")
+        self.template, self.fmt = template, log_format(template, fmt) if template else None
+        if template and len(names) > 1 and not any(k in template for k in ("{stem}", "{name}", "{index}")):
+            raise click.UsageError("--log with several inputs needs {stem}, {name} or {index} in the file name, "
+                                   "e.g. --log 'logs/{stem}.json'")
+        if template:
+            try:
+                template.format(stem="", name="", index=0)
+            except (KeyError, IndexError, ValueError):
+                raise click.BadParameter("only {stem}, {name} and {index} may be filled in", param_hint="--log") from None
+
+    def write(self, result, index: int, seconds: float | None = None) -> None:
+        if not self.template:
+            return
+        from .logs import log_path, write_log
+
+        path = log_path(self.template, result.file, index)
+        if path.resolve() == Path(result.file).resolve():
+            raise InputError(f"output {path} is also an input; refusing to overwrite it")
+        fps = result.frames_scored / seconds if seconds else None
+        write_log(result, path, self.fmt, fps)
 
 
 def score_on_engine(ctx, names, engine, workers, sampling, decoder, fmt, frames_csv, plot_path, output, resume, timeout,
@@ -910,10 +994,43 @@ def open_scorer(head, model: dict):
     return scorer
 
 
+def encode_settings_options(fn):
+    """ab-av1-style encoder arguments for ``crf-search`` (and its ``--encode``)."""
+    options = [
+        click.option("--enc", "enc", multiple=True, metavar="KEY=VALUE",
+                     help="Encoder option passed through (repeatable), e.g. --enc tune=grain --enc x265-params=aq-mode=3."),
+        click.option("--pix-format", "pix_format", default="yuv420p", show_default=True,
+                     help="Pixel format to encode in, e.g. yuv420p10le for 10-bit."),
+        click.option("--vfilter", help="ffmpeg filter chain run before encoding, e.g. 'scale=1280:-2' (the encodes, "
+                                       "and so the scores, are of the filtered video)."),
+        click.option("--keyint", type=int, help="Key frame interval in frames (ffmpeg's -g; default: the encoder's)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg):
+    """EncodeSettings from the options; a value the encoder or PyAV refuses is a usage error (exit 2)."""
+    from .encode import EncodeSettings, check_encoder, check_settings, parse_enc
+
+    check_encoder(encoder, ffmpeg)  # an encoder missing here is an input error (exit 1), checked first
+    try:
+        if keyint is not None and keyint < 1:
+            raise InputError(f"--keyint {keyint}: give a positive number of frames")
+        settings = EncodeSettings(preset, pix_format, vfilter, keyint, parse_enc(enc))
+        check_settings(encoder, settings, ffmpeg)
+    except ContriqueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return settings
+
+
 @main.command("crf-search")
 @quiet_option
 @click.argument("input_path", metavar="INPUT")
 @click.option("--target", type=float, required=True, help="Score the encode must reach (on the head's scale).")
+@click.option("--pool", type=click.Choice(["mean", "harmonic_mean", "p5", "p1", "min"]), default="mean", show_default=True,
+              help="What the target applies to: the video score (mean), or a pooling of its frame scores.")
 @click.option("--samples", type=click.IntRange(1), default=4, show_default=True, help="Samples taken across the input.")
 @click.option("--sample-duration", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="Seconds per sample.")
@@ -921,21 +1038,33 @@ def open_scorer(head, model: dict):
 @click.option("--max-crf", type=int, help="Highest CRF searched (default: the encoder's maximum).")
 @click.option("--max-probes", type=click.IntRange(1, 64), default=6, show_default=True,
               help="Most encodes tried before the best CRF so far is reported.")
+@click.option("--max-encoded-percent", type=click.FloatRange(min=0, min_open=True),
+              help="Refuse a CRF whose predicted size is above this share of the input file (ab-av1's default is 80; "
+                   "default here: no limit).")
+@click.option("--encode", "encode_path", type=click.Path(dir_okay=False),
+              help="Then encode the whole input at the chosen CRF to this file (audio copied) and score it "
+                   "(ab-av1's auto-encode); adds an `encode` event.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "ndjson"]), default="table", show_default=True,
-              help="json: JSON Lines, one event per line as it happens (samples, probe..., result; error when it "
-                   "fails); ndjson is the same.")
+              help="json: JSON Lines, one event per line as it happens (samples, probe..., result, encode; error when "
+                   "it fails); ndjson is the same.")
+@click.option("--vmaf", "with_vmaf", is_flag=True,
+              help="Also measure each probe (against the sample reel) and the --encode output (against INPUT) with "
+                   "libvmaf; adds `vmaf` to those events. Needs imageio-ffmpeg's ffmpeg.")
+@encode_settings_options
 @encoder_options
 @model_options
 @click.pass_context
 @guarded
-def crf_search_command(ctx, input_path, target, samples, sample_duration, min_crf, max_crf, max_probes, fmt, encoder, preset,
-                       ffmpeg, head, frames, workdir, **model):
+def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, min_crf, max_crf, max_probes,
+                       max_encoded_percent, encode_path, fmt, with_vmaf, enc, pix_format, vfilter, keyint, encoder,
+                       preset, ffmpeg, head, frames, workdir, **model):
     """Find the CRF whose encode of INPUT scores --target, from scored samples (ab-av1 style).
 
-    Exit 0 with a result, 1 when the target is out of reach or something failed (one line on stderr; with
-    --format json the probes already printed stay valid and an error event marks the run partial).
+    Exit 0 with a result, 1 when the target is out of reach, the CRF would be too big, or something failed
+    (one line on stderr; with --format json the probes already printed stay valid and an error event marks
+    the run partial), 2 for usage errors.
     """
-    from .crf_search import DEFAULT_MIN_CRF, crf_search
+    from .crf_search import DEFAULT_MIN_CRF, crf_search, encode_chosen
     from .encode import ENCODERS
 
     check_crf_range(encoder, "--min-crf", min_crf)
@@ -959,23 +1088,49 @@ def crf_search_command(ctx, input_path, target, samples, sample_duration, min_cr
             click.echo(json.dumps(event))
             sys.stdout.flush()
         elif event["type"] == "probe":
-            log.info("crf %d: score %.2f, %.0f kbps", event["crf"], event["score"], event["kbps"])
+            log.info("crf %d: %s %.2f, %.0f kbps, encoded in %.1f s%s", event["crf"], pool, event["score"],
+                     event["kbps"], event["encode_seconds"], f", VMAF {event['vmaf']:.2f}" if "vmaf" in event else "")
 
+    if encode_path:
+        guard_outputs([input_path], encode_path)
+    settings = make_settings(encoder, preset, pix_format, vfilter, keyint, enc, ffmpeg)
+    if with_vmaf:
+        from .reference import vmaf_ffmpeg
+
+        vmaf_ffmpeg()
     scorer = open_scorer(head, model)
     try:
         with logs_above_bars():
             result = crf_search(input_path, scorer, encoder, target, samples=samples, sample_duration=sample_duration,
                                 frames=frames, min_crf=min_crf, max_crf=max_crf, max_probes=max_probes, preset=preset,
-                                ffmpeg=ffmpeg, workdir=workdir, on_event=on_event)
+                                ffmpeg=ffmpeg, workdir=workdir, on_event=on_event, settings=settings, pool=pool,
+                                max_encoded_percent=max_encoded_percent, vmaf=with_vmaf)
     finally:
         for bar in bars:
             bar.close()
     if fmt == "table":
-        click.echo(f"{encoder} crf {result.crf}: predicted score {result.score:.2f} (target {target:g}), "
-                   f"{result.kbps:.0f} kbps, {result.predicted_bytes / 1e6:.2f} MB for the whole input")
+        size = f", {result.predicted_percent:.0f}% of the input" if result.predicted_percent is not None else ""
+        took = f", about {result.predicted_encode_seconds:.0f} s to encode" if result.predicted_encode_seconds else ""
+        click.echo(f"{encoder} crf {result.crf}: predicted {pool} score {result.score:.2f} (target {target:g}), "
+                   f"{result.kbps:.0f} kbps, {result.predicted_bytes / 1e6:.2f} MB for the whole input{size}{took}")
     if not result.reached:
-        fail(f"target {target:g} not reached: even CRF {result.crf} scores {result.score:.2f}")
+        fail(f"target {target:g} not reached: even CRF {result.crf} scores {result.score:.2f} ({pool})")
         sys.exit(1)
+    if result.too_big:
+        fail(f"CRF {result.crf} would be {result.predicted_percent:.0f}% of the input, above "
+             f"--max-encoded-percent {max_encoded_percent:g}")
+        sys.exit(1)
+    if encode_path:
+        log.info("encoding %s at crf %d to %s", input_path, result.crf, encode_path)
+        event = encode_chosen(input_path, encode_path, result, scorer, frames=frames * samples, settings=settings,
+                              ffmpeg=ffmpeg, vmaf=with_vmaf)
+        if fmt in ("json", "ndjson"):
+            on_event(event)
+        else:
+            pct = f", {event['percent']:.0f}% of the input" if event["percent"] is not None else ""
+            vm = f", VMAF {event['vmaf']:.2f}" if "vmaf" in event else ""
+            click.echo(f"{encode_path}: {pool} score {event['score']:.2f} (target {target:g}){vm}, "
+                       f"{event['kbps']:.0f} kbps{pct}, encoded in {event['encode_seconds']:.0f} s")
 
 
 @main.command("ladder")
@@ -992,12 +1147,14 @@ def crf_search_command(ctx, input_path, target, samples, sample_duration, min_cr
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="stdout: a table of the renditions, or json: the ladder (ladder.json's object) on one line, "
                    "JSON Lines as in score and crf-search.")
+@click.option("--vmaf", "with_vmaf", is_flag=True,
+              help="Also measure every rendition (at the display size) against INPUT with libvmaf: a vmaf column.")
 @encoder_options
 @model_options
 @click.pass_context
 @guarded
-def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, out_alias, keep_renditions, fmt, encoder,
-                   preset, ffmpeg, head, frames, workdir, **model):
+def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, out_alias, keep_renditions, fmt,
+                   with_vmaf, encoder, preset, ffmpeg, head, frames, workdir, **model):
     """Encode INPUT at every height x CRF, score each rendition at the display size, and recommend rungs
     from the upper convex hull of score against bitrate.
 
@@ -1017,13 +1174,18 @@ def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, o
     if shown is not None and len(shown) != 2:
         raise click.BadParameter("give WxH, e.g. 1920x1080", param_hint="--display")
     check_crf_range(encoder, "--crf", *crf_grid)
+    if with_vmaf:
+        from .reference import vmaf_ffmpeg
+
+        vmaf_ffmpeg()
     scorer = open_scorer(head, model)
     bars: list[tqdm] = []
 
     def on_rendition(r) -> None:
         bars[0].update(1)
         bars[0].set_postfix_str(f"{r.height}p crf {r.crf}: score {r.score:.2f}")
-        log.info("%dp crf %d: %.0f kbps, score %.2f", r.height, r.crf, r.kbps, r.score)
+        log.info("%dp crf %d: %.0f kbps, score %.2f%s", r.height, r.crf, r.kbps, r.score,
+                 "" if r.vmaf is None else f", VMAF {r.vmaf:.2f}")
 
     try:
         with sigterm_as_exception(), logs_above_bars():
@@ -1031,7 +1193,7 @@ def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, o
                 ladder = build_ladder(input_path, scorer, encoder, sizes, crf_grid, display=shown, frames=frames,
                                       rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
                                       keep=Path(outdir) / "renditions" if keep_renditions else None,
-                                      on_rendition=on_rendition,
+                                      on_rendition=on_rendition, vmaf=with_vmaf,
                                       on_plan=lambda n: bars.append(progress_bar(ctx, "ladder", n, unit="rendition")))
             finally:
                 for bar in bars:
@@ -1061,5 +1223,6 @@ def report_ladder(ladder, outdir: str, fmt: str) -> None:
     else:
         table = ladder.table()
         table["mark"] = np.where(table["rung"], "rung", np.where(table["on_hull"], "hull", ""))
-        click.echo(table[["height", "width", "crf", "kbps", "score", "mark"]].to_string(index=False, float_format="%.2f"))
+        shown = ["height", "width", "crf", "kbps", "score"] + (["vmaf"] if "vmaf" in table else []) + ["mark"]
+        click.echo(table[shown].to_string(index=False, float_format="%.2f"))
     log.info("wrote %s", ", ".join(map(str, paths)))

@@ -12,6 +12,7 @@ the source, so a rendition decodes with the source's matrix whatever its height.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -48,6 +49,22 @@ ENCODERS = {
     "libvpx-vp9": EncoderSpec("libvpx-vp9", 0, 63, "4", "cpu-used", {"b": "0", "deadline": "good", "row-mt": "1"}),
     "libaom-av1": EncoderSpec("libaom-av1", 0, 63, "6", "cpu-used", {"b": "0", "row-mt": "1"}),
 }
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """What an encode is asked for beyond encoder and CRF, as ab-av1's encoder arguments: the preset, the
+    pixel format, a filter chain run before encoding, the key frame interval, and private options."""
+
+    preset: str | None = None
+    pix_fmt: str = PIX_FMT
+    vfilter: str | None = None
+    keyint: int | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def record(self) -> dict:
+        return {"preset": self.preset, "pix_format": self.pix_fmt, "vfilter": self.vfilter, "keyint": self.keyint,
+                "enc": dict(self.extra)}
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,7 @@ def resolve_ffmpeg(ffmpeg: str | os.PathLike) -> str:
     return found
 
 
+@functools.lru_cache(maxsize=16)
 def _ffmpeg_encoders(ffmpeg: str) -> set[str]:
     out = _run_ffmpeg(ffmpeg, ["-encoders"], "listing its encoders")
     names = set()
@@ -124,12 +142,171 @@ def check_crf(spec: EncoderSpec, crf: float) -> None:
         raise InputError(f"CRF {crf:g} is outside {spec.name}'s range {spec.crf_min}..{spec.crf_max}")
 
 
-def encoder_options(spec: EncoderSpec, crf: float, preset: str | None) -> dict[str, str]:
+def encoder_options(spec: EncoderSpec, crf: float, preset: str | None, keyint: int | None = None,
+                    extra: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """AVOptions of one encode; ``extra`` (``--enc``) comes last, so it overrides our defaults."""
     opts = {"crf": f"{crf:g}", **spec.options}
     chosen = preset or spec.preset
     if chosen:
         opts[spec.preset_option] = str(chosen)
+    if keyint:
+        opts["g"] = str(keyint)
+    opts.update(dict(extra))
     return opts
+
+
+def parse_enc(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``--enc KEY=VALUE`` arguments as pairs (a leading ``-`` on the key is dropped, as ffmpeg writes it)."""
+    pairs = []
+    for value in values:
+        key, sep, val = value.partition("=")
+        key = key.strip().lstrip("-")
+        if not sep or not key:
+            raise InputError(f"--enc {value!r}: give KEY=VALUE, e.g. --enc tune=grain or --enc x265-params=aq-mode=3")
+        if key in ("crf", "qp"):
+            raise InputError(f"--enc {key}: the CRF is what the search chooses; use --min-crf/--max-crf")
+        pairs.append((key, val))
+    return tuple(pairs)
+
+
+@functools.lru_cache(maxsize=16)
+def _encoder_help(encoder: str, ffmpeg: str | None) -> str | None:
+    """``ffmpeg -h encoder=NAME`` of the user's ffmpeg, else of imageio-ffmpeg's (None if neither exists)."""
+    exe = resolve_ffmpeg(ffmpeg) if ffmpeg else _bundled_ffmpeg()
+    text = _run_ffmpeg(exe, ["-h", f"encoder={encoder}"], f"asking about {encoder}") if exe else None
+    return text if text and f"Encoder {encoder}" in text else None  # a build without it: nothing to check against
+
+
+def _bundled_ffmpeg() -> str | None:
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        return None
+
+
+def _option_names(help_text: str) -> set[str]:
+    return {line.split()[0][1:] for line in help_text.splitlines() if line.startswith("  -") and len(line.split()) > 1}
+
+
+@functools.lru_cache(maxsize=4)
+def generic_codec_options(ffmpeg: str | None) -> set[str]:
+    """Options every encoder takes (FFmpeg's AVCodecContext options: g, bf, maxrate, ...)."""
+    exe = resolve_ffmpeg(ffmpeg) if ffmpeg else _bundled_ffmpeg()
+    if not exe:
+        return set()
+    text = _run_ffmpeg(exe, ["-h", "full"], "listing its options")
+    section = text.split("AVCodecContext AVOptions:", 1)[-1].split("\n\n", 1)[0]
+    return _option_names(section)
+
+
+def check_settings(encoder: str, settings: EncodeSettings, ffmpeg: str | None = None) -> None:
+    """Refuse, in one line each, a pixel format the encoder cannot take, an option it does not have, or a
+    filter chain that does not parse, before anything is encoded."""
+    try:
+        av.VideoFormat(settings.pix_fmt)
+    except (ValueError, TypeError):
+        raise InputError(f"--pix-format {settings.pix_fmt}: no such pixel format (e.g. yuv420p, yuv420p10le)") from None
+    # Every encoder here takes yuv420p (the default), so the external ffmpeg is only asked about others.
+    help_text = _encoder_help(encoder, ffmpeg) if settings.extra or (ffmpeg and settings.pix_fmt != PIX_FMT) else None
+    if ffmpeg and help_text is not None:
+        supported = [line.split(":", 1)[1].split() for line in (help_text or "").splitlines()
+                     if "Supported pixel formats:" in line]
+        formats = supported[0] if supported else None
+    elif ffmpeg:
+        formats = None
+    else:
+        formats = [f.name for f in (av.codec.Codec(encoder, "w").video_formats or [])] or None
+    if formats is not None and settings.pix_fmt not in formats:
+        raise InputError(f"--pix-format {settings.pix_fmt}: {encoder} cannot encode it; it takes {', '.join(formats)}")
+    if settings.extra and help_text is not None:
+        known = _option_names(help_text) | generic_codec_options(ffmpeg) | {"b:v"}
+        for key, _ in settings.extra:
+            if key not in known:
+                raise InputError(f"--enc {key}: {encoder} has no such option (see `ffmpeg -h encoder={encoder}`)")
+    if settings.keyint is not None and settings.keyint < 1:
+        raise InputError(f"--keyint {settings.keyint}: give a positive number of frames")
+    if settings.vfilter:
+        check_vfilter(settings.vfilter, ffmpeg)
+
+
+def split_filters(chain: str) -> list[tuple[str, str | None]]:
+    """A filter chain (``scale=1280:-2,hqdn3d``) as (name, arguments) pairs. Commas inside quotes or
+    escaped with a backslash stay in the arguments; labelled graphs (``[in]``, ``;``) need --ffmpeg."""
+    parts, current, quote, escaped = [], [], None, False
+    for ch in chain:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            current.append(ch)
+            escaped = True
+        elif quote:
+            current.append(ch)
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            current.append(ch)
+            quote = ch
+        elif ch == ",":
+            parts.append("".join(current))
+            current = []
+        elif ch in "[];":
+            raise InputError(f"--vfilter {chain!r}: only a chain of filters separated by commas runs in PyAV; "
+                             "pass --ffmpeg PATH for a labelled filter graph")
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    pairs = []
+    for part in parts:
+        name, sep, args = part.strip().partition("=")
+        if not name:
+            raise InputError(f"--vfilter {chain!r}: an empty filter in the chain")
+        pairs.append((name.strip(), args if sep else None))
+    return pairs
+
+
+def filter_graph(chain: str, template) -> tuple[av.filter.Graph, object, object]:
+    """A configured PyAV filter graph running ``chain`` on frames like ``template``: (graph, source, sink)."""
+    graph = av.filter.Graph()
+    src = graph.add_buffer(width=template.width, height=template.height, format=template.format.name,
+                           time_base=template.time_base or Fraction(1, 25))
+    last = src
+    for name, args in split_filters(chain):
+        try:
+            node = graph.add(name, args) if args is not None else graph.add(name)
+        except (ValueError, av.error.FFmpegError) as exc:
+            raise InputError(f"--vfilter: filter {name!r} with arguments {args!r} is refused: {exc}") from None
+        last.link_to(node)
+        last = node
+    sink = graph.add("buffersink")
+    last.link_to(sink)
+    try:
+        graph.configure()
+    except (ValueError, av.error.FFmpegError) as exc:
+        raise InputError(f"--vfilter {chain!r}: {exc}") from None
+    return graph, src, sink
+
+
+@functools.lru_cache(maxsize=16)
+def check_vfilter(chain: str, ffmpeg: str | None = None) -> None:
+    """Run the chain on one small grey frame, in the ffmpeg that will encode, so a typo fails before the search."""
+    if ffmpeg:
+        _run_ffmpeg(resolve_ffmpeg(ffmpeg), ["-f", "lavfi", "-i", "color=gray:s=64x64:d=0.04", "-vf", chain,
+                                             "-f", "null", "-"], f"checking --vfilter {chain!r}")
+        return
+    frame = av.VideoFrame(64, 64, PIX_FMT)
+    frame.pts, frame.time_base = 0, Fraction(1, 25)
+    graph, _, _ = filter_graph(chain, frame)
+    try:
+        graph.push(frame)
+        graph.push(None)
+        while True:
+            graph.pull()
+    except (av.error.BlockingIOError, av.error.EOFError):
+        pass
+    except av.error.FFmpegError as exc:
+        raise InputError(f"--vfilter {chain!r}: {exc}") from None
 
 
 def scaled_size(width: int, height: int, to_height: int | None) -> tuple[int, int]:
@@ -148,26 +325,40 @@ def encode(
     height: int | None = None,
     preset: str | None = None,
     ffmpeg: str | None = None,
+    settings: EncodeSettings | None = None,
+    audio: bool = False,
 ) -> Encoded:
-    """Encode the video stream of ``src`` at ``crf`` (and ``height``, downscaled with Lanczos) into ``dst``."""
+    """Encode the video stream of ``src`` at ``crf`` (and ``height``, downscaled with Lanczos) into ``dst``.
+
+    ``settings`` (preset, pixel format, filter chain, key frame interval, private options) applies to this
+    encode; a ``preset`` given directly wins over its preset. ``audio`` copies the audio streams as they
+    are (a final encode keeps its sound; probes and renditions do not need it).
+    """
+    settings = settings or EncodeSettings()
     spec = ENCODERS[encoder]
     check_crf(spec, crf)
-    opts = encoder_options(spec, crf, preset)
+    opts = encoder_options(spec, crf, preset or settings.preset, settings.keyint, settings.extra)
     if ffmpeg:
-        args = ["-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn"]
-        if height:
-            args += ["-vf", f"scale=-2:{height}:flags={DOWNSCALE}"]
-        args += ["-c:v", encoder, "-pix_fmt", PIX_FMT]
+        args = ["-i", str(src), "-map", "0:v:0"] + (["-map", "0:a?", "-c:a", "copy"] if audio else ["-an"]) + ["-sn", "-dn"]
+        filters = ([settings.vfilter] if settings.vfilter else []) + ([f"scale=-2:{height}:flags={DOWNSCALE}"] if height else [])
+        if filters:
+            args += ["-vf", ",".join(filters)]
+        args += ["-c:v", encoder, "-pix_fmt", settings.pix_fmt]
         for key, value in opts.items():
             args += [f"-{'b:v' if key == 'b' else key}", value]
         _run_ffmpeg(resolve_ffmpeg(ffmpeg), [*args, str(dst)], f"encoding {Path(src).name} with {encoder} at CRF {crf:g}")
         return describe(dst)
-    return transcode(src, dst, encoder, opts, height=height, interpolation=DOWNSCALE)
+    return transcode(src, dst, encoder, opts, height=height, interpolation=DOWNSCALE, pix_fmt=settings.pix_fmt,
+                     vfilter=settings.vfilter, audio=audio)
 
 
-def lossless_reel(src: str | os.PathLike, dst: str | os.PathLike, spans: Sequence[tuple[float, float]]) -> Encoded:
-    """The frames of ``src`` inside the (start, duration) spans, back to back, losslessly (x264 QP 0)."""
-    return transcode(src, dst, "libx264", {"qp": "0", "preset": "ultrafast"}, spans=spans)
+def lossless_reel(src: str | os.PathLike, dst: str | os.PathLike, spans: Sequence[tuple[float, float]],
+                  pix_fmt: str = PIX_FMT) -> Encoded:
+    """The frames of ``src`` inside the (start, duration) spans, back to back, losslessly (x264 QP 0); a
+    10-bit ``pix_fmt`` keeps 10 bits, so a 10-bit encode of the reel sees what it would see of the source."""
+    if pix_fmt not in {f.name for f in av.codec.Codec("libx264", "w").video_formats or []}:
+        pix_fmt = PIX_FMT
+    return transcode(src, dst, "libx264", {"qp": "0", "preset": "ultrafast"}, spans=spans, pix_fmt=pix_fmt)
 
 
 def upscale(src: str | os.PathLike, dst: str | os.PathLike, size: tuple[int, int]) -> Encoded:
@@ -185,8 +376,12 @@ def transcode(
     height: int | None = None,
     size: tuple[int, int] | None = None,
     interpolation: str = UPSCALE,
+    pix_fmt: str = PIX_FMT,
+    vfilter: str | None = None,
+    audio: bool = False,
 ) -> Encoded:
-    """Decode ``src`` once, keep the frames in ``spans`` (all by default), resize, and encode with PyAV."""
+    """Decode ``src`` once, keep the frames in ``spans`` (all by default), run ``vfilter`` (a filter chain),
+    resize, and encode with PyAV in ``pix_fmt``; ``audio`` copies the audio streams (whole input only)."""
     try:
         with av.open(str(src)) as inp:
             if not inp.streams.video:
@@ -198,20 +393,31 @@ def transcode(
             width, height_out = size or scaled_size(cin.width, cin.height, height)
             with av.open(str(dst), "w") as out:
                 stream = out.add_stream(codec, rate=rate, options=options)
-                stream.width, stream.height, stream.pix_fmt = width, height_out, PIX_FMT
+                stream.pix_fmt = pix_fmt
                 cc = stream.codec_context
                 for tag in ("colorspace", "color_primaries", "color_trc", "color_range"):
                     setattr(cc, tag, getattr(cin, tag))
                 n = 0
-                for frame in _span_frames(inp, vin, spans):
-                    frame = frame.reformat(width=width, height=height_out, format=PIX_FMT,
+                sound = AudioCopy(out, inp.streams.audio if audio and spans is None else ())
+                frames = _span_frames(sound.demux(inp, vin), spans)
+                if vfilter:
+                    frames = _filtered(frames, vfilter)
+                for frame in frames:
+                    if n == 0:  # the filter chain may change the size: the encoder takes the first frame's
+                        if vfilter:
+                            width, height_out = size or scaled_size(frame.width, frame.height, height)
+                        stream.width, stream.height = width, height_out
+                    frame = frame.reformat(width=width, height=height_out, format=pix_fmt,
                                            interpolation=interpolation.upper())
                     frame.pts, frame.time_base = n, Fraction(1) / rate
                     n += 1
                     for packet in stream.encode(frame):
                         out.mux(packet)
+                        sound.start()
                 for packet in stream.encode():
                     out.mux(packet)
+                    sound.start()
+                sound.start()
     except av.error.FFmpegError as exc:
         Path(dst).unlink(missing_ok=True)
         raise EncodeError(f"{codec} failed on {Path(src).name}: {exc}") from None
@@ -220,11 +426,75 @@ def transcode(
     return describe(dst)
 
 
-def _span_frames(inp, vin, spans: Sequence[tuple[float, float]] | None) -> Iterator[av.VideoFrame]:
+def _filtered(frames: Iterator[av.VideoFrame], chain: str) -> Iterator[av.VideoFrame]:
+    """Frames through a PyAV filter graph running ``chain``; the graph is built on the first frame."""
+    graph = None
+    for frame in frames:
+        if graph is None:
+            graph, _, _ = filter_graph(chain, frame)
+        graph.push(frame)
+        yield from _drain(graph)
+    if graph is not None:
+        graph.push(None)
+        yield from _drain(graph)
+
+
+def _drain(graph) -> Iterator[av.VideoFrame]:
+    while True:
+        try:
+            yield graph.pull()
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return
+
+
+class AudioCopy:
+    """Audio packets copied beside a video encode. They wait until the first video packet is written
+    (the output's header needs the video size, known only from the first frame), and are shifted so the
+    sound stays in sync with the video, which is renumbered from time 0."""
+
+    def __init__(self, out, streams):
+        self.out = out
+        self.map = {s.index: out.add_stream_from_template(s) for s in streams}
+        self.pending: list = []
+        self.started = False
+        self.video_start: float | None = None  # seconds: the input's first video frame time
+
+    def demux(self, inp, vin) -> Iterator[av.VideoFrame]:
+        """Decoded video frames of ``inp``; audio packets met on the way are copied (or held)."""
+        if not self.map:
+            yield from inp.decode(vin)
+            return
+        for packet in inp.demux(vin, *(inp.streams[i] for i in self.map)):
+            if packet.stream.type == "video":
+                for frame in packet.decode():
+                    if self.video_start is None and frame.pts is not None:
+                        self.video_start = float(frame.pts * frame.time_base)
+                    yield frame
+            elif packet.dts is not None and packet.size:
+                self.pending.append(packet)
+                if self.started:
+                    self._flush()
+
+    def start(self) -> None:
+        """The first video packet is written: audio may follow."""
+        self.started = True
+        self._flush()
+
+    def _flush(self) -> None:
+        for packet in self.pending:
+            shift = round((self.video_start or 0.0) / packet.time_base)
+            packet.pts = None if packet.pts is None else packet.pts - shift
+            packet.dts -= shift  # may go below 0 (e.g. AAC priming): the muxer shifts or edits it, as ffmpeg's
+            packet.stream = self.map[packet.stream.index]
+            self.out.mux(packet)
+        self.pending = []
+
+
+def _span_frames(decoded: Iterator[av.VideoFrame], spans: Sequence[tuple[float, float]] | None) -> Iterator[av.VideoFrame]:
     """Frames whose time from the first frame falls in any span, decoding no further than the last span."""
     end = max(s + d for s, d in spans) if spans else None
     first = None
-    for frame in inp.decode(vin):
+    for frame in decoded:
         if frame.pts is None:
             continue
         first = frame.pts if first is None else first

@@ -39,6 +39,7 @@ class Rendition:
     p5: float
     on_hull: bool = False
     rung: bool = False
+    vmaf: float | None = None  # libvmaf against the source, at the display size (ladder --vmaf)
 
 
 @dataclass
@@ -56,7 +57,9 @@ class Ladder:
     error: str | None = None
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(r) for r in self.renditions], columns=COLUMNS)
+        """One row per rendition; a ``vmaf`` column only when VMAF was measured (``--vmaf``)."""
+        with_vmaf = any(r.vmaf is not None for r in self.renditions)
+        return pd.DataFrame([asdict(r) for r in self.renditions], columns=COLUMNS + (["vmaf"] if with_vmaf else []))
 
     def record(self) -> dict:
         return {"input": self.input, "encoder": self.encoder, "display": list(self.display), "head": self.head,
@@ -140,6 +143,7 @@ def build_ladder(
     on_rendition: Callable[[Rendition], None] = lambda r: None,
     inspect: Callable[[int, int, Path], None] | None = None,
     on_plan: Callable[[int], None] = lambda count: None,
+    vmaf: bool = False,
 ) -> Ladder:
     """Encode every (height, CRF), score it upscaled to ``display`` (default: the source size), mark the hull.
 
@@ -147,6 +151,7 @@ def build_ladder(
     holding the renditions finished before it, their hull and rungs. ``keep`` keeps the encodes there;
     otherwise every temporary file is removed. ``inspect(height, crf, display_file)`` sees each scored file;
     ``on_plan(count)`` is told how many renditions will be made, once the heights above the source are dropped.
+    ``vmaf`` measures each display-size file against the source with libvmaf too (as scripts/vmaf_check.py).
 
     Ctrl-C, SIGTERM turned into an exception, or any other exception that is not an input or model error
     propagates, carrying the finished part (partial, hull marked) as its ``ladder`` attribute so the caller
@@ -174,10 +179,21 @@ def build_ladder(
                     name = f"{height}p_crf{crf}.mkv"
                     out = encode(path, Path(tmp) / name, encoder, crf, height=height, preset=preset, ffmpeg=ffmpeg)
                     width = scaled_size(info.width, info.height, height)[0]
-                    seen = (lambda f, h=height, c=crf: inspect(h, c, f)) if inspect else None
+                    measured: dict = {}
+
+                    def seen(f, h=height, c=crf, measured=measured):
+                        if vmaf:
+                            from .reference import run_vmaf
+
+                            scale = None if size == (info.width, info.height) else (info.width, info.height)
+                            measured["vmaf"] = float(run_vmaf(f, path, size=scale).pooled["mean"])
+                        if inspect:
+                            inspect(h, c, f)
+
                     rec = score_rendition(out.path, size, scorer=scorer, frames=frames,
-                                          workdir=tmp, inspect=seen)
-                    rendition = Rendition(height, width, crf, out.bytes, out.kbps, rec["score"], rec["pooled"]["p5"])
+                                          workdir=tmp, inspect=seen if (inspect or vmaf) else None)
+                    rendition = Rendition(height, width, crf, out.bytes, out.kbps, rec["score"], rec["pooled"]["p5"],
+                                          vmaf=measured.get("vmaf"))
                     ladder.renditions.append(rendition)
                     on_rendition(rendition)
                     if keep:

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pandas as pd
 from make_clips import CONTENTS, write_clip
@@ -32,19 +30,7 @@ from scipy.stats import spearmanr
 from contrique_video.api import Scorer
 from contrique_video.encode import upscale
 from contrique_video.ladder import build_ladder, parse_crfs
-
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def vmaf(distorted: Path, reference: Path, model: str = "vmaf_v0.6.1") -> float:
-    """Mean VMAF of ``distorted`` against ``reference`` (same size and frame count)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "vmaf.json"
-        graph = (f"[0:v]setpts=PTS-STARTPTS[d];[1:v]setpts=PTS-STARTPTS[r];"
-                 f"[d][r]libvmaf=model=version={model}:log_fmt=json:log_path={log}:n_threads=2")
-        subprocess.run([FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(distorted), "-i",
-                        str(reference), "-lavfi", graph, "-f", "null", "-"], check=True)
-        return float(json.loads(log.read_text())["pooled_metrics"]["vmaf"]["mean"])
+from contrique_video.reference import vmaf_mean as vmaf  # libvmaf through imageio-ffmpeg's static build
 
 
 class Recording:

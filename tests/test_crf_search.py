@@ -115,10 +115,11 @@ def test_cli_json_lines_events_with_the_model(clip, tmp_path):
     events = [json.loads(x) for x in res.stdout.splitlines()]
     assert [e["type"] for e in events] == ["samples", "probe", "probe", "result"]
     for probe in events[1:3]:
-        assert set(probe) == {"type", "crf", "score", "bytes", "kbps"}
+        assert set(probe) == {"type", "crf", "score", "bytes", "kbps", "encode_seconds"}
         assert isinstance(probe["crf"], int) and probe["bytes"] > 0
     result = events[-1]
-    assert {"encoder", "target", "crf", "score", "kbps", "predicted_bytes", "reached", "probes"} <= set(result)
+    assert {"encoder", "target", "crf", "score", "kbps", "predicted_bytes", "reached", "probes", "pool",
+            "predicted_percent", "predicted_encode_seconds"} <= set(result)
     assert res.exit_code == (0 if result["reached"] else 1)
     assert leftovers(tmp_path) == []
 
