@@ -535,8 +535,9 @@ def info():
 @click.option("--authentic", type=click.Path(), help="Folder of authentically distorted images, each its own class.")
 @click.option("--mos", type=click.Path(dir_okay=False), help="MOS CSV (image,mos) for the authentic folder: a held-out fold is scored at each checkpoint.")
 @click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True, help="Fraction of the MOS images held out (never trained on).")
-@click.option("--objective", type=click.Choice(["contrastive", "classify"]), default="contrastive", show_default=True)
-@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True)
+@click.option("--objective", type=click.Choice(["contrastive", "classify", "both"]), default="contrastive", show_default=True)
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50", "efficientnet-lite0", "efficientnet-lite1",
+                                           "efficientnet-lite2"]), default="resnet50", show_default=True)
 @click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True)
 @click.option("--batch", type=click.IntRange(2, 65536), default=64, show_default=True, help="Synthetic images per batch.")
 @click.option("--authentic-batch", type=click.IntRange(0, 65536), default=32, show_default=True)
@@ -551,24 +552,40 @@ def info():
               help="Autocast precision (bf16 on GPUs; on this project's CPU bf16 training measured 10x slower).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--types", help="Comma-separated distortion types to train on (default: all; see distortions.TYPES).")
-@click.option("--init", "init_weights", type=click.Path(dir_okay=False), help="Start from these weights (fine-tune) instead of random.")
+@click.option("--init", "init_weights", type=click.Path(dir_okay=False),
+              help="Start from these weights (fine-tune) instead of random; 'imagenet' for the Lite ImageNet weights.")
+@click.option("--trunk-lr", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="The encoder's learning rate as a fraction of --lr (the projector and classifier train at --lr).")
+@click.option("--bn", type=click.Choice(["train", "frozen"]), default="train", show_default=True,
+              help="frozen: the encoder's BatchNorm statistics stay as initialised (for small batches).")
+@click.option("--freeze-stages", type=click.IntRange(0, 7), default=0, show_default=True,
+              help="EfficientNet-Lite: keep the stem and this many first stages fixed.")
+@click.option("--checkpoint-minutes", type=click.FloatRange(0.1), default=5.0, show_default=True,
+              help="Also write OUT/last.pt this often between evaluations.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for PyTorch (default: all cores).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
 @click.pass_context
 @guarded
 def train(ctx, out, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, crops_per_image, steps, lr,
-          eval_every, workers, device, precision, seed, types, init_weights, resume):
+          eval_every, workers, device, precision, seed, types, init_weights, trunk_lr, bn, freeze_stages, checkpoint_minutes,
+          threads, resume):
     """Self-supervised CONTRIQUE training from image folders (see the README's model card)."""
     from . import distortions
     from .train import TrainConfig
     from .train import train as run
 
     chosen = [t.strip() for t in types.split(",")] if types else list(distortions.TYPES)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     cfg = TrainConfig(out=out, pristine=pristine, authentic=authentic, mos=mos, holdout=holdout, arch=arch,
                       objective=objective, crop=crop, batch=batch, authentic_batch=authentic_batch,
                       crops_per_image=crops_per_image, steps=steps, lr=lr,
                       eval_every=eval_every, workers=workers, device=device, precision=precision, seed=seed,
-                      init=init_weights, types=chosen)
+                      init=init_weights, types=chosen, trunk_lr=trunk_lr, bn=bn, freeze_stages=freeze_stages,
+                      checkpoint_minutes=checkpoint_minutes)
     result = run(cfg, resume=resume, progress=not ctx.obj["quiet"])
     click.echo(json.dumps({"steps": result["steps"], "best_srcc": result["best_srcc"], "out": out}))
 
