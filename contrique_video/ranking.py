@@ -105,7 +105,8 @@ class FeatureCache:
         return self.rows[key]
 
     def save(self) -> None:
-        if not self.rows:
+        """Write the rows if any were added since the last save (so a reader never overwrites a writer)."""
+        if not self.rows or not self._new:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".partial")
