@@ -13,10 +13,14 @@ image derived from a held-out photo is trained on; degradation checks can use th
 Sources, each a registry package, and their licences (see each Debian package's
 ``/usr/share/doc/PACKAGE/copyright``):
 
-* Debian ``lomiri-wallpapers-16.04`` / ``-20.04`` (Ubuntu wallpaper contest photos): CC-BY-SA-3.0 /
-  CC-BY-4.0 / CC0 per file, as the package's copyright file lists.
+* Debian ``lomiri-wallpapers-16.04`` / ``-20.04`` (Ubuntu wallpaper contest photos), per file as the
+  copyright file lists: CC-BY-4.0 (aitzgorri, friends, life, picosdeeuropa, sunset by Aitzol Berasategi;
+  Picture_0B, Picture_1A by freespace; Wine by Jakkub Mede), CC-BY-SA-4.0 (Bridge by Sander Klootwijk,
+  Dragonfly by Bolly, free by Peter Nerlich), CC-BY-SA-3.0 (Kleiber by Lukas Baubkus), CC0-1.0 (seeding by
+  Clements Engelhardt).
 * Debian ``mate-backgrounds`` (nature photos): GPL-2+.
-* Debian ``plasma-workspace-wallpapers`` (photographs only): LGPL-3 / CC-BY-SA-4.0.
+* Debian ``plasma-workspace-wallpapers`` (photographs only): LGPLv3 in each wallpaper's metadata.json;
+  the Debian copyright file says GPL-2+ for the package.
 * PyPI ``scikit-image`` ``skimage.data`` (BSD-3 package): astronaut (NASA, public domain), hubble_deep_field
   (NASA, public domain), immunohistochemistry (no known copyright restrictions), retina (CC0), brick, grass,
   gravel (CC0), camera, coffee, chelsea (CC0 by their photographers), rocket (SpaceX, public domain).
