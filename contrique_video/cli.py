@@ -417,13 +417,13 @@ def available_backends() -> str:
 def export_onnx(weights, precision, calibrate, table, output):
     """Export the encoder (one scale, dynamic batch/height/width) to ONNX, optionally int8-quantised."""
     from .api import builtin_weights
-    from .model import load_weights
-    from .onnx_backend import calibration_table, export_onnx as export, file_digest, quantize_int8
+    from .models.card import load_model as load_weights, model_digest
+    from .onnx_backend import calibration_table, export_onnx as export, quantize_int8
     from .source import open_source
 
     path = Path(weights) if weights else builtin_weights()
     guard_outputs([path, table], output)
-    digest = file_digest(path)
+    digest = model_digest(path)
     if precision == "fp32":
         if calibrate or table:
             raise click.UsageError("--calibrate and --table are for --precision int8")
