@@ -519,7 +519,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             if cfg.objective in ("classify", "both"):
                 both = labels.repeat(2)
                 synthetic = both < data.num_synthetic_classes  # authentic images have no distortion class
-                logits = classifier(fmap.mean(dim=(2, 3))[synthetic])
+                pooled = fmap.mean(dim=(2, 3))[synthetic]
+                if lite:  # cosine classifier: bounded logits (raw Lite features made the loss diverge)
+                    logits = F.linear(F.normalize(pooled.float(), dim=1), F.normalize(classifier.weight.float(), dim=1))
+                    logits = logits / cfg.temperature + classifier.bias
+                else:
+                    logits = classifier(pooled)
                 loss = loss + F.cross_entropy(logits.float(), both[synthetic])
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
