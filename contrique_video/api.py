@@ -68,6 +68,7 @@ class VideoScore:
     sampling: str
     backend: str
     feature: np.ndarray = field(repr=False)
+    raw_score: float | None = None  # the head's linear value before its mapping into the range (same as score without one)
 
     @property
     def frames_scored(self) -> int:
@@ -78,6 +79,7 @@ class VideoScore:
         return {
             "file": self.file,
             "score": self.score,
+            "raw_score": self.raw_score,
             "pooled": self.pooled,
             "frames_scored": self.frames_scored,
             "model": self.model,
@@ -244,6 +246,7 @@ class Scorer:
         return VideoScore(
             file=str(path),
             score=float(head.predict(feature)[0]),
+            raw_score=float(head.predict_raw(feature)[0]),
             pooled=score_stats(table["score"].to_numpy()),
             frames=table,
             model=self.model_id,

@@ -200,9 +200,9 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
     weights = Path(weights)
     is_onnx = weights.suffix.lower() == ".onnx"
     if backend == "auto":
-        backend, auto_precision = ("onnxruntime", "fp32") if is_onnx else auto_choice(device)
+        backend, auto_precision = ("onnxruntime", "auto") if is_onnx else auto_choice(device)
         if precision == "auto":
-            precision = auto_precision
+            precision = auto_precision  # an ONNX file runs at the precision it was exported at
         log.info("backend auto: %s %s on %s", backend, precision, device)
     if is_onnx and backend not in ("onnxruntime", "tensorrt"):
         raise UnsupportedError(f"{weights.name} is an ONNX file: use --backend onnxruntime or tensorrt")

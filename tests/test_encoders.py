@@ -135,17 +135,6 @@ def test_export_records_the_encoder_and_int8_is_refused_for_lite(tmp_path, lite0
         open_backend(BUILTIN, "onnxruntime", "int8")
 
 
-def test_int8_still_works_for_resnet(tmp_path, frames):
-    random_official_checkpoint(tmp_path / "r18.pt", arch="resnet18")
-    ref = TorchBackend(load_model(tmp_path / "r18.pt"))(frames)
-    fp32 = export_onnx(load_model(tmp_path / "r18.pt"), tmp_path / "r18.onnx")
-    q = quantize_int8(fp32, tmp_path / "q.onnx", tmp_path / "table.json", frames)
-    assert read_metadata(fp32)["encoder"] == "resnet18" and (tmp_path / "table.json").is_file()
-    got = open_backend(q)(frames)
-    cos = np.sum(got * ref, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
-    assert cos.min() > 0.99
-
-
 @pytest.mark.skipif(not cpu_has_bf16(), reason="bf16 runs only where the CPU has bf16 instructions")
 def test_bf16_autocast_on_lite(lite0, frames):
     model = load_model(BUILTIN)
