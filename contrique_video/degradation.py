@@ -312,17 +312,19 @@ def clip_ladders(frames: list[np.ndarray], source_name: str) -> list[Ladder]:
 
 
 class HeadScorer:
-    """Scores frames as ``head.predict(extract(frame))``, caching feature rows by key (source|kind|level|frame)."""
+    """Scores frames as ``head.predict(post(extract(frame)))``, caching ``extract`` rows by key
+    (source|kind|level[|frame]); ``post`` (e.g. a column slice) lets heads on sub-layouts share one cache."""
 
-    def __init__(self, extract: Callable[[np.ndarray], np.ndarray], head, cache=None):
+    def __init__(self, extract: Callable[[np.ndarray], np.ndarray], head, cache=None,
+                 post: Callable[[np.ndarray], np.ndarray] | None = None):
         self.extract = extract
         self.head = head
         self.cache = cache
+        self.post = post
 
     def features(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
-        if self.cache is None:
-            return np.asarray(self.extract(make()), np.float64)
-        return self.cache.get(key, make, self.extract)
+        row = np.asarray(self.extract(make()) if self.cache is None else self.cache.get(key, make, self.extract), np.float64)
+        return row if self.post is None else self.post(row)
 
     def score(self, key: str, make: Callable[[], np.ndarray]) -> float:
         return float(self.head.predict(self.features(key, make))[0])

@@ -35,18 +35,26 @@ TARGET_ORDERED, TARGET_ABOVE_CLEAN, TARGET_CLIP_CRF = 0.97, 1.0, 0.95
 
 
 def make_scorer(args) -> deg.HeadScorer:
-    from contrique_video.ranking import FeatureCache, lite_features
+    from contrique_video.ranking import FeatureCache, last_from_stages, lite_features
 
+    post = None
     if args.features:
         variant, _, layout = args.features.partition("/")
         if not args.head:
             raise ContriqueError("--features needs --head: a head fit on those features")
         from contrique_video.head import resolve_head
 
-        ext = lite_features(variant, layout or "stages-meanstd")
+        # "last" is sliced out of stages-meanstd (the same numbers), so both layouts share one feature cache.
+        ext = lite_features(variant, "stages-meanstd")
         extract, name, head = ext, ext.name, resolve_head(args.head)
-        if head.dim != len(extract(deg.crop_square(deg.skimage_image("astronaut"), 64))):
-            raise ContriqueError(f"head {head.name!r} has {head.dim} weights, which do not match {name} features")
+        if (layout or "stages-meanstd") == "last":
+            channels = ext.module.trunk.channels
+            post = lambda row: last_from_stages(row[None], channels)[0]  # noqa: E731
+        elif (layout or "stages-meanstd") != "stages-meanstd":
+            raise ContriqueError(f"unknown layout {layout!r}: stages-meanstd or last")
+        probe = extract(deg.crop_square(deg.skimage_image("astronaut"), 64))
+        if head.dim != len(probe if post is None else post(probe)):
+            raise ContriqueError(f"head {head.name!r} has {head.dim} weights, which do not match {args.features} features")
     else:
         from contrique_video.api import Scorer
 
@@ -54,7 +62,7 @@ def make_scorer(args) -> deg.HeadScorer:
         head = scorer.check_head()
         extract, name = (lambda rgb: scorer.frame_features([rgb])[0]), scorer.model_id
     cache = FeatureCache(args.cache, f"{name}@{args.size}", every=50) if args.cache else None
-    return deg.HeadScorer(extract, head, cache)
+    return deg.HeadScorer(extract, head, cache, post)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,8 @@ the head can be refit on a fine-tuned encoder in one command. Every feature row 
 held-out set of the degradation check): every type's level k+1 below level k and every level below
 the clean source (see contrique_video.ranking.fit_ranked for the loss).
 
-``--tune`` measures each (lam_rank, margin) on the CLIVE protocol (SRCC on the test parts of 3 of the
-10 splits) and on pair ordering of *unseen sources* (the FIT sources in two halves, fit on one, count on
+``--tune`` measures each (lam_rank, margin) on the CLIVE protocol (SRCC on the test parts of the first
+``--tune-splits`` of the 10 splits) and on pair ordering of *unseen sources* (the FIT sources in two halves, fit on one, count on
 the other); ``--evaluate`` gives the full protocol (10 random 80/20 splits, medians) for plain RidgeCV
 and the constrained head on the same splits, plus the log Laplacian variance baseline.
 """
@@ -95,16 +95,20 @@ def main() -> None:
     ap.add_argument("--lam-rank", type=float, default=1.0)
     ap.add_argument("--margin", type=float, default=1.0)
     ap.add_argument("--tune", default=None, metavar="LAMS:MARGINS", help="e.g. 0,0.3,1,3:0.5,2")
+    ap.add_argument("--tune-splits", type=int, default=3, help="CLIVE splits per --tune setting")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--splits", type=int, default=10)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--ridge-out", type=Path, default=None, help="also save the plain RidgeCV head here")
     ap.add_argument("--name", default="clive-v2")
+    ap.add_argument("--feature-id", default=None, help="the head's 'features' field (default: the extractor's id), "
+                    "e.g. the model card id a built-in model checks heads against")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
     extract, tag, feat_id, cut = extractor(args)
+    feat_id = args.feature_id or feat_id
     X, y = clive_features(args, extract, tag, feat_id)
     sources = deg.FIT[: args.sources]
     if sources:
@@ -121,16 +125,17 @@ def main() -> None:
         halves = [sources[0::2], sources[1::2]]
         rng = np.random.default_rng(0)
         n_test = int(round(len(y) * 0.2))
-        perms = [rng.permutation(len(y)) for _ in range(3)]
+        perms = [rng.permutation(len(y)) for _ in range(args.tune_splits)]
+        alphas = [rk.fit_ridge_std(X[p[n_test:]], y[p[n_test:]]).info["alpha"] for p in perms]
         print(f"{'lam_rank':>8} {'margin':>6} {'SRCC':>6} {'unseen pairs':>12} {'clean>all':>9} {'s':>5}")
         for lam in lams:
             for margin in margins if lam > 0 else margins[:1]:
                 t0 = time.time()
                 srcc, acc, acc_all = [], [], []
-                for perm in perms:
+                for perm, alpha in zip(perms, alphas):
                     test, train = perm[:n_test], perm[n_test:]
                     for fit_half, held_half in (halves, halves[::-1]):
-                        model = rk.fit_ranked(X[train], y[train], rd.subset(fit_half), lam, margin)
+                        model = rk.fit_ranked(X[train], y[train], rd.subset(fit_half), lam, margin, alpha=alpha)
                         srcc.append(fitmod.correlations(model.predict(X[test]), y[test])["srcc"])
                         held = rd.subset(held_half)
                         s = model.predict(rd.X)
