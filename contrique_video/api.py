@@ -135,6 +135,7 @@ class Scorer:
         card = read_card(path) if is_card(path) else None
         # A card names its model (heads fit on a built-in model are tied to that id); a bare checkpoint its file.
         self.model_id = card.id if card else f"weights:{path.name}"
+        self.head_features = set(card.head_features) if card else {self.model_id}
         self.nss = bool(card and card.nss)
         self.default_head = (card.default_head if card else None) or (
             DEFAULT_HEAD if self.model_id.startswith("builtin") else None)
@@ -165,7 +166,7 @@ class Scorer:
         if h.dim != self.feature_dim:
             raise ModelError(f"head {h.name!r} expects {h.dim} features but the model gives {self.feature_dim}")
         # A head fit on the built-in model's features means nothing on other weights, and vice versa.
-        if (h.features.startswith("builtin") or self.model_id.startswith("builtin")) and h.features != self.model_id:
+        if (h.features.startswith("builtin") or self.model_id.startswith("builtin")) and h.features not in self.head_features:
             raise ModelError(
                 f"head {h.name!r} was fit on {h.features!r} features, which do not match the model in use "
                 f"({self.model_id}); use a head fit on this model"

@@ -184,3 +184,16 @@ def test_cli_refuses_a_bad_card_in_one_line(tmp_path, lite0):
     run = subprocess.run([sys.executable, "-m", "contrique_video", "features", str(tmp_path / "x.png"), "--weights",
                           str(bad), "--output", str(tmp_path / "f.npy")], capture_output=True, text=True)
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1 and "lite9" in run.stderr
+
+
+def test_builtin_takes_heads_fit_on_its_features_or_the_equivalent_imagenet_ones():
+    from contrique_video.head import LinearHead
+
+    def head(features):
+        return LinearHead(weights=np.zeros(8544), intercept=50.0, name="h", features=features, trained_on="x",
+                          scale="MOS", range=(0.0, 100.0), higher_is_better=True)
+
+    for ok in ("builtin-v2", "efficientnet-lite2-imagenet/stages-meanstd"):
+        assert Scorer(head=head(ok), backend="torch").check_head().features == ok
+    with pytest.raises(ModelError, match="fit on 'builtin-v1' features"):
+        Scorer(head=head("builtin-v1"), backend="torch").check_head()

@@ -43,6 +43,7 @@ class ModelCard:
     nss: bool = False
     feature_dim: int | None = None
     default_head: str | None = None
+    head_features: tuple[str, ...] = ()  # feature ids of heads that fit this model: its id, plus any the card lists
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -91,7 +92,11 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     dim = raw.get("feature_dim")
     if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0):
         raise ModelError(f"model card {path}: feature_dim must be a positive integer")
-    return ModelCard(id=str(raw.get("id") or path.stem), arch=arch, variant=variant, layout=layout,
+    same = raw.get("same_features_as", [])
+    if not isinstance(same, list) or not all(isinstance(v, str) for v in same):
+        raise ModelError(f"model card {path}: same_features_as must be a list of feature ids")
+    ident = str(raw.get("id") or path.stem)
+    return ModelCard(id=ident, head_features=(ident, *same), arch=arch, variant=variant, layout=layout,
                      weights=(path.parent / weights["file"]).resolve(), sha256=sha, nss=bool(raw.get("nss", False)),
                      feature_dim=dim, default_head=raw.get("default_head"), raw=raw)
 
