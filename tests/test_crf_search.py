@@ -96,7 +96,7 @@ def test_cli_ndjson_events_with_the_model(clip, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--target", 150], "error: target 150 is outside the range 0..100 of head 'clive' (MOS)"),
+    (["--target", 150], "error: target 150 is outside the range 0..100 of head 'clive-v2' (MOS)"),
     (["--target", 50, "--samples", 5], "shorter than the 5 samples x 2 s requested"),
     (["--target", 50, "--encoder", "libaom-av1"], "encoder libaom-av1 is not available in PyAV's FFmpeg"),
 ])

@@ -197,3 +197,12 @@ def test_builtin_takes_heads_fit_on_its_features_or_the_equivalent_imagenet_ones
         assert Scorer(head=head(ok), backend="torch").check_head().features == ok
     with pytest.raises(ModelError, match="fit on 'builtin-v1' features"):
         Scorer(head=head("builtin-v1"), backend="torch").check_head()
+
+
+def test_cache_digest_follows_the_network_not_the_card_text(tmp_path, lite0):
+    card = json.loads(lite0.read_text())
+    before = model_digest(lite0)
+    (tmp_path / "lite0.pt").write_bytes((lite0.parent / "lite0.pt").read_bytes())
+    for change, same in [({"id": "renamed", "default_head": "x"}, True), ({"layout": "last"}, False)]:
+        (tmp_path / "c.json").write_text(json.dumps(card | change))
+        assert (model_digest(tmp_path / "c.json") == before) is same

@@ -126,15 +126,15 @@ def checked_weights(card: ModelCard) -> Path:
 
 
 def model_digest(path: str | os.PathLike) -> str:
-    """16 hex digits naming a model in caches: a checkpoint's SHA-256, or for a card, of the card and its weights."""
+    """16 hex digits naming a model in caches: a checkpoint's SHA-256, or for a card, of what defines the
+    network (arch, variant, layout) and its weights' SHA-256, so editing documentation fields keeps the cache."""
     path = Path(path)
     if not is_card(path):
         return sha256_file(path)[:16]
     card = read_card(path)
     weights = checked_weights(card)
-    h = hashlib.sha256(path.read_bytes())
-    h.update((card.sha256 or sha256_file(weights)).encode())
-    return h.hexdigest()[:16]
+    network = json.dumps([card.arch, card.variant, card.layout, card.sha256 or sha256_file(weights)])
+    return hashlib.sha256(network.encode()).hexdigest()[:16]
 
 
 def _state_dict(path: Path) -> dict:
