@@ -90,8 +90,11 @@ class FeatureCache:
         self._new = 0
         if self.path.is_file():
             with np.load(self.path, allow_pickle=False) as z:
-                if str(z["extractor"]) == extractor_name:
-                    self.rows = dict(zip(z["keys"].tolist(), z["features"]))
+                held = str(z["extractor"])
+                if held != extractor_name:  # never overwrite another extractor's rows
+                    raise InputError(f"feature cache {self.path} holds {held} features, not {extractor_name}; "
+                                     "pass another cache path")
+                self.rows = dict(zip(z["keys"].tolist(), z["features"]))
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows

@@ -37,22 +37,23 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clive
 
 
 def extractor(args):
-    """(extract, cache tag, feature id, slice) for the requested features."""
+    """(extract, cache tag, cache key = the extractor's id, the head's feature id, slice) for the features."""
     if args.weights:
         from contrique_video.api import Scorer
 
         scorer = Scorer(weights=args.weights, threads=1)
-        return (lambda rgb: scorer.frame_features([rgb])[0]), scorer.model_id.replace("/", "_"), scorer.model_id, None
+        mid = scorer.model_id
+        return (lambda rgb: scorer.frame_features([rgb])[0]), mid.replace("/", "_"), mid, mid, None
     variant, _, layout = args.features.partition("/")
     layout = layout or "stages-meanstd"
     ext = rk.lite_features(variant, "stages-meanstd")
     tag = f"{variant}_sm"
-    if layout == "last":
+    if layout == "last":  # sliced out of the cached stages-meanstd rows: the same numbers, no second pass
         channels = ext.module.trunk.channels
-        return ext, tag, f"efficientnet-{variant}-imagenet/last", lambda X: rk.last_from_stages(X, channels)
+        return ext, tag, ext.name, f"efficientnet-{variant}-imagenet/last", lambda X: rk.last_from_stages(X, channels)
     if layout != "stages-meanstd":
         raise SystemExit(f"unknown layout {layout!r}: stages-meanstd or last")
-    return ext, tag, ext.name, None
+    return ext, tag, ext.name, ext.name, None
 
 
 def clive_features(args, extract, tag, name):
@@ -107,12 +108,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    extract, tag, feat_id, cut = extractor(args)
+    extract, tag, cache_key, feat_id, cut = extractor(args)
     feat_id = args.feature_id or feat_id
-    X, y = clive_features(args, extract, tag, feat_id)
+    X, y = clive_features(args, extract, tag, cache_key)
     sources = deg.FIT[: args.sources]
     if sources:
-        rd = rk.rank_data(ladder_rows(args, extract, tag, feat_id, sources))
+        rd = rk.rank_data(ladder_rows(args, extract, tag, cache_key, sources))
     else:  # MOS only (a plain ridge head); an empty pair set
         rd = rk.RankData(np.zeros((1, X.shape[1])), np.zeros((0, 2), np.int64), np.array([], str), np.array([], str),
                          np.array([], bool))

@@ -126,4 +126,5 @@ def test_feature_cache_reuses_rows_and_survives_a_reload(tmp_path):
     assert len(calls) == 3
     again = FeatureCache(tmp_path / "c.npz", "x")
     assert sorted(again.rows) == ["k0", "k1", "k2"] and again.rows["k2"][0] == 2
-    assert FeatureCache(tmp_path / "c.npz", "other extractor").rows == {}
+    with pytest.raises(InputError, match="holds x features, not other"):
+        FeatureCache(tmp_path / "c.npz", "other extractor")
