@@ -560,6 +560,8 @@ def info():
               help="frozen: the encoder's BatchNorm statistics stay as initialised (for small batches).")
 @click.option("--freeze-stages", type=click.IntRange(0, 7), default=0, show_default=True,
               help="EfficientNet-Lite: keep the stem and this many first stages fixed.")
+@click.option("--lite-map", type=click.Choice(["head", "stage7"]), default="head", show_default=True,
+              help="EfficientNet-Lite: the map the objectives train; stage7 leaves the head convolution as initialised.")
 @click.option("--checkpoint-minutes", type=click.FloatRange(0.1), default=5.0, show_default=True,
               help="Also write OUT/last.pt this often between evaluations.")
 @click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for PyTorch (default: all cores).")
@@ -567,8 +569,8 @@ def info():
 @click.pass_context
 @guarded
 def train(ctx, out, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, crops_per_image, steps, lr,
-          eval_every, workers, device, precision, seed, types, init_weights, trunk_lr, bn, freeze_stages, checkpoint_minutes,
-          threads, resume):
+          eval_every, workers, device, precision, seed, types, init_weights, trunk_lr, bn, freeze_stages, lite_map,
+          checkpoint_minutes, threads, resume):
     """Self-supervised CONTRIQUE training from image folders (see the README's model card)."""
     from . import distortions
     from .train import TrainConfig
@@ -585,7 +587,7 @@ def train(ctx, out, pristine, authentic, mos, holdout, objective, arch, crop, ba
                       crops_per_image=crops_per_image, steps=steps, lr=lr,
                       eval_every=eval_every, workers=workers, device=device, precision=precision, seed=seed,
                       init=init_weights, types=chosen, trunk_lr=trunk_lr, bn=bn, freeze_stages=freeze_stages,
-                      checkpoint_minutes=checkpoint_minutes)
+                      lite_map=lite_map, checkpoint_minutes=checkpoint_minutes)
     result = run(cfg, resume=resume, progress=not ctx.obj["quiet"])
     click.echo(json.dumps({"steps": result["steps"], "best_srcc": result["best_srcc"], "out": out}))
 

@@ -80,6 +80,7 @@ class TrainConfig:
     trunk_lr: float = 1.0  # the encoder's learning rate as a fraction of ``lr`` (projector, classifier: ``lr``)
     bn: str = "train"  # "frozen": the encoder's BatchNorm layers keep their statistics (eval mode)
     freeze_stages: int = 0  # EfficientNet-Lite: the stem and this many first stages are not trained
+    lite_map: str = "head"  # EfficientNet-Lite: the map the objectives train ("stage7": the head conv stays as is)
     checkpoint_minutes: float = 5.0
 
 
@@ -252,12 +253,19 @@ def patch_projections(model: nn.Module, x: torch.Tensor, fmap: torch.Tensor | No
 
 # ---------------------------------------------------------------- models
 class LiteTrainee(nn.Module):
-    """An EfficientNet-Lite trunk (``encoder``) and the contrastive projector on its pooled head map."""
+    """An EfficientNet-Lite trunk (``encoder``) and the contrastive projector on one of its pooled maps.
 
-    def __init__(self, trunk: nn.Module, projection_dim: int = 128):
+    ``lite_map="head"``: the 1x1 head map (the paper's place, on the last encoder map); ``"stage7"``: the
+    last stage's output, so the head convolution gets no gradient and keeps its ImageNet weights.
+    """
+
+    def __init__(self, trunk: nn.Module, projection_dim: int = 128, lite_map: str = "head"):
         super().__init__()
+        if lite_map not in ("head", "stage7"):
+            raise InputError(f"unknown --lite-map {lite_map!r}; choose head or stage7")
         self.arch = f"efficientnet-{trunk.variant}"
         self.encoder = trunk
+        self.lite_map = lite_map
         n = self.feature_dim
         self.projector = nn.Sequential(
             nn.Linear(n, n, bias=False),
@@ -269,7 +277,11 @@ class LiteTrainee(nn.Module):
 
     @property
     def feature_dim(self) -> int:
-        return self.encoder.channels[-1]
+        return self.encoder.channels[-1 if self.lite_map == "head" else -2]
+
+    def train_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The map the training objectives see."""
+        return self.encoder(x) if self.lite_map == "head" else self.encoder.stages(x)[-2]
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -290,7 +302,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
                     trunk.load_state_dict(state, strict=True)
                 except (RuntimeError, AttributeError):
                     raise InputError(f"--init {cfg.init} is not an EfficientNet-{variant} trunk state_dict") from None
-        return LiteTrainee(trunk)
+        return LiteTrainee(trunk, lite_map=cfg.lite_map)
     if cfg.arch not in ARCHS:
         raise InputError(f"unknown architecture {cfg.arch!r}; choose one of {', '.join(ARCHS)}")
     if cfg.freeze_stages:
@@ -510,7 +522,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         labels = labels.to(device)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             x = torch.cat([full, half])
-            fmap = model.encoder(x)
+            fmap = model.train_map(x) if lite else model.encoder(x)
             loss = torch.zeros((), device=device)
             if cfg.objective in ("contrastive", "both"):
                 z = patch_projections(model, x, fmap)

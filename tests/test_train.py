@@ -214,3 +214,12 @@ def test_lite_imagenet_init(folders, tmp_path):
     model = train_mod.build_model(lite_config(folders, tmp_path, init="imagenet"))
     ref = load_imagenet("lite0").state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in model.encoder.state_dict().items())
+
+
+def test_lite_stage7_map_leaves_the_head_conv(folders, tmp_path):
+    """``lite_map="stage7"``: the objectives train the last stage; the 1x1 head convolution keeps its weights."""
+    train(lite_config(folders, tmp_path, lite_map="stage7", steps=2, eval_every=2), progress=False)
+    a = torch.load(tmp_path / "trunks" / "step000000.pt", weights_only=True)
+    b = torch.load(tmp_path / "trunks" / "step000002.pt", weights_only=True)
+    assert torch.equal(a["_conv_head.weight"], b["_conv_head.weight"])
+    assert not torch.equal(a["_blocks.15._project_conv.weight"], b["_blocks.15._project_conv.weight"])
