@@ -73,6 +73,8 @@ FIT = [
     "seeding_by_Clements_Engelhardt", "free_by_Peter_Nerlich", "aitzgorri_by_Aitzol_Berasategi", "summer_1am",
     "Picture_1A_by_freespace",
 ]
+#: Extra ranking sources: the least detailed square of a fit photo at twice the scale (see load_pristine).
+FIT_SMOOTH = [f"{n}#smooth" for n in FIT if ":" not in n][:10]
 assert not set(FIT) & set(HELDOUT)
 
 
@@ -130,8 +132,30 @@ def find_wallpaper(root: Path, name: str) -> Path:
     return max(hits, key=lambda p: p.stat().st_size)
 
 
+def smoothest_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` square with the least detail (Laplacian variance of luma) on a 3 x 3 grid of positions."""
+    from scipy import ndimage
+
+    h, w = rgb.shape[:2]
+    best, out = None, None
+    for top in np.linspace(0, h - size, 3).astype(int):
+        for left in np.linspace(0, w - size, 3).astype(int):
+            win = rgb[top : top + size, left : left + size]
+            detail = float(ndimage.laplace(win.astype(np.float32).mean(axis=2)).var())
+            if best is None or detail < best:
+                best, out = detail, win
+    return np.ascontiguousarray(out)
+
+
 def load_pristine(name: str, wallpapers: Path | None = None, size: int = SIZE) -> np.ndarray:
-    """A pristine source as a size x size uint8 RGB array."""
+    """A pristine source as a size x size uint8 RGB array.
+
+    ``NAME#smooth`` is the photo at twice the scale (short side 2 x size) cut to its least detailed
+    square: flat skies, walls and water, where noise is most visible and a head most easily reads it as detail.
+    """
+    if name.endswith("#smooth"):
+        big = load_pristine(name[: -len("#smooth")], wallpapers, 2 * size)
+        return smoothest_crop(big, size)
     if name.startswith("skimage:"):
         return crop_square(skimage_image(name.split(":", 1)[1]), size)
     if name.startswith("package:"):

@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--images", default=str(SHARED / "images"))
     ap.add_argument("--wallpapers", type=Path, default=None)
     ap.add_argument("--sources", type=int, default=len(deg.FIT), help="use the first N of degradation.FIT")
+    ap.add_argument("--smooth", type=int, default=0, help="also the first N of degradation.FIT_SMOOTH (flat crops)")
     ap.add_argument("--cache-dir", default="runs")
     ap.add_argument("--lam-rank", type=float, default=1.0)
     ap.add_argument("--margin", type=float, default=1.0)
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--tune-splits", type=int, default=3, help="CLIVE splits per --tune setting")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--splits", type=int, default=10)
+    ap.add_argument("--skip-ridge", action="store_true", help="--evaluate only the constrained head")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--ridge-out", type=Path, default=None, help="also save the plain RidgeCV head here")
     ap.add_argument("--name", default="clive-v2")
@@ -111,7 +113,7 @@ def main() -> None:
     extract, tag, cache_key, feat_id, cut = extractor(args)
     feat_id = args.feature_id or feat_id
     X, y = clive_features(args, extract, tag, cache_key)
-    sources = deg.FIT[: args.sources]
+    sources = deg.FIT[: args.sources] + (deg.FIT_SMOOTH[: args.smooth] if args.smooth else [])
     if sources:
         rd = rk.rank_data(ladder_rows(args, extract, tag, cache_key, sources))
     else:  # MOS only (a plain ridge head); an empty pair set
@@ -151,6 +153,8 @@ def main() -> None:
             "ranked": lambda Xt, yt: rk.fit_ranked(Xt, yt, rd, args.lam_rank, args.margin),
         }
         print(f"protocol: {args.splits} random 80/20 splits of {len(y)} CLIVE images (seed 0), medians")
+        if args.skip_ridge:
+            base.pop("ridge")
         for label, fitter in base.items():
             r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter)
             full = fitter(X, y)
