@@ -27,6 +27,7 @@ from .backend import open_backend
 from .errors import InputError, ModelError
 from .fit import Block
 from .head import LinearHead, resolve_head
+from .models.card import is_card, read_card
 from .nss import NUM_FEATURES as NUM_NSS
 from .nss import nss_features
 from .pooling import RunningMean, score_stats
@@ -34,17 +35,21 @@ from .sampler import Sampling
 from .source import Frame, open_source
 
 log = logging.getLogger("contrique_video")
-DEFAULT_HEAD = "clive"
+DEFAULT_HEAD = "clive"  # for a built-in card that names no default head
 FRAME_COLUMNS = ["frame", "pts_time", "score"]
 
 
 def builtin_weights() -> Path | None:
-    path = Path(str(resources.files("contrique_video") / "assets" / "builtin.pt"))
-    return path if path.is_file() else None
+    """The built-in model's card (assets/builtin.json), which every backend loads like a checkpoint path;
+    None when this install lacks it or the weights file the card names."""
+    path = Path(str(resources.files("contrique_video") / "assets" / "builtin.json"))
+    if not path.is_file():
+        return None
+    return path if read_card(path).weights.is_file() else None
 
 
 def builtin_card() -> dict:
-    """The built-in model's metadata (assets/builtin.json): id, whether NSS features are appended, training."""
+    """The built-in model's card as JSON: id, arch, variant, layout, weights and their provenance, training."""
     return json.loads((Path(str(resources.files("contrique_video") / "assets" / "builtin.json"))).read_text())
 
 
@@ -70,6 +75,7 @@ class VideoScore:
     hdr: str | None = None
     warnings: list[str] = field(default_factory=list)
     reference: dict | None = None  # VMAF against a reference (score --reference): see reference.add_vmaf
+    raw_score: float | None = None  # the head's linear value before its mapping into the range (same as score without one)
 
     @property
     def frames_scored(self) -> int:
@@ -80,6 +86,7 @@ class VideoScore:
         return {
             "file": self.file,
             "score": self.score,
+            "raw_score": self.raw_score,
             "pooled": self.pooled,
             "frames_scored": self.frames_scored,
             "model": self.model,
@@ -108,7 +115,8 @@ class Scorer:
     """Loads a model and a head once, then scores any number of inputs.
 
     ``weights=None`` uses the built-in model; ``head=None`` uses the built-in head for it (other weights need
-    a head to score, none for features). ``backend=None`` means $CONTRIQUE_VIDEO_BACKEND, else ``"auto"``
+    a head to score, none for features). ``weights`` is a CONTRIQUE ResNet checkpoint or a model card (JSON
+    naming a state_dict and its arch, variant and layout: :mod:`contrique_video.models.card`). ``backend=None`` means $CONTRIQUE_VIDEO_BACKEND, else ``"auto"``
     (see :func:`contrique_video.backend.auto_choice`).
     """
 
@@ -132,16 +140,22 @@ class Scorer:
                     "this install has no built-in model; pass --weights PATH (e.g. the official "
                     "CONTRIQUE_checkpoint25.tar) and --head NAME|PATH (see `contrique-video import-head`)"
                 )
-            card = builtin_card()
-            self.model_id, self.nss = card["id"], bool(card["nss"])
         else:
             path = Path(weights)
-            self.model_id, self.nss = f"weights:{path.name}", False
+        card = read_card(path) if is_card(path) else None
+        # A card names its model (heads fit on a built-in model are tied to that id); a bare checkpoint its file.
+        self.model_id = card.id if card else f"weights:{path.name}"
+        self.head_features = set(card.head_features) if card else {self.model_id}
+        self.nss = bool(card and card.nss)
+        self.default_head = (card.default_head if card else None) or (
+            DEFAULT_HEAD if self.model_id.startswith("builtin") else None)
         self.device = device
         self.backend = open_backend(path, backend or os.environ.get("CONTRIQUE_VIDEO_BACKEND") or "auto", precision,
                                     device, threads)
-        # Feature layout: CONTRIQUE [full | half], then (built-in model only) 36 NSS features.
-        self.blocks = [Block("contrique", self.backend.feature_dim)] + ([Block("nss", NUM_NSS, True)] if self.nss else [])
+        # Feature layout: encoder [full | half], then (cards with "nss": true) 36 NSS features.
+        encoder = Block("contrique", self.backend.feature_dim) if not card or card.family == "resnet" else \
+            Block("encoder", self.backend.feature_dim, card.standardize)
+        self.blocks = [encoder] + ([Block("nss", NUM_NSS, True)] if self.nss else [])
         self.feature_dim = sum(b.size for b in self.blocks)
         self.batch_size = max(1, int(batch_size))
         self.max_pixels = max_pixels
@@ -155,14 +169,14 @@ class Scorer:
             return self._head
         spec = self._head_spec
         if spec is None:
-            if not self.model_id.startswith("builtin"):
+            if self.default_head is None:
                 raise ModelError("no head given: pass --head NAME|PATH for these weights (see `contrique-video import-head`)")
-            spec = DEFAULT_HEAD
+            spec = self.default_head
         h = spec if isinstance(spec, LinearHead) else resolve_head(str(spec))
         if h.dim != self.feature_dim:
             raise ModelError(f"head {h.name!r} expects {h.dim} features but the model gives {self.feature_dim}")
         # A head fit on the built-in model's features means nothing on other weights, and vice versa.
-        if (h.features.startswith("builtin") or self.model_id.startswith("builtin")) and h.features != self.model_id:
+        if (h.features.startswith("builtin") or self.model_id.startswith("builtin")) and h.features not in self.head_features:
             raise ModelError(
                 f"head {h.name!r} was fit on {h.features!r} features, which do not match the model in use "
                 f"({self.model_id}); use a head fit on this model"
@@ -248,6 +262,7 @@ class Scorer:
         return VideoScore(
             file=str(path),
             score=float(head.predict(feature)[0]),
+            raw_score=float(head.predict_raw(feature)[0]),
             pooled=score_stats(table["score"].to_numpy()),
             frames=table,
             model=self.model_id,

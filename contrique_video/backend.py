@@ -1,8 +1,9 @@
-"""Encoder backends: RGB frames in, CONTRIQUE features out (``[full-scale | half-scale]``).
+"""Encoder backends: RGB frames in, features out (``[full-scale | half-scale]``), for any encoder family.
 
-The preprocessing is the official inference path: the frame as float32 in [0, 1] (no normalisation, no
-crop, native size) and a half-scale copy made with PIL's default ``resize`` (bicubic, antialiased) on the
-8-bit image. Each scale is global-average-pooled and L2-normalised by ``Contrique.forward``.
+The preprocessing is the official inference path: the frame as float32 in [0, 1] (no crop, native size) and
+a half-scale copy made with PIL's default ``resize`` (bicubic, antialiased) on the 8-bit image. The model
+module pools each scale: ``Contrique.forward`` (GAP, L2 norm) or a Lite layout (``models/layouts.py``), which
+also applies its own input normalisation inside the graph.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from PIL import Image
 
 from .errors import InputError, UnsupportedError
 if TYPE_CHECKING:  # torch loads on first use, so `contrique-video --help` stays fast
+    import torch
+
     from .model import Contrique
 
 log = logging.getLogger("contrique_video")
@@ -102,7 +105,7 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model: Contrique, device: str = "cpu", precision: str = "fp32", compile: bool = False,
+    def __init__(self, model: Contrique | torch.nn.Module, device: str = "cpu", precision: str = "fp32", compile: bool = False,
                  channels_last: bool = True):
         import torch
 
@@ -186,7 +189,7 @@ def auto_choice(device: str) -> tuple[str, str]:
 
 def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: str = "auto", device: str = "cpu",
                  threads: int | None = None) -> Backend:
-    """The encoder for a checkpoint (``.pt``/``.tar``) or an ONNX export (``.onnx``), on the chosen path.
+    """The encoder for a checkpoint (``.pt``/``.tar``), a model card (``.json``) or an ONNX export (``.onnx``).
 
     ONNX files the backends need are exported from the checkpoint once and kept in :func:`cache_dir`.
     """
@@ -197,16 +200,16 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
     weights = Path(weights)
     is_onnx = weights.suffix.lower() == ".onnx"
     if backend == "auto":
-        backend, auto_precision = ("onnxruntime", "fp32") if is_onnx else auto_choice(device)
+        backend, auto_precision = ("onnxruntime", "auto") if is_onnx else auto_choice(device)
         if precision == "auto":
-            precision = auto_precision
+            precision = auto_precision  # an ONNX file runs at the precision it was exported at
         log.info("backend auto: %s %s on %s", backend, precision, device)
     if is_onnx and backend not in ("onnxruntime", "tensorrt"):
         raise UnsupportedError(f"{weights.name} is an ONNX file: use --backend onnxruntime or tensorrt")
     if backend in ("torch", "torch-compile"):
-        from .model import load_weights
+        from .models.card import load_model
 
-        return TorchBackend(load_weights(weights), device=device, precision="fp32" if precision == "auto" else precision,
+        return TorchBackend(load_model(weights), device=device, precision="fp32" if precision == "auto" else precision,
                             compile=backend == "torch-compile")
     from . import onnx_backend
 

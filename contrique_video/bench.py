@@ -20,7 +20,7 @@ import numpy as np
 
 from .backend import Backend, TorchBackend, cpu_flags, open_backend
 from .errors import ContriqueError
-from .model import load_weights
+from .models.card import load_model
 
 log = logging.getLogger("contrique_video")
 FULL_HD = (1080, 1920)
@@ -63,14 +63,15 @@ def write_clip(path: Path, seconds: int, size: tuple[int, int], fps: int = 24) -
         out.mux(stream.encode(None))
 
 
-def network_gflop(size: tuple[int, int]) -> float:
-    """GFLOP of one frame through the encoder at full and half scale (convolutions and matmuls, 2 per MAC)."""
+def network_gflop(size: tuple[int, int], model=None) -> float:
+    """GFLOP of one frame through the encoder at full and half scale (convolutions and matmuls, 2 per MAC);
+    ``model`` defaults to CONTRIQUE's ResNet-50."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from .model import Contrique
 
-    model = Contrique("resnet50").eval()
+    model = (model or Contrique("resnet50")).eval()
     total = 0
     for h, w in (size, (size[0] // 2, size[1] // 2)):
         with FlopCounterMode(display=False) as counter, torch.inference_mode():
@@ -146,17 +147,17 @@ def feature_error(features: np.ndarray, reference: np.ndarray) -> tuple[float, f
 
 def speed_table(weights: Path, candidates: list[tuple[str, str]], frames: int, repeats: int,
                 threads: int | None) -> tuple[list[Row], dict]:
-    """Time eager fp32 and each candidate (backend, precision) on the same 1080p frames."""
+    """Time eager fp32 and each candidate (backend, precision) on the same 1080p frames, for a checkpoint or card."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     test = sample_frames(frames)
-    gflop = network_gflop(FULL_HD)
+    gflop = network_gflop(FULL_HD, load_model(weights))
     peaks = {"fp32": matmul_peak("fp32"), "int8": int8_peak()}
     if "avx512_bf16" in cpu_flags() or "amx_bf16" in cpu_flags():
         peaks["bf16"] = matmul_peak("bf16")
-    backends = [TorchBackend(load_weights(weights), channels_last=False)]  # the official code's eager NCHW fp32
+    backends = [TorchBackend(load_model(weights), channels_last=False)]  # the official code's eager NCHW fp32
     for name, precision in candidates:
         try:
             backends.append(open_backend(weights, name, precision, "cpu", threads))
@@ -269,3 +270,20 @@ def run(weights: Path, candidates: list[tuple[str, str]], frames: int = 3, repea
         result["memory"] = memory_check(*candidates[0])
     return result
 
+
+
+def compare_models(models: dict[str, Path], backend: str = "auto", precision: str = "auto", frames: int = 3,
+                   repeats: int = 2, threads: int | None = None) -> list[dict]:
+    """Seconds per 1080p frame (both scales) of several models on one backend, timed round-robin in one process;
+    ``speedup`` is against the first model, the baseline of the same run."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    test = sample_frames(frames)
+    backends = [open_backend(path, backend, precision, "cpu", threads) for path in models.values()]
+    timings = time_backends(backends, test, repeats)
+    base = timings[0][0]
+    return [{"model": name, "backend": b.describe(), "seconds_per_frame": t, "speedup": base / t,
+             "gflop_per_frame": network_gflop(FULL_HD, load_model(path))}
+            for (name, path), b, (t, _) in zip(models.items(), backends, timings)]

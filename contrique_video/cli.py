@@ -632,13 +632,13 @@ def available_backends() -> str:
 def export_onnx(weights, precision, calibrate, table, output):
     """Export the encoder (one scale, dynamic batch/height/width) to ONNX, optionally int8-quantised."""
     from .api import builtin_weights
-    from .model import load_weights
-    from .onnx_backend import calibration_table, export_onnx as export, file_digest, quantize_int8
+    from .models.card import load_model as load_weights, model_digest
+    from .onnx_backend import calibration_table, export_onnx as export, quantize_int8
     from .source import open_source
 
     path = Path(weights) if weights else builtin_weights()
     guard_outputs([path, table], output)
-    digest = file_digest(path)
+    digest = model_digest(path)
     if precision == "fp32":
         if calibrate or table:
             raise click.UsageError("--calibrate and --table are for --precision int8")
@@ -752,10 +752,12 @@ def info():
 @click.option("--authentic", type=click.Path(), help="Folder of authentically distorted images, each its own class.")
 @click.option("--mos", type=click.Path(dir_okay=False), help="MOS CSV (image,mos) for the authentic folder: a held-out fold is scored at each checkpoint.")
 @click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True, help="Fraction of the MOS images held out (never trained on).")
-@click.option("--objective", type=click.Choice(["contrastive", "classify"]), default="contrastive", show_default=True,
-              help="contrastive: the official NT-Xent recipe; classify: cross-entropy over distortion type and level.")
-@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50"]), default="resnet50", show_default=True,
-              help="Encoder architecture (resnet50 is CONTRIQUE's).")
+@click.option("--objective", type=click.Choice(["contrastive", "classify", "both"]), default="contrastive", show_default=True,
+              help="contrastive: the official NT-Xent recipe; classify: cross-entropy over distortion type and level; "
+                   "both: the sum of the two.")
+@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50", "efficientnet-lite0", "efficientnet-lite1",
+                                           "efficientnet-lite2"]), default="resnet50", show_default=True,
+              help="Encoder architecture (resnet50 is CONTRIQUE's; efficientnet-lite* start from ImageNet with --init imagenet).")
 @click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True,
               help="Side in pixels of the square crops trained on.")
 @click.option("--batch", type=click.IntRange(2, 65536), default=64, show_default=True, help="Synthetic images per batch.")
@@ -775,12 +777,25 @@ def info():
               help="Autocast precision (bf16 on GPUs; on this project's CPU bf16 training measured 10x slower).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (same seed, same batches).")
 @click.option("--types", help="Comma-separated distortion types to train on (default: all; see distortions.TYPES).")
-@click.option("--init", "init_weights", type=click.Path(dir_okay=False), help="Start from these weights (fine-tune) instead of random.")
+@click.option("--init", "init_weights", type=click.Path(dir_okay=False),
+              help="Start from these weights (fine-tune) instead of random; 'imagenet' for the Lite ImageNet weights.")
+@click.option("--trunk-lr", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="The encoder's learning rate as a fraction of --lr (the projector and classifier train at --lr).")
+@click.option("--bn", type=click.Choice(["train", "frozen"]), default="train", show_default=True,
+              help="frozen: the encoder's BatchNorm statistics stay as initialised (for small batches).")
+@click.option("--freeze-stages", type=click.IntRange(0, 7), default=0, show_default=True,
+              help="EfficientNet-Lite: keep the stem and this many first stages fixed.")
+@click.option("--lite-map", type=click.Choice(["head", "stage7"]), default="head", show_default=True,
+              help="EfficientNet-Lite: the map the objectives train; stage7 leaves the head convolution as initialised.")
+@click.option("--checkpoint-minutes", type=click.FloatRange(0.1), default=5.0, show_default=True,
+              help="Also write OUTPUT/last.pt this often between evaluations.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for PyTorch (default: all cores).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.pt.")
 @click.pass_context
 @guarded
 def train(ctx, outdir, out_alias, pristine, authentic, mos, holdout, objective, arch, crop, batch, authentic_batch, crops_per_image, steps, lr,
-          eval_every, workers, device, precision, seed, types, init_weights, resume):
+          eval_every, workers, device, precision, seed, types, init_weights, trunk_lr, bn, freeze_stages, lite_map,
+          checkpoint_minutes, threads, resume):
     """Self-supervised CONTRIQUE training from image folders (see the README's model card)."""
     from . import distortions
     from .train import TrainConfig
@@ -788,15 +803,19 @@ def train(ctx, outdir, out_alias, pristine, authentic, mos, holdout, objective, 
 
     out = pick_output_dir(outdir, out_alias)
     chosen = [t.strip() for t in types.split(",")] if types else list(distortions.TYPES)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     cfg = TrainConfig(out=out, pristine=pristine, authentic=authentic, mos=mos, holdout=holdout, arch=arch,
                       objective=objective, crop=crop, batch=batch, authentic_batch=authentic_batch,
                       crops_per_image=crops_per_image, steps=steps, lr=lr,
                       eval_every=eval_every, workers=workers, device=device, precision=precision, seed=seed,
-                      init=init_weights, types=chosen)
+                      init=init_weights, types=chosen, trunk_lr=trunk_lr, bn=bn, freeze_stages=freeze_stages,
+                      lite_map=lite_map, checkpoint_minutes=checkpoint_minutes)
     result = run(cfg, resume=resume, progress=not ctx.obj["quiet"])
     click.echo(json.dumps({"steps": result["steps"], "best_srcc": result["best_srcc"], "out": out}))
-
 
 
 def mos_table(mos: str, heldout: float | None):

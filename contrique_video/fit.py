@@ -92,17 +92,22 @@ def correlations(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def evaluate(X: np.ndarray, y: np.ndarray, splits: int = 10, test_size: float = 0.2, seed: int = 0,
-             blocks: list[Block] | None = None) -> dict:
-    """Median SRCC/PLCC/KRCC/RMSE over ``splits`` random train/test splits (the paper's protocol)."""
+             blocks: list[Block] | None = None, fitter=None) -> dict:
+    """Median SRCC/PLCC/KRCC/RMSE over ``splits`` random train/test splits (the paper's protocol).
+
+    ``fitter(X_train, y_train)`` returns a model with ``predict``; the default is :func:`fit_linear` with
+    ``blocks``. The splits depend only on ``seed`` and ``len(y)``, so two fitters see the same splits.
+    """
     X = np.asarray(X, np.float64)
     y = np.asarray(y, np.float64)
     rng = np.random.default_rng(seed)
     n_test = max(2, int(round(len(y) * test_size)))
+    fitter = fitter or (lambda Xt, yt: fit_linear(Xt, yt, blocks))
     rows = []
     for _ in range(splits):
         perm = rng.permutation(len(y))
         test, train = perm[:n_test], perm[n_test:]
-        model = fit_linear(X[train], y[train], blocks)
+        model = fitter(X[train], y[train])
         rows.append(correlations(model.predict(X[test]), y[test]))
     out = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     out["srcc_all"] = [r["srcc"] for r in rows]

@@ -1,12 +1,20 @@
 """Linear quality heads stored as plain JSON (never pickle).
 
 A head maps a feature vector ``x`` (D values, e.g. the 4096 CONTRIQUE features: 2048 at full scale
-followed by 2048 at half scale) to a score ``x @ weights + intercept``. The file holds only numbers and
-strings, so loading one can never run code. Layout::
+followed by 2048 at half scale) to a raw linear value ``x @ weights + intercept`` (:meth:`LinearHead.predict_raw`)
+and, when the head has a mapping, maps that monotonically into its range (:meth:`LinearHead.predict`). The
+file holds only numbers and strings, so loading one can never run code. Layout::
 
-    {"format": "contrique-video-head", "version": 1, "name": ..., "features": ..., "trained_on": ...,
+    {"format": "contrique-video-head", "version": 1 or 2, "name": ..., "features": ..., "trained_on": ...,
      "scale": ..., "range": [lo, hi], "higher_is_better": ..., "intercept": ..., "weights": [...],
-     "extra": {...}}
+     "extra": {...},
+     "mapping": {"kind": "logistic", "params": [a, c, m, s]},   # version 2, optional
+     "fit": {...}}                                               # version 2, optional: how it was fit
+
+``mapping`` absent or null means the identity (every version 1 head). The logistic is
+``lo + (hi - lo) * (a + (c - a) / (1 + exp(-(raw - m) / s)))`` with ``0 <= a < c <= 1`` and ``s > 0``: strictly
+increasing, so it keeps the order of raw values, and inside [lo, hi] by construction. A head without
+``mapping`` and ``fit`` is written as version 1, so older builds keep reading it.
 
 Floats are written with ``repr`` precision, so ``save`` then ``load`` gives bit-identical weights.
 """
@@ -26,7 +34,9 @@ import numpy as np
 from .errors import ModelError
 
 FORMAT_TAG = "contrique-video-head"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+MAPPINGS = ("logistic",)
 HEADS_DIR = Path(__file__).resolve().parent / "assets" / "heads"
 
 # Heads are a few hundred kB at most; anything far bigger is not a head.
@@ -91,6 +101,8 @@ class LinearHead:
     range: tuple[float, float]  # e.g. (0.0, 100.0)
     higher_is_better: bool
     extra: dict = field(default_factory=dict)  # free JSON-serialisable metadata
+    mapping: dict | None = None  # {"kind": "logistic", "params": [a, c, m, s]}; None = identity
+    fit: dict | None = None  # how the head was fit (data, pair counts, loss weights); plain JSON
 
     def __post_init__(self) -> None:
         label = f"head {self.name!r}" if isinstance(self.name, str) else "head"
@@ -131,13 +143,34 @@ class LinearHead:
         if not isinstance(self.extra, dict):
             raise ModelError(f"{label}: extra must be a dict, got {type(self.extra).__name__}")
         self.extra = _plain_json(self.extra, f"{label}: extra")
+        self.mapping = _check_mapping(self.mapping, label)
+        if self.fit is not None:
+            if not isinstance(self.fit, dict):
+                raise ModelError(f"{label}: fit must be an object, got {type(self.fit).__name__}")
+            self.fit = _plain_json(self.fit, f"{label}: fit")
 
     @property
     def dim(self) -> int:
         return int(self.weights.shape[0])
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Scores for X of shape (N, D) or (D,); always returns shape (N,) float64."""
+        """Scores for X of shape (N, D) or (D,): the raw linear value through the head's mapping, shape (N,).
+
+        With a logistic mapping every score lies in ``range``; without one it is the raw value."""
+        return self.map_raw(self.predict_raw(X))
+
+    def map_raw(self, raw: np.ndarray) -> np.ndarray:
+        """The head's monotone mapping applied to raw linear values (identity when the head has none)."""
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.mapping is None:
+            return raw
+        a, c, m, s = self.mapping["params"]
+        lo, hi = self.range
+        t = np.clip((raw - m) / s, -500.0, 500.0)
+        return np.clip(lo + (hi - lo) * (a + (c - a) / (1.0 + np.exp(-t))), lo, hi)
+
+    def predict_raw(self, X: np.ndarray) -> np.ndarray:
+        """Raw linear values ``X @ weights + intercept`` for X of shape (N, D) or (D,); shape (N,) float64."""
         try:
             x = np.asarray(X, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -154,9 +187,9 @@ class LinearHead:
         return x @ self.weights + self.intercept
 
     def to_dict(self) -> dict:
-        return {
+        doc = {
             "format": FORMAT_TAG,
-            "version": FORMAT_VERSION,
+            "version": 1 if self.mapping is None and self.fit is None else FORMAT_VERSION,
             "name": self.name,
             "features": self.features,
             "trained_on": self.trained_on,
@@ -167,6 +200,10 @@ class LinearHead:
             "weights": self.weights.tolist(),
             "extra": self.extra,
         }
+        if doc["version"] >= 2:
+            doc["mapping"] = self.mapping
+            doc["fit"] = self.fit
+        return doc
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the head as JSON, atomically: a temporary file beside ``path``, then ``os.replace``."""
@@ -243,8 +280,16 @@ class LinearHead:
         version = doc.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise ModelError(f"version must be an integer, got {version!r}")
-        if version != FORMAT_VERSION:
-            raise ModelError(f"unsupported head format version {version} (this build reads version {FORMAT_VERSION})")
+        if version not in READABLE_VERSIONS:
+            raise ModelError(
+                f"unsupported head format version {version} (this build reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))})"
+            )
+        if version == 1 and ("mapping" in doc or "fit" in doc):
+            raise ModelError("a version 1 head cannot have 'mapping' or 'fit' (those need version 2)")
+        fit = doc.get("fit")
+        if fit is not None and not isinstance(fit, dict):
+            raise ModelError(f"fit must be an object or null, got {type(fit).__name__}")
         required = ("name", "features", "trained_on", "scale", "range", "higher_is_better", "intercept", "weights", "extra")
         missing = [k for k in required if k not in doc]
         if missing:
@@ -279,7 +324,32 @@ class LinearHead:
             range=(rng[0], rng[1]),
             higher_is_better=doc["higher_is_better"],
             extra=doc["extra"],
+            mapping=doc.get("mapping"),
+            fit=fit,
         )
+
+
+def _check_mapping(mapping: Any, label: str) -> dict | None:
+    """None (identity) or a validated increasing logistic ``{"kind": "logistic", "params": [a, c, m, s]}``."""
+    if mapping is None:
+        return None
+    if not isinstance(mapping, dict):
+        raise ModelError(f"{label}: mapping must be an object or null, got {type(mapping).__name__}")
+    kind = mapping.get("kind")
+    if kind not in MAPPINGS:
+        raise ModelError(f"{label}: unknown mapping kind {kind!r}; known: {', '.join(MAPPINGS)}")
+    extra_keys = sorted(set(mapping) - {"kind", "params"})
+    if extra_keys:
+        raise ModelError(f"{label}: mapping has unknown key(s): {', '.join(extra_keys)}")
+    params = mapping.get("params")
+    if not isinstance(params, (list, tuple)) or len(params) != 4:
+        raise ModelError(f"{label}: logistic mapping needs params [a, c, m, s], got {params!r}")
+    a, c, m, s = (_finite_float(v, f"{label}: mapping param {n}") for v, n in zip(params, "acms"))
+    if not 0.0 <= a < c <= 1.0:
+        raise ModelError(f"{label}: logistic mapping needs 0 <= a < c <= 1 (got a={a}, c={c}), else it leaves the range or falls")
+    if not s > 0:
+        raise ModelError(f"{label}: logistic mapping needs a positive scale s, got {s}")
+    return {"kind": kind, "params": [a, c, m, s]}
 
 
 def _reject_constant(token: str) -> float:

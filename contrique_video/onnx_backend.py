@@ -1,8 +1,8 @@
 """ONNX export of the encoder, int8 quantisation, and the ONNX Runtime backend.
 
-The exported graph is one scale of ``Contrique.forward``: ``image`` (N x 3 x H x W float32 in [0, 1], N, H
-and W dynamic) to ``feature`` (N x 2048, pooled and L2-normalised). Batch norm is folded into the
-convolutions. TensorRT builds its engines from the same file (see ``trt/``).
+The exported graph is one scale of the model module (``Contrique.forward``, or an EfficientNet-Lite layout):
+``image`` (N x 3 x H x W float32 in [0, 1], N, H and W dynamic) to ``feature`` (N x D, pooled). Batch norm is
+folded into the convolutions. TensorRT builds its engines from the same file (see ``trt/``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from . import __version__
 from .backend import Backend
 from .errors import ModelError, UnsupportedError
-from .model import Contrique
+from .models.card import load_model, model_digest
 
 log = logging.getLogger("contrique_video")
 INPUT, OUTPUT = "image", "feature"
@@ -42,7 +42,7 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def export_onnx(model: Contrique, path: str | os.PathLike, source: str = "") -> Path:
+def export_onnx(model: torch.nn.Module, path: str | os.PathLike, source: str = "") -> Path:
     """Write the encoder as ONNX (fp32, opset 17), atomically; ``source`` (the weights' digest) goes in metadata."""
     import onnx
 
@@ -59,10 +59,31 @@ def export_onnx(model: Contrique, path: str | os.PathLike, source: str = "") -> 
             dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch"}},
         )
     proto = onnx.load(str(tmp))
-    set_metadata(proto, {"contrique_video": __version__, "source": source, "precision": "fp32"})
+    set_metadata(proto, {"contrique_video": __version__, "source": source, "precision": "fp32",
+                         "encoder": encoder_name(model)})
     onnx.save(proto, str(tmp))
     tmp.replace(path)
     return path
+
+
+def encoder_name(model: torch.nn.Module) -> str:
+    """``resnet50``, ``efficientnet-lite2/stages-meanstd``, ...: recorded in exports so int8 can refuse a family."""
+    trunk = getattr(model, "trunk", None)
+    if trunk is not None and hasattr(trunk, "variant"):
+        return f"efficientnet-{trunk.variant}/{model.layout}"
+    return str(getattr(model, "arch", type(model).__name__))
+
+
+#: Families that int8 refuses, and why (measured on CLIVE images with a table from 8 others).
+NO_INT8 = {"efficientnet-lite": "static int8 moved EfficientNet-Lite2's features by 11% (relative L2; ResNet-50: "
+                                "5.5%), too far for its head; run it at fp32"}
+
+
+def check_int8(fp32_path: str | os.PathLike) -> None:
+    meta = read_metadata(fp32_path)
+    family = meta.get("encoder", "").split("/")[0].rstrip("0123456789")
+    if family in NO_INT8:
+        raise UnsupportedError(f"int8 is not offered for {meta['encoder']}: {NO_INT8[family]}")
 
 
 def set_metadata(proto, values: dict[str, str]) -> None:
@@ -98,6 +119,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
     from .backend import half_scale, to_array
 
     calibration, out_path = Path(calibration), Path(out_path)
+    check_int8(fp32_path)
     if not calibration.is_file() and not frames:
         raise ModelError(f"int8 needs a calibration table ({calibration}) or frames to compute one")
 
@@ -207,7 +229,7 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
 
         return cached_fp16(cached_export(weights, "fp32"))
     weights = Path(weights)
-    digest = file_digest(weights)
+    digest = model_digest(weights)
     path = cache_dir() / "onnx" / f"{digest}-{precision}.onnx"
     if path.is_file():
         try:
@@ -218,11 +240,10 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
         except ModelError as exc:
             log.warning("%s: rebuilding it", exc)
     if precision == "fp32":
-        from .model import load_weights
-
         log.info("exporting %s to ONNX (once; kept in %s)", weights.name, path.parent)
-        return export_onnx(load_weights(weights), path, source=digest)
+        return export_onnx(load_model(weights), path, source=digest)
     if precision == "int8":
+        check_int8(cached_export(weights, "fp32"))
         table = calibration_table(digest)
         if not table.is_file():
             raise UnsupportedError(

@@ -261,7 +261,18 @@ def _corrupt_cases():
         "top-level list": "[1, 2, 3]",
         "wrong tag": mod(format="something-else"),
         "missing tag": mod(format=KeyError),
-        "wrong version": mod(version=2),
+        "wrong version": mod(version=3),
+        "mapping in version 1": mod(mapping={"kind": "logistic", "params": [0.1, 0.9, 0.0, 1.0]}),
+        "unknown mapping kind": mod(version=2, mapping={"kind": "cubic", "params": [0.1, 0.9, 0.0, 1.0]}),
+        "mapping not object": mod(version=2, mapping=[0.1, 0.9, 0.0, 1.0]),
+        "mapping 3 params": mod(version=2, mapping={"kind": "logistic", "params": [0.1, 0.9, 0.0]}),
+        "mapping string param": mod(version=2, mapping={"kind": "logistic", "params": [0.1, "0.9", 0.0, 1.0]}),
+        "mapping decreasing": mod(version=2, mapping={"kind": "logistic", "params": [0.9, 0.1, 0.0, 1.0]}),
+        "mapping leaves range": mod(version=2, mapping={"kind": "logistic", "params": [-0.1, 0.9, 0.0, 1.0]}),
+        "mapping zero scale": mod(version=2, mapping={"kind": "logistic", "params": [0.1, 0.9, 0.0, 0.0]}),
+        "mapping negative scale": mod(version=2, mapping={"kind": "logistic", "params": [0.1, 0.9, 0.0, -1.0]}),
+        "mapping extra key": mod(version=2, mapping={"kind": "logistic", "params": [0.1, 0.9, 0.0, 1.0], "x": 1}),
+        "fit not object": mod(version=2, fit=[1, 2]),
         "version as string": mod(version="1"),
         "version as bool": mod(version=True),
         "missing weights": mod(weights=KeyError),
@@ -373,3 +384,70 @@ def test_resolve_pickle_path_points_to_import_ridge(tmp_path):
     p.write_bytes(b"\x80\x04N.")
     with pytest.raises(ModelError, match="import_ridge"):
         resolve_head(str(p))
+
+
+# ---- version 2: logistic mapping into the range, raw values kept, fitting metadata
+
+
+LOGISTIC = {"kind": "logistic", "params": [0.05, 0.95, 0.3, 2.0]}
+
+
+def test_head_without_mapping_is_identity_and_written_as_version_1(tmp_path):
+    h = make_head()
+    X = np.random.default_rng(1).normal(size=(5, 16))
+    np.testing.assert_array_equal(h.predict(X), h.predict_raw(X))
+    h.save(tmp_path / "h.json")
+    doc = json.loads((tmp_path / "h.json").read_text())
+    assert doc["version"] == 1 and "mapping" not in doc and "fit" not in doc
+
+
+def test_logistic_mapping_is_monotone_and_inside_the_range():
+    h = make_head(mapping=LOGISTIC)
+    X = np.random.default_rng(2).normal(size=(400, 16)) * 50  # raw values far outside the logistic's centre
+    raw, score = h.predict_raw(X), h.predict(X)
+    assert raw.min() < -100 and raw.max() > 100
+    assert score.min() >= 0.0 and score.max() <= 100.0
+    order = np.argsort(raw)
+    assert np.all(np.diff(score[order]) >= 0)
+    # Strictly increasing where it is not saturated.
+    mid = np.abs(raw - 0.3) < 4
+    assert np.all(np.diff(score[order][mid[order]]) > 0)
+    # The formula in the docstring.
+    a, c, m, s = LOGISTIC["params"]
+    np.testing.assert_allclose(score, 100 * (a + (c - a) / (1 + np.exp(-(raw - m) / s))), rtol=1e-12, atol=1e-9)
+
+
+def test_mapping_follows_the_range():
+    h = make_head(mapping=LOGISTIC, range=(1.0, 5.0))
+    s = h.predict(np.random.default_rng(3).normal(size=(50, 16)) * 100)
+    assert s.min() >= 1.0 and s.max() <= 5.0
+
+
+def test_version_2_round_trip_keeps_mapping_and_fit(tmp_path):
+    fit = {"mos": {"data": "clive-train", "n": 930}, "pairs": 123, "loss": {"lam_rank": 1.0, "margin": 1.0},
+           "np_float": np.float64(0.5)}
+    h = make_head(mapping=LOGISTIC, fit=fit)
+    h.save(tmp_path / "h.json")
+    doc = json.loads((tmp_path / "h.json").read_text())
+    assert doc["version"] == 2 and doc["mapping"] == LOGISTIC and doc["fit"]["pairs"] == 123
+    back = LinearHead.load(tmp_path / "h.json")
+    assert back.mapping == LOGISTIC and back.fit["loss"] == {"lam_rank": 1.0, "margin": 1.0}
+    X = np.random.default_rng(4).normal(size=(7, 16))
+    np.testing.assert_array_equal(back.predict(X), h.predict(X))
+    np.testing.assert_array_equal(back.predict_raw(X), h.predict_raw(X))
+
+
+def test_version_2_without_mapping_reads_as_identity(tmp_path):
+    d = good_doc()
+    d.update(version=2, mapping=None, fit=None)
+    h = LinearHead.load(write_doc(tmp_path / "h.json", d))
+    assert h.mapping is None
+    np.testing.assert_array_equal(h.predict(np.ones(4)), h.predict_raw(np.ones(4)))
+
+
+@pytest.mark.parametrize("mapping", [{"kind": "logistic", "params": [0.5, 0.5, 0, 1]}, {"params": [0, 1, 0, 1]},
+                                     "logistic", {"kind": "logistic", "params": [0, 1, 0, float("inf")]}])
+def test_bad_mapping_in_code_is_one_line_model_error(mapping):
+    with pytest.raises(ModelError) as ei:
+        make_head(mapping=mapping)
+    assert "\n" not in str(ei.value) and "mapping" in str(ei.value)

@@ -219,9 +219,9 @@ def test_fp16_graph_matches_fp32_on_onnxruntime(resnet18_onnx, batch, tmp_path):
 
 def test_fp16_graph_of_the_builtin_model(batch, tmp_path):
     from contrique_video.api import builtin_weights
-    from contrique_video.model import load_weights
+    from contrique_video.models.card import load_model
 
-    fp32 = export_onnx(load_weights(builtin_weights()), tmp_path / "builtin.onnx")
+    fp32 = export_onnx(load_model(builtin_weights()), tmp_path / "builtin.onnx")
     got = run_ort(fp16.convert_to_fp16(fp32, tmp_path / "builtin-fp16.onnx"), batch)
     assert cosine(got, run_ort(fp32, batch)).min() >= 0.999
 

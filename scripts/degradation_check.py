@@ -1,0 +1,121 @@
+"""Degradation check: does the score fall as pristine images are damaged more?
+
+Every distortion type of contrique_video.distortions at 5 levels, noise of several kinds (Gaussian,
+colour, impulse, speckle, ffmpeg-like ``noise=alls=N``), CRF ladders (x264, x265, SVT-AV1 where PyAV has
+them; CRF 18-51), down-then-up scaling, on the held-out pristine images (never used to fit a head), plus
+short panning clips made from them (CRF ladders and temporal noise; a clip's score is the mean of its
+frames). Prints the share of adjacent level pairs ordered correctly per type and overall, how many
+levels score above their clean source, and the worst cases.
+
+    # the built-in model and head
+    python scripts/degradation_check.py --wallpapers /tmp/wp/x
+    # a head on frozen ImageNet EfficientNet-Lite2 features, without the wallpaper packages
+    python scripts/degradation_check.py --features lite2/stages-meanstd --head contrique_video/assets/heads/clive-v2.json
+
+``--wallpapers`` is the folder the Debian wallpaper packages were extracted to (see
+scripts/prepare_pristine.py); without it only the held-out photos that ship with scikit-learn are used.
+``--strict`` exits 1 when a target is missed (>= 97% of adjacent pairs ordered, no level more than
+1 point above its clean source, every clip's CRF pairs falling in >= 95%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from contrique_video import degradation as deg  # noqa: E402
+from contrique_video.errors import ContriqueError  # noqa: E402
+
+TARGET_ORDERED, TARGET_ABOVE_CLEAN, TARGET_CLIP_CRF = 0.97, 1.0, 0.95
+
+
+def make_scorer(args) -> deg.HeadScorer:
+    from contrique_video.ranking import FeatureCache, last_from_stages, lite_features
+
+    post = None
+    if args.features:
+        variant, _, layout = args.features.partition("/")
+        if not args.head:
+            raise ContriqueError("--features needs --head: a head fit on those features")
+        from contrique_video.head import resolve_head
+
+        # "last" is sliced out of stages-meanstd (the same numbers), so both layouts share one feature cache.
+        ext = lite_features(variant, "stages-meanstd")
+        extract, name, head = ext, ext.name, resolve_head(args.head)
+        if (layout or "stages-meanstd") == "last":
+            channels = ext.module.trunk.channels
+            post = lambda row: last_from_stages(row[None], channels)[0]  # noqa: E731
+        elif (layout or "stages-meanstd") != "stages-meanstd":
+            raise ContriqueError(f"unknown layout {layout!r}: stages-meanstd or last")
+        probe = extract(deg.crop_square(deg.skimage_image("astronaut"), 64))
+        if head.dim != len(probe if post is None else post(probe)):
+            raise ContriqueError(f"head {head.name!r} has {head.dim} weights, which do not match {args.features} features")
+    else:
+        from contrique_video.api import Scorer
+
+        scorer = Scorer(weights=args.weights, head=args.head, threads=args.threads)
+        head = scorer.check_head()
+        extract, name = (lambda rgb: scorer.frame_features([rgb])[0]), scorer.model_id
+    cache = FeatureCache(args.cache, f"{name}@{args.size}", every=50) if args.cache else None
+    return deg.HeadScorer(extract, head, cache, post)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", default=None, help="model weights or card (default: the built-in model)")
+    ap.add_argument("--head", default=None, help="head name or .json path (default: the model's own head)")
+    ap.add_argument("--features", default=None, metavar="lite0|lite1|lite2[/LAYOUT]",
+                    help="score with frozen ImageNet EfficientNet-Lite features and --head instead of a model")
+    ap.add_argument("--wallpapers", type=Path, default=None, help="extracted wallpaper packages (for those held-out photos)")
+    ap.add_argument("--images", nargs="*", default=None, help="pristine sources (default: the held-out set)")
+    ap.add_argument("--types", default="all", help="'all', 'noise' or a comma-separated list of degradation types")
+    ap.add_argument("--size", type=int, default=deg.SIZE, help="side of the square crops (default %(default)s)")
+    ap.add_argument("--clips", type=int, default=3, help="clips made from the first N sources (default %(default)s)")
+    ap.add_argument("--clip-frames", type=int, default=8)
+    ap.add_argument("--cache", type=Path, default=None, help=".npz feature cache (reused across heads)")
+    ap.add_argument("--json", type=Path, default=None, help="write every score and the summary here")
+    ap.add_argument("--worst", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    args = ap.parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        names = args.images or [n for n in deg.HELDOUT if args.wallpapers or ":" in n]
+        sources = {n: deg.load_pristine(n, args.wallpapers, args.size) for n in names}
+        kinds = None if args.types == "all" else list(deg.NOISE_TYPES) if args.types == "noise" else args.types.split(",")
+        clip_side = args.size * 2 // 3 // 2 * 2
+        clips = {n: deg.pan_clip(sources[n], args.clip_frames, clip_side, step=max(1, (args.size - clip_side) // args.clip_frames))
+                 for n in names[: args.clips]}
+        scorer = make_scorer(args)
+        t0 = time.time()
+        result = deg.run_check(scorer, sources, kinds, clips, progress=False)
+        if scorer.cache is not None:
+            scorer.cache.save()
+    except ContriqueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    s = result.summary()
+    print(f"{len(sources)} held-out images, {len(clips)} clips, head {scorer.head.name!r}; {time.time() - t0:.0f} s")
+    print(deg.report(result, args.worst))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": s, "rows": result.rows}, indent=1, default=str) + "\n")
+    missed = []
+    if not s["ordered_share"] >= TARGET_ORDERED:
+        missed.append(f"ordered {100 * s['ordered_share']:.1f}% < {100 * TARGET_ORDERED:.0f}%")
+    if not s["max_above_clean"] <= TARGET_ABOVE_CLEAN:
+        missed.append(f"a level scores {s['max_above_clean']:+.2f} above its clean source")
+    if clips and not s["min_clip_crf_share"] >= TARGET_CLIP_CRF:
+        missed.append(f"a clip's CRF pairs fall in only {100 * s['min_clip_crf_share']:.0f}%")
+    print("targets: " + ("all met" if not missed else "; ".join(missed)))
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Fit a head that never rewards damage: CLIVE MOS plus ranking pairs from degraded pristine images.
+
+    python scripts/fit_ranked_head.py --features lite2/stages-meanstd --wallpapers /tmp/wp/x \\
+        --evaluate --out runs/clive-v2.json
+
+Features come from frozen ImageNet EfficientNet-Lite (``--features VARIANT/LAYOUT``; ``last`` is sliced
+out of ``stages-meanstd``, the same numbers) or any model the scorer loads (``--weights CARD``), so
+the head can be refit on a fine-tuned encoder in one command. Every feature row is cached under
+``--cache-dir`` and reused. The ranking pairs come from ``contrique_video.degradation.FIT`` (never the
+held-out set of the degradation check): every type's level k+1 below level k and every level below
+the clean source (see contrique_video.ranking.fit_ranked for the loss).
+
+``--tune`` measures each (lam_rank, margin) on the CLIVE protocol (SRCC on the test parts of the first
+``--tune-splits`` of the 10 splits) and on pair ordering of *unseen sources* (the FIT sources in two halves, fit on one, count on
+the other); ``--evaluate`` gives the full protocol (10 random 80/20 splits, medians) for plain RidgeCV
+and the constrained head on the same splits, plus the log Laplacian variance baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from contrique_video import degradation as deg  # noqa: E402
+from contrique_video import fit as fitmod  # noqa: E402
+from contrique_video import ranking as rk  # noqa: E402
+from contrique_video.head import LinearHead  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clive-train"
+
+
+def extractor(args):
+    """(extract, cache tag, cache key = the extractor's id, the head's feature id, slice) for the features."""
+    if args.weights:
+        from contrique_video.api import Scorer
+
+        scorer = Scorer(weights=args.weights, threads=1)
+        mid = scorer.model_id
+        return (lambda rgb: scorer.frame_features([rgb])[0]), mid.replace("/", "_"), mid, mid, None
+    variant, _, layout = args.features.partition("/")
+    layout = layout or "stages-meanstd"
+    ext = rk.lite_features(variant, "stages-meanstd")
+    tag = f"{variant}_sm"
+    if layout == "last":  # sliced out of the cached stages-meanstd rows: the same numbers, no second pass
+        channels = ext.module.trunk.channels
+        return ext, tag, ext.name, f"efficientnet-{variant}-imagenet/last", lambda X: rk.last_from_stages(X, channels)
+    if layout != "stages-meanstd":
+        raise SystemExit(f"unknown layout {layout!r}: stages-meanstd or last")
+    return ext, tag, ext.name, ext.name, None
+
+
+def clive_features(args, extract, tag, name):
+    table = fitmod.read_mos(args.mos)
+    cache = rk.FeatureCache(Path(args.cache_dir) / f"feats_clive_{tag}.npz", name, every=100)
+    for img in table["image"]:
+        cache.get(img, lambda img=img: rk.read_rgb(Path(args.images) / img), extract)
+    cache.save()
+    return np.stack([cache.rows[i] for i in table["image"]]).astype(np.float64), table["mos"].to_numpy(np.float64)
+
+
+def ladder_rows(args, extract, tag, name, sources):
+    cache = rk.FeatureCache(Path(args.cache_dir) / f"feats_fit_{tag}.npz", name, every=40)
+    for src_name in sources:
+        src = None
+        for lad_kind in deg.ladders(np.zeros((64, 64, 3), np.uint8), src_name):
+            for level in range(lad_kind.n):
+                key = f"{src_name}|{lad_kind.kind}|{level}"
+                if key in cache:
+                    continue
+                if src is None:
+                    src = deg.load_pristine(src_name, args.wallpapers)
+                    lads = {lad.kind: lad for lad in deg.ladders(src, src_name)}
+                cache.get(key, lambda: lads[lad_kind.kind].make(level), extract)
+        print(f"ladders of {src_name}: done", flush=True)
+    cache.save()
+    prefix = tuple(f"{s}|" for s in sources)
+    return {k: v for k, v in cache.rows.items() if k.startswith(prefix)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--features", default="lite2/stages-meanstd")
+    ap.add_argument("--weights", default=None, help="a model card or checkpoint instead of --features")
+    ap.add_argument("--mos", default=str(SHARED / "mos.csv"))
+    ap.add_argument("--images", default=str(SHARED / "images"))
+    ap.add_argument("--wallpapers", type=Path, default=None)
+    ap.add_argument("--sources", type=int, default=len(deg.FIT), help="use the first N of degradation.FIT")
+    ap.add_argument("--smooth", type=int, default=0, help="also the first N of degradation.FIT_SMOOTH (flat crops)")
+    ap.add_argument("--cache-dir", default="runs")
+    ap.add_argument("--lam-rank", type=float, default=1.0)
+    ap.add_argument("--margin", type=float, default=1.0)
+    ap.add_argument("--tune", default=None, metavar="LAMS:MARGINS", help="e.g. 0,0.3,1,3:0.5,2")
+    ap.add_argument("--tune-splits", type=int, default=3, help="CLIVE splits per --tune setting")
+    ap.add_argument("--evaluate", action="store_true")
+    ap.add_argument("--splits", type=int, default=10)
+    ap.add_argument("--skip-ridge", action="store_true", help="--evaluate only the constrained head")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--ridge-out", type=Path, default=None, help="also save the plain RidgeCV head here")
+    ap.add_argument("--name", default="clive-v2")
+    ap.add_argument("--feature-id", default=None, help="the head's 'features' field (default: the extractor's id), "
+                    "e.g. the model card id a built-in model checks heads against")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    extract, tag, cache_key, feat_id, cut = extractor(args)
+    feat_id = args.feature_id or feat_id
+    X, y = clive_features(args, extract, tag, cache_key)
+    sources = deg.FIT[: args.sources] + (deg.FIT_SMOOTH[: args.smooth] if args.smooth else [])
+    if sources:
+        rd = rk.rank_data(ladder_rows(args, extract, tag, cache_key, sources))
+    else:  # MOS only (a plain ridge head); an empty pair set
+        rd = rk.RankData(np.zeros((1, X.shape[1])), np.zeros((0, 2), np.int64), np.array([], str), np.array([], str),
+                         np.array([], bool))
+    if cut is not None:
+        X, rd = cut(X), rk.RankData(cut(rd.X), rd.pairs, rd.kinds, rd.sources, rd.adjacent)
+    print(f"{feat_id}: {X.shape[1]} features; CLIVE {len(y)} images; ranking {rd.counts()}", flush=True)
+
+    if args.tune:
+        lams, margins = ([float(v) for v in part.split(",")] for part in args.tune.split(":"))
+        halves = [sources[0::2], sources[1::2]]
+        rng = np.random.default_rng(0)
+        n_test = int(round(len(y) * 0.2))
+        perms = [rng.permutation(len(y)) for _ in range(args.tune_splits)]
+        alphas = [rk.fit_ridge_std(X[p[n_test:]], y[p[n_test:]]).info["alpha"] for p in perms]
+        print(f"{'lam_rank':>8} {'margin':>6} {'SRCC':>6} {'unseen pairs':>12} {'clean>all':>9} {'s':>5}")
+        for lam in lams:
+            for margin in margins if lam > 0 else margins[:1]:
+                t0 = time.time()
+                srcc, acc, acc_all = [], [], []
+                for perm, alpha in zip(perms, alphas):
+                    test, train = perm[:n_test], perm[n_test:]
+                    for fit_half, held_half in (halves, halves[::-1]):
+                        model = rk.fit_ranked(X[train], y[train], rd.subset(fit_half), lam, margin, alpha=alpha)
+                        srcc.append(fitmod.correlations(model.predict(X[test]), y[test])["srcc"])
+                        held = rd.subset(held_half)
+                        s = model.predict(rd.X)
+                        acc.append(rk.pair_accuracy(s, held))
+                        acc_all.append(rk.pair_accuracy(s, held, adjacent_only=False))
+                print(f"{lam:8g} {margin:6g} {np.median(srcc):6.3f} {100 * np.mean(acc):11.1f}% "
+                      f"{100 * np.mean(acc_all):8.1f}% {time.time() - t0:5.0f}", flush=True)
+
+    if args.evaluate:
+        base = {
+            "ridge": lambda Xt, yt: rk.fit_ridge_std(Xt, yt),
+            "ranked": lambda Xt, yt: rk.fit_ranked(Xt, yt, rd, args.lam_rank, args.margin),
+        }
+        print(f"protocol: {args.splits} random 80/20 splits of {len(y)} CLIVE images (seed 0), medians")
+        if args.skip_ridge:
+            base.pop("ridge")
+        for label, fitter in base.items():
+            r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter)
+            full = fitter(X, y)
+            print(f"  {label:<8} SRCC {r['srcc']:.3f}  PLCC {r['plcc']:.3f}  (all-data fit: pair ordering "
+                  f"{100 * rk.pair_accuracy(full.predict(rd.X), rd):.1f}% adjacent, "
+                  f"{100 * rk.pair_accuracy(full.predict(rd.X), rd, False):.1f}% all, on the fit sources)", flush=True)
+        lap = np.array([fitmod.laplacian_variance(rk.read_rgb(Path(args.images) / i))
+                        for i in fitmod.read_mos(args.mos)["image"]])[:, None]
+        r = fitmod.evaluate(lap, y, splits=args.splits, fitter=rk.fit_ridge_std)
+        print(f"  {'log Laplacian variance':<8} SRCC {r['srcc']:.3f}  PLCC {r['plcc']:.3f}", flush=True)
+
+    def save(model, path, name, kind, lam, margin):
+        raw = model.predict(X)
+        params = rk.fit_logistic(raw, y)
+        head = LinearHead(
+            weights=model.weights, intercept=model.intercept, name=name, features=feat_id,
+            trained_on=f"CLIVE (clive-train, {len(y)} images)" + (f" + {rd.counts()['pairs']} ranking pairs" if lam else ""),
+            scale="MOS", range=(0.0, 100.0), higher_is_better=True,
+            extra={"n_features_in": int(X.shape[1]), "layout": "[features(full) | features(half)]"},
+            mapping={"kind": "logistic", "params": params},
+            fit={
+                "method": kind, "mos": {"data": "clive-train mos.csv", "images": int(len(y))},
+                "ranking": None if not lam else {
+                    **rd.counts(), "sources": list(sources), "size": deg.SIZE,
+                    "pairs_per": "adjacent levels + clean vs every level, per (source, type)",
+                    "types": sorted(set(rd.kinds.tolist())),
+                },
+                "loss": {"mse": "mean((z w + b - mos)^2) / var(mos)",
+                         "rank": "lam_rank * mean(relu(margin - (s_better - s_worse))^2) / margin^2",
+                         "l2": "alpha / (n var(mos)) * |w|^2", "lam_rank": lam, "margin": margin,
+                         "alpha": model.info["alpha"]},
+                "standardize": "features z-scored with the CLIVE statistics (folded into the weights)",
+                "mapping": "4-parameter logistic least-squares fit of MOS on the raw value (all CLIVE images)",
+                "pair_ordering_fit_sources": rk.pair_accuracy(model.predict(rd.X), rd),
+            },
+        )
+        head.save(path)
+        print(f"wrote {path} ({name}: {X.shape[1]} {feat_id} features; logistic {np.round(params, 4).tolist()})")
+
+    if args.ridge_out:
+        save(rk.fit_ridge_std(X, y), args.ridge_out, f"{args.name}-ridge", "RidgeCV on standardised features", 0.0, 0.0)
+    if args.out:
+        model = rk.fit_ranked(X, y, rd, args.lam_rank, args.margin)
+        save(model, args.out, args.name, "fit_ranked (L-BFGS)", args.lam_rank, args.margin)
+
+
+if __name__ == "__main__":
+    main()
