@@ -212,6 +212,14 @@ def decide(paths: list[Path_], skipped: list[str], timer: Callable[[list[Path_]]
     return Choice(*best, reason, {" ".join(p): times[p] for p in paths}, key)
 
 
+def cached_choice(weights: str | os.PathLike, threads: int | None = None) -> Choice | None:
+    """auto's cached CPU choice for these weights on this machine, or None when not measured yet."""
+    from .models.card import model_digest
+
+    key = cache_key(model_digest(weights), threads)
+    return read_cached(cache_path(key), key)
+
+
 def choose(weights: str | os.PathLike, threads: int | None = None,
            timer: Callable[[list[Path_]], dict[Path_, float]] | None = None) -> Choice:
     """auto's CPU choice for these weights on this machine: from the cache, else measured and cached."""

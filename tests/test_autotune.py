@@ -119,3 +119,10 @@ def test_card_precision_entries_are_complete():
 def test_cpu_summary_names_flags():
     line = autotune.cpu_summary()
     assert "flags:" in line and "torch capability:" in line and "\n" not in line
+
+
+def test_cached_choice_measures_nothing(bf16_machine):
+    assert autotune.cached_choice(bf16_machine) is None
+    made = autotune.choose(bf16_machine, timer=lambda ps: {p: 0.1 if p[1] == "bf16" else 0.2 for p in ps})
+    got = autotune.cached_choice(bf16_machine)
+    assert got is not None and (got.backend, got.precision, got.reason) == (made.backend, made.precision, made.reason)
