@@ -136,13 +136,18 @@ def measure(weights: str | os.PathLike, paths: Sequence[Path_], threads: int | N
             repeats: int = REPEATS) -> dict[Path_, float]:
     """Best seconds for one :data:`FRAME_SIZE` frame (both scales) per path, timed round-robin after a warm-up."""
     from .backend import open_backend
+    from .errors import ContriqueError
 
     frame = [probe_frame()]
     backends = {}
     for path in paths:
-        backends[path] = open_backend(weights, *path, "cpu", threads)
-        backends[path](frame)  # warm-up: allocations, first-run kernels
-    best = dict.fromkeys(paths, float("inf"))
+        try:
+            backends[path] = open_backend(weights, *path, "cpu", threads)
+            backends[path](frame)  # warm-up: allocations, first-run kernels
+        except ContriqueError as exc:  # a path this install cannot run is left out, not fatal
+            log.warning("auto: %s %s left out: %s", *path, exc)
+            backends.pop(path, None)
+    best = dict.fromkeys(backends, float("inf"))
     for _ in range(repeats):
         for path, backend in backends.items():
             t = time.perf_counter()
@@ -202,7 +207,14 @@ def decide(paths: list[Path_], skipped: list[str], timer: Callable[[list[Path_]]
     if len(paths) == 1:
         only = paths[0]
         return Choice(*only, "the only candidate" + (f"; {'; '.join(skipped)}" if skipped else ""), {}, key)
-    times = timer(paths)
+    times = timer(paths)  # a path missing from the result could not run here
+    paths = [p for p in paths if p in times]
+    if not paths:
+        from .errors import UnsupportedError
+
+        raise UnsupportedError("backend auto: no CPU path could run here; pass --backend explicitly")
+    if len(paths) == 1:
+        return Choice(*paths[0], "the only candidate that ran", {" ".join(paths[0]): times[paths[0]]}, key)
     order = sorted(paths, key=lambda p: times[p])
     best, second = order[0], order[1]
     reason = (f"fastest on a {FRAME_SIZE[1]}x{FRAME_SIZE[0]} frame: {times[best] * 1e3:.0f} ms vs "

@@ -11,6 +11,7 @@ import pytest
 from contrique_video import autotune
 from contrique_video.api import builtin_weights
 from contrique_video.backend import open_backend
+from contrique_video.errors import UnsupportedError
 
 IN = {"srcc_change": -0.001, "mean_abs_score_change": 0.2, "max_abs_score_change": 0.9, "measured": "test"}
 OUT = {"srcc_change": -0.001, "mean_abs_score_change": 0.7, "max_abs_score_change": 2.0, "measured": "test"}
@@ -126,3 +127,11 @@ def test_cached_choice_measures_nothing(bf16_machine):
     made = autotune.choose(bf16_machine, timer=lambda ps: {p: 0.1 if p[1] == "bf16" else 0.2 for p in ps})
     got = autotune.cached_choice(bf16_machine)
     assert got is not None and (got.backend, got.precision, got.reason) == (made.backend, made.precision, made.reason)
+
+
+def test_a_path_that_cannot_run_is_left_out():
+    times = {("torch", "fp32"): 0.5}  # onnxruntime failed to open: missing from the timings
+    choice = autotune.decide([("onnxruntime", "fp32"), ("torch", "fp32")], [], lambda ps: times, {})
+    assert (choice.backend, choice.precision) == ("torch", "fp32") and "only candidate that ran" in choice.reason
+    with pytest.raises(UnsupportedError, match="no CPU path could run"):
+        autotune.decide([("onnxruntime", "fp32"), ("torch", "fp32")], [], lambda ps: {}, {})
