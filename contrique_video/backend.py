@@ -174,16 +174,23 @@ BACKENDS = ("auto", "torch", "torch-compile", "onnxruntime", "tensorrt")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
-def auto_choice(device: str) -> tuple[str, str]:
-    """What ``--backend auto`` runs: the fastest path whose scores match fp32 (see the README's benchmark).
+def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: int | None = None) -> tuple[str, str]:
+    """What ``--backend auto`` runs: the fastest path whose scores stay inside the accuracy bounds.
 
-    CUDA: a TensorRT fp16 engine when TensorRT is installed, else PyTorch fp16. CPU: ONNX Runtime fp32,
-    which measured as fast as ``torch.compile`` here without its compile time per frame size.
+    CUDA: a TensorRT fp16 engine when TensorRT is installed, else PyTorch fp16. CPU with ``weights``: the
+    per-machine, per-model choice of :func:`contrique_video.autotune.choose` (measured once, cached). CPU
+    without weights (nothing to measure): ONNX Runtime fp32 when installed, else eager PyTorch fp32.
     """
     import importlib.util
 
     if device.startswith("cuda"):
         return ("tensorrt", "fp16") if importlib.util.find_spec("tensorrt") else ("torch", "fp16")
+    if weights is not None:
+        from .autotune import choose
+
+        choice = choose(weights, threads)
+        log.info("%s", choice.line())
+        return choice.backend, choice.precision
     return ("onnxruntime", "fp32") if importlib.util.find_spec("onnxruntime") else ("torch", "fp32")
 
 
@@ -200,10 +207,19 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
     weights = Path(weights)
     is_onnx = weights.suffix.lower() == ".onnx"
     if backend == "auto":
-        backend, auto_precision = ("onnxruntime", "auto") if is_onnx else auto_choice(device)
-        if precision == "auto":
-            precision = auto_precision  # an ONNX file runs at the precision it was exported at
-        log.info("backend auto: %s %s on %s", backend, precision, device)
+        measured = not is_onnx and precision == "auto" and not device.startswith("cuda")
+        if is_onnx:
+            backend = "onnxruntime"  # an ONNX file runs at the precision it was exported at
+        elif measured:
+            backend, precision = auto_choice(device, weights, threads)  # measured per machine; logs why
+        else:
+            backend, auto_precision = auto_choice(device)
+            if precision == "auto":
+                precision = auto_precision
+            elif precision == "bf16" and not device.startswith("cuda"):
+                backend = "torch"  # the CPU bf16 path
+        if not measured:
+            log.info("backend auto: %s %s on %s", backend, precision, device)
     if is_onnx and backend not in ("onnxruntime", "tensorrt"):
         raise UnsupportedError(f"{weights.name} is an ONNX file: use --backend onnxruntime or tensorrt")
     if backend in ("torch", "torch-compile"):

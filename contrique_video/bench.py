@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .autotune import RELEVANT_FLAGS, cpu_summary
 from .backend import Backend, TorchBackend, cpu_flags, open_backend
 from .errors import ContriqueError
 from .models.card import load_model
@@ -172,8 +173,7 @@ def speed_table(weights: Path, candidates: list[tuple[str, str]], frames: int, r
         rows.append(Row(backend.describe(), seconds, base / seconds, gflops,
                         gflops / peaks.get(backend.precision, peaks["fp32"]), rel, cos))
     return rows, {"gflop_per_frame": gflop, "peak_gflops": peaks, "threads": torch.get_num_threads(),
-                  "cpu_flags": sorted(cpu_flags() & {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
-                                                      "avx_vnni", "amx_bf16", "amx_int8"})}
+                  "cpu_flags": [f for f in RELEVANT_FLAGS if f in cpu_flags()], "cpu": cpu_summary()}
 
 
 def clive_check(backend: str, precision: str, clive: Path, cache: Path, limit: int | None,
@@ -250,7 +250,7 @@ def markdown(rows: list[Row], info: dict) -> str:
                      f"{100 * r.peak_fraction:.0f}% | {r.feature_rel_error:.1e} | {r.min_cosine:.5f} |")
     peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in info["peak_gflops"].items())
     lines.append(f"\n{info['gflop_per_frame']:.0f} GFLOP per frame; measured peaks (large matmuls): {peaks}; "
-                 f"{info['threads']} threads; CPU flags: {' '.join(info['cpu_flags'])}")
+                 f"{info['threads']} threads; CPU: {info['cpu']}")
     return "\n".join(lines)
 
 

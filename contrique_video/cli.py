@@ -674,13 +674,17 @@ def export_onnx(weights, precision, calibrate, table, output):
               help="Peak memory for 10 s vs 60 s clips and a 4K frame, with the first candidate.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(),
               help="Also write the full results as JSON.")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Checkpoint or model card to time (default: the built-in model); --clive and memory use the built-in one.")
 @guarded
-def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memory, output):
+def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memory, output, weights):
     """Seconds per 1080p frame, speed-up over eager fp32, share of peak, feature error; prints a markdown table."""
     from . import bench as benchmark
     from .api import builtin_weights
+    from .autotune import cpu_summary
     from .backend import auto_choice, cpu_has_bf16
 
+    path = Path(weights) if weights else builtin_weights()
     if candidates:
         pairs = [tuple(c.split(":", 1)) for c in candidates.split(",")]
         if any(len(p) != 2 or p[0] not in BACKENDS or p[1] not in PRECISIONS for p in pairs):
@@ -688,11 +692,13 @@ def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memor
                                      f"{', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})",
                                      param_hint="--candidates")
     else:
-        pairs = [auto_choice("cpu"), ("torch-compile", "fp32"), ("torch", "fp32"), ("onnxruntime", "int8")]
+        pairs = [auto_choice("cpu", path, threads), ("torch-compile", "fp32"), ("torch", "fp32"), ("onnxruntime", "fp32"),
+                 ("onnxruntime", "int8")]
         if cpu_has_bf16():
-            pairs.append(("torch-compile", "bf16"))
+            pairs += [("torch", "bf16"), ("torch-compile", "bf16")]
         pairs = list(dict.fromkeys(pairs))
-    result = benchmark.run(builtin_weights(), pairs, frames=frames, repeats=repeats, threads=threads,
+    click.echo(f"CPU: {cpu_summary()}")
+    result = benchmark.run(path, pairs, frames=frames, repeats=repeats, threads=threads,
                            clive=Path(clive) if clive else None, clive_limit=clive_limit, memory=memory,
                            speed=speed)
     if speed:
@@ -720,8 +726,20 @@ def info():
     import torch
 
     from .api import builtin_weights
-    from .backend import auto_choice
+    from .autotune import cpu_summary
     from .head import builtin_heads
+
+    def auto_line(weights) -> str:
+        if torch.cuda.is_available() or weights is None:
+            from .backend import auto_choice
+
+            return "{} {}".format(*auto_choice("cuda" if torch.cuda.is_available() else "cpu"))
+        from .autotune import cached_choice
+
+        choice = cached_choice(weights)  # info measures nothing: the first auto run does, once per machine and model
+        if choice is None:
+            return "not measured yet for the built-in model on this machine (the first --backend auto run measures it)"
+        return f"{choice.backend} {choice.precision} for the built-in model ({choice.reason})"
 
     def has(module: str) -> str:
         import importlib.util
@@ -736,7 +754,8 @@ def info():
         "pyav": f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})",
         "decoders": f"pyav yes, decord {has('decord')}",
         "backends": available_backends(),
-        "auto": "{} {}".format(*auto_choice("cuda" if torch.cuda.is_available() else "cpu")),
+        "cpu": cpu_summary(),
+        "auto": auto_line(weights),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible to PyTorch",
         "built-in model": str(weights) if weights else "not installed",
         "built-in heads": ", ".join(sorted(builtin_heads())) or "none",
