@@ -46,11 +46,14 @@ NOISE_TYPES = ("white_noise", "white_noise_color", "impulse_noise", "multiplicat
 # packages and their licences), "skimage:NAME" (skimage.data), "package:PKG/REL/PATH" (a file shipped
 # inside an installed Python package).
 WALLPAPERS = [
+    # lomiri-wallpapers (Ubuntu wallpaper contest photos)
     "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Kleiber_by_Lukas_Baubkus", "Picture_0B_by_freespace",
     "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi", "free_by_Peter_Nerlich",
     "friends_by_Aitzol_Berasategi", "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
     "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi",
+    # mate-backgrounds nature
     "Aqua", "Blinds", "Dune", "Garden", "LadyBird", "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower",
+    # plasma-workspace-wallpapers photographs
     "BytheWater", "ColdRipple", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "OneStandsOut", "Path",
     "summer_1am",
 ]
@@ -202,8 +205,9 @@ def crf_encode(frames: list[np.ndarray], codec: str, crf: int) -> list[np.ndarra
     if h % 2 or w % 2:
         raise InputError(f"CRF encodes need even sides, got {w}x{h}")
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr unless told not to
-    prev = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR)
+    prev = av.logging.get_level()  # None: PyAV's logging is off, and must stay off for the whole process
+    if prev is not None and prev > av.logging.ERROR:
+        av.logging.set_level(av.logging.ERROR)
     try:
         enc = av.CodecContext.create(codec, "w")
         enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
@@ -228,7 +232,7 @@ def crf_encode(frames: list[np.ndarray], codec: str, crf: int) -> list[np.ndarra
             out += dec.decode(pkt)
         out += dec.decode(None)
     finally:
-        if prev is not None:
+        if prev is not None and prev > av.logging.ERROR:
             av.logging.set_level(prev)
     if len(out) != len(frames):
         raise UnsupportedError(f"{codec} at CRF {crf} gave {len(out)} frames for {len(frames)}")

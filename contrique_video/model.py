@@ -107,6 +107,17 @@ def resnet_trunk(arch: str = "resnet50", zero_init_residual: bool = False) -> nn
     return trunk
 
 
+def projector(n: int, projection_dim: int) -> nn.Sequential:
+    """The official training-only projector (Linear-BN-ReLU-Linear-BN) on an ``n``-wide pooled feature."""
+    return nn.Sequential(
+        nn.Linear(n, n, bias=False),
+        nn.BatchNorm1d(n),
+        nn.ReLU(),
+        nn.Linear(n, projection_dim, bias=False),
+        nn.BatchNorm1d(projection_dim),
+    )
+
+
 class Contrique(nn.Module):
     """Encoder + projector. ``forward`` returns the inference feature of one scale: GAP, then L2 norm."""
 
@@ -114,14 +125,7 @@ class Contrique(nn.Module):
         super().__init__()
         self.arch = arch
         self.encoder = resnet_trunk(arch, zero_init_residual)
-        n = self.feature_dim
-        self.projector = nn.Sequential(
-            nn.Linear(n, n, bias=False),
-            nn.BatchNorm1d(n),
-            nn.ReLU(),
-            nn.Linear(n, projection_dim, bias=False),
-            nn.BatchNorm1d(projection_dim),
-        )
+        self.projector = projector(self.feature_dim, projection_dim)
 
     @property
     def feature_dim(self) -> int:

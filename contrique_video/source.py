@@ -323,7 +323,9 @@ class PyAVSource(FrameSource):
             self.close()
             raise UnsupportedError(f"{where}: FFmpeg has no decoder for this video stream")
         try:
-            cc.thread_type = "AUTO"
+            # Slice threads only: with frame threads, a decode stopped before the end (every sampled pass)
+            # can hang in avcodec_free_context once torch is loaded (PyAV issues 1849/1861; seen here).
+            cc.thread_type = "SLICE"
             cc.thread_count = self._threads
         except Exception:  # noqa: BLE001 - threading is an optimisation only
             pass

@@ -46,7 +46,7 @@ from . import distortions
 from .backend import TorchBackend
 from .errors import InputError
 from .fit import Block, evaluate, read_mos
-from .model import Contrique, load_weights
+from .model import Contrique, load_weights, projector
 
 log = logging.getLogger("contrique_video")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -266,14 +266,7 @@ class LiteTrainee(nn.Module):
         self.arch = f"efficientnet-{trunk.variant}"
         self.encoder = trunk
         self.lite_map = lite_map
-        n = self.feature_dim
-        self.projector = nn.Sequential(
-            nn.Linear(n, n, bias=False),
-            nn.BatchNorm1d(n),
-            nn.ReLU(),
-            nn.Linear(n, projection_dim, bias=False),
-            nn.BatchNorm1d(projection_dim),
-        )
+        self.projector = projector(self.feature_dim, projection_dim)
 
     @property
     def feature_dim(self) -> int:

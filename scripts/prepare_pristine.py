@@ -49,18 +49,8 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
-PHOTOS = [
-    # lomiri-wallpapers (Ubuntu wallpaper contest photos)
-    "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Kleiber_by_Lukas_Baubkus", "Picture_0B_by_freespace",
-    "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi", "free_by_Peter_Nerlich",
-    "friends_by_Aitzol_Berasategi", "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
-    "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi",
-    # mate-backgrounds nature
-    "Aqua", "Blinds", "Dune", "Garden", "LadyBird", "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower",
-    # plasma-workspace-wallpapers photographs
-    "BytheWater", "ColdRipple", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "OneStandsOut", "Path",
-    "summer_1am",
-]
+from contrique_video.degradation import WALLPAPERS
+
 SKIMAGE = ["astronaut", "hubble_deep_field", "immunohistochemistry", "retina", "brick", "grass", "gravel", "camera",
            "coffee", "chelsea", "rocket"]
 #: (output name, Python package, file inside it)
@@ -96,7 +86,7 @@ def package_file(package: str, rel: str) -> Path:
 def sources(root: Path) -> dict[str, Image.Image]:
     """Every source photograph by output name, as RGB."""
     out = {}
-    for name in PHOTOS:
+    for name in WALLPAPERS:  # the list, with each photo's package, is in contrique_video/degradation.py
         with Image.open(find(root, name)) as im:
             out[name] = im.convert("RGB")
     for name in SKIMAGE:
