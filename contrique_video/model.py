@@ -150,17 +150,23 @@ def arch_of(state: dict[str, torch.Tensor]) -> str:
     raise ModelError(f"checkpoint is not a CONTRIQUE ResNet (found blocks per stage {depths})")
 
 
-def load_weights(path: str | Path) -> Contrique:
-    """Load a CONTRIQUE checkpoint (a plain state_dict, the official format) strictly and safely."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"weights file not found: {path}")
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A plain state_dict of tensors, read without unpickling anything else (``weights_only=True``)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or non-torch files
         raise ModelError(f"cannot read weights {path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"weights {path} are not a plain state_dict of tensors")
+    return state
+
+
+def load_weights(path: str | Path) -> Contrique:
+    """Load a CONTRIQUE checkpoint (a plain state_dict, the official format) strictly and safely."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    state = read_state_dict(path)
     model = Contrique(arch_of(state))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     # The projector only serves training; a checkpoint may leave it out (the built-in one does, to stay small).

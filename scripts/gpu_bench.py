@@ -71,15 +71,9 @@ def sync(device) -> None:
 
 
 def gflop(model, size) -> float:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from contrique_video.bench import network_gflop
 
-    total = 0
-    for h, w in (size, (size[0] // 2, size[1] // 2)):
-        with FlopCounterMode(display=False) as counter, torch.inference_mode():
-            model(torch.zeros(1, 3, h, w))
-        total += counter.get_total_flops()
-    return total / 1e9
+    return network_gflop(tuple(size), model)
 
 
 class Path_:

@@ -138,15 +138,9 @@ def model_digest(path: str | os.PathLike) -> str:
 
 
 def _state_dict(path: Path) -> dict:
-    import torch
+    from ..model import read_state_dict  # torch loads only when weights are read, not when a card is
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or non-torch files
-        raise ModelError(f"cannot read weights {path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"weights {path} are not a plain state_dict of tensors")
-    return state
+    return read_state_dict(path)
 
 
 def load_lite(card: ModelCard):
