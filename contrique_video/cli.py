@@ -252,12 +252,12 @@ def logs_above_bars() -> Iterator[None]:
 @click.option("--manifest", type=click.Path(dir_okay=False), help="CSV or Parquet list of inputs (a `file` or `path` column), added to INPUT...")
 @click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False), callback=output_file(),
               help="Also write every record (with --resume, the earlier ones too) as one Parquet table at the end.")
-@click.option("--log", "log_template", type=click.Path(dir_okay=False),
+@click.option("--log", "log_template", type=click.Path(dir_okay=False), callback=output_file(),
               help="Write a libvmaf-style log per input (frames with frameNum, pts_time, contrique; pooled_metrics). "
                    "With several inputs put {stem}, {name} or {index} in the name, e.g. --log 'logs/{stem}.json'.")
 @click.option("--log-fmt", "log_fmt", type=click.Choice(["json", "csv", "xml"]),
               help="Format of --log, as libvmaf's --log_fmt (default: from the file's extension, else json).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), callback=output_file(),
               help="Write a PNG showing what the score saw: per input, the frame curve with the pooled score and "
                    "its quality band, and thumbnails of the worst and best frames with their times and scores. One "
                    "page for a batch, or one image per input with {stem}, {name} or {index} in the name.")
@@ -267,7 +267,7 @@ def logs_above_bars() -> Iterator[None]:
 @click.option("--vmaf-model", default="vmaf_v0.6.1", show_default=True, help="libvmaf model version for --reference.")
 @click.option("--ffmpeg", "vmaf_ffmpeg", type=click.Path(dir_okay=False),
               help="ffmpeg with libvmaf for --reference (default: imageio-ffmpeg's static build).")
-@click.option("--compare", "compare_path", type=click.Path(dir_okay=False),
+@click.option("--compare", "compare_path", type=click.Path(dir_okay=False), callback=output_file(),
               help="With --reference: a PNG of our score beside VMAF (curves, scatter, and a table of the frames "
                    "where they disagree most), and the same table for every frame as CSV beside it.")
 @click.pass_context

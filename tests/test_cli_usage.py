@@ -35,6 +35,8 @@ def invoke(*args):
     (["score", "in.mp4", "--output", "/missing/dir/scores.jsonl"], "--output"),
     (["score", "in.mp4", "--csv", "/missing/dir/frames.csv"], "--csv"),
     (["score", "in.mp4", "--plot", "/missing/dir/p.png"], "--plot"),
+    (["score", "in.mp4", "--report", "/missing/dir/r.png"], "--report"),
+    (["score", "in.mp4", "--log", "/missing/dir/l.json"], "--log"),
     (["score", "in.mp4", "--plot", "p.txt"], "--plot"),
     (["score", "in.mp4", "--parquet", "/missing/dir/all.parquet"], "--parquet"),
     (["features", "in.mp4", "--output", "f.txt"], "--output"),
