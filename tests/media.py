@@ -253,6 +253,9 @@ def make_clip(
         times = expected_times(frames, fps, vfr)
         for i in range(frames):
             rgb = picture(content, i, width, height, color)
+            if content == "ramp" and not rgb_family:
+                # unrounded, so a >8-bit format carries more than 256 grey levels
+                rgb = np.broadcast_to(np.linspace(0, 255, width)[None, :, None], (height, width, 3))
             if rgb_family:
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
             else:

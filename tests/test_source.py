@@ -172,11 +172,10 @@ def test_full_range_white_and_black_reach_0_and_255(media_dir):
 
 @pytest.fixture(scope="module")
 def ramp10(media_dir):
-    if not codec_available("libx265"):
-        pytest.skip("no libx265 encoder in this PyAV build")
+    # FFV1 is lossless, intra-only and built into FFmpeg: libx265's lossless mode once gave the muxer a
+    # packet it refused on a CI machine, and this test is about bit depth, not about x265.
     return make_clip(
-        media_dir / "ramp10.mkv", codec="libx265", pix_fmt="yuv420p10le", size=(1024, 64), frames=2,
-        content="ramp", options={"crf": "0", "x265-params": "log-level=error:lossless=1"},
+        media_dir / "ramp10.mkv", codec="ffv1", pix_fmt="yuv420p10le", size=(1024, 64), frames=2, content="ramp",
     )
 
 
