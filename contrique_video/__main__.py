@@ -1,3 +1,3 @@
-from .cli import main
+from contrique_video.cli import main
 
 main()

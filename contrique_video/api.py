@@ -23,16 +23,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .backend import open_backend
-from .errors import InputError, ModelError
-from .fit import Block
-from .head import LinearHead, resolve_head
-from .models.card import is_card, read_card
-from .nss import NUM_FEATURES as NUM_NSS
-from .nss import nss_features
-from .pooling import RunningMean, score_stats
-from .sampler import Sampling
-from .source import Frame, open_source
+from contrique_video.backends.base import open_backend
+from contrique_video.decode.sampler import Sampling
+from contrique_video.decode.source import Frame, open_source
+from contrique_video.errors import InputError, ModelError
+from contrique_video.models.card import is_card, read_card
+from contrique_video.models.head import LinearHead, resolve_head
+from contrique_video.models.nss import NUM_FEATURES as NUM_NSS
+from contrique_video.models.nss import nss_features
+from contrique_video.pooling import RunningMean, score_stats
+from contrique_video.training.fit import Block
 
 log = logging.getLogger("contrique_video")
 DEFAULT_HEAD = "clive"  # for a built-in card that names no default head
@@ -117,7 +117,7 @@ class Scorer:
     ``weights=None`` uses the built-in model; ``head=None`` uses the built-in head for it (other weights need
     a head to score, none for features). ``weights`` is a CONTRIQUE ResNet checkpoint or a model card (JSON
     naming a state_dict and its arch, variant and layout: :mod:`contrique_video.models.card`). ``backend=None`` means $CONTRIQUE_VIDEO_BACKEND, else ``"auto"``
-    (see :func:`contrique_video.backend.auto_choice`).
+    (see :func:`contrique_video.backends.base.auto_choice`).
     """
 
     def __init__(

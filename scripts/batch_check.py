@@ -25,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from media import make_clip  # noqa: E402
 
-from contrique_video.head import LinearHead  # noqa: E402
-from contrique_video.model import Contrique  # noqa: E402
+from contrique_video.models.contrique import Contrique  # noqa: E402
+from contrique_video.models.head import LinearHead  # noqa: E402
 
 
 def main() -> int:

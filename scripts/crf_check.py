@@ -21,9 +21,9 @@ from pathlib import Path
 from make_clips import write_clip
 
 from contrique_video.api import Scorer
-from contrique_video.crf_search import crf_search
-from contrique_video.encode import encode
-from contrique_video.hooks import centred
+from contrique_video.encoding.crf_search import crf_search
+from contrique_video.encoding.encode import encode
+from contrique_video.encoding.hooks import centred
 
 
 def main(argv: list[str] | None = None) -> int:

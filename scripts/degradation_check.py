@@ -1,6 +1,6 @@
 """Degradation check: does the score fall as pristine images are damaged more?
 
-Every distortion type of contrique_video.distortions at 5 levels, noise of several kinds (Gaussian,
+Every distortion type of contrique_video.training.distortions at 5 levels, noise of several kinds (Gaussian,
 colour, impulse, speckle, ffmpeg-like ``noise=alls=N``), CRF ladders (x264, x265, SVT-AV1 where PyAV has
 them; CRF 18-51), down-then-up scaling, on the held-out pristine images (never used to fit a head), plus
 short panning clips made from them (CRF ladders and temporal noise; a clip's score is the mean of its
@@ -28,21 +28,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contrique_video import degradation as deg  # noqa: E402
 from contrique_video.errors import ContriqueError  # noqa: E402
+from contrique_video.training import degradation as deg  # noqa: E402
 
 TARGET_ORDERED, TARGET_ABOVE_CLEAN, TARGET_CLIP_CRF = 0.97, 1.0, 0.95
 
 
 def make_scorer(args) -> deg.HeadScorer:
-    from contrique_video.ranking import FeatureCache, last_from_stages, lite_features
+    from contrique_video.training.ranking import (
+        FeatureCache,
+        last_from_stages,
+        lite_features,
+    )
 
     post = None
     if args.features:
         variant, _, layout = args.features.partition("/")
         if not args.head:
             raise ContriqueError("--features needs --head: a head fit on those features")
-        from contrique_video.head import resolve_head
+        from contrique_video.models.head import resolve_head
 
         # "last" is sliced out of stages-meanstd (the same numbers), so both layouts share one feature cache.
         ext = lite_features(variant, "stages-meanstd")

@@ -6,9 +6,9 @@
 Features come from frozen ImageNet EfficientNet-Lite (``--features VARIANT/LAYOUT``; ``last`` is sliced
 out of ``stages-meanstd``, the same numbers) or any model the scorer loads (``--weights CARD``), so
 the head can be refit on a fine-tuned encoder in one command. Every feature row is cached under
-``--cache-dir`` and reused. The ranking pairs come from ``contrique_video.degradation.FIT`` (never the
+``--cache-dir`` and reused. The ranking pairs come from ``contrique_video.training.degradation.FIT`` (never the
 held-out set of the degradation check): every type's level k+1 below level k and every level below
-the clean source (see contrique_video.ranking.fit_ranked for the loss).
+the clean source (see contrique_video.training.ranking.fit_ranked for the loss).
 
 ``--tune`` measures each (lam_rank, margin) on the CLIVE protocol (SRCC on the test parts of the first
 ``--tune-splits`` of the 10 splits) and on pair ordering of *unseen sources* (the FIT sources in two halves, fit on one, count on
@@ -19,7 +19,6 @@ and the constrained head on the same splits, plus the log Laplacian variance bas
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contrique_video import degradation as deg  # noqa: E402
-from contrique_video import fit as fitmod  # noqa: E402
-from contrique_video import ranking as rk  # noqa: E402
-from contrique_video.head import LinearHead  # noqa: E402
+from contrique_video.models.head import LinearHead  # noqa: E402
+from contrique_video.training import degradation as deg  # noqa: E402
+from contrique_video.training import fit as fitmod  # noqa: E402
+from contrique_video.training import ranking as rk  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clive-train"
 

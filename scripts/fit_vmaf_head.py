@@ -20,9 +20,9 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from contrique_video.api import builtin_card
-from contrique_video.fit import Block, fit_linear
-from contrique_video.head import LinearHead
-from contrique_video.nss import NUM_FEATURES
+from contrique_video.models.head import LinearHead
+from contrique_video.models.nss import NUM_FEATURES
+from contrique_video.training.fit import Block, fit_linear
 
 
 def main(argv: list[str] | None = None) -> int:

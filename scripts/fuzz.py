@@ -122,7 +122,7 @@ def _import_test_helpers():
     if str(TESTS) not in sys.path:
         sys.path.insert(0, str(TESTS))
     import media  # tests/media.py
-    from test_model import random_official_checkpoint  # tests/test_model.py
+    from checkpoints import random_official_checkpoint  # tests/checkpoints.py
 
     return media, random_official_checkpoint
 
@@ -168,7 +168,7 @@ def make_workspace(directory: Path) -> Workspace:
     FFmpeg build lacks are left out)."""
     import numpy as np
 
-    from contrique_video.head import LinearHead
+    from contrique_video.models.head import LinearHead
 
     media, random_official_checkpoint = _import_test_helpers()
     directory = Path(directory)

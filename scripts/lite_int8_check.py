@@ -31,15 +31,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", type=Path, required=True)
     args = ap.parse_args(argv)
 
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
     from PIL import Image
     from scipy.stats import spearmanr
 
     from contrique_video.api import Scorer, builtin_weights
-    from contrique_video.backend import cpu_flags, half_scale, to_array
-    from contrique_video.fit import match_files, read_mos
-    from contrique_video.onnx_backend import INPUT, OnnxRuntimeBackend, cached_export
+    from contrique_video.backends.base import cpu_flags, half_scale, to_array
+    from contrique_video.backends.onnx import INPUT, OnnxRuntimeBackend, cached_export
+    from contrique_video.training.fit import match_files, read_mos
 
     weights = args.weights or builtin_weights()
     vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})

@@ -23,10 +23,17 @@ import numpy as np
 import torch
 
 from contrique_video.api import Scorer, builtin_weights
-from contrique_video.fit import Block, evaluate, laplacian_variance, match_files, media_features, read_mos
+from contrique_video.decode.sampler import Sampling
+from contrique_video.decode.source import open_source
 from contrique_video.models.efficientnet_lite import load_imagenet
-from contrique_video.sampler import Sampling
-from contrique_video.source import open_source
+from contrique_video.training.fit import (
+    Block,
+    evaluate,
+    laplacian_variance,
+    match_files,
+    media_features,
+    read_mos,
+)
 
 
 def lite_card(variant: str, folder: Path) -> Path:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from contrique_video.api import builtin_weights
-from contrique_video.bench import compare_models
+from contrique_video.backends.bench import compare_models
 from contrique_video.models.card import is_card, read_card
 
 

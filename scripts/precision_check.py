@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from scipy.stats import spearmanr
 
     from contrique_video.api import Scorer, builtin_weights
-    from contrique_video.fit import match_files, read_mos
+    from contrique_video.training.fit import match_files, read_mos
 
     weights = args.weights or builtin_weights()
     table = read_mos(args.clive / "mos.csv").iloc[:: args.step]

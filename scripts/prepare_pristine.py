@@ -49,7 +49,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
-from contrique_video.degradation import WALLPAPERS
+from contrique_video.training.degradation import WALLPAPERS
 
 SKIMAGE = ["astronaut", "hubble_deep_field", "immunohistochemistry", "retina", "brick", "grass", "gravel", "camera",
            "coffee", "chelsea", "rocket"]
@@ -86,7 +86,7 @@ def package_file(package: str, rel: str) -> Path:
 def sources(root: Path) -> dict[str, Image.Image]:
     """Every source photograph by output name, as RGB."""
     out = {}
-    for name in WALLPAPERS:  # the list, with each photo's package, is in contrique_video/degradation.py
+    for name in WALLPAPERS:  # the list, with each photo's package, is in contrique_video/training/degradation.py
         with Image.open(find(root, name)) as im:
             out[name] = im.convert("RGB")
     for name in SKIMAGE:
@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("dst", type=Path, help="output folder: DST/train and DST/heldout")
     ap.add_argument("--min-side", type=int, default=256, help="skip photos whose shorter side is smaller")
     args = ap.parse_args()
-    from contrique_video.train import holdout_split
+    from contrique_video.training.train import holdout_split
 
     photos = sources(args.src)
     _, held = holdout_split(list(photos), HELDOUT_FRACTION, seed=0)

@@ -22,8 +22,13 @@ os.environ.setdefault("CONTRIQUE_VIDEO_BACKEND", "torch")  # eager PyTorch: no p
 
 from media import make_clip  # noqa: E402
 
-from contrique_video.distributed import connect, load_model, score_distributed, task_options  # noqa: E402
-from contrique_video.sampler import Sampling  # noqa: E402
+from contrique_video.decode.sampler import Sampling  # noqa: E402
+from contrique_video.runs.dask import (  # noqa: E402
+    connect,
+    load_model,
+    score_distributed,
+    task_options,
+)
 
 
 def timed_run(paths: list[str], workers: int, frames: int) -> tuple[float, float, list[dict]]:

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contrique_video.fit import Block, evaluate, read_mos
 from contrique_video.models.efficientnet_lite import EfficientNetLite
-from contrique_video.train import LiteTrainee, heldout_features, holdout_split
+from contrique_video.training.fit import Block, evaluate, read_mos
+from contrique_video.training.train import LiteTrainee, heldout_features, holdout_split
 
 
 def main() -> None:

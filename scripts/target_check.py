@@ -31,9 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from contrique_video.api import builtin_weights
-    from contrique_video.autotune import cpu_summary
-    from contrique_video.backend import TorchBackend, cpu_has_bf16, open_backend
-    from contrique_video.bench import FULL_HD, matmul_peak, network_gflop, sample_frames, time_backends
+    from contrique_video.backends.autotune import cpu_summary
+    from contrique_video.backends.base import TorchBackend, cpu_has_bf16, open_backend
+    from contrique_video.backends.bench import (
+        FULL_HD,
+        matmul_peak,
+        network_gflop,
+        sample_frames,
+        time_backends,
+    )
     from contrique_video.errors import ContriqueError
     from contrique_video.models.card import load_model
 

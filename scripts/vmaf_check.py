@@ -28,9 +28,11 @@ from make_clips import CONTENTS, write_clip
 from scipy.stats import spearmanr
 
 from contrique_video.api import Scorer
-from contrique_video.encode import upscale
-from contrique_video.ladder import build_ladder, parse_crfs
-from contrique_video.reference import vmaf_mean as vmaf  # libvmaf through imageio-ffmpeg's static build
+from contrique_video.encoding.encode import upscale
+from contrique_video.encoding.ladder import build_ladder, parse_crfs
+from contrique_video.encoding.reference import (
+    vmaf_mean as vmaf,  # libvmaf through imageio-ffmpeg's static build
+)
 
 
 class Recording:

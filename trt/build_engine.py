@@ -33,8 +33,8 @@ def resolution(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from contrique_video.backends.tensorrt import DEFAULT_MAX_BATCH, TRT_PRECISIONS
     from contrique_video.errors import ContriqueError
-    from contrique_video.tensorrt_backend import DEFAULT_MAX_BATCH, TRT_PRECISIONS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     try:
-        from contrique_video import fp16, tensorrt_backend as trtb
-        from contrique_video.onnx_backend import cached_export
+        from contrique_video.backends import fp16
+        from contrique_video.backends import tensorrt as trtb
+        from contrique_video.backends.onnx import cached_export
 
         if not args.export_only:  # fail before a long export when this machine cannot build
             trtb.require_cuda(args.device)

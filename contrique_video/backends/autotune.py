@@ -1,0 +1,252 @@
+"""What ``--backend auto`` runs on a CPU: per machine and per model, from what the CPU has and a short measurement.
+
+1. **Candidates.** fp32 paths always (ONNX Runtime when installed, eager PyTorch). A reduced precision only
+   where the CPU runs it natively (bf16: ``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo) *and* the model's
+   card holds a measured accuracy entry for it inside the bounds (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`;
+   entries are written by ``scripts/precision_check.py``). A checkpoint without a card has no such entries,
+   so it stays at fp32. ``torch.compile`` is not a candidate: it costs 15-40 s per new frame size on two
+   cores, which a short measurement cannot weigh; ask for it with ``--backend torch-compile``.
+2. **Measurement.** Each candidate scores one small frame (both scales): one warm-up, then
+   :data:`REPEATS` timed runs round-robin over the candidates; the fastest best time wins. A few seconds,
+   once per machine and model.
+3. **Cache.** The result is kept in ``$CONTRIQUE_VIDEO_CACHE/auto/<key>.json`` (default
+   ``~/.cache/contrique-video``), keyed by CPU model, the relevant flags, torch's CPU capability, thread
+   count, the model's digest and the torch and onnxruntime versions. A file that does not parse or holds
+   another key is measured again, with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("contrique_video")
+
+#: The CPU flags that decide which precisions run natively (shown by ``bench`` and ``info``).
+RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+#: Accuracy bounds against eager fp32 on clive-train: |SRCC change| and mean absolute score change (0-100).
+SRCC_BOUND = 0.005
+SCORE_BOUND = 0.5
+#: The measurement: one frame of this size per candidate, timed this many times after a warm-up.
+FRAME_SIZE = (384, 384)
+REPEATS = 2
+#: Native instructions a precision needs on a CPU.
+NATIVE = {"bf16": {"avx512_bf16", "amx_bf16"}, "int8": {"avx512_vnni", "avx_vnni", "amx_int8"}}
+
+Path_ = tuple[str, str]  # (backend, precision)
+
+
+def read_cpuinfo() -> tuple[str, set[str]]:
+    """The CPU's model name and feature flags from /proc/cpuinfo (Linux); platform's name and no flags elsewhere."""
+    name, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not name:
+                    name = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+                if name and flags:
+                    break
+    except OSError:
+        pass
+    return name or platform.processor() or platform.machine(), flags
+
+
+def cpu_summary() -> str:
+    """One line: the CPU's name, its relevant flags and torch's CPU capability, e.g. for ``bench`` and ``info``."""
+    name, flags = read_cpuinfo()
+    have = [f for f in RELEVANT_FLAGS if f in flags]
+    return f"{name}; flags: {' '.join(have) or 'none of ' + ', '.join(RELEVANT_FLAGS)}; torch capability: {torch_capability()}"
+
+
+def torch_capability() -> str:
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except AttributeError:  # older torch
+        return "unknown"
+
+
+def accuracy_ok(entry: dict | None) -> bool:
+    """True when a card's precision entry was measured and lies inside both bounds."""
+    if not isinstance(entry, dict):
+        return False
+    try:
+        return abs(float(entry["srcc_change"])) <= SRCC_BOUND and float(entry["mean_abs_score_change"]) <= SCORE_BOUND
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def card_precisions(weights: str | os.PathLike) -> dict:
+    """The ``precisions`` entries of a model card; {} for a checkpoint or a card without them."""
+    path = Path(weights)
+    if path.suffix.lower() != ".json":
+        return {}
+    try:
+        value = json.loads(path.read_text()).get("precisions", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def candidates(flags: set[str], precisions: dict, has_onnxruntime: bool) -> tuple[list[Path_], list[str]]:
+    """The paths auto may time, and one reason per path left out."""
+    paths: list[Path_] = ([("onnxruntime", "fp32")] if has_onnxruntime else []) + [("torch", "fp32")]
+    skipped = []
+    for precision, backend in (("bf16", "torch"), ("int8", "onnxruntime")):
+        if not flags & NATIVE[precision]:
+            skipped.append(f"{precision}: no {'/'.join(sorted(NATIVE[precision]))}")
+        elif precision not in precisions:
+            skipped.append(f"{precision}: no measured accuracy in the model card")
+        elif not accuracy_ok(precisions[precision]):
+            e = precisions[precision]
+            skipped.append(f"{precision}: accuracy out of bounds (SRCC {e.get('srcc_change')}, "
+                           f"mean score change {e.get('mean_abs_score_change')})")
+        elif backend == "onnxruntime" and not has_onnxruntime:
+            skipped.append(f"{precision}: onnxruntime not installed")
+        else:
+            paths.append((backend, precision))
+    return paths, skipped
+
+
+def probe_frame(size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
+    """A deterministic frame with texture at several scales (smoothed noise), so no path gets an easy input."""
+    rng = np.random.default_rng(0)
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    base = 0.5 + 0.25 * np.sin(9 * x + 4 * y)[..., None] * np.array([1.0, 0.8, 0.6])
+    return np.clip(255 * (base + 0.15 * rng.standard_normal((h, w, 3))), 0, 255).astype(np.uint8)
+
+
+def measure(weights: str | os.PathLike, paths: Sequence[Path_], threads: int | None = None,
+            repeats: int = REPEATS) -> dict[Path_, float]:
+    """Best seconds for one :data:`FRAME_SIZE` frame (both scales) per path, timed round-robin after a warm-up."""
+    from contrique_video.backends.base import open_backend
+    from contrique_video.errors import ContriqueError
+
+    frame = [probe_frame()]
+    backends = {}
+    for path in paths:
+        try:
+            backends[path] = open_backend(weights, *path, "cpu", threads)
+            backends[path](frame)  # warm-up: allocations, first-run kernels
+        except ContriqueError as exc:  # a path this install cannot run is left out, not fatal
+            log.warning("auto: %s %s left out: %s", *path, exc)
+            backends.pop(path, None)
+    best = dict.fromkeys(backends, float("inf"))
+    for _ in range(repeats):
+        for path, backend in backends.items():
+            t = time.perf_counter()
+            backend(frame)
+            best[path] = min(best[path], time.perf_counter() - t)
+    return best
+
+
+@dataclass
+class Choice:
+    backend: str
+    precision: str
+    reason: str
+    timings: dict  # "backend precision" -> seconds
+    key: dict
+
+    def line(self) -> str:
+        return f"backend auto: {self.backend} {self.precision} ({self.reason})"
+
+
+def cache_key(digest: str, threads: int | None) -> dict:
+    import torch
+
+    name, flags = read_cpuinfo()
+    versions = {"torch": torch.__version__}
+    if importlib.util.find_spec("onnxruntime"):
+        import onnxruntime
+
+        versions["onnxruntime"] = onnxruntime.__version__
+    return {"cpu": name, "flags": sorted(flags & set(RELEVANT_FLAGS)), "torch_capability": torch_capability(),
+            "threads": threads or torch.get_num_threads(), "model": digest, **versions}
+
+
+def cache_path(key: dict) -> Path:
+    from contrique_video.backends.onnx import cache_dir
+
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / "auto" / f"{name}.json"
+
+
+def read_cached(path: Path, key: dict) -> Choice | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data["key"] != key:
+            raise ValueError("another machine's or model's key")
+        return Choice(data["backend"], data["precision"], data["reason"], dict(data["timings"]), key)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("auto: cached choice %s is unreadable (%s); measuring again", path, str(exc).splitlines()[0][:80])
+        return None
+
+
+def decide(paths: list[Path_], skipped: list[str], timer: Callable[[list[Path_]], dict[Path_, float]],
+           key: dict) -> Choice:
+    """Time the candidates and pick the fastest; the reason names the runner-up's time and what was left out."""
+    if len(paths) == 1:
+        only = paths[0]
+        return Choice(*only, "the only candidate" + (f"; {'; '.join(skipped)}" if skipped else ""), {}, key)
+    times = timer(paths)  # a path missing from the result could not run here
+    paths = [p for p in paths if p in times]
+    if not paths:
+        from contrique_video.errors import UnsupportedError
+
+        raise UnsupportedError("backend auto: no CPU path could run here; pass --backend explicitly")
+    if len(paths) == 1:
+        return Choice(*paths[0], "the only candidate that ran", {" ".join(paths[0]): times[paths[0]]}, key)
+    order = sorted(paths, key=lambda p: times[p])
+    best, second = order[0], order[1]
+    reason = (f"fastest on a {FRAME_SIZE[1]}x{FRAME_SIZE[0]} frame: {times[best] * 1e3:.0f} ms vs "
+              f"{' '.join(second)} {times[second] * 1e3:.0f} ms")
+    if skipped:
+        reason += f"; {'; '.join(skipped)}"
+    return Choice(*best, reason, {" ".join(p): times[p] for p in paths}, key)
+
+
+def cached_choice(weights: str | os.PathLike, threads: int | None = None) -> Choice | None:
+    """auto's cached CPU choice for these weights on this machine, or None when not measured yet."""
+    from contrique_video.models.card import model_digest
+
+    key = cache_key(model_digest(weights), threads)
+    return read_cached(cache_path(key), key)
+
+
+def choose(weights: str | os.PathLike, threads: int | None = None,
+           timer: Callable[[list[Path_]], dict[Path_, float]] | None = None) -> Choice:
+    """auto's CPU choice for these weights on this machine: from the cache, else measured and cached."""
+    from contrique_video.models.card import model_digest
+
+    key = cache_key(model_digest(weights), threads)
+    path = cache_path(key)
+    cached = read_cached(path, key)
+    if cached is not None:
+        return cached
+    _, flags = read_cpuinfo()
+    paths, skipped = candidates(flags, card_precisions(weights), importlib.util.find_spec("onnxruntime") is not None)
+    choice = decide(paths, skipped, timer or (lambda ps: measure(weights, ps, threads)), key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(choice), indent=1))
+    tmp.replace(path)
+    return choice

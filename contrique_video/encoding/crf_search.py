@@ -1,0 +1,285 @@
+"""CRF search to a target no-reference score, in the manner of ab-av1's ``crf-search``.
+
+Deterministic samples of the input are cut once into a lossless reel; each probe encodes the reel at one
+CRF and scores the encode with no reference. The next CRF is interpolated between the probes that bracket
+the target, and the answer is the highest CRF whose interpolated score still meets the target, with the
+size a full encode is predicted to have. Scores are made monotone in CRF (isotonic regression) before any
+decision, because a no-reference score is noisy and a noisy probe must not make the bracket cross.
+
+Progress is reported as events (plain dicts, printed as NDJSON by the CLI) so other tools can drive it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.isotonic import IsotonicRegression
+
+from contrique_video.encoding.encode import (
+    EncodeSettings,
+    check_crf,
+    check_encoder,
+    check_settings,
+    encode,
+    lossless_reel,
+    media_info,
+)
+from contrique_video.encoding.hooks import centred
+from contrique_video.errors import ContriqueError, InputError
+
+DEFAULT_MIN_CRF = 10
+POOLS = ("mean", "harmonic_mean", "p5", "p1", "min")  # what --target applies to
+
+log = logging.getLogger("contrique_video")
+
+
+@dataclass(frozen=True)
+class Probe:
+    crf: int
+    score: float
+    bytes: int
+    kbps: float
+    encode_seconds: float = float("nan")  # wall time of the probe's encode (for the encode-time estimate)
+
+
+def pooled_score(result, pool: str) -> float:
+    """The statistic of a scored file that the target applies to: ``mean`` is the video score itself;
+    the others pool its per-frame scores (``p1``, ``p5`` percentiles, ``harmonic_mean``, ``min``)."""
+    if pool == "mean":
+        return float(result.score)
+    value = (getattr(result, "pooled", None) or {}).get(pool)
+    if value is None and getattr(result, "frames", None) is not None:
+        from contrique_video.runs.logs import pool as pool_values
+
+        value = pool_values(result.frames["score"], pool)
+    if value is None:
+        raise InputError(f"--pool {pool}: not defined for these frame scores (harmonic_mean needs every score > 0)")
+    return float(value)
+
+
+@dataclass
+class SearchResult:
+    """The chosen CRF with its interpolated score and predicted full-encode size; ``reached`` is False when
+    even the lowest CRF searched scores below the target (the lowest is then reported)."""
+
+    encoder: str
+    target: float
+    crf: int
+    score: float
+    kbps: float
+    predicted_bytes: int
+    reached: bool
+    probes: list[Probe] = field(default_factory=list)
+    pool: str = "mean"
+    predicted_percent: float | None = None  # predicted_bytes as a share of the input file's size
+    predicted_encode_seconds: float | None = None  # from the probes' encode speed, scaled to the input
+    max_encoded_percent: float | None = None
+    too_big: bool = False  # predicted_percent exceeds max_encoded_percent: the CRF is refused
+
+    def event(self) -> dict:
+        return {"type": "result", **{k: v for k, v in asdict(self).items() if k != "probes"},
+                "probes": len(self.probes)}
+
+
+def sample_spans(duration: float | None, samples: int, sample_duration: float, name: str = "input") -> list[tuple[float, float]]:
+    """``samples`` spans of ``sample_duration`` seconds centred on equal parts of the input (deterministic).
+
+    An input shorter than the samples together is used whole, as ab-av1 does: it is then the best sample there is,
+    and refusing it would make the defaults fail on every short clip.
+    """
+    if duration is None or not math.isfinite(duration) or duration <= 0:
+        raise InputError(f"{name}: its duration is unknown, so samples cannot be placed; remux it to a file first")
+    if samples < 1 or not sample_duration > 0:
+        raise InputError(f"need at least 1 sample of more than 0 s, got {samples} x {sample_duration:g} s")
+    if samples * sample_duration > duration + 1e-6:
+        log.info("%s is %.2f s long, no longer than the %d samples x %g s requested: using the whole input",
+                 name, duration, samples, sample_duration)
+        return [(0.0, duration)]
+    spans = []
+    for k in range(samples):
+        centre = (k + 0.5) * duration / samples
+        start = min(max(0.0, centre - sample_duration / 2), duration - sample_duration)
+        spans.append((round(start, 6), sample_duration))
+    return spans
+
+
+def monotone(crfs: np.ndarray, scores: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Scores refit so quality never improves as CRF rises."""
+    return IsotonicRegression(increasing=not higher_is_better).fit_transform(crfs, scores)
+
+
+def next_crf(probes: list[Probe], target: float, lo: int, hi: int, higher_is_better: bool) -> int | None:
+    """The CRF to probe next, or None when the bracket is closed (or the target is out of reach)."""
+    crfs = np.array([p.crf for p in probes], float)
+    order = np.argsort(crfs)
+    crfs, fitted = crfs[order], monotone(crfs[order], np.array([probes[i].score for i in order]), higher_is_better)
+    meets = fitted >= target if higher_is_better else fitted <= target
+    good = crfs[meets].max() if meets.any() else None  # highest CRF meeting the target
+    bad = crfs[~meets].min() if (~meets).any() else None  # lowest CRF missing it
+    if bad is None:
+        nxt = math.ceil((good + hi) / 2)
+    elif good is None:
+        nxt = math.floor((lo + bad) / 2)
+    else:
+        sg, sb = fitted[crfs == good][0], fitted[crfs == bad][0]
+        frac = (sg - target) / (sg - sb) if sg != sb else 0.5
+        nxt = round(good + frac * (bad - good))
+        nxt = min(max(nxt, int(good) + 1), int(bad) - 1)
+    tried = {p.crf for p in probes}
+    return None if nxt in tried or not lo <= nxt <= hi else int(nxt)
+
+
+def choose(probes: list[Probe], target: float, higher_is_better: bool, encoder: str, duration: float) -> SearchResult:
+    """Interpolate the probes: the highest whole CRF whose monotone score meets the target."""
+    probes = sorted(probes, key=lambda p: p.crf)
+    crfs = np.array([p.crf for p in probes], float)
+    fitted = monotone(crfs, np.array([p.score for p in probes]), higher_is_better)
+    grid = np.arange(int(crfs[0]), int(crfs[-1]) + 1)
+    scores = np.interp(grid, crfs, fitted)
+    meets = scores >= target if higher_is_better else scores <= target
+    crf = int(grid[meets].max()) if meets.any() else int(grid[0])
+    kbps = float(np.exp(np.interp(crf, crfs, np.log([p.kbps for p in probes]))))
+    return SearchResult(encoder, target, crf, float(np.interp(crf, crfs, fitted)), kbps,
+                        int(round(kbps * 1000 / 8 * duration)), bool(meets.any()), probes)
+
+
+def crf_search(
+    path: str | os.PathLike,
+    scorer,
+    encoder: str,
+    target: float,
+    *,
+    samples: int = 4,
+    sample_duration: float = 2.0,
+    frames: int = 8,
+    min_crf: int | None = None,
+    max_crf: int | None = None,
+    max_probes: int = 6,
+    preset: str | None = None,
+    ffmpeg: str | None = None,
+    workdir: str | os.PathLike | None = None,
+    on_event: Callable[[dict], None] = lambda event: None,
+    settings: EncodeSettings | None = None,
+    pool: str = "mean",
+    max_encoded_percent: float | None = None,
+    vmaf: bool = False,
+) -> SearchResult:
+    """Search the CRF of ``encoder`` whose encodes of ``path`` score ``target`` with ``scorer``'s head.
+
+    ``pool`` is the statistic the target applies to (see :func:`pooled_score`); ``settings`` are the
+    encoder arguments every probe (and the final encode) uses. A CRF whose predicted size is above
+    ``max_encoded_percent`` of the input file is refused (``too_big``), as ab-av1 does. With ``vmaf``,
+    each probe event also has the probe's VMAF against the lossless sample reel (libvmaf, every frame).
+
+    Every step is passed to ``on_event``: ``samples``, then one ``probe`` per encode, then ``result``.
+    If an encode or the scorer fails after some probes, an ``error`` event with ``"partial": true`` says so
+    (the probes already reported stay valid) and the error is raised. Temporary files are always removed.
+    """
+    settings = settings or EncodeSettings(preset=preset)
+    if preset and not settings.preset:
+        settings = EncodeSettings(preset, settings.pix_fmt, settings.vfilter, settings.keyint, settings.extra)
+    if pool not in POOLS:
+        raise InputError(f"--pool {pool}: use one of {', '.join(POOLS)}")
+    spec = check_encoder(encoder, ffmpeg)
+    check_settings(encoder, settings, ffmpeg)
+    head = scorer.check_head()
+    lo_r, hi_r = head.range
+    if not lo_r <= target <= hi_r:
+        raise InputError(f"target {target:g} is outside the range {lo_r:g}..{hi_r:g} of head {head.name!r} ({head.scale})")
+    lo = max(spec.crf_min, DEFAULT_MIN_CRF) if min_crf is None else min_crf
+    hi = spec.crf_max if max_crf is None else max_crf
+    check_crf(spec, lo)
+    check_crf(spec, hi)
+    if lo >= hi:
+        raise InputError(f"--min-crf {lo} must be below --max-crf {hi}")
+    info = media_info(path)
+    spans = sample_spans(info.duration, samples, sample_duration, str(path))
+    probes: list[Probe] = []
+    with tempfile.TemporaryDirectory(prefix="contrique-crf-", dir=workdir) as tmp:
+        reel = lossless_reel(path, Path(tmp) / "reel.mkv", spans, settings.pix_fmt)
+        on_event({"type": "samples", "encoder": encoder, "target": target, "pool": pool,
+                  "spans": [list(s) for s in spans], "frames": reel.frames, "seconds": reel.seconds,
+                  "width": reel.width, "height": reel.height,
+                  **settings.record(), "preset": settings.preset or spec.preset})
+        crf: int | None = round((lo + hi) / 2)
+        try:
+            while crf is not None and len(probes) < max_probes:
+                began = time.perf_counter()
+                out = encode(reel.path, Path(tmp) / f"crf{crf}.mkv", encoder, crf, ffmpeg=ffmpeg, settings=settings)
+                took = time.perf_counter() - began
+                scored = scorer.score(out.path, sampling=centred(frames, out.seconds))
+                extra = {"vmaf": _vmaf(out.path, reel)} if vmaf else {}
+                out.path.unlink()
+                probe = Probe(crf, pooled_score(scored, pool), out.bytes, out.kbps, round(took, 3))
+                probes.append(probe)
+                on_event({"type": "probe", **asdict(probe), **extra})
+                crf = next_crf(probes, target, lo, hi, head.higher_is_better)
+        except ContriqueError as exc:
+            if probes:
+                on_event({"type": "error", "partial": True, "probes": len(probes), "message": str(exc)})
+            raise
+    result = choose(probes, target, head.higher_is_better, encoder, info.duration)
+    result.pool = pool
+    result.predicted_encode_seconds = predict_encode_seconds(probes, reel.seconds, info.duration)
+    input_bytes = Path(path).stat().st_size if Path(path).is_file() else 0
+    if input_bytes:
+        result.predicted_percent = round(100 * result.predicted_bytes / input_bytes, 2)
+    result.max_encoded_percent = max_encoded_percent
+    result.too_big = bool(max_encoded_percent is not None and result.predicted_percent is not None
+                          and result.predicted_percent > max_encoded_percent)
+    on_event(result.event())
+    return result
+
+
+def _vmaf(encoded: Path, reference) -> float:
+    """libvmaf's mean over every frame of an encode against the file it was encoded from (scaled back to
+    the reference's size first when a --vfilter changed it)."""
+    from contrique_video.encoding.encode import describe
+    from contrique_video.encoding.reference import run_vmaf
+
+    ref = describe(reference.path if hasattr(reference, "path") else reference)
+    enc = describe(encoded)
+    size = (ref.width, ref.height) if (enc.width, enc.height) != (ref.width, ref.height) else None
+    return float(run_vmaf(encoded, ref.path, size=size).pooled["mean"])
+
+
+def predict_encode_seconds(probes: list[Probe], reel_seconds: float, duration: float) -> float | None:
+    """Wall time a full encode should take: the probes' median encode time per second of video, times the
+    input's duration (the probes nearest the answer run at much the same speed in CRF)."""
+    rates = [p.encode_seconds / reel_seconds for p in probes if math.isfinite(p.encode_seconds) and reel_seconds > 0]
+    return round(float(np.median(rates)) * duration, 2) if rates else None
+
+
+def encode_chosen(
+    path: str | os.PathLike,
+    dst: str | os.PathLike,
+    result: SearchResult,
+    scorer,
+    *,
+    frames: int,
+    settings: EncodeSettings | None = None,
+    ffmpeg: str | None = None,
+    vmaf: bool = False,
+) -> dict:
+    """ab-av1's auto-encode step: the whole input at the chosen CRF (audio copied), then scored (``frames``
+    frames centred in equal parts, as the probes) on the same pool; the ``encode`` event."""
+    began = time.perf_counter()
+    out = encode(path, dst, result.encoder, result.crf, ffmpeg=ffmpeg, settings=settings, audio=True)
+    took = time.perf_counter() - began
+    scored = scorer.score(out.path, sampling=centred(frames, out.seconds))
+    input_bytes = Path(path).stat().st_size if Path(path).is_file() else 0
+    table = getattr(scored, "frames", None)
+    return {"type": "encode", "path": str(out.path), "encoder": result.encoder, "crf": result.crf,
+            "pool": result.pool, "target": result.target, "score": pooled_score(scored, result.pool),
+            "predicted_score": result.score, "bytes": out.bytes, "kbps": out.kbps,
+            "percent": round(100 * out.bytes / input_bytes, 2) if input_bytes else None,
+            "encode_seconds": round(took, 2), "frames_scored": None if table is None else len(table),
+            **({"vmaf": _vmaf(out.path, path)} if vmaf else {})}

@@ -1,0 +1,286 @@
+"""``score --report``: one PNG page that shows what the score saw.
+
+A number alone does not tell an engineer whether it is right; the frames behind it do. Each input gets
+its per-frame curve (with the pooled score, the quality bands of the built-in head's scale, and the worst
+and best frames marked) and thumbnails of those worst and best frames with their times and scores. The
+thumbnails are decoded again from the file by frame index, in one sequential pass that converts only
+those frames, so the report costs a decode, not another scoring run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image
+
+from contrique_video.decode.sampler import Selector
+from contrique_video.errors import ContriqueError
+from contrique_video.runs.plot import shared_range, worst_segments
+
+log = logging.getLogger("contrique_video")
+# Readings of the built-in head's 0-100 MOS scale (README, Quality bands): CLIVE's slider labels.
+BANDS = [(0, 20, "bad"), (20, 40, "poor"), (40, 60, "fair"), (60, 80, "good"), (80, 100, "excellent")]
+BAND_COLOURS = ["#d73027", "#fc8d59", "#fee08b", "#d9ef8b", "#91cf60"]
+THUMB_WIDTH = 480
+
+
+def band(score: float) -> str:
+    """The quality band a 0-100 score reads as (``bad`` .. ``excellent``)."""
+    for lo, hi, name in BANDS:
+        if score < hi:
+            return name
+    return BANDS[-1][2]
+
+
+class _IndexSelector(Selector):
+    """Keeps the frames with the given indices, and stops the decode after the last of them."""
+
+    def __init__(self, indices: Sequence[int]) -> None:
+        super().__init__(0.0, math.inf, f"frames {', '.join(map(str, sorted(indices)))}")
+        self.wanted = set(int(i) for i in indices)
+
+    def _accept(self, index, pts_time, is_keyframe):
+        keep = index in self.wanted
+        self.wanted.discard(index)
+        if not self.wanted or index > max(self.wanted, default=-1):
+            self.done = True
+        return keep
+
+
+@dataclass(frozen=True)
+class FrameIndices:
+    """A sampling (as :class:`~contrique_video.decode.sampler.Sampling` is to a source) of given frame indices."""
+
+    indices: tuple[int, ...]
+
+    def selector(self, total_duration: float | None, fps: float | None = None) -> Selector:
+        return _IndexSelector(self.indices)
+
+    def describe(self) -> str:
+        return f"frames {', '.join(map(str, sorted(self.indices)))}"
+
+
+def extremes(frames, higher_is_better: bool = True, count: int = 2) -> tuple[list[int], list[int]]:
+    """Row positions of the ``count`` worst and ``count`` best frames (worst first; best first), distinct."""
+    order = np.argsort(frames["score"].to_numpy(float), kind="stable")
+    if higher_is_better:
+        worst, best = list(order[:count]), list(order[::-1][:count])
+    else:
+        worst, best = list(order[::-1][:count]), list(order[:count])
+    best = [b for b in best if b not in worst]
+    return [int(i) for i in worst], [int(i) for i in best]
+
+
+def decode_frames(path: str | os.PathLike, indices: Sequence[int]) -> dict[int, np.ndarray]:
+    """RGB pixels of the frames with these indices (presentation order), at full size."""
+    from contrique_video.decode.source import open_source
+
+    with open_source(path) as src:
+        return {frame.index: frame.rgb for frame in src.frames(FrameIndices(tuple(indices)))}
+
+
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """The whole frame, at most :data:`THUMB_WIDTH` wide."""
+    img = Image.fromarray(rgb)
+    if img.width > THUMB_WIDTH:
+        img = img.resize((THUMB_WIDTH, max(1, round(img.height * THUMB_WIDTH / img.width))), Image.BICUBIC)
+    return np.asarray(img)
+
+
+def centre_crop(rgb: np.ndarray) -> np.ndarray:
+    """The middle of the frame at one image pixel per frame pixel, the thumbnail's shape: compression
+    damage that a shrunk thumbnail hides shows here."""
+    h, w = rgb.shape[:2]
+    cw = min(w, THUMB_WIDTH)
+    ch = min(h, max(1, round(cw * h / w)))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return rgb[top:top + ch, left:left + cw]
+
+
+def report_figure(results: Sequence, y_range: tuple[float, float] | None = None, thumbs: int = 2) -> Figure:
+    """One block per input: the per-frame curve across the page, and below it the worst and the best
+    ``thumbs`` frames (whole, and a 1:1 centre crop when the frames are wider than a thumbnail). Every
+    curve shares one y axis (0-100 unless a score falls outside it)."""
+    lo, hi = shared_range([r.frames["score"] for r in results] + [[r.score] for r in results], y_range)
+    blocks = []
+    for r in results:
+        frames = r.frames.reset_index(drop=True)
+        worst, best = extremes(frames, r.higher_is_better, thumbs)
+        picked = [("worst", i) for i in worst] + [("best", i) for i in best]
+        blocks.append((r, frames, picked, _thumbnails(r.file, [int(frames.at[i, "frame"]) for _, i in picked])))
+    detail = any(rgb.shape[1] > THUMB_WIDTH for *_, pixels in blocks for rgb in pixels.values())
+    rows, cols = (3 if detail else 2), 2 * thumbs
+    fig = Figure(figsize=(3.4 * cols, (8.8 if detail else 6.2) * len(results)))
+    grid = fig.add_gridspec(rows * len(results), cols, height_ratios=[1.25, 1.0, 1.0][:rows] * len(results),
+                            hspace=0.45, wspace=0.08)
+    for k, (r, frames, picked, pixels) in enumerate(blocks):
+        ax = fig.add_subplot(grid[rows * k, :])
+        scaled_0_100 = lo <= 0 and hi >= 100 and r.higher_is_better
+        if scaled_0_100:
+            for (b_lo, b_hi, name), colour in zip(BANDS, BAND_COLOURS):
+                ax.axhspan(b_lo, b_hi, color=colour, alpha=0.18, lw=0)
+                ax.text(1.005, (b_lo + b_hi) / 2, name, transform=ax.get_yaxis_transform(), va="center", fontsize=8)
+        ax.plot(frames["pts_time"], frames["score"], ".-", color="tab:blue", lw=1, ms=4, label="frame score")
+        ax.axhline(r.score, color="black", lw=1.5, label=f"pooled {r.score:.1f}")
+        for a, b, _ in worst_segments(frames, r.higher_is_better):
+            ax.axvspan(a, b, color="tab:red", alpha=0.08, lw=0)
+        for n, (kind, i) in enumerate(picked, 1):
+            t, s = frames.at[i, "pts_time"], frames.at[i, "score"]
+            ax.plot([t], [s], "v" if kind == "worst" else "^", color="tab:red" if kind == "worst" else "tab:green",
+                    ms=9, zorder=3)
+            ax.annotate(str(n), (t, s), xytext=(0, 8 if kind == "best" else -14), textcoords="offset points",
+                        ha="center", fontsize=9, weight="bold")
+        ax.set_ylim(lo, hi)
+        reading = f" ({band(r.score)})" if scaled_0_100 else ""
+        ax.set_title(f"{Path(r.file).name}: {r.score:.1f}{reading}, {len(frames)} frames scored, "
+                     f"worst {frames['score'].min():.1f}, best {frames['score'].max():.1f}", fontsize=11)
+        ax.set_xlabel("time (s)", fontsize=10)
+        ax.set_ylabel(f"{r.scale} ({'higher' if r.higher_is_better else 'lower'} is better)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+        for n, (kind, i) in enumerate(picked):
+            index = int(frames.at[i, "frame"])
+            colour = "tab:red" if kind == "worst" else "tab:green"
+            views = [(thumbnail, f"{n + 1}. {kind}: {frames.at[i, 'score']:.1f}\n"
+                                 f"frame {index} at {frames.at[i, 'pts_time']:.2f} s")]
+            if detail:
+                views.append((centre_crop, f"{n + 1}. centre crop, full resolution"))
+            for row, (view, title) in enumerate(views, 1):
+                tax = fig.add_subplot(grid[rows * k + row, n])
+                tax.set_xticks([])
+                tax.set_yticks([])
+                if index in pixels:
+                    tax.imshow(view(pixels[index]), interpolation="nearest" if view is centre_crop else "antialiased")
+                else:
+                    tax.text(0.5, 0.5, "not decoded", ha="center", va="center", transform=tax.transAxes)
+                for spine in tax.spines.values():
+                    spine.set_edgecolor(colour)
+                    spine.set_linewidth(2)
+                tax.set_title(title, fontsize=9, color=colour)
+    return fig
+
+
+def _thumbnails(path: str, indices: list[int]) -> dict[int, np.ndarray]:
+    if path == "-" or not indices:
+        return {}
+    try:
+        return decode_frames(path, indices)
+    except ContriqueError as exc:  # the curve is still worth having
+        log.warning("%s: thumbnails left out: %s", path, exc)
+        return {}
+
+
+MAX_PER_PAGE = 24  # a taller page than this is unreadable (and past matplotlib's pixel limit at ~120)
+
+
+def write_reports(results: Sequence, template: str | os.PathLike) -> list[Path]:
+    """One image per input when ``template`` has ``{stem}``, ``{name}`` or ``{index}``, else one page for
+    all (the first :data:`MAX_PER_PAGE` inputs, with a warning if there are more)."""
+    from contrique_video.runs.logs import log_path
+
+    template = str(template)
+    if any(key in template for key in ("{stem}", "{name}", "{index}")):
+        return [write_report([r], log_path(template, r.file, i)) for i, r in enumerate(results)]
+    if len(results) > MAX_PER_PAGE:
+        log.warning("--report shows the first %d of %d inputs; put {stem} in its name for one image per input",
+                    MAX_PER_PAGE, len(results))
+    return [write_report(results[:MAX_PER_PAGE], template)]
+
+
+def write_report(results: Sequence, path: str | os.PathLike, y_range: tuple[float, float] | None = None) -> Path:
+    """The report of ``results`` (one page, one block per input) as a PNG."""
+    fig = report_figure(results, y_range)
+    fig.savefig(path, dpi=150, bbox_inches="tight")  # a crop column is then about as wide as its 480 pixels
+    return Path(path)
+
+
+def disagreements(results: Sequence) -> pd.DataFrame:
+    """Every scored frame of every input with both scores, ranked by how much the two metrics disagree.
+
+    The scales are not calibrated to each other, so agreement is judged on ranks: each frame's percentile
+    rank among all frames by our score and by VMAF; ``gap`` is ours minus VMAF's, in percentile points
+    (positive: we rate the frame better than VMAF does). Rows come largest ``|gap|`` first.
+    """
+    parts = []
+    for r in results:
+        if "vmaf" not in r.frames:
+            continue
+        part = r.frames[["frame", "pts_time", "score", "vmaf"]].rename(columns={"score": "contrique"})
+        parts.append(part.assign(file=r.file))
+    if not parts:
+        raise ValueError("no input has VMAF values (score --reference)")
+    table = pd.concat(parts, ignore_index=True).dropna(subset=["contrique", "vmaf"])
+    sign = 1.0 if all(r.higher_is_better for r in results) else -1.0
+    table["contrique_rank"] = (sign * table["contrique"]).rank(pct=True) * 100
+    table["vmaf_rank"] = table["vmaf"].rank(pct=True) * 100
+    table["gap"] = table["contrique_rank"] - table["vmaf_rank"]
+    table = table.reindex(table["gap"].abs().sort_values(ascending=False, kind="stable").index)
+    return table[["file", "frame", "pts_time", "contrique", "vmaf", "contrique_rank", "vmaf_rank", "gap"]].reset_index(drop=True)
+
+
+def compare_figure(results: Sequence, top: int = 8) -> Figure:
+    """Side by side: both metrics over time per input (one 0-100 axis), and our score against VMAF per
+    frame, with the frames where they disagree most numbered and listed in a table below."""
+    table = disagreements(results)
+    fig = Figure(figsize=(14, 9))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1.3, 1.0], hspace=0.3, wspace=0.22)
+    left, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    lo, hi = shared_range([table["contrique"], table["vmaf"]])
+    for k, r in enumerate(results):
+        if "vmaf" not in r.frames:
+            continue
+        colour = f"C{k % 10}"
+        name = Path(r.file).name
+        left.plot(r.frames["pts_time"], r.frames["score"], "-", color=colour, marker=".", label=f"{name} contrique")
+        left.plot(r.frames["pts_time"], r.frames["vmaf"], "--", color=colour, marker="x", label=f"{name} VMAF")
+    left.set_ylim(lo, hi)
+    left.set_xlabel("time (s)")
+    left.set_ylabel("score (0-100)")
+    left.set_title("per frame: contrique (solid) and VMAF (dashed)", fontsize=11)
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, loc="lower left")
+    right.scatter(table["vmaf"], table["contrique"], s=14, alpha=0.6, color="tab:blue")
+    shown = table.head(top)
+    right.scatter(shown["vmaf"], shown["contrique"], s=60, facecolors="none", edgecolors="tab:red", lw=1.5)
+    for n, row in enumerate(shown.itertuples(), 1):
+        right.annotate(str(n), (row.vmaf, row.contrique), xytext=(4, 4), textcoords="offset points", fontsize=9,
+                       color="tab:red", weight="bold")
+    right.set_xlim(lo, hi)
+    right.set_ylim(lo, hi)
+    right.set_xlabel("VMAF")
+    right.set_ylabel("contrique")
+    right.set_title(f"each scored frame ({len(table)}); the {len(shown)} largest rank gaps numbered", fontsize=11)
+    right.grid(alpha=0.3)
+    tax = fig.add_subplot(grid[1, :])
+    tax.axis("off")
+    rows = [[str(n), Path(r.file).name[-28:], str(int(r.frame)), f"{r.pts_time:.2f}", f"{r.contrique:.1f}",
+             f"{r.vmaf:.1f}", f"{r.contrique_rank:.0f}", f"{r.vmaf_rank:.0f}", f"{r.gap:+.0f}"]
+            for n, r in enumerate(shown.itertuples(), 1)]
+    cells = tax.table(cellText=rows, colLabels=["#", "file", "frame", "time (s)", "contrique", "VMAF", "rank ours",
+                                                "rank VMAF", "gap"], loc="upper center", cellLoc="center")
+    cells.auto_set_font_size(False)
+    cells.set_fontsize(9)
+    cells.scale(1, 1.3)
+    tax.set_title("where the two disagree most (percentile ranks among all frames; gap > 0: we rate it higher)",
+                  fontsize=11)
+    return fig
+
+
+def write_compare(results: Sequence, path: str | os.PathLike) -> tuple[Path, Path]:
+    """``compare`` view: the PNG of :func:`compare_figure`, and beside it a CSV of every frame's gap."""
+    from contrique_video.runs.logs import write_atomic
+
+    path = Path(path)
+    fig = compare_figure(results)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    table_path = path.with_suffix(".csv")
+    write_atomic(table_path, disagreements(results).to_csv(index=False, float_format="%.6f"))
+    return path, table_path

@@ -1,0 +1,463 @@
+"""Degradation ladders of pristine images: the ranking constraints of the head fit and the degradation check.
+
+A *ladder* is one pristine image degraded by one type at increasing strength: level 0 is the clean
+source, levels 1.. are ever stronger damage, so a quality score must fall (or at least not rise) along
+it. Types:
+
+* the 28 types of :mod:`contrique_video.training.distortions` (25 KADID-style, ``h264``/``hevc`` intra QP,
+  ``rescale`` down-then-up) at levels 1..5, with one random draw per (image, type) shared by all levels;
+* ``ffmpeg_noise``: noise like ffmpeg's ``noise=alls=N`` (Gaussian, sigma N/sqrt(3), added to the Y,
+  Cb and Cr planes independently); in clips it is drawn afresh every frame (``allf=t``, temporal);
+* ``crf_libx264``, ``crf_libx265``, ``crf_libsvtav1``: one-frame encodes with PyAV at CRF 18, 24, 30,
+  36, 42, 48, 51 (4:2:0), where PyAV's FFmpeg has the encoder.
+
+Pristine images: photographs from Debian wallpaper packages and images bundled with scikit-image,
+scikit-learn and matplotlib (licences in scripts/prepare_pristine.py), cut to 384x384 (antialiased
+downscale so the short side is 384, centre crop). :data:`HELDOUT` is never used in fitting; the split is
+by source photograph and fixed here. It is the held-out set of the encoder training as well
+(``scripts/pristine_heldout.txt``: ``contrique_video.training.train.holdout_split`` of prepare_pristine.py's 46
+photos, fraction 0.2, seed 0), so a head fit on a fine-tuned encoder is checked on content that neither
+the encoder nor the head has seen.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from contrique_video.errors import InputError, UnsupportedError
+from contrique_video.training import distortions
+
+SIZE = 384
+CRF_LADDER = (18, 24, 30, 36, 42, 48, 51)
+CODECS = ("libx264", "libx265", "libsvtav1")
+# Fast presets: the ladder only needs CRF order; presets change speed, not the direction of the damage.
+_PRESETS = {"libx264": ("preset", "veryfast"), "libx265": ("preset", "ultrafast"), "libsvtav1": ("preset", "10")}
+_DECODERS = {"libx264": "h264", "libx265": "hevc", "libsvtav1": "libdav1d"}
+FFMPEG_NOISE = (4, 8, 14, 22, 32)  # alls=N
+NOISE_TYPES = ("white_noise", "white_noise_color", "impulse_noise", "multiplicative_noise", "ffmpeg_noise")
+
+# Pristine photos: file stems in the extracted wallpaper packages (see scripts/prepare_pristine.py for the
+# packages and their licences), "skimage:NAME" (skimage.data), "package:PKG/REL/PATH" (a file shipped
+# inside an installed Python package).
+WALLPAPERS = [
+    # lomiri-wallpapers (Ubuntu wallpaper contest photos)
+    "Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Kleiber_by_Lukas_Baubkus", "Picture_0B_by_freespace",
+    "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi", "free_by_Peter_Nerlich",
+    "friends_by_Aitzol_Berasategi", "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
+    "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi",
+    # mate-backgrounds nature
+    "Aqua", "Blinds", "Dune", "Garden", "LadyBird", "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower",
+    # plasma-workspace-wallpapers photographs
+    "BytheWater", "ColdRipple", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "OneStandsOut", "Path",
+    "summer_1am",
+]
+SKLEARN_CHINA = "package:sklearn/datasets/images/china.jpg"
+SKLEARN_FLOWER = "package:sklearn/datasets/images/flower.jpg"
+#: Never used in fitting: the degradation check runs on these. The two scikit-learn photos ship with a
+#: dependency, so anyone can run the check (and CI does) without the wallpaper packages.
+HELDOUT = [
+    SKLEARN_CHINA, SKLEARN_FLOWER,
+    "Blinds", "Bridge_by_Sander_Klootwijk", "ColdRipple", "Grey", "RainDrops", "Storm", "TwoWings",
+]
+#: Sources of the ranking constraints, in the order their features are computed (varied content first,
+#: so a run cut short still covers it).
+FIT = [
+    "Dragonfly_by_Bolly", "Aqua", "skimage:astronaut", "Dune", "picosdeeuropa_by_Aitzol_Berasategi", "LadyBird",
+    "Wine_by_Jakkub_Mede", "Garden", "skimage:coffee", "Kleiber_by_Lukas_Baubkus", "EveningGlow",
+    "friends_by_Aitzol_Berasategi", "Wood", "skimage:chelsea", "Path", "sunset_by_Aitzol_Berasategi",
+    "YellowFlower", "package:matplotlib/mpl-data/sample_data/grace_hopper.jpg", "BytheWater", "DarkestHour",
+    "Picture_0B_by_freespace", "FallenLeaf", "skimage:rocket", "life_by_Aitzol_Berasategi", "OneStandsOut",
+    "seeding_by_Clements_Engelhardt", "free_by_Peter_Nerlich", "aitzgorri_by_Aitzol_Berasategi", "summer_1am",
+    "Picture_1A_by_freespace",
+]
+#: Extra ranking sources: the least detailed square of a fit photo at twice the scale (see load_pristine).
+FIT_SMOOTH = [f"{n}#smooth" for n in FIT if ":" not in n][:10]
+assert not set(FIT) & set(HELDOUT)
+
+
+def crop_square(rgb: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Antialiased downscale so the short side is ``size`` (never upscaled), then a centre crop (at most size)."""
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    scale = size / min(im.size)
+    if scale < 1:
+        im = im.resize((max(size, round(im.width * scale)), max(size, round(im.height * scale))), Image.Resampling.LANCZOS)
+    w, h = im.size
+    s = min(size, w, h)
+    s -= s % 2  # 4:2:0 encodes need even sides
+    left, top = (w - s) // 2, (h - s) // 2
+    return np.asarray(im.crop((left, top, left + s, top + s)).convert("RGB"))
+
+
+def skimage_image(name: str) -> np.ndarray:
+    from skimage import data as skdata
+
+    fn = getattr(skdata, name, None)
+    if fn is None:
+        raise InputError(f"scikit-image has no data image {name!r}")
+    arr = np.asarray(fn())
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    return np.ascontiguousarray(arr[..., :3].astype(np.uint8))
+
+
+def package_image(spec: str) -> np.ndarray:
+    """An image file shipped inside an installed Python package: ``PACKAGE/relative/path``."""
+    import importlib.util
+
+    from PIL import Image
+
+    package, _, rel = spec.partition("/")
+    found = importlib.util.find_spec(package)
+    if found is None or found.origin is None:
+        raise InputError(f"Python package {package} is not installed (needed for {spec})")
+    path = Path(found.origin).parent / rel
+    if not path.is_file():
+        raise InputError(f"{path} is missing from the installed {package}")
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def find_wallpaper(root: Path, name: str) -> Path:
+    """The largest file of a photo in extracted wallpaper packages (plasma keeps sizes under NAME/contents/images/)."""
+    hits = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")
+            and (p.stem == name or f"/{name}/contents/images/" in p.as_posix())]
+    if not hits:
+        raise InputError(f"photo {name} not found under {root}: extract the wallpaper packages there first "
+                         "(see scripts/prepare_pristine.py)")
+    return max(hits, key=lambda p: p.stat().st_size)
+
+
+def smoothest_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` square with the least detail (Laplacian variance of luma) on a 3 x 3 grid of positions."""
+    from scipy import ndimage
+
+    h, w = rgb.shape[:2]
+    best, out = None, None
+    for top in np.linspace(0, h - size, 3).astype(int):
+        for left in np.linspace(0, w - size, 3).astype(int):
+            win = rgb[top : top + size, left : left + size]
+            detail = float(ndimage.laplace(win.astype(np.float32).mean(axis=2)).var())
+            if best is None or detail < best:
+                best, out = detail, win
+    return np.ascontiguousarray(out)
+
+
+def load_pristine(name: str, wallpapers: Path | None = None, size: int = SIZE) -> np.ndarray:
+    """A pristine source as a size x size uint8 RGB array.
+
+    ``NAME#smooth`` is the photo at twice the scale (short side 2 x size) cut to its least detailed
+    square: flat skies, walls and water, where noise is most visible and a head most easily reads it as detail.
+    """
+    if name.endswith("#smooth"):
+        big = load_pristine(name[: -len("#smooth")], wallpapers, 2 * size)
+        return smoothest_crop(big, size)
+    if name.startswith("skimage:"):
+        return crop_square(skimage_image(name.split(":", 1)[1]), size)
+    if name.startswith("package:"):
+        return crop_square(package_image(name.split(":", 1)[1]), size)
+    if wallpapers is None:
+        raise InputError(f"{name} is a wallpaper photo: pass the folder of the extracted wallpaper packages")
+    from PIL import Image
+
+    with Image.open(find_wallpaper(Path(wallpapers), name)) as im:
+        return crop_square(np.asarray(im.convert("RGB")), size)
+
+
+# ---------------------------------------------------------------------------------- extra degradations
+
+
+_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_YCC_INV = np.linalg.inv(_YCC)
+
+
+def ffmpeg_noise(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise like ffmpeg's ``noise=alls=N``: Gaussian (sigma N/sqrt(3)) on Y, Cb and Cr independently."""
+    ycc = rgb.astype(np.float32) @ _YCC.T.astype(np.float32)
+    ycc += rng.standard_normal(ycc.shape, dtype=np.float32) * np.float32(strength / np.sqrt(3.0))
+    out = ycc @ _YCC_INV.T.astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def available_codecs() -> list[str]:
+    import av
+
+    have = set(av.codecs_available)
+    return [c for c in CODECS if c in have and _DECODERS[c] in have]
+
+
+def crf_encode(frames: list[np.ndarray], codec: str, crf: int) -> list[np.ndarray]:
+    """Encode RGB frames (same size, even sides) with ``codec`` at ``crf`` in memory; the decoded frames."""
+    import av
+
+    from contrique_video.encoding.encode import ENCODERS
+
+    if codec not in ENCODERS or codec not in _PRESETS:
+        raise UnsupportedError(f"unknown CRF codec {codec!r}; known: {', '.join(CODECS)}")
+    h, w = frames[0].shape[:2]
+    if h % 2 or w % 2:
+        raise InputError(f"CRF encodes need even sides, got {w}x{h}")
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr unless told not to
+    prev = av.logging.get_level()  # None: PyAV's logging is off, and must stay off for the whole process
+    if prev is not None and prev > av.logging.ERROR:
+        av.logging.set_level(av.logging.ERROR)
+    try:
+        enc = av.CodecContext.create(codec, "w")
+        enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+        enc.time_base = Fraction(1, 25)
+        enc.framerate = Fraction(25, 1)
+        key, value = _PRESETS[codec]
+        opts = {"crf": str(crf), key: value, **ENCODERS[codec].options}
+        if codec == "libx265":
+            opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
+        elif codec == "libx264":
+            opts["threads"] = "1"
+        enc.options = opts
+        packets = []
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
+            vf.pts = i
+            packets += list(enc.encode(vf))
+        packets += list(enc.encode(None))
+        dec = av.CodecContext.create(_DECODERS[codec], "r")
+        out = []
+        for pkt in packets:
+            out += dec.decode(pkt)
+        out += dec.decode(None)
+    finally:
+        if prev is not None and prev > av.logging.ERROR:
+            av.logging.set_level(prev)
+    if len(out) != len(frames):
+        raise UnsupportedError(f"{codec} at CRF {crf} gave {len(out)} frames for {len(frames)}")
+    return [np.ascontiguousarray(f.to_ndarray(format="rgb24")[:h, :w]) for f in out]
+
+
+# ---------------------------------------------------------------------------------- ladders
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """One degradation type on one source: ``levels[0]`` is clean, then ever stronger damage."""
+
+    kind: str
+    labels: tuple  # the parameter of each level (0 = clean), for reports
+    make: Callable[[int], np.ndarray]  # level index -> image (0 -> the clean source)
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+
+def _seed(*parts) -> int:
+    import zlib
+
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
+def ladders(src: np.ndarray, source_name: str, kinds: list[str] | None = None) -> list[Ladder]:
+    """Every ladder of ``src``: the distortion bank's 28 types, ffmpeg-like noise, CRF ladders per codec."""
+    all_kinds = list(distortions.TYPES) + ["ffmpeg_noise"] + [f"crf_{c}" for c in available_codecs()]
+    kinds = all_kinds if kinds is None else kinds
+    unknown = [k for k in kinds if k not in all_kinds]
+    if unknown:
+        raise InputError(f"unknown degradation type {unknown[0]!r}; known here: {', '.join(all_kinds)}")
+    out = []
+    for kind in kinds:
+        seed = _seed(source_name, kind)
+        if kind in distortions.TYPES:
+            def make(level, kind=kind, seed=seed):
+                if level == 0:
+                    return src
+                return distortions.distort(src, kind, level, np.random.default_rng(seed))
+
+            out.append(Ladder(kind, (0, *distortions.PARAMS[kind]), make))
+        elif kind == "ffmpeg_noise":
+            def make(level, seed=seed):
+                if level == 0:
+                    return src
+                return ffmpeg_noise(src, FFMPEG_NOISE[level - 1], np.random.default_rng(seed))
+
+            out.append(Ladder(kind, (0, *FFMPEG_NOISE), make))
+        else:
+            codec = kind[4:]
+
+            def make(level, codec=codec):
+                if level == 0:
+                    return src
+                return crf_encode([src], codec, CRF_LADDER[level - 1])[0]
+
+            out.append(Ladder(kind, ("clean", *CRF_LADDER), make))
+    return out
+
+
+def ladder_pairs(n_levels: int) -> list[tuple[int, int]]:
+    """(better, worse) level pairs of one ladder: each level below the previous one and below clean."""
+    pairs = [(k, k + 1) for k in range(n_levels - 1)]
+    pairs += [(0, k) for k in range(2, n_levels)]
+    return pairs
+
+
+# ---------------------------------------------------------------------------------- clips
+
+
+def pan_clip(src: np.ndarray, frames: int = 12, size: int = 256, step: int = 4) -> list[np.ndarray]:
+    """A short clip from a still: a ``size`` square window panning diagonally by ``step`` px a frame."""
+    h, w = src.shape[:2]
+    span = (frames - 1) * step
+    if min(h, w) < size + span:
+        raise InputError(f"source {w}x{h} is too small for a {frames}-frame {size}px pan")
+    return [np.ascontiguousarray(src[i * step : i * step + size, i * step : i * step + size]) for i in range(frames)]
+
+
+def clip_ladders(frames: list[np.ndarray], source_name: str) -> list[Ladder]:
+    """Ladders of a clip (each level is a list of frames): CRF per available codec, temporal ffmpeg noise."""
+    out = []
+    for codec in available_codecs():
+        def make(level, codec=codec):
+            return frames if level == 0 else crf_encode(frames, codec, CRF_LADDER[level - 1])
+
+        out.append(Ladder(f"crf_{codec}", ("clean", *CRF_LADDER), make))
+    seed = _seed(source_name, "clip_noise")
+
+    def noisy(level):
+        if level == 0:
+            return frames
+        rng = np.random.default_rng(seed)  # same draws at every level; a fresh field every frame (allf=t)
+        return [ffmpeg_noise(f, FFMPEG_NOISE[level - 1], rng) for f in frames]
+
+    out.append(Ladder("ffmpeg_noise_temporal", (0, *FFMPEG_NOISE), noisy))
+    return out
+
+
+# ---------------------------------------------------------------------------------- the check
+
+
+class HeadScorer:
+    """Scores frames as ``head.predict(post(extract(frame)))``, caching ``extract`` rows by key
+    (source|kind|level[|frame]); ``post`` (e.g. a column slice) lets heads on sub-layouts share one cache."""
+
+    def __init__(self, extract: Callable[[np.ndarray], np.ndarray], head, cache=None,
+                 post: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.extract = extract
+        self.head = head
+        self.cache = cache
+        self.post = post
+
+    def features(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
+        row = np.asarray(self.extract(make()) if self.cache is None else self.cache.get(key, make, self.extract), np.float64)
+        return row if self.post is None else self.post(row)
+
+    def score(self, key: str, make: Callable[[], np.ndarray]) -> float:
+        return float(self.head.predict(self.features(key, make))[0])
+
+
+@dataclass
+class CheckResult:
+    """Scores of every ladder: rows (clip, source, kind, level, label, score)."""
+
+    rows: list[dict]
+
+    def ladders(self) -> dict[tuple[bool, str, str], list[dict]]:
+        out: dict = {}
+        for r in self.rows:
+            out.setdefault((r["clip"], r["source"], r["kind"]), []).append(r)
+        return {k: sorted(v, key=lambda r: r["level"]) for k, v in out.items()}
+
+    def pairs(self) -> list[dict]:
+        """Every adjacent level pair: better level, worse level, the fall (positive = ordered correctly)."""
+        out = []
+        for (clip, source, kind), lad in self.ladders().items():
+            clean = lad[0]["score"]
+            for prev, cur in zip(lad, lad[1:]):
+                out.append({"clip": clip, "source": source, "kind": kind, "level": cur["level"], "label": cur["label"],
+                            "score": cur["score"], "vs_previous": cur["score"] - prev["score"],
+                            "vs_clean": cur["score"] - clean, "ordered": cur["score"] < prev["score"]})
+        return out
+
+    def summary(self) -> dict:
+        pairs = self.pairs()
+        stills = [p for p in pairs if not p["clip"]]
+        clips = [p for p in pairs if p["clip"]]
+        per_kind: dict = {}
+        for p in stills:
+            per_kind.setdefault(p["kind"], []).append(p["ordered"])
+        clip_crf: dict = {}
+        for p in clips:
+            if p["kind"].startswith("crf_"):
+                clip_crf.setdefault((p["source"], p["kind"]), []).append(p["ordered"])
+        return {
+            "still_pairs": len(stills),
+            "ordered_share": float(np.mean([p["ordered"] for p in stills])) if stills else float("nan"),
+            "per_kind": {k: float(np.mean(v)) for k, v in sorted(per_kind.items())},
+            "max_above_clean": max((p["vs_clean"] for p in pairs), default=float("nan")),
+            "levels_above_clean_by_1": sum(p["vs_clean"] > 1.0 for p in pairs),
+            "levels_above_clean": sum(p["vs_clean"] > 0.0 for p in pairs),
+            "levels": len(pairs),
+            "clip_pairs": len(clips),
+            "clip_ordered_share": float(np.mean([p["ordered"] for p in clips])) if clips else float("nan"),
+            "clip_crf_share": {f"{s} {k}": float(np.mean(v)) for (s, k), v in sorted(clip_crf.items())},
+            "min_clip_crf_share": min((float(np.mean(v)) for v in clip_crf.values()), default=float("nan")),
+        }
+
+    def worst(self, n: int = 10) -> list[dict]:
+        """The ``n`` pairs that rose most: by score vs the previous level, then vs clean."""
+        return sorted(self.pairs(), key=lambda p: (-max(p["vs_previous"], p["vs_clean"])))[:n]
+
+
+def run_check(scorer: HeadScorer, sources: dict[str, np.ndarray], kinds: list[str] | None = None,
+              clips: dict[str, list[np.ndarray]] | None = None, progress: bool = False) -> CheckResult:
+    """Score every ladder of every source (stills) and of every clip (score = mean over its frames)."""
+    rows = []
+    todo = [(False, name, lad) for name, src in sources.items() for lad in ladders(src, name, kinds)]
+    todo += [(True, name, lad) for name, frames in (clips or {}).items() for lad in clip_ladders(frames, name)]
+    for i, (clip, name, lad) in enumerate(todo):
+        for level in range(lad.n):
+            base = f"{name}|{lad.kind}|{level}"
+            if clip:
+                cached: dict = {}
+
+                def frame(j, level=level, lad=lad, cached=cached):
+                    if "frames" not in cached:
+                        cached["frames"] = lad.make(level)
+                    return cached["frames"][j]
+
+                n_frames = len(clips[name])
+                score = float(np.mean([scorer.score(f"clip:{base}|{j}", lambda j=j: frame(j)) for j in range(n_frames)]))
+            else:
+                score = scorer.score(base, lambda level=level, lad=lad: lad.make(level))
+            rows.append({"clip": clip, "source": name, "kind": lad.kind, "level": level,
+                         "label": lad.labels[level], "score": score})
+        if progress:
+            print(f"[{i + 1}/{len(todo)}] {'clip ' if clip else ''}{name} {lad.kind}", flush=True)
+    return CheckResult(rows)
+
+
+def short_name(source: str) -> str:
+    return Path(source.split(":", 1)[-1]).stem
+
+
+def report(result: CheckResult, worst: int = 12) -> str:
+    """The check as text: share of ordered adjacent pairs per type and overall, clips, the worst cases."""
+    s = result.summary()
+    lines = [f"{'type':<26} ordered adjacent pairs"]
+    for kind, share in s["per_kind"].items():
+        lines.append(f"{kind:<26} {100 * share:6.1f}%")
+    lines.append(f"{'ALL (stills)':<26} {100 * s['ordered_share']:6.1f}%  of {s['still_pairs']} pairs")
+    if s["clip_pairs"]:
+        lines.append(f"{'clips, all ladders':<26} {100 * s['clip_ordered_share']:6.1f}%  of {s['clip_pairs']} pairs")
+        for name, share in s["clip_crf_share"].items():
+            lines.append(f"  clip {short_name(name.split(' ')[0])} {name.split(' ')[1]:<16} CRF pairs falling {100 * share:5.1f}%")
+    lines.append(f"levels scoring above their clean source: {s['levels_above_clean']} of {s['levels']} "
+                 f"({s['levels_above_clean_by_1']} by more than 1 point); most: {s['max_above_clean']:+.2f}")
+    lines.append("worst cases (type, image, level, score, vs previous level, vs clean):")
+    for p in result.worst(worst):
+        lines.append(f"  {'clip ' if p['clip'] else ''}{p['kind']:<24} {short_name(p['source']):<28} {str(p['label']):>6} "
+                     f"{p['score']:7.2f} {p['vs_previous']:+7.2f} {p['vs_clean']:+7.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""auto's per-machine choice: candidates from CPU flags and the card's measured accuracy, the cache, the log line.
+
+Timings here come from fake timers (the real measurement takes seconds and is not run by the suite).
+"""
+
+import json
+import logging
+
+import pytest
+
+from contrique_video.api import builtin_weights
+from contrique_video.backends import autotune
+from contrique_video.backends.base import open_backend
+from contrique_video.errors import UnsupportedError
+
+IN = {"srcc_change": -0.001, "mean_abs_score_change": 0.2, "max_abs_score_change": 0.9, "measured": "test"}
+OUT = {"srcc_change": -0.001, "mean_abs_score_change": 0.7, "max_abs_score_change": 2.0, "measured": "test"}
+AVX512_BF16 = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"}
+
+
+def test_accuracy_bounds():
+    assert autotune.accuracy_ok(IN)
+    assert not autotune.accuracy_ok(OUT)
+    assert not autotune.accuracy_ok({**IN, "srcc_change": -0.0051})
+    assert not autotune.accuracy_ok({**IN, "srcc_change": 0.0051})
+    assert not autotune.accuracy_ok({"srcc_change": 0.0})  # no score change measured
+    assert not autotune.accuracy_ok(None)
+    assert not autotune.accuracy_ok({**IN, "mean_abs_score_change": "n/a"})
+
+
+def test_candidates_need_native_instructions_and_measured_accuracy():
+    paths, skipped = autotune.candidates({"avx2", "fma"}, {"bf16": IN, "int8": IN}, True)
+    assert paths == [("onnxruntime", "fp32"), ("torch", "fp32")]
+    assert any(s.startswith("bf16: no ") and "avx512_bf16" in s for s in skipped)
+    paths, skipped = autotune.candidates(AVX512_BF16, {}, True)
+    assert ("torch", "bf16") not in paths and "bf16: no measured accuracy in the model card" in skipped
+    paths, skipped = autotune.candidates(AVX512_BF16, {"bf16": OUT}, True)
+    assert ("torch", "bf16") not in paths and any("out of bounds" in s for s in skipped)
+    paths, _ = autotune.candidates(AVX512_BF16, {"bf16": IN, "int8": IN}, True)
+    assert ("torch", "bf16") in paths and ("onnxruntime", "int8") in paths
+    paths, _ = autotune.candidates(AVX512_BF16, {"bf16": IN}, False)
+    assert paths == [("torch", "fp32"), ("torch", "bf16")]
+
+
+def test_decide_picks_the_fastest_and_says_why():
+    times = {("onnxruntime", "fp32"): 0.30, ("torch", "fp32"): 0.50, ("torch", "bf16"): 0.12}
+    choice = autotune.decide(list(times), ["int8: no measured accuracy in the model card"], lambda ps: times, {})
+    assert (choice.backend, choice.precision) == ("torch", "bf16")
+    assert "120 ms vs onnxruntime fp32 300 ms" in choice.reason and "int8" in choice.reason
+    assert "\n" not in choice.line()
+    times[("torch", "bf16")] = 0.9  # slower than fp32 on some machine: not chosen
+    choice = autotune.decide(list(times), [], lambda ps: times, {})
+    assert (choice.backend, choice.precision) == ("onnxruntime", "fp32")
+
+
+def test_single_candidate_is_not_timed():
+    def timer(paths):
+        raise AssertionError("nothing to compare")
+
+    choice = autotune.decide([("torch", "fp32")], [], timer, {})
+    assert (choice.backend, choice.precision) == ("torch", "fp32")
+
+
+@pytest.fixture
+def bf16_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONTRIQUE_VIDEO_CACHE", str(tmp_path))
+    monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Test CPU", AVX512_BF16))
+    card = json.loads(builtin_weights().read_text())
+    card["weights"]["file"] = str(builtin_weights().parent / card["weights"]["file"])
+    card["precisions"] = {"bf16": IN}
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(card))
+    return path
+
+
+def test_choice_is_cached_per_machine_and_model(bf16_machine, monkeypatch, caplog):
+    calls = []
+
+    def timer(paths):
+        calls.append(paths)
+        return {p: {"bf16": 0.1}.get(p[1], 0.3) for p in paths}
+
+    first = autotune.choose(bf16_machine, timer=timer)
+    assert (first.backend, first.precision) == ("torch", "bf16") and len(calls) == 1
+    again = autotune.choose(bf16_machine, timer=timer)
+    assert (again.backend, again.precision) == ("torch", "bf16") and len(calls) == 1  # from the cache
+    cached = autotune.cache_path(first.key)
+    assert cached.is_file() and first.key["cpu"] == "Test CPU" and "avx512_bf16" in first.key["flags"]
+    # Another CPU (other flags) is another key: measured anew, and without bf16 it cannot pick bf16.
+    monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Other CPU", {"avx2", "fma"}))
+    other = autotune.choose(bf16_machine, timer=timer)
+    assert other.precision == "fp32" and len(calls) == 2 and autotune.cache_path(other.key) != cached
+    # A corrupt cache file is measured again with a warning.
+    monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Test CPU", AVX512_BF16))
+    cached.write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="contrique_video"):
+        rebuilt = autotune.choose(bf16_machine, timer=timer)
+    assert rebuilt.precision == "bf16" and len(calls) == 3
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
+    assert json.loads(cached.read_text())["precision"] == "bf16"
+
+
+def test_open_backend_auto_logs_one_line(bf16_machine, monkeypatch, caplog):
+    monkeypatch.setattr(autotune, "measure", lambda weights, paths, threads=None: {
+        p: {"torch": 0.2}.get(p[0], 0.4) if p[1] == "fp32" else 0.5 for p in paths})
+    with caplog.at_level(logging.INFO, logger="contrique_video"):
+        backend = open_backend(bf16_machine)
+    assert backend.describe() == "torch eager fp32 on cpu"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("backend auto:")]
+    assert len(lines) == 1 and "torch fp32 (fastest" in lines[0]
+
+
+def test_card_precision_entries_are_complete():
+    """Every accuracy entry in the built-in card names its numbers and how they were measured."""
+    for precision, entry in autotune.card_precisions(builtin_weights()).items():
+        assert {"srcc_change", "mean_abs_score_change", "max_abs_score_change", "measured"} <= set(entry), precision
+        assert isinstance(autotune.accuracy_ok(entry), bool)
+
+
+def test_cpu_summary_names_flags():
+    line = autotune.cpu_summary()
+    assert "flags:" in line and "torch capability:" in line and "\n" not in line
+
+
+def test_cached_choice_measures_nothing(bf16_machine):
+    assert autotune.cached_choice(bf16_machine) is None
+    made = autotune.choose(bf16_machine, timer=lambda ps: {p: 0.1 if p[1] == "bf16" else 0.2 for p in ps})
+    got = autotune.cached_choice(bf16_machine)
+    assert got is not None and (got.backend, got.precision, got.reason) == (made.backend, made.precision, made.reason)
+
+
+def test_a_path_that_cannot_run_is_left_out():
+    times = {("torch", "fp32"): 0.5}  # onnxruntime failed to open: missing from the timings
+    choice = autotune.decide([("onnxruntime", "fp32"), ("torch", "fp32")], [], lambda ps: times, {})
+    assert (choice.backend, choice.precision) == ("torch", "fp32") and "only candidate that ran" in choice.reason
+    with pytest.raises(UnsupportedError, match="no CPU path could run"):
+        autotune.decide([("onnxruntime", "fp32"), ("torch", "fp32")], [], lambda ps: {}, {})

