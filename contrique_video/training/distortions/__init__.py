@@ -70,7 +70,13 @@ from __future__ import annotations
 import numpy as np
 
 from contrique_video.errors import InputError
-from contrique_video.training.distortions import blur, colour, compression, noise, spatial
+from contrique_video.training.distortions import (
+    blur,
+    colour,
+    compression,
+    noise,
+    spatial,
+)
 
 NUM_LEVELS: int = 5
 

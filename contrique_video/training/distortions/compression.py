@@ -11,7 +11,6 @@ from PIL import Image, features
 from contrique_video.errors import UnsupportedError
 from contrique_video.training.distortions.pixels import from_pil, to_pil
 
-
 _J2K_HEADER_BYTES = 200
 
 
