@@ -30,6 +30,8 @@ class Encoded:
 
 @dataclass(frozen=True)
 class MediaInfo:
+    """A source's size, duration (None when unknown) and frame rate (25 when unknown), for placing samples."""
+
     width: int
     height: int
     duration: float | None
