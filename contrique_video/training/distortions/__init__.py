@@ -154,7 +154,8 @@ _FUNCS = {
 }
 assert tuple(_FUNCS) == TYPES
 # The patch types draw for their top level at every level (same positions for one seed).
-assert spatial.PATCH_DRAWS == max(PARAMS["non_eccentricity_patch"]) and spatial.BLOCK_DRAWS == max(PARAMS["color_block"])
+assert spatial.PATCH_DRAWS == max(PARAMS["non_eccentricity_patch"])
+assert spatial.BLOCK_DRAWS == max(PARAMS["color_block"])
 
 
 def distort(img: np.ndarray, kind: str, level: int, rng: np.random.Generator) -> np.ndarray:

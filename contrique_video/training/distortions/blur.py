@@ -54,16 +54,16 @@ def _motion_kernel(length: float, angle: float) -> np.ndarray:
     return (k / k.sum()).astype(np.float32)
 
 
-def gaussian_blur(img, p, rng):
+def gaussian_blur(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     return from_pil(to_pil(img).filter(ImageFilter.GaussianBlur(p)))
 
 
-def lens_blur(img, p, rng):
+def lens_blur(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     pad = min(int(np.ceil(p)) + 1, min(img.shape[:2]) - 1)
     return to_u8(fft_filter(to_f32(img), pad, lambda shape: _disk_transfer(p, shape)))
 
 
-def motion_blur(img, p, rng):
+def motion_blur(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     angle = rng.uniform(0.0, np.pi)
     k = _motion_kernel(p, angle)
     pad = min(k.shape[0] // 2 + 1, min(img.shape[:2]) - 1)

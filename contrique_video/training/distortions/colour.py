@@ -18,13 +18,13 @@ from contrique_video.training.distortions.pixels import (
 )
 
 
-def color_diffusion(img, p, rng):
+def color_diffusion(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     lab = rgb2lab(img)
     lab[..., 1:] = gauss_float(np.ascontiguousarray(lab[..., 1:]), p)
     return lab2rgb(lab)
 
 
-def color_shift(img, p, rng):
+def color_shift(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     # Direction of the green-channel displacement (a unit vector scaled by p).
     angle = rng.uniform(0.0, 2.0 * np.pi)
     x = to_f32(img)
@@ -51,20 +51,20 @@ def _shift_bilinear(ch: np.ndarray, dy: float, dx: float) -> np.ndarray:
     return (1 - fy) * top + fy * bot
 
 
-def color_quantization(img, p, rng):
+def color_quantization(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     im = to_pil(img)
     pal = im.quantize(colors=int(p), method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
     return from_pil(im.quantize(palette=pal, dither=Image.Dither.FLOYDSTEINBERG))
 
 
-def color_saturation_hsv(img, p, rng):
+def color_saturation_hsv(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     # With H and V fixed, scaling S by k maps every channel c to V - k (V - c).
     x = to_f32(img)
     v = vmax(img).astype(np.float32)[..., None]
     return to_u8(v - p * (v - x))
 
 
-def color_saturation_lab(img, p, rng):
+def color_saturation_lab(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     lab = rgb2lab(img)
     lab[..., 1:] *= p
     return lab2rgb(lab)
@@ -78,14 +78,14 @@ def _lightness_gamma(img: np.ndarray, gamma: float) -> np.ndarray:
     return lab2rgb(lab)
 
 
-def brighten(img, p, rng):
+def brighten(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     return _lightness_gamma(img, p)
 
 
-def darken(img, p, rng):
+def darken(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     return _lightness_gamma(img, p)
 
 
-def mean_shift(img, p, rng):
+def mean_shift(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     sign = 1.0 if rng.random() < 0.5 else -1.0
     return to_u8(to_f32(img) + sign * p)

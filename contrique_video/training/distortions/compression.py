@@ -14,7 +14,7 @@ from contrique_video.training.distortions.pixels import from_pil, to_pil
 _J2K_HEADER_BYTES = 200
 
 
-def jpeg2000(img, p, rng):
+def jpeg2000(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     if not features.check("jpg_2000"):
         raise UnsupportedError("jpeg2000 distortion needs Pillow built with OpenJPEG")
     h, w = img.shape[:2]
@@ -39,7 +39,7 @@ def jpeg2000(img, p, rng):
         return from_pil(im)
 
 
-def jpeg(img, p, rng):
+def jpeg(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     buf = io.BytesIO()
     to_pil(img).save(buf, "JPEG", quality=int(p), subsampling=2)
     buf.seek(0)
@@ -87,11 +87,11 @@ def _codec(img, codec: str, qp: int) -> np.ndarray:
     return np.ascontiguousarray(out[:h, :w])
 
 
-def h264(img, p, rng):
+def h264(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     return _codec(img, "libx264", int(p))
 
 
-def hevc(img, p, rng):
+def hevc(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     return _codec(img, "libx265", int(p))
 
 
@@ -99,7 +99,7 @@ _DOWN = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.L
 _UP = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
 
 
-def rescale(img, p, rng):
+def rescale(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     down = _DOWN[int(rng.integers(0, len(_DOWN)))]
     up = _UP[int(rng.integers(0, len(_UP)))]
     h, w = img.shape[:2]

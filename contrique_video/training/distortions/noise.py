@@ -7,7 +7,7 @@ import numpy as np
 from contrique_video.training.distortions.pixels import box_mean, to_f32, to_u8
 
 
-def white_noise(img, p, rng):
+def white_noise(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     n = rng.standard_normal(img.shape, dtype=np.float32)
     n *= p
     n += img
@@ -23,13 +23,13 @@ _YCC2RGB = np.linalg.inv(_RGB2YCC).astype(np.float32)
 _CBCR2RGB = np.ascontiguousarray(_YCC2RGB[:, 1:].T)
 
 
-def white_noise_color(img, p, rng):
+def white_noise_color(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     n = rng.standard_normal(img.shape[:2] + (2,), dtype=np.float32)
     n *= p
     return to_u8(to_f32(img) + n @ _CBCR2RGB)
 
 
-def impulse_noise(img, p, rng):
+def impulse_noise(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     u = rng.random(img.shape, dtype=np.float32)
     out = img.copy()
     out[u < p / 2] = 0
@@ -37,7 +37,7 @@ def impulse_noise(img, p, rng):
     return out
 
 
-def multiplicative_noise(img, p, rng):
+def multiplicative_noise(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     n = rng.standard_normal(img.shape, dtype=np.float32)
     n *= p
     n += 1.0
@@ -54,7 +54,7 @@ def _guided_self(x: np.ndarray, r: int, eps: float) -> np.ndarray:
     return box_mean(a, r) * x + box_mean(b, r)
 
 
-def denoise(img, p, rng):
+def denoise(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     # Gaussian noise in Y, Cb and Cr, then a denoiser: two passes of a
     # self-guided (edge-preserving) filter on Y and a box mean on the chroma.
     # It leaves the typical waxy, over-smoothed texture and colour bleeding.

@@ -14,7 +14,7 @@ PATCH_DRAWS = 45
 BLOCK_DRAWS = 10
 
 
-def jitter(img, p, rng):
+def jitter(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     h, w = img.shape[:2]
     off = np.rint(rng.standard_normal((2, h, w), dtype=np.float32) * p).astype(np.intp)
     yy = np.clip(np.arange(h)[:, None] + off[0], 0, h - 1)
@@ -26,7 +26,7 @@ def _patch_side(img: np.ndarray, frac: int) -> int:
     return max(3, int(round(min(img.shape[:2]) / frac)))
 
 
-def non_eccentricity_patch(img, p, rng):
+def non_eccentricity_patch(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     h, w = img.shape[:2]
     s = _patch_side(img, 16)
     nmax = PATCH_DRAWS
@@ -43,13 +43,13 @@ def non_eccentricity_patch(img, p, rng):
     return out
 
 
-def pixelate(img, p, rng):
+def pixelate(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     h, w = img.shape[:2]
     small = to_pil(img).resize((max(1, -(-w // p)), max(1, -(-h // p))), Image.Resampling.BOX)
     return from_pil(small.resize((w, h), Image.Resampling.NEAREST))
 
 
-def quantization(img, p, rng):
+def quantization(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     """Scalar quantisation with ``p`` levels at multi-level thresholds.
 
     The thresholds minimise the within-class variance of all values pooled
@@ -77,7 +77,7 @@ def quantization(img, p, rng):
     return lut[img]
 
 
-def color_block(img, p, rng):
+def color_block(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     h, w = img.shape[:2]
     s = _patch_side(img, 10)
     nmax = BLOCK_DRAWS
@@ -90,11 +90,11 @@ def color_block(img, p, rng):
     return out
 
 
-def high_sharpen(img, p, rng):
+def high_sharpen(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     return from_pil(to_pil(img).filter(ImageFilter.UnsharpMask(radius=2, percent=int(p), threshold=0)))
 
 
-def contrast_change(img, p, rng):
+def contrast_change(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     up = rng.random() < 0.5
     x = np.arange(256, dtype=np.float64)
     m = float(img.mean())
