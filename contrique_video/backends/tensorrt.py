@@ -40,9 +40,6 @@ TRT_PRECISIONS = ("fp16", "fp32")
 INSTALL_HINT = "pip install 'contrique-video[tensorrt]'"
 
 
-# --------------------------------------------------------------------------- TensorRT itself
-
-
 def import_tensorrt():
     """``tensorrt``, imported on first use so the package works without it."""
     try:
