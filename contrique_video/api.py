@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from contrique_video.backends.base import open_backend
+from contrique_video.backends import open_backend
 from contrique_video.decode.sampler import Sampling
 from contrique_video.decode.source import Frame, open_source
 from contrique_video.errors import InputError, ModelError
+from contrique_video.models import model_path
 from contrique_video.models.card import is_card, read_card
 from contrique_video.models.head import LinearHead, resolve_head
 from contrique_video.models.nss import NUM_FEATURES as NUM_NSS
@@ -117,7 +118,7 @@ class Scorer:
     ``weights=None`` uses the built-in model; ``head=None`` uses the built-in head for it (other weights need
     a head to score, none for features). ``weights`` is a CONTRIQUE ResNet checkpoint or a model card (JSON
     naming a state_dict and its arch, variant and layout: :mod:`contrique_video.models.card`). ``backend=None`` means $CONTRIQUE_VIDEO_BACKEND, else ``"auto"``
-    (see :func:`contrique_video.backends.base.auto_choice`).
+    (see :func:`contrique_video.backends.auto_choice`).
     """
 
     def __init__(
@@ -141,11 +142,11 @@ class Scorer:
                     "CONTRIQUE_checkpoint25.tar) and --head NAME|PATH (see `contrique-video import-head`)"
                 )
         else:
-            path = Path(weights)
+            path = model_path(weights)
         card = read_card(path) if is_card(path) else None
-        # A card names its model (heads fit on a built-in model are tied to that id); a bare checkpoint its file.
+        # A card names its model and its feature layout, which heads are matched by; a bare checkpoint its file.
         self.model_id = card.id if card else f"weights:{path.name}"
-        self.head_features = set(card.head_features) if card else {self.model_id}
+        self.feature_layout = card.feature_layout if card else None
         self.nss = bool(card and card.nss)
         self.default_head = (card.default_head if card else None) or (
             DEFAULT_HEAD if self.model_id.startswith("builtin") else None)
@@ -173,14 +174,7 @@ class Scorer:
                 raise ModelError("no head given: pass --head NAME|PATH for these weights (see `contrique-video import-head`)")
             spec = self.default_head
         h = spec if isinstance(spec, LinearHead) else resolve_head(str(spec))
-        if h.dim != self.feature_dim:
-            raise ModelError(f"head {h.name!r} expects {h.dim} features but the model gives {self.feature_dim}")
-        # A head fit on the built-in model's features means nothing on other weights, and vice versa.
-        if (h.features.startswith("builtin") or self.model_id.startswith("builtin")) and h.features not in self.head_features:
-            raise ModelError(
-                f"head {h.name!r} was fit on {h.features!r} features, which do not match the model in use "
-                f"({self.model_id}); use a head fit on this model"
-            )
+        h.check_fits(self.feature_layout, self.feature_dim)
         self._head = h
         return h
 

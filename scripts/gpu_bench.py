@@ -41,7 +41,7 @@ def scales(rgb: list[np.ndarray]):
     """The two inputs per frame as the package makes them: full scale and PIL's bicubic half scale, [0, 1] NCHW."""
     import torch
 
-    from contrique_video.backends.base import half_scale, to_array
+    from contrique_video.models.transforms import half_scale, to_array
 
     full = torch.from_numpy(np.stack([to_array(f) for f in rgb]))
     half = torch.from_numpy(np.stack([to_array(half_scale(f)) for f in rgb]))
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from contrique_video.models.card import load_model
+    from contrique_video.models import load_model
     from contrique_video.models.contrique import Contrique, load_weights
 
     device = torch.device(args.device)

@@ -43,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     from scipy.stats import spearmanr
 
     from contrique_video.api import Scorer, builtin_weights
-    from contrique_video.backends.base import cpu_flags, half_scale, to_array
-    from contrique_video.backends.onnx import INPUT, OnnxRuntimeBackend, cached_export
+    from contrique_video.backends.cpu import cpu_flags
+    from contrique_video.backends.export import INPUT
+    from contrique_video.backends.onnx import OnnxRuntimeBackend
+    from contrique_video.backends.onnx_cache import cached_export
+    from contrique_video.models.transforms import half_scale, to_array
     from contrique_video.training.fit import match_files, read_mos
 
     weights = args.weights or builtin_weights()

@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from contrique_video.api import builtin_weights
-    from contrique_video.backends.autotune import cpu_summary
-    from contrique_video.backends.base import TorchBackend, cpu_has_bf16, open_backend
+    from contrique_video.backends import open_backend
+    from contrique_video.backends.cpu import cpu_summary, native
+    from contrique_video.backends.pytorch import TorchBackend
     from contrique_video.backends.bench import (
         FULL_HD,
         matmul_peak,
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         time_backends,
     )
     from contrique_video.errors import ContriqueError
-    from contrique_video.models.card import load_model
+    from contrique_video.models import load_model
 
     builtin = builtin_weights()
     rows = [("resnet50", args.resnet, "official eager NCHW", "fp32")]
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += [("builtin-v2", builtin, *p.split(":")) for p in args.builtin_paths.split(",") if p]
     gflop = {"resnet50": network_gflop(FULL_HD, load_model(args.resnet)), "builtin-v2": network_gflop(FULL_HD, load_model(builtin))}
     peaks = {"fp32": matmul_peak("fp32")}
-    if cpu_has_bf16():
+    if native("bf16"):
         peaks["bf16"] = matmul_peak("bf16")
     backends, labels = [], []
     for model, path, backend, precision in rows:

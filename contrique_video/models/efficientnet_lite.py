@@ -140,6 +140,47 @@ class EfficientNetLite(nn.Module):
         return self.stages(x)[-1]
 
 
+class LayoutFeatures(nn.Module):
+    """An EfficientNet-Lite trunk pooled by a feature layout (:data:`~contrique_video.models.layouts.LAYOUTS`)
+    into one vector per image, the contract every backend and the ONNX export follow."""
+
+    def __init__(self, trunk: EfficientNetLite, layout: str = "stages-meanstd"):
+        super().__init__()
+        if layout not in ("last", "stages-meanstd"):
+            raise ModelError(f"EfficientNet-Lite has no feature layout {layout!r}; known: last, stages-meanstd")
+        self.trunk = trunk
+        self.layout = layout
+        self.encoder_name = f"efficientnet-{trunk.variant}"
+        maps = trunk.channels if layout == "stages-meanstd" else trunk.channels[-1:]
+        self.feature_dim = 2 * sum(maps) if layout == "stages-meanstd" else maps[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout == "last":
+            return self.trunk(x).mean(dim=(2, 3)).float()
+        parts = []
+        for fmap in self.trunk.stages(x):
+            f = fmap.float()
+            parts += [f.mean(dim=(2, 3)), f.std(dim=(2, 3), unbiased=False)]
+        return torch.cat(parts, dim=1)
+
+
+def from_state(state: dict[str, torch.Tensor], source: str, variant: str, layout: str) -> LayoutFeatures:
+    """The trunk of ``variant`` loaded strictly from a plain state_dict, pooled by ``layout``.
+
+    Keys are the PyPI packages' (``_conv_stem.weight``, ...); a ``trunk.`` prefix (a saved
+    :class:`LayoutFeatures`) and a ``_fc.`` classifier are accepted and dropped.
+    """
+    state = {k.removeprefix("trunk."): v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    trunk = EfficientNetLite(variant)
+    try:
+        trunk.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
+        raise ModelError(f"weights {source} do not fit EfficientNet-{variant}: {first[:200]}") from None
+    return LayoutFeatures(trunk, layout).eval()
+
+
 @dataclass(frozen=True)
 class ImagenetWeights:
     """Where the ImageNet weights of one variant come from (for the model card)."""
@@ -185,4 +226,5 @@ def load_imagenet(variant: str = "lite2") -> EfficientNetLite:
     return model.eval()
 
 
-__all__ = ["EfficientNetLite", "IMAGENET_WEIGHTS", "ImagenetWeights", "VARIANTS", "imagenet_weights", "load_imagenet"]
+__all__ = ["EfficientNetLite", "IMAGENET_WEIGHTS", "ImagenetWeights", "LayoutFeatures", "VARIANTS", "from_state",
+           "imagenet_weights", "load_imagenet"]

@@ -5,13 +5,15 @@ followed by 2048 at half scale) to a raw linear value ``x @ weights + intercept`
 and, when the head has a mapping, maps that monotonically into its range (:meth:`LinearHead.predict`). The
 file holds only numbers and strings, so loading one can never run code. Layout::
 
-    {"format": "contrique-video-head", "version": 1 or 2, "name": ..., "features": ..., "trained_on": ...,
+    {"format": "contrique-video-head", "version": 1 or 2, "name": ..., "features": ..., "layout": ..., "trained_on": ...,
      "scale": ..., "range": [lo, hi], "higher_is_better": ..., "intercept": ..., "weights": [...],
      "extra": {...},
      "mapping": {"kind": "logistic", "params": [a, c, m, s]},   # version 2, optional
      "fit": {...}}                                               # version 2, optional: how it was fit
 
-``mapping`` absent or null means the identity (every version 1 head). The logistic is
+``layout`` is the feature layout the head was fit on (models/layouts.py), which a model must give for the head
+to score it; a file without one (written before heads recorded it) gets it from ``features``
+(:func:`contrique_video.models.layout_of`). ``mapping`` absent or null means the identity (every version 1 head). The logistic is
 ``lo + (hi - lo) * (a + (c - a) / (1 + exp(-(raw - m) / s)))`` with ``0 <= a < c <= 1`` and ``s > 0``: strictly
 increasing, so it keeps the order of raw values, and inside [lo, hi] by construction. A head without
 ``mapping`` and ``fit`` is written as version 1, so older builds keep reading it.
@@ -95,7 +97,7 @@ class LinearHead:
     weights: np.ndarray  # (D,) float64
     intercept: float
     name: str  # e.g. "clive"
-    features: str  # id of the feature extractor it was fit on; informational
+    features: str  # id of the model it was fit on; informational
     trained_on: str  # e.g. "CLIVE (LIVE In the Wild), 930 images"
     scale: str  # e.g. "MOS" or "DMOS"
     range: tuple[float, float]  # e.g. (0.0, 100.0)
@@ -103,6 +105,7 @@ class LinearHead:
     extra: dict = field(default_factory=dict)  # free JSON-serialisable metadata
     mapping: dict | None = None  # {"kind": "logistic", "params": [a, c, m, s]}; None = identity
     fit: dict | None = None  # how the head was fit (data, pair counts, loss weights); plain JSON
+    layout: str | None = None  # feature layout it was fit on; None: from ``features``, else unknown (width only)
 
     def __post_init__(self) -> None:
         label = f"head {self.name!r}" if isinstance(self.name, str) else "head"
@@ -111,6 +114,12 @@ class LinearHead:
                 raise ModelError(f"{label}: {attr} must be a string, got {type(getattr(self, attr)).__name__}")
         if not self.name.strip():
             raise ModelError("head name must not be empty")
+        if self.layout is None:
+            from contrique_video.models import layout_of
+
+            self.layout = layout_of(self.features)
+        elif not isinstance(self.layout, str):
+            raise ModelError(f"{label}: layout must be a string, got {type(self.layout).__name__}")
 
         try:
             w = np.array(self.weights, dtype=np.float64, copy=True)
@@ -153,6 +162,14 @@ class LinearHead:
     def dim(self) -> int:
         return int(self.weights.shape[0])
 
+    def check_fits(self, layout: str | None, dim: int) -> None:
+        """Refuse a model whose features this head cannot read: another width, or another recorded layout."""
+        if self.dim != dim:
+            raise ModelError(f"head {self.name!r} expects {self.dim} features but the model gives {dim}")
+        if self.layout and layout and self.layout != layout:
+            raise ModelError(f"head {self.name!r} was fit on {self.layout} features but the model gives {layout}; "
+                             "use a head fit on this layout")
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Scores for X of shape (N, D) or (D,): the raw linear value through the head's mapping, shape (N,).
 
@@ -192,6 +209,7 @@ class LinearHead:
             "version": 1 if self.mapping is None and self.fit is None else FORMAT_VERSION,
             "name": self.name,
             "features": self.features,
+            **({"layout": self.layout} if self.layout else {}),
             "trained_on": self.trained_on,
             "scale": self.scale,
             "range": [self.range[0], self.range[1]],
@@ -297,6 +315,8 @@ class LinearHead:
         for key in ("name", "features", "trained_on", "scale"):
             if not isinstance(doc[key], str):
                 raise ModelError(f"{key} must be a string, got {type(doc[key]).__name__}")
+        if not isinstance(doc.get("layout", ""), str):
+            raise ModelError(f"layout must be a string, got {type(doc['layout']).__name__}")
         rng = doc["range"]
         if not isinstance(rng, list) or len(rng) != 2:
             raise ModelError(f"range must be a list [lo, hi], got {rng!r}")
@@ -326,6 +346,7 @@ class LinearHead:
             extra=doc["extra"],
             mapping=doc.get("mapping"),
             fit=fit,
+            layout=doc.get("layout"),
         )
 
 

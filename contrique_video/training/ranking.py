@@ -1,7 +1,7 @@
 """Heads that never reward damage: MOS regression plus ranking constraints from synthetic degradations.
 
 A frame's feature vector is ``[layout(full) | layout(half)]`` (the half-scale copy is
-:func:`contrique_video.backends.base.half_scale`). :class:`FrameFeatures` wraps any one-scale feature module
+:func:`contrique_video.models.transforms.half_scale`). :class:`FrameFeatures` wraps any one-scale feature module
 (N x 3 x H x W in [0, 1] -> N x dim) into that two-scale extractor, so the head can be refit on any
 encoder (ImageNet EfficientNet-Lite, a fine-tuned one, CONTRIQUE) in one command.
 
@@ -43,7 +43,7 @@ class FrameFeatures:
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         import torch
 
-        from contrique_video.backends.base import half_scale, to_array
+        from contrique_video.models.transforms import half_scale, to_array
 
         rgb = np.ascontiguousarray(rgb)
         out = []
@@ -56,8 +56,7 @@ class FrameFeatures:
 
 def lite_features(variant: str = "lite2", layout: str = "stages-meanstd") -> FrameFeatures:
     """Frozen ImageNet EfficientNet-Lite features in ``layout`` at full and half scale."""
-    from contrique_video.models.efficientnet_lite import load_imagenet
-    from contrique_video.models.layouts import LayoutFeatures
+    from contrique_video.models.efficientnet_lite import LayoutFeatures, load_imagenet
 
     return FrameFeatures(LayoutFeatures(load_imagenet(variant), layout), f"efficientnet-{variant}-imagenet/{layout}")
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from contrique_video.backends.base import TorchBackend
+from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import InputError
 from contrique_video.training import distortions
 from contrique_video.training.batches import BatchMaker, list_images, load_rgb
@@ -117,7 +117,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def heldout_features(model: nn.Module, images: list[Path], device: str) -> np.ndarray:
     """Inference features of the held-out images: ``Contrique.forward`` (ResNet) or the Lite scoring layout."""
     if isinstance(model, LiteTrainee):
-        from contrique_video.models.layouts import LayoutFeatures
+        from contrique_video.models.efficientnet_lite import LayoutFeatures
 
         net = LayoutFeatures(model.encoder, "stages-meanstd")
     else:

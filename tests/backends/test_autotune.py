@@ -10,7 +10,9 @@ import pytest
 
 from contrique_video.api import builtin_weights
 from contrique_video.backends import autotune
-from contrique_video.backends.base import open_backend
+from contrique_video.backends import open_backend
+from contrique_video.backends import cpu as cpu_mod
+from contrique_video.models import get_card
 from contrique_video.errors import UnsupportedError
 
 IN = {"srcc_change": -0.001, "mean_abs_score_change": 0.2, "max_abs_score_change": 0.9, "measured": "test"}
@@ -28,17 +30,20 @@ def test_accuracy_bounds():
     assert not autotune.accuracy_ok({**IN, "mean_abs_score_change": "n/a"})
 
 
+OFFERED = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+
+
 def test_candidates_need_native_instructions_and_measured_accuracy():
-    paths, skipped = autotune.candidates({"avx2", "fma"}, {"bf16": IN, "int8": IN}, True)
-    assert paths == [("onnxruntime", "fp32"), ("torch", "fp32")]
+    paths, skipped = autotune.candidates({"avx2", "fma"}, {"bf16": IN, "int8": IN}, OFFERED)
+    assert paths == [("torch", "fp32"), ("onnxruntime", "fp32")]
     assert any(s.startswith("bf16: no ") and "avx512_bf16" in s for s in skipped)
-    paths, skipped = autotune.candidates(AVX512_BF16, {}, True)
+    paths, skipped = autotune.candidates(AVX512_BF16, {}, OFFERED)
     assert ("torch", "bf16") not in paths and "bf16: no measured accuracy in the model card" in skipped
-    paths, skipped = autotune.candidates(AVX512_BF16, {"bf16": OUT}, True)
+    paths, skipped = autotune.candidates(AVX512_BF16, {"bf16": OUT}, OFFERED)
     assert ("torch", "bf16") not in paths and any("out of bounds" in s for s in skipped)
-    paths, _ = autotune.candidates(AVX512_BF16, {"bf16": IN, "int8": IN}, True)
+    paths, _ = autotune.candidates(AVX512_BF16, {"bf16": IN, "int8": IN}, OFFERED)
     assert ("torch", "bf16") in paths and ("onnxruntime", "int8") in paths
-    paths, _ = autotune.candidates(AVX512_BF16, {"bf16": IN}, False)
+    paths, _ = autotune.candidates(AVX512_BF16, {"bf16": IN}, OFFERED[:2])  # what the registry offers, only
     assert paths == [("torch", "fp32"), ("torch", "bf16")]
 
 
@@ -80,28 +85,28 @@ def test_choice_is_cached_per_machine_and_model(bf16_machine, monkeypatch, caplo
         calls.append(paths)
         return {p: {"bf16": 0.1}.get(p[1], 0.3) for p in paths}
 
-    first = autotune.choose(bf16_machine, timer=timer)
+    first = autotune.choose(bf16_machine, OFFERED, timer)
     assert (first.backend, first.precision) == ("torch", "bf16") and len(calls) == 1
-    again = autotune.choose(bf16_machine, timer=timer)
+    again = autotune.choose(bf16_machine, OFFERED, timer)
     assert (again.backend, again.precision) == ("torch", "bf16") and len(calls) == 1  # from the cache
     cached = autotune.cache_path(first.key)
     assert cached.is_file() and first.key["cpu"] == "Test CPU" and "avx512_bf16" in first.key["flags"]
     # Another CPU (other flags) is another key: measured anew, and without bf16 it cannot pick bf16.
     monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Other CPU", {"avx2", "fma"}))
-    other = autotune.choose(bf16_machine, timer=timer)
+    other = autotune.choose(bf16_machine, OFFERED, timer)
     assert other.precision == "fp32" and len(calls) == 2 and autotune.cache_path(other.key) != cached
     # A corrupt cache file is measured again with a warning.
     monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Test CPU", AVX512_BF16))
     cached.write_text("{not json")
     with caplog.at_level(logging.WARNING, logger="contrique_video"):
-        rebuilt = autotune.choose(bf16_machine, timer=timer)
+        rebuilt = autotune.choose(bf16_machine, OFFERED, timer)
     assert rebuilt.precision == "bf16" and len(calls) == 3
     assert any("unreadable" in r.getMessage() for r in caplog.records)
     assert json.loads(cached.read_text())["precision"] == "bf16"
 
 
 def test_open_backend_auto_logs_one_line(bf16_machine, monkeypatch, caplog):
-    monkeypatch.setattr(autotune, "measure", lambda weights, paths, threads=None: {
+    monkeypatch.setattr(autotune, "measure", lambda open_path, paths: {
         p: {"torch": 0.2}.get(p[0], 0.4) if p[1] == "fp32" else 0.5 for p in paths})
     with caplog.at_level(logging.INFO, logger="contrique_video"):
         backend = open_backend(bf16_machine)
@@ -112,19 +117,19 @@ def test_open_backend_auto_logs_one_line(bf16_machine, monkeypatch, caplog):
 
 def test_card_precision_entries_are_complete():
     """Every accuracy entry in the built-in card names its numbers and how they were measured."""
-    for precision, entry in autotune.card_precisions(builtin_weights()).items():
+    for precision, entry in get_card("builtin-v2").precisions.items():
         assert {"srcc_change", "mean_abs_score_change", "max_abs_score_change", "measured"} <= set(entry), precision
         assert isinstance(autotune.accuracy_ok(entry), bool)
 
 
 def test_cpu_summary_names_flags():
-    line = autotune.cpu_summary()
+    line = cpu_mod.cpu_summary()
     assert "flags:" in line and "torch capability:" in line and "\n" not in line
 
 
 def test_cached_choice_measures_nothing(bf16_machine):
     assert autotune.cached_choice(bf16_machine) is None
-    made = autotune.choose(bf16_machine, timer=lambda ps: {p: 0.1 if p[1] == "bf16" else 0.2 for p in ps})
+    made = autotune.choose(bf16_machine, OFFERED, lambda ps: {p: 0.1 if p[1] == "bf16" else 0.2 for p in ps})
     got = autotune.cached_choice(bf16_machine)
     assert got is not None and (got.backend, got.precision, got.reason) == (made.backend, made.precision, made.reason)
 

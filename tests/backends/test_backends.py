@@ -14,19 +14,16 @@ import torch
 from media import make_clip
 
 from contrique_video.api import Scorer, builtin_weights, prefetch
-from contrique_video.backends import base as backend_mod
-from contrique_video.backends.base import TorchBackend, auto_choice, open_backend
+from contrique_video.backends import cpu as cpu_mod
+from contrique_video.backends import auto_choice, open_backend
 from contrique_video.backends.bench import sample_frames
-from contrique_video.backends.onnx import (
-    OnnxRuntimeBackend,
-    cached_export,
-    calibration_table,
-    export_onnx,
-    quantize_int8,
-    read_metadata,
-)
+from contrique_video.backends.export import export_onnx, read_metadata
+from contrique_video.backends.int8 import calibration_table, quantize_int8
+from contrique_video.backends.onnx import OnnxRuntimeBackend
+from contrique_video.backends.onnx_cache import cached_export
+from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import ModelError, UnsupportedError
-from contrique_video.models.card import load_model as load_weights
+from contrique_video.models import load_model as load_weights
 from contrique_video.models.card import model_digest
 from contrique_video.models.contrique import Contrique
 
@@ -66,7 +63,7 @@ def test_int8_is_close_to_fp32(frames, tmp_path):
 
     random_official_checkpoint(tmp_path / "r18.pt", arch="resnet18")
     reference = TorchBackend(load_weights(tmp_path / "r18.pt"))(frames)
-    table = calibration_table(model_digest(tmp_path / "r18.pt"))
+    table = calibration_table(tmp_path / "r18.pt", model_digest(tmp_path / "r18.pt"))
     quantize_int8(cached_export(tmp_path / "r18.pt", "fp32"), tmp_path / "q.onnx", table, frames)
     int8 = open_backend(tmp_path / "r18.pt", "onnxruntime", "int8")
     assert int8.precision == "int8"
@@ -132,7 +129,7 @@ def test_unavailable_choices_name_what_is_available(monkeypatch):
         open_backend(BUILTIN, "onnxruntime", "fp16")
     with pytest.raises(UnsupportedError, match="available: auto, torch"):
         open_backend(BUILTIN, "cuda-magic")
-    monkeypatch.setattr(backend_mod, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(cpu_mod, "cpu_flags", lambda: {"avx2", "fma"})
     with pytest.raises(UnsupportedError, match="supports precision fp32, not bf16"):
         open_backend(BUILTIN, "torch", "bf16")
 

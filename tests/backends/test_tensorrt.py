@@ -17,12 +17,9 @@ import torch
 
 from contrique_video.backends import fp16
 from contrique_video.backends import tensorrt as trtb
-from contrique_video.backends.base import half_scale, to_array
 from contrique_video.backends.bench import sample_frames
-from contrique_video.backends.onnx import OnnxRuntimeBackend, export_onnx, file_digest
-from contrique_video.backends.tensorrt import (
+from contrique_video.backends.engine_cache import (
     Profile,
-    TensorRTBackend,
     engine_components,
     engine_key,
     engine_path,
@@ -31,8 +28,12 @@ from contrique_video.backends.tensorrt import (
     sidecar_problem,
     store_engine,
 )
+from contrique_video.backends.export import export_onnx, file_digest
+from contrique_video.backends.onnx import OnnxRuntimeBackend
+from contrique_video.backends.tensorrt import TensorRTBackend
 from contrique_video.errors import ModelError, UnsupportedError
 from contrique_video.models.contrique import Contrique
+from contrique_video.models.transforms import half_scale, to_array
 
 HAVE_GPU = torch.cuda.is_available()
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -226,7 +227,7 @@ def test_fp16_graph_matches_fp32_on_onnxruntime(resnet18_onnx, batch, tmp_path):
 
 def test_fp16_graph_of_the_builtin_model(batch, tmp_path):
     from contrique_video.api import builtin_weights
-    from contrique_video.models.card import load_model
+    from contrique_video.models import load_model
 
     fp32 = export_onnx(load_model(builtin_weights()), tmp_path / "builtin.onnx")
     got = run_ort(fp16.convert_to_fp16(fp32, tmp_path / "builtin-fp16.onnx"), batch)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from contrique_video.api import builtin_card, builtin_weights
 from contrique_video.cli import main
+from contrique_video.models import get_card
 from contrique_video.models.head import resolve_head
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "sample.mp4"
@@ -25,7 +26,7 @@ def test_builtin_files_match_the_card():
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == card["weights"]["sha256"]
     assert (card["arch"], card["variant"], card["layout"], card["nss"]) == ("efficientnet-lite", "lite2", "stages-meanstd", False)
     head = resolve_head(card["default_head"])
-    assert card["id"] == "builtin-v2" and head.features in [card["id"], *card.get("same_features_as", [])]
+    assert card["id"] == "builtin-v2" and head.layout == get_card(card["id"]).feature_layout
     assert head.dim == card["feature_dim"] == 8544
     assert head.higher_is_better and head.range == (0.0, 100.0)
     assert not list(path.parent.glob("*.pt"))[1:], "only the built-in model's weights ship"

