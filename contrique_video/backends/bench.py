@@ -254,6 +254,17 @@ def markdown(rows: list[Row], info: dict) -> str:
     return "\n".join(lines)
 
 
+def default_candidates(weights: Path, threads: int | None = None) -> list[tuple[str, str]]:
+    """``bench``'s candidates when none are given: auto's choice first, then every other CPU path."""
+    from contrique_video.backends.base import auto_choice, cpu_has_bf16
+
+    pairs = [auto_choice("cpu", weights, threads), ("torch-compile", "fp32"), ("torch", "fp32"), ("onnxruntime", "fp32"),
+             ("onnxruntime", "int8")]
+    if cpu_has_bf16():
+        pairs += [("torch", "bf16"), ("torch-compile", "bf16")]
+    return list(dict.fromkeys(pairs))
+
+
 def run(weights: Path, candidates: list[tuple[str, str]], frames: int = 3, repeats: int = 2, threads: int | None = None,
         clive: Path | None = None, clive_limit: int | None = None, memory: bool = True, speed: bool = True,
         cache: Path = Path("runs/bench")) -> dict:
@@ -269,7 +280,6 @@ def run(weights: Path, candidates: list[tuple[str, str]], frames: int = 3, repea
     if memory:
         result["memory"] = memory_check(*candidates[0])
     return result
-
 
 
 def compare_models(models: dict[str, Path], backend: str = "auto", precision: str = "auto", frames: int = 3,

@@ -46,7 +46,8 @@ from contrique_video.backends.base import TorchBackend
 from contrique_video.errors import InputError
 from contrique_video.models.contrique import Contrique, load_weights, projector
 from contrique_video.training import distortions
-from contrique_video.training.fit import Block, evaluate, read_mos
+from contrique_video.features import Block
+from contrique_video.training.fit import evaluate, read_mos
 
 log = logging.getLogger("contrique_video")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
