@@ -124,7 +124,7 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
 
         find_ffmpeg(vmaf_ffmpeg)  # fail before scoring when there is no ffmpeg to run libvmaf
     model = dict(weights=weights, device=device, backend=backend, precision=precision, batch_size=batch_size,
-                 threads=threads, **({"max_pixels": max_pixels} if max_pixels else {}))
+                 threads=threads, **({"max_pixels": max_pixels} if max_pixels is not None else {}))
     if engine:
         from contrique_video.runs.dask import DaskExecutor
 
@@ -133,8 +133,8 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         if ctx.get_parameter_source("device") is ParameterSource.DEFAULT:
             model["device"] = "auto"  # each worker uses its GPU if it has one
         known = known_head(head, weights)
-        scorer, executor, head_range = None, DaskExecutor(engine, engine_workers, {**model, "head": head}), \
-            known.range if known else None
+        head_range = known.range if known else None
+        scorer, executor = None, DaskExecutor(engine, engine_workers, {**model, "head": head})
     else:
         scorer, executor = open_scorer(head, model), None
         h = scorer.check_head()
