@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -14,6 +15,9 @@ from contrique_video.errors import ContriqueError
 from contrique_video.runs.inputs import shorten, time_limit
 from contrique_video.runs.records import Outcome
 
+if TYPE_CHECKING:
+    from contrique_video.api import Scorer
+
 
 class LocalExecutor:
     """Inputs in order, each with a progress bar of its frames (``[i/N] name``) that is gone before it is reported.
@@ -21,7 +25,7 @@ class LocalExecutor:
     ``--timeout`` is SIGALRM (:func:`~contrique_video.runs.inputs.time_limit`), so it must run in the main thread.
     """
 
-    def __init__(self, scorer=None):
+    def __init__(self, scorer: Scorer | dict | None = None):
         from contrique_video.api import Scorer
 
         self.scorer = scorer if isinstance(scorer, Scorer) else Scorer(**(scorer or {}))
