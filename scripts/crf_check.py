@@ -23,7 +23,7 @@ from make_clips import write_clip
 from contrique_video.api import Scorer
 from contrique_video.encoding.crf_search import crf_search
 from contrique_video.encoding.encode import encode
-from contrique_video.encoding.hooks import centred
+from contrique_video.encoding.sampling import centred
 
 
 def main(argv: list[str] | None = None) -> int:

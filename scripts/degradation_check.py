@@ -30,11 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from contrique_video.errors import ContriqueError  # noqa: E402
 from contrique_video.training import degradation as deg  # noqa: E402
+from contrique_video.training import degradation_check as check  # noqa: E402
 
 TARGET_ORDERED, TARGET_ABOVE_CLEAN, TARGET_CLIP_CRF = 0.97, 1.0, 0.95
 
 
-def make_scorer(args) -> deg.HeadScorer:
+def make_scorer(args) -> check.HeadScorer:
     from contrique_video.training.ranking import (
         FeatureCache,
         last_from_stages,
@@ -66,7 +67,7 @@ def make_scorer(args) -> deg.HeadScorer:
         head = scorer.check_head()
         extract, name = (lambda rgb: scorer.frame_features([rgb])[0]), scorer.model_id
     cache = FeatureCache(args.cache, f"{name}@{args.size}", every=50) if args.cache else None
-    return deg.HeadScorer(extract, head, cache, post)
+    return check.HeadScorer(extract, head, cache, post)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                  for n in names[: args.clips]}
         scorer = make_scorer(args)
         t0 = time.time()
-        result = deg.run_check(scorer, sources, kinds, clips, progress=False)
+        result = check.run_check(scorer, sources, kinds, clips, progress=False)
         if scorer.cache is not None:
             scorer.cache.save()
     except ContriqueError as exc:
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     s = result.summary()
     print(f"{len(sources)} held-out images, {len(clips)} clips, head {scorer.head.name!r}; {time.time() - t0:.0f} s")
-    print(deg.report(result, args.worst))
+    print(check.report(result, args.worst))
     if args.json:
         args.json.write_text(json.dumps({"summary": s, "rows": result.rows}, indent=1, default=str) + "\n")
     missed = []

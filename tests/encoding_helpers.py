@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from contrique_video.encoding.encode import describe
+from contrique_video.encoding.probe import describe
 
 
 @dataclass

@@ -11,7 +11,6 @@ Progress is reported as events (plain dicts, printed as NDJSON by the CLI) so ot
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import tempfile
@@ -30,15 +29,13 @@ from contrique_video.encoding.encode import (
     check_settings,
     encode,
     lossless_reel,
-    media_info,
 )
-from contrique_video.encoding.hooks import centred
+from contrique_video.encoding.probe import describe, media_info
+from contrique_video.encoding.sampling import centred, sample_spans
 from contrique_video.errors import ContriqueError, InputError
 
 DEFAULT_MIN_CRF = 10
 POOLS = ("mean", "harmonic_mean", "p5", "p1", "min")  # what --target applies to
-
-log = logging.getLogger("contrique_video")
 
 
 @dataclass(frozen=True)
@@ -87,28 +84,6 @@ class SearchResult:
     def event(self) -> dict:
         return {"type": "result", **{k: v for k, v in asdict(self).items() if k != "probes"},
                 "probes": len(self.probes)}
-
-
-def sample_spans(duration: float | None, samples: int, sample_duration: float, name: str = "input") -> list[tuple[float, float]]:
-    """``samples`` spans of ``sample_duration`` seconds centred on equal parts of the input (deterministic).
-
-    An input shorter than the samples together is used whole, as ab-av1 does: it is then the best sample there is,
-    and refusing it would make the defaults fail on every short clip.
-    """
-    if duration is None or not math.isfinite(duration) or duration <= 0:
-        raise InputError(f"{name}: its duration is unknown, so samples cannot be placed; remux it to a file first")
-    if samples < 1 or not sample_duration > 0:
-        raise InputError(f"need at least 1 sample of more than 0 s, got {samples} x {sample_duration:g} s")
-    if samples * sample_duration > duration + 1e-6:
-        log.info("%s is %.2f s long, no longer than the %d samples x %g s requested: using the whole input",
-                 name, duration, samples, sample_duration)
-        return [(0.0, duration)]
-    spans = []
-    for k in range(samples):
-        centre = (k + 0.5) * duration / samples
-        start = min(max(0.0, centre - sample_duration / 2), duration - sample_duration)
-        spans.append((round(start, 6), sample_duration))
-    return spans
 
 
 def monotone(crfs: np.ndarray, scores: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -242,7 +217,6 @@ def crf_search(
 def _vmaf(encoded: Path, reference) -> float:
     """libvmaf's mean over every frame of an encode against the file it was encoded from (scaled back to
     the reference's size first when a --vfilter changed it)."""
-    from contrique_video.encoding.encode import describe
     from contrique_video.encoding.reference import run_vmaf
 
     ref = describe(reference.path if hasattr(reference, "path") else reference)

@@ -16,19 +16,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from contrique_video.decode.sampler import Sampling
-from contrique_video.encoding.encode import describe, upscale
-
-
-def centred(frames: int, seconds: float) -> Sampling:
-    """``frames`` frames at the centres of equal parts of an encode ``seconds`` long (its length from its packets).
-
-    Centred, so a sample's first frame, a key frame that an encoder gives more bits than the rest, is not
-    favoured (it is scored only when more than half the frames are asked for): scoring it in a few-frame
-    sample of every encode would make each one look better than its average frame, and a short CRF-search
-    sample (a key frame per sample) more than a full encode. ``--frames N`` centres its targets the same way.
-    """
-    return Sampling("frames", frames, duration=seconds)
+from contrique_video.encoding.encode import upscale
+from contrique_video.encoding.probe import describe
+from contrique_video.encoding.sampling import centred
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,14 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contrique_video.encoding.encode import (
-    check_crf,
-    check_encoder,
-    encode,
-    media_info,
-    scaled_size,
-)
+from contrique_video.encoding.encode import check_crf, check_encoder, encode
 from contrique_video.encoding.hooks import score_rendition
+from contrique_video.encoding.probe import media_info
+from contrique_video.encoding.transcode import scaled_size
 from contrique_video.errors import ContriqueError, InputError
 
 log = logging.getLogger("contrique_video")

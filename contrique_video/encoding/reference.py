@@ -29,7 +29,7 @@ DEFAULT_MODEL = "vmaf_v0.6.1"
 def vmaf_ffmpeg(ffmpeg: str | os.PathLike | None = None) -> str:
     """The ffmpeg that will run libvmaf: ``ffmpeg`` if given, else imageio-ffmpeg's static build."""
     if ffmpeg:
-        from contrique_video.encoding.encode import resolve_ffmpeg
+        from contrique_video.encoding.ffmpeg_cli import resolve_ffmpeg
 
         return resolve_ffmpeg(ffmpeg)
     try:
@@ -95,7 +95,7 @@ def add_vmaf(result, reference: str | os.PathLike, *, ffmpeg: str | None = None,
     """Put VMAF beside a :class:`~contrique_video.api.VideoScore`: a ``vmaf`` column in its frames (the
     frames we scored, matched by index) and, in its record, ``vmaf`` (mean over those frames),
     ``vmaf_pooled``, ``vmaf_all_frames`` (libvmaf's mean over every frame), ``vmaf_model`` and ``reference``."""
-    from contrique_video.encoding.encode import media_info
+    from contrique_video.encoding.probe import media_info
     from contrique_video.runs.logs import POOLS, pool
 
     ref, dist = media_info(reference), media_info(result.file)

@@ -22,6 +22,9 @@ Checkpoints: ``last.pt`` (model, optimiser, step, RNG state, learning curve; loa
 SRCC per evaluation, step 0 = the initial weights) in ``history.json`` and ``curve.csv``; ``best.pt``, a
 plain state_dict in the layout ``--weights`` reads (ResNet) or that ``EfficientNetLite(variant)`` loads
 strictly (Lite), and for Lite every evaluated trunk under ``trunks/``.
+
+This module holds the settings, the loop and its checkpoints; the data is in :mod:`.batches`, the
+contrastive objective in :mod:`.objectives`, and the networks (building, freezing, export) in :mod:`.trainees`.
 """
 
 from __future__ import annotations
@@ -36,21 +39,27 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from scipy import ndimage
-from skimage import color
 from torch import nn
 from tqdm import tqdm
 
 from contrique_video.backends.base import TorchBackend
 from contrique_video.errors import InputError
-from contrique_video.models.contrique import Contrique, load_weights, projector
-from contrique_video.training import distortions
 from contrique_video.features import Block
+from contrique_video.training import distortions
+from contrique_video.training.batches import BatchMaker, list_images, load_rgb
 from contrique_video.training.fit import evaluate, read_mos
+from contrique_video.training.objectives import patch_projections, supcon_loss
+from contrique_video.training.trainees import (
+    ARCHS,
+    LiteTrainee,
+    build_model,
+    export_trunk,
+    export_weights,
+    frozen_modules,
+    set_train_mode,
+)
 
 log = logging.getLogger("contrique_video")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -85,34 +94,9 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
 
 
-#: Training architectures: the CONTRIQUE ResNets and the EfficientNet-Lite trunks (``--arch`` -> variant).
-LITE_ARCHS = {"efficientnet-lite0": "lite0", "efficientnet-lite1": "lite1", "efficientnet-lite2": "lite2"}
-ARCHS = ("resnet18", "resnet34", "resnet50", *LITE_ARCHS)
 OBJECTIVES = ("contrastive", "classify", "both")
 #: Settings that may change between sessions of one run without changing what it computes.
 RUNTIME = {"workers", "device", "eval_every", "checkpoint_minutes"}
-
-
-def list_images(folder: str | Path, min_size: int = 0) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise InputError(f"no images (.png .jpg .bmp .webp .tif) in {folder}")
-    if min_size:
-        small = []
-        for p in files:
-            try:
-                with Image.open(p) as im:
-                    if min(im.size) < min_size:
-                        small.append(p.name)
-            except OSError:
-                raise InputError(f"cannot read image {p}") from None
-        if small:
-            raise InputError(f"{len(small)} images in {folder} are smaller than {min_size}px, e.g. {small[0]}")
-    return files
-
 
 def holdout_split(names: list[str], fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
     """Deterministic (train, held-out) split of image names, independent of which files are present."""
@@ -123,221 +107,6 @@ def holdout_split(names: list[str], fraction: float, seed: int = 0) -> tuple[lis
     return sorted(set(names) - set(held)), held
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-# ---------------------------------------------------------------- data
-COLOUR_OPTIONS = ("none", "gray", "lab", "hsv", "lms")
-
-
-def colour_view(rgb: np.ndarray, option: str) -> np.ndarray:
-    """One of the official recipe's colour options, as float32 HxWx3 roughly in [0, 1]."""
-    x = rgb.astype(np.float32) / 255.0
-    if option == "gray":
-        return np.repeat((x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=2)
-    if option == "lab":
-        lab = color.rgb2lab(x).astype(np.float32)
-        return np.stack([lab[..., 0] / 100.0, (lab[..., 1] + 128) / 255.0, (lab[..., 2] + 128) / 255.0], axis=-1)
-    if option == "hsv":
-        return color.rgb2hsv(x).astype(np.float32)
-    if option == "lms":  # local mean subtracted, re-centred at 0.5
-        return x - ndimage.gaussian_filter(x, sigma=(7 / 6, 7 / 6, 0)) + 0.5
-    return x
-
-
-class BatchMaker(torch.utils.data.Dataset):
-    """Batch ``k`` is built from ``default_rng([seed, k])`` alone: resumable and identical across runs."""
-
-    def __init__(self, cfg: TrainConfig, pristine: list[Path], authentic: list[Path]):
-        self.cfg = cfg
-        self.pristine = pristine
-        self.authentic = authentic if cfg.objective != "classify" else []
-        self.classes = [c for c in distortions.classes() if c[0] in cfg.types]
-        self._cache: dict[Path, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return self.cfg.steps
-
-    @property
-    def num_synthetic_classes(self) -> int:
-        return len(self.classes) + 1  # + pristine
-
-    def _image(self, path: Path) -> np.ndarray:
-        if path not in self._cache:
-            self._cache[path] = load_rgb(path)
-        return self._cache[path]
-
-    def _region(self, img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-        """A random square of ``size`` px, from a random (downscaling) scale of the image: more content per photo."""
-        h, w = img.shape[:2]
-        lo = min(size, h, w)  # never upscale: that would blur the "pristine" content
-        side = int(rng.integers(lo, min(h, w) + 1))
-        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        crop = img[y : y + side, x : x + side]
-        if side != size:
-            crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS))
-        return crop
-
-    def _views(self, img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(full-scale crop, half-scale crop) of an image of at least 2*crop px on each side."""
-        c = self.cfg.crop
-        h, w = img.shape[:2]
-        y, x = rng.integers(0, h - c + 1), rng.integers(0, w - c + 1)
-        full = img[y : y + c, x : x + c]
-        small = np.asarray(Image.fromarray(img).resize((w // 2, h // 2), Image.Resampling.BICUBIC))
-        y, x = rng.integers(0, h // 2 - c + 1), rng.integers(0, w // 2 - c + 1)
-        return full, small[y : y + c, x : x + c]
-
-    def _finish(self, view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        option = COLOUR_OPTIONS[rng.integers(len(COLOUR_OPTIONS))] if self.cfg.objective != "classify" else "none"
-        out = colour_view(view, option)
-        if rng.random() < 0.5:
-            out = out[:, ::-1]
-        return np.ascontiguousarray(out.transpose(2, 0, 1))
-
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (full views, half views, labels); labels < num_synthetic_classes are synthetic."""
-        cfg = self.cfg
-        rng = np.random.default_rng([cfg.seed, k])
-        fulls, halves, labels = [], [], []
-        # Synthetic: classes drawn in pairs so that every class in the batch has a positive of other content.
-        # Each distorted region gives ``crops_per_image`` view pairs: distortion dominates the data cost.
-        k = cfg.crops_per_image
-        n_pairs = max(1, cfg.batch // (2 * k))
-        picks = rng.integers(0, self.num_synthetic_classes, size=n_pairs).repeat(2)
-        for label in picks:
-            region = self._region(self._image(self.pristine[rng.integers(len(self.pristine))]), 2 * cfg.crop, rng)
-            if label > 0:
-                kind, level = self.classes[label - 1]
-                region = distortions.distort(region, kind, level, rng)
-            for _ in range(k):
-                full, half = self._views(region, rng)
-                fulls.append(self._finish(full, rng))
-                halves.append(self._finish(half, rng))
-                labels.append(int(label))
-        if self.authentic:
-            for i in rng.choice(len(self.authentic), size=min(cfg.authentic_batch, len(self.authentic)), replace=False):
-                img = self._image(self.authentic[i])
-                if min(img.shape[:2]) < 2 * cfg.crop:
-                    img = self._region(img, 2 * cfg.crop, rng)
-                full, half = self._views(img, rng)
-                fulls.append(self._finish(full, rng))
-                halves.append(self._finish(half, rng))
-                labels.append(self.num_synthetic_classes + int(i))
-        return torch.from_numpy(np.stack(fulls)), torch.from_numpy(np.stack(halves)), torch.tensor(labels)
-
-
-# ---------------------------------------------------------------- losses
-def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Multi-positive NT-Xent: mean over anchors of -mean log p(positive | anchor)."""
-    z = F.normalize(z.float(), dim=1)
-    logits = z @ z.T / temperature
-    n = len(z)
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    logits = logits.masked_fill(self_mask, float("-inf"))
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    pos = (labels[:, None] == labels[None, :]) & ~self_mask
-    n_pos = pos.sum(1)
-    keep = n_pos > 0
-    loss = -(log_prob.masked_fill(~pos, 0).sum(1)[keep] / n_pos[keep])
-    return loss.mean()
-
-
-def patch_projections(model: nn.Module, x: torch.Tensor, fmap: torch.Tensor | None = None) -> torch.Tensor:
-    """Encoder map (``fmap``, computed from ``x`` if not given) -> 2x2 grid -> each patch L2-normalised -> projector."""
-    h = F.adaptive_avg_pool2d(model.encoder(x) if fmap is None else fmap, 2)  # B, C, 2, 2
-    patches = F.normalize(h.flatten(2).transpose(1, 2).reshape(-1, h.shape[1]), dim=1)
-    return model.projector(patches)
-
-
-# ---------------------------------------------------------------- models
-class LiteTrainee(nn.Module):
-    """An EfficientNet-Lite trunk (``encoder``) and the contrastive projector on one of its pooled maps.
-
-    ``lite_map="head"``: the 1x1 head map (the paper's place, on the last encoder map); ``"stage7"``: the
-    last stage's output, so the head convolution gets no gradient and keeps its ImageNet weights.
-    """
-
-    def __init__(self, trunk: nn.Module, projection_dim: int = 128, lite_map: str = "head"):
-        super().__init__()
-        if lite_map not in ("head", "stage7"):
-            raise InputError(f"unknown --lite-map {lite_map!r}; choose head or stage7")
-        self.arch = f"efficientnet-{trunk.variant}"
-        self.encoder = trunk
-        self.lite_map = lite_map
-        self.projector = projector(self.feature_dim, projection_dim)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.encoder.channels[-1 if self.lite_map == "head" else -2]
-
-    def train_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The map the training objectives see."""
-        return self.encoder(x) if self.lite_map == "head" else self.encoder.stages(x)[-2]
-
-
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """The network to train, with its initial weights (``cfg.init``)."""
-    if cfg.arch in LITE_ARCHS:
-        from contrique_video.models.efficientnet_lite import (
-            EfficientNetLite,
-            load_imagenet,
-        )
-
-        variant = LITE_ARCHS[cfg.arch]
-        if cfg.init == "imagenet":
-            trunk = load_imagenet(variant)
-        else:
-            trunk = EfficientNetLite(variant)
-            if cfg.init:
-                if not Path(cfg.init).is_file():
-                    raise InputError(f"--init weights not found: {cfg.init}")
-                state = torch.load(cfg.init, map_location="cpu", weights_only=True)
-                try:
-                    trunk.load_state_dict(state, strict=True)
-                except (RuntimeError, AttributeError):
-                    raise InputError(f"--init {cfg.init} is not an EfficientNet-{variant} trunk state_dict") from None
-        return LiteTrainee(trunk, lite_map=cfg.lite_map)
-    if cfg.arch not in ARCHS:
-        raise InputError(f"unknown architecture {cfg.arch!r}; choose one of {', '.join(ARCHS)}")
-    if cfg.freeze_stages:
-        raise InputError("--freeze-stages is only for the efficientnet-lite architectures")
-    if cfg.init == "imagenet":
-        raise InputError(f"--init imagenet is only for the efficientnet-lite architectures, not {cfg.arch}")
-    model = Contrique(cfg.arch, zero_init_residual=True)
-    if cfg.init:  # fine-tune from a checkpoint (e.g. the built-in model) instead of random weights
-        init = load_weights(cfg.init)
-        if init.arch != cfg.arch:
-            raise InputError(f"--init {cfg.init} is a {init.arch}, not a {cfg.arch}")
-        model.encoder.load_state_dict(init.encoder.state_dict())
-    return model
-
-
-def frozen_modules(model: nn.Module, cfg: TrainConfig) -> list[nn.Module]:
-    """The encoder parts ``freeze_stages`` keeps fixed: the Lite stem and the blocks of its first stages."""
-    if not cfg.freeze_stages:
-        return []
-    trunk = model.encoder
-    if not 0 <= cfg.freeze_stages <= len(trunk.stage_ends):
-        raise InputError(f"--freeze-stages must be 0..{len(trunk.stage_ends)}")
-    last = trunk.stage_ends[cfg.freeze_stages - 1]
-    return [trunk._conv_stem, trunk._bn0, *trunk._blocks[: last + 1]]
-
-
-def set_train_mode(model: nn.Module, cfg: TrainConfig) -> None:
-    """Train mode, except BatchNorm of the encoder with ``bn="frozen"`` and of frozen stages (eval mode)."""
-    model.train()
-    if cfg.bn == "frozen":
-        for m in model.encoder.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-    for part in frozen_modules(model, cfg):
-        part.eval()
-
-
-# ---------------------------------------------------------------- loop
 def lr_at(step: int, cfg: TrainConfig) -> float:
     warm = max(1, int(cfg.warmup * cfg.steps))
     if step < warm:
@@ -560,25 +329,3 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         export_weights(model, out / "best.pt")
     return {"history": history, "best_srcc": best, "steps": step + 1}
 
-
-def export_trunk(model: nn.Module, path: Path) -> None:
-    """A Lite trunk as a plain state_dict that ``EfficientNetLite(variant).load_state_dict`` takes strictly."""
-    state = {k: v.detach().cpu().clone() for k, v in model.encoder.state_dict().items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def export_weights(model: nn.Module, path: Path, half: bool = False, projector: bool = True) -> None:
-    """A plain state_dict in the official layout, written atomically; ``half`` and no ``projector`` to ship.
-
-    A Lite model exports its trunk alone, in ``EfficientNetLite``'s key layout (see :func:`export_trunk`).
-    """
-    if isinstance(model, LiteTrainee):
-        export_trunk(model, path)
-        return
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
-             for k, v in model.state_dict().items() if projector or not k.startswith("projector.")}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)

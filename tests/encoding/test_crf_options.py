@@ -22,9 +22,9 @@ from contrique_video.encoding.encode import (
     encode,
     encoder_options,
     parse_enc,
-    split_filters,
 )
-from contrique_video.encoding.hooks import centred
+from contrique_video.encoding.sampling import centred
+from contrique_video.encoding.transcode import split_filters
 from contrique_video.errors import InputError
 
 
@@ -158,11 +158,11 @@ def test_encode_refuses_to_overwrite_the_input(d):
 
 
 def test_options_are_not_checked_against_an_ffmpeg_that_lacks_the_encoder():
-    from contrique_video.encoding.encode import _encoder_help
+    from contrique_video.encoding.ffmpeg_cli import encoder_help
 
     real_ffmpeg()
-    assert _encoder_help("libnosuch", None) is None  # "not recognized" is not a list of no options
-    assert "Supported pixel formats" in _encoder_help("libx264", None)
+    assert encoder_help("libnosuch", None) is None  # "not recognized" is not a list of no options
+    assert "Supported pixel formats" in encoder_help("libx264", None)
 
 
 def clip_with_sound(path, frames: int = 24, fps: int = 24, rate: int = 16000):

@@ -15,9 +15,9 @@ from contrique_video.encoding.crf_search import (
     choose,
     crf_search,
     next_crf,
-    sample_spans,
 )
 from contrique_video.encoding.encode import encode, lossless_reel
+from contrique_video.encoding.sampling import sample_spans
 from contrique_video.errors import InputError
 
 
@@ -161,7 +161,7 @@ def test_ffmpeg_failing_mid_way_keeps_probes_marked_partial(clip, tmp_path):
 
 
 def test_probes_never_score_the_first_frame_of_a_sample():
-    from contrique_video.encoding.hooks import centred
+    from contrique_video.encoding.sampling import centred
 
     s = centred(4, 2.0)  # a reel of two 1 s samples at 24 fps: key frames 0 and 24
     selector = s.selector(2.0, 24.0)

@@ -7,13 +7,8 @@ import pytest
 from encoding_helpers import fake_ffmpeg, real_ffmpeg
 from media import make_clip
 
-from contrique_video.encoding.encode import (
-    check_encoder,
-    encode,
-    lossless_reel,
-    scaled_size,
-    upscale,
-)
+from contrique_video.encoding.encode import check_encoder, encode, lossless_reel, upscale
+from contrique_video.encoding.transcode import scaled_size
 from contrique_video.errors import EncodeError, InputError, UnsupportedError
 
 

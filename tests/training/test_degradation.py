@@ -9,6 +9,7 @@ from scipy import ndimage
 from contrique_video.errors import InputError, ModelError
 from contrique_video.models.head import LinearHead, resolve_head
 from contrique_video.training import degradation as deg
+from contrique_video.training import degradation_check as check
 
 
 def small_source(side=96):
@@ -66,13 +67,13 @@ def sharpness_head():
     def extract(rgb):
         return np.array([np.log(ndimage.laplace(rgb.astype(float).mean(axis=2)).var() + 1)])
 
-    return deg.HeadScorer(extract, head)
+    return check.HeadScorer(extract, head)
 
 
 def test_check_counts_ordered_pairs_and_finds_the_worst_case():
     img = small_source(64)
     clip = deg.pan_clip(small_source(96), frames=3, size=64, step=8)
-    result = deg.run_check(sharpness_head(), {"china": img}, ["white_noise", "gaussian_blur"], {"china": clip})
+    result = check.run_check(sharpness_head(), {"china": img}, ["white_noise", "gaussian_blur"], {"china": clip})
     s = result.summary()
     assert s["per_kind"]["white_noise"] == 1.0  # noise adds Laplacian energy: this scorer falls with it
     assert s["per_kind"]["gaussian_blur"] == 0.0  # and rises with blur
@@ -80,7 +81,7 @@ def test_check_counts_ordered_pairs_and_finds_the_worst_case():
     assert s["max_above_clean"] > 1 and s["levels_above_clean"] >= 5
     worst = result.worst(1)[0]
     assert worst["kind"] == "gaussian_blur" and worst["vs_clean"] == max(p["vs_clean"] for p in result.pairs())
-    text = deg.report(result)
+    text = check.report(result)
     assert "gaussian_blur" in text and "ALL (stills)" in text and "CRF pairs falling" in text
 
 
@@ -95,7 +96,7 @@ def test_noise_never_scores_above_its_clean_source():
     except ModelError as exc:  # the weight packages are an install step of their own
         pytest.skip(f"ImageNet EfficientNet-{variant} weights are not installed: {exc}")
     sources = {n: deg.load_pristine(n, None, 256) for n in (deg.SKLEARN_CHINA, deg.SKLEARN_FLOWER)}
-    result = deg.run_check(deg.HeadScorer(extract, head), sources, list(deg.NOISE_TYPES))
+    result = check.run_check(check.HeadScorer(extract, head), sources, list(deg.NOISE_TYPES))
     bad = [p for p in result.pairs() if p["vs_clean"] > 0]
-    assert not bad, deg.report(result)
+    assert not bad, check.report(result)
     assert len(result.pairs()) == 2 * 5 * 5

