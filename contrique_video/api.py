@@ -27,16 +27,17 @@ from contrique_video.backends import open_backend
 from contrique_video.decode.sampler import Sampling
 from contrique_video.decode.source import Frame, open_source
 from contrique_video.errors import InputError, ModelError
+from contrique_video.features import Block
 from contrique_video.models import model_path
 from contrique_video.models.card import is_card, read_card
 from contrique_video.models.head import LinearHead, resolve_head
 from contrique_video.models.nss import NUM_FEATURES as NUM_NSS
 from contrique_video.models.nss import nss_features
 from contrique_video.pooling import RunningMean, score_stats
-from contrique_video.training.fit import Block
 
 log = logging.getLogger("contrique_video")
 DEFAULT_HEAD = "clive"  # for a built-in card that names no default head
+DEFAULT_MAX_PIXELS = 4096 * 2304  # all 4K formats; larger frames are refused unless max_pixels says otherwise
 FRAME_COLUMNS = ["frame", "pts_time", "score"]
 
 
@@ -118,7 +119,8 @@ class Scorer:
     ``weights=None`` uses the built-in model; ``head=None`` uses the built-in head for it (other weights need
     a head to score, none for features). ``weights`` is a CONTRIQUE ResNet checkpoint or a model card (JSON
     naming a state_dict and its arch, variant and layout: :mod:`contrique_video.models.card`). ``backend=None`` means $CONTRIQUE_VIDEO_BACKEND, else ``"auto"``
-    (see :func:`contrique_video.backends.auto_choice`).
+    (see :func:`contrique_video.backends.auto_choice`). ``max_pixels`` refuses larger frames before they
+    are decoded (the default admits 4096x2304, so all 4K; None admits any size).
     """
 
     def __init__(
@@ -130,7 +132,7 @@ class Scorer:
         precision: str = "auto",
         batch_size: int = 4,
         threads: int | None = None,
-        max_pixels: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         if threads:
             torch.set_num_threads(threads)
@@ -227,6 +229,15 @@ class Scorer:
         if not rows:
             raise ModelError(f"{path}: no frames were selected by the sampling ({sampling.describe()})")
         return FrameFeatures(str(path), np.array(idx, np.int64), np.array(pts, np.float64), np.concatenate(rows))
+
+    def mean_feature(self, path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav") -> np.ndarray:
+        """The mean feature over the sampled frames: what a head is applied to, and what heads are fit on."""
+        pooled = RunningMean()
+        for _, feats in self.iter_features(path, sampling, decoder):
+            pooled.add(feats)
+        if not pooled.count:
+            raise ModelError(f"{path}: no frames were selected by the sampling ({sampling.describe()})")
+        return pooled.mean
 
     def score(
         self,

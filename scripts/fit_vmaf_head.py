@@ -22,7 +22,8 @@ from scipy.stats import spearmanr
 from contrique_video.api import builtin_card
 from contrique_video.models.head import LinearHead
 from contrique_video.models.nss import NUM_FEATURES
-from contrique_video.training.fit import Block, fit_linear
+from contrique_video.features import Block
+from contrique_video.training.fit import fit_linear
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,13 +22,9 @@ os.environ.setdefault("CONTRIQUE_VIDEO_BACKEND", "torch")  # eager PyTorch: no p
 
 from media import make_clip  # noqa: E402
 
+from contrique_video import score_many  # noqa: E402
 from contrique_video.decode.sampler import Sampling  # noqa: E402
-from contrique_video.runs.dask import (  # noqa: E402
-    connect,
-    load_model,
-    score_distributed,
-    task_options,
-)
+from contrique_video.runs.dask import connect, load_model, task_options  # noqa: E402
 
 
 def timed_run(paths: list[str], workers: int, frames: int) -> tuple[float, float, list[dict]]:
@@ -37,7 +33,8 @@ def timed_run(paths: list[str], workers: int, frames: int) -> tuple[float, float
     with connect("local", workers) as client:
         client.run(load_model, task_options(None))  # load the model in every worker, as a long run amortises it
         warm = time.perf_counter()
-        got = list(score_distributed(paths, client.scheduler.address, sampling=Sampling("frames", frames)))
+        got = [o.record() for o in score_many(paths, executor=client.scheduler.address,
+                                              sampling=Sampling("frames", frames))]
         end = time.perf_counter()
     return end - start, end - warm, sorted(got, key=lambda r: r["file"])
 

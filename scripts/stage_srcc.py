@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from contrique_video.models.efficientnet_lite import EfficientNetLite
-from contrique_video.training.fit import Block, evaluate, read_mos
+from contrique_video.features import Block
+from contrique_video.training.fit import evaluate, read_mos
 from contrique_video.training.train import heldout_features, holdout_split
 from contrique_video.training.trainees import LiteTrainee
 

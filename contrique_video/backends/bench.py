@@ -279,7 +279,6 @@ def run(weights: Path, candidates: list[tuple[str, str]], frames: int = 3, repea
     return result
 
 
-
 def compare_models(models: dict[str, Path], backend: str = "auto", precision: str = "auto", frames: int = 3,
                    repeats: int = 2, threads: int | None = None) -> list[dict]:
     """Seconds per 1080p frame (both scales) of several models on one backend, timed round-robin in one process;

@@ -1,8 +1,8 @@
 """Scoring catalogues on a Dask cluster: the same per-file records as local runs, one model per worker process.
 
-    >>> from contrique_video.runs.dask import score_distributed
-    >>> for record in score_distributed(paths, "tcp://scheduler:8786"):   # or "local": processes on this machine
-    ...     print(record["file"], record.get("score", record.get("error")))
+    >>> import contrique_video as cv
+    >>> for outcome in cv.score_many(paths, executor="tcp://scheduler:8786"):   # or "local": processes here
+    ...     print(outcome.record())
 
 Why Dask: it is pure Python (about 25 MB installed), a local cluster starts in seconds, and it plugs into
 clusters people already run (``dask scheduler``/``dask worker``, dask-jobqueue on Slurm/PBS, dask-kubernetes,
@@ -13,7 +13,7 @@ dask-cuda for one worker per GPU). We schedule nothing ourselves: each input is 
   the work of a worker that dies.
 - **Whole files, not segments.** Decoding has no seeking yet and frame indices count from the file start, so a
   segment would decode from the start anyway; each file is one task.
-- **Failures are records.** An input a worker cannot read gives ``{"file": ..., "error": ...}``, as locally. A
+- **Failures are outcomes.** An input a worker cannot read gives its one-line error, as locally. A
   worker that dies has its task rerun elsewhere; an input that kills workers ``allowed-failures`` times (Dask's
   setting, 3 by default) becomes a failure record. A model or head that cannot load stops the run with one
   error, since every input would fail the same way.
@@ -30,27 +30,20 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
+from tqdm import tqdm
 
 from contrique_video import __version__
 from contrique_video.decode.sampler import Sampling
-from contrique_video.errors import (
-    ContriqueError,
-    InputError,
-    ModelError,
-    UnsupportedError,
-)
-from contrique_video.runs.records import join_warnings
+from contrique_video.errors import ContriqueError, ModelError, UnsupportedError
+from contrique_video.runs.records import Outcome
 
 log = logging.getLogger("contrique_video")
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up with one line
 WORKER_WAIT = 120.0  # seconds to wait for a first worker on a scheduler that has none
-PARQUET_COLUMNS = ["file", "score", "frames_scored", "mean", "harmonic_mean", "min", "max", "median", "p5", "std",
-                   "model", "head", "scale", "higher_is_better", "sampling", "backend", "hdr", "warnings", "error"]
 
 
 class EngineError(ContriqueError):
@@ -182,7 +175,7 @@ def load_model(options: dict) -> str:
 
 
 def _score_task(name: str, path: str, sampling: Sampling, decoder: str, options: dict, timeout: float | None):
-    """One input on a worker: its VideoScore, or a failure record. Model errors are raised (they end the run)."""
+    """One input on a worker: its VideoScore, or its error line. Model errors are raised (they end the run)."""
     from contrique_video.runs.inputs import TimedOut
 
     with _LOCK:
@@ -196,9 +189,9 @@ def _score_task(name: str, path: str, sampling: Sampling, decoder: str, options:
         try:
             result = scorer.score(path, sampling=sampling, decoder=decoder, on_frames=check_time, on_open=check_time)
         except ContriqueError as exc:
-            return {"file": name, "error": str(exc).replace(path, name)}
+            return str(exc).replace(path, name)
         except Exception as exc:  # a decoder bug on one file must not lose the rest of the run
-            return {"file": name, "error": f"{name}: {type(exc).__name__}: {_one_line(exc)}".replace(path, name)}
+            return f"{name}: {type(exc).__name__}: {_one_line(exc)}".replace(path, name)
         result.file = name
         return result
 
@@ -206,28 +199,31 @@ def _score_task(name: str, path: str, sampling: Sampling, decoder: str, options:
 # --------------------------------------------------------------------------- client side
 
 
-def score_results(
-    paths: Iterable[str | os.PathLike],
-    address: str = "local",
-    *,
-    sampling: Sampling = Sampling(),
-    decoder: str = "pyav",
-    scorer_options: dict | None = None,
-    timeout: float | None = None,
-    workers: int | None = None,
-    ordered: bool = False,
-) -> Iterator[tuple[str, object]]:
-    """Yield ``(name, VideoScore | failure record)`` per input, as each finishes (``ordered``: in input order).
+class DaskExecutor:
+    """Each input is one task on the cluster at ``address`` (see :func:`connect`); outcomes come as tasks finish.
 
     Only a bounded window of inputs is in flight, so a catalogue of any length uses little memory on the
-    scheduler and here. ``scorer_options`` are :class:`~contrique_video.api.Scorer` arguments; ``device`` defaults
-    to ``"auto"`` (the worker's GPU if it has one).
+    scheduler and here. ``scorer_options`` are :class:`~contrique_video.api.Scorer` arguments; ``device``
+    defaults to ``"auto"`` (the worker's GPU if it has one). ``workers`` sizes ``address="local"``.
     """
-    names = [str(p) for p in paths]
-    options = task_options(scorer_options)
-    if not names:
-        return
-    with connect(address, workers) as client:  # first: it says how to install Dask if it is missing
+
+    def __init__(self, address: str = "local", workers: int | None = None, scorer_options: dict | None = None):
+        self.address, self.workers, self.options = address, workers, task_options(scorer_options)
+
+    def run(self, inputs: list[tuple[int, str]], *, sampling: Sampling, decoder: str, timeout: float | None,
+            progress: bool) -> Iterator[Outcome]:
+        if not inputs:
+            return
+        with connect(self.address, self.workers) as client:  # first: it says how to install Dask if it is missing
+            bar = tqdm(total=len(inputs), unit="file", disable=not progress, leave=False, dynamic_ncols=True)
+            try:
+                for outcome in self._outcomes(client, inputs, sampling, decoder, timeout):
+                    bar.update(1)
+                    yield outcome
+            finally:
+                bar.close()
+
+    def _outcomes(self, client, inputs, sampling, decoder, timeout) -> Iterator[Outcome]:
         from distributed import as_completed
         from distributed.client import FutureCancelledError
 
@@ -238,10 +234,9 @@ def score_results(
 
         resources = _check_workers(client)
         run = uuid.uuid4().hex[:8]
-        todo = iter(enumerate(names))
+        todo = iter(inputs)
         meta: dict = {}
         running = as_completed()
-
         capacity = [0, 0]  # in-flight limit, completions since it was last asked for
 
         def fill() -> None:
@@ -255,196 +250,29 @@ def score_results(
                     return
                 i, name = item
                 path = os.path.abspath(name) if not os.path.isabs(name) and os.path.exists(name) else name
-                future = client.submit(_score_task, name, path, sampling, decoder, options, timeout,
+                future = client.submit(_score_task, name, path, sampling, decoder, self.options, timeout,
                                        key=f"contrique-score-{run}-{i}", priority=-i, resources=resources or None,
                                        pure=False)
-                meta[future.key] = (i, name)
+                meta[future.key] = item
                 running.add(future)
 
         fill()
-        held: dict[int, tuple[str, object]] = {}
-        next_index = 0
         try:
             for future in running:
                 i, name = meta.pop(future.key)
                 try:
                     outcome = future.result()
                 except KilledWorker:
-                    outcome = {"file": name, "error": f"{name}: Dask workers died while scoring it, on every retry "
-                                                      "(see the worker logs)"}
+                    outcome = f"{name}: Dask workers died while scoring it, on every retry (see the worker logs)"
                 except FutureCancelledError:
                     raise EngineError("the Dask scheduler cancelled the run (did it restart or go away?); "
                                       "finished records are kept") from None
                 finally:
                     future.release()
                 fill()
-                if not ordered:
-                    yield name, outcome
-                    continue
-                held[i] = (name, outcome)
-                while next_index in held:
-                    yield held.pop(next_index)
-                    next_index += 1
+                yield Outcome(i, name, error=outcome) if isinstance(outcome, str) else Outcome(i, name, outcome)
         finally:
             running.clear()  # stop what is still queued when the caller stops early or an error ends the run
-
-
-def score_distributed(paths: Iterable[str | os.PathLike], address: str = "local", **kwargs) -> Iterator[dict]:
-    """Yield one JSON record per input, identical to ``score --format json`` of a local run; see
-    :func:`score_results` for the arguments."""
-    for _, outcome in score_results(paths, address, **kwargs):
-        yield outcome if isinstance(outcome, dict) else outcome.record()
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def read_manifest(path: str | os.PathLike) -> list[str]:
-    """Inputs listed in a CSV or Parquet file: its ``file`` or ``path`` column (or its only column)."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".parquet":
-            table = pd.read_parquet(path)
-        else:
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except ImportError:
-        raise InputError("a Parquet manifest needs pyarrow: pip install 'contrique-video[parquet]'") from None
-    except FileNotFoundError:
-        raise InputError(f"no such manifest: {path}") from None
-    except (ValueError, OSError) as exc:
-        raise InputError(f"manifest {path}: cannot read it as {path.suffix.lstrip('.') or 'CSV'} ({_one_line(exc)})") from None
-    column = next((c for c in ("file", "path") if c in table.columns), table.columns[0] if len(table.columns) == 1 else None)
-    if column is None:
-        raise InputError(f"manifest {path}: needs a 'file' or 'path' column (has {', '.join(map(str, table.columns))})")
-    names = [str(v).strip() for v in table[column] if isinstance(v, str) and v.strip()]
-    return list(dict.fromkeys(names))
-
-
-def records_frame(records: Iterable[dict]) -> pd.DataFrame:
-    """A flat table of records (JSON records or ``--output`` CSV rows): one row per input, PARQUET_COLUMNS."""
-    rows = []
-    for r in records:
-        flat = {k: v for k, v in r.items() if k != "pooled"}
-        flat.update(r.get("pooled") or {})
-        flat["warnings"] = join_warnings(r.get("warnings"))
-        rows.append(flat)
-    table = pd.DataFrame(rows, columns=PARQUET_COLUMNS)
-    for column in ("score", "mean", "harmonic_mean", "min", "max", "median", "p5", "std"):
-        table[column] = pd.to_numeric(table[column], errors="coerce").astype("float64")
-    table["frames_scored"] = pd.to_numeric(table["frames_scored"], errors="coerce").astype("Int64")
-    table["higher_is_better"] = table["higher_is_better"].astype("boolean")
-    for column in ("file", "model", "head", "scale", "sampling", "backend", "hdr", "warnings", "error"):
-        table[column] = table[column].astype("string")
-    return table
-
-
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """Records already in an ``--output`` file (NDJSON, or CSV rows with the summary columns)."""
-    path = Path(path)
-    if not path.exists() or path.stat().st_size == 0:
-        return []
-    if path.suffix.lower() == ".csv":
-        table = pd.read_csv(path, dtype={"file": str, "error": str})
-        return [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
-    import json
-
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def write_parquet(records: Iterable[dict], path: str | os.PathLike) -> Path:
-    """Write :func:`records_frame` atomically (beside the target, then renamed)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        records_frame(records).to_parquet(tmp, index=False)
-    except ImportError:
-        tmp.unlink(missing_ok=True)
-        raise InputError("--parquet needs pyarrow: pip install 'contrique-video[parquet]'") from None
-    tmp.replace(path)
-    return path
-
-
-# --------------------------------------------------------------------------- the CLI's run
-
-
-def run_on_engine(
-    names: list[str],
-    address: str,
-    *,
-    workers: int | None,
-    sampling: Sampling,
-    decoder: str,
-    scorer_options: dict,
-    timeout: float | None,
-    output: str | None,
-    resume: bool,
-    frames_csv: str | None,
-    parquet: str | None,
-    keep_results: bool,
-    emit: Callable[[object, bool], None],
-    fail: Callable[[str], None],
-    progress: bool,
-) -> tuple[int, list]:
-    """``score --engine``: records go to --output as each input finishes, exactly as in a local run.
-
-    Returns the exit code (0, 1 if some input failed, 130 on Ctrl-C, 143 on SIGTERM) and the results kept for a
-    table or plot (in input order).
-    """
-    from tqdm import tqdm
-
-    from contrique_video.runs.inputs import Terminated, sigterm_as_exception
-    from contrique_video.runs.records import FrameLog, RecordLog
-
-    records = RecordLog(output, resume) if output else None
-    earlier = read_records(output) if parquet and records and records.done else []
-    if records and records.done:
-        log.info("resuming: %d of %d inputs are already in %s", len(set(names) & records.done), len(names), output)
-        names = [n for n in names if n not in records.done]
-    frame_log = FrameLog(frames_csv) if frames_csv else None
-    order = {n: k for k, n in enumerate(names)}  # records stream as inputs finish; tables come in input order
-    finished: list[dict] = []
-    kept: list = []
-    scored = failures = 0
-    bar = tqdm(total=len(names), unit="file", disable=not progress, leave=False, dynamic_ncols=True)
-    try:
-        with sigterm_as_exception():
-            for name, outcome in score_results(names, address, sampling=sampling, decoder=decoder,
-                                               scorer_options=scorer_options, timeout=timeout, workers=workers):
-                bar.update(1)
-                if isinstance(outcome, dict):
-                    failures += 1
-                    record = outcome
-                    fail(record["error"])
-                else:
-                    scored += 1
-                    record = outcome.record()
-                    emit(outcome, scored == 1)
-                    if frame_log:
-                        frame_log.write(name, outcome.frames)
-                    if keep_results:
-                        kept.append(outcome)
-                if records:
-                    records.write(record)
-                finished.append(record)
-    except Terminated:
-        fail(f"terminated: {scored} inputs scored before SIGTERM are kept")
-        code = 143
-    except KeyboardInterrupt:  # the caller still prints the table and plot of what finished
-        fail(f"interrupted: {scored} inputs scored before Ctrl-C are kept")
-        code = 130
-    else:
-        code = 1 if failures else 0
-    finally:
-        bar.close()
-        if frame_log:
-            frame_log.close(keep=frame_log.rows > 0)
-        if records:
-            records.close()
-        if parquet and (earlier or finished):
-            finished.sort(key=lambda r: order.get(r["file"], len(order)))
-            write_parquet(earlier + finished, parquet)
-    kept.sort(key=lambda r: order[r.file])
-    return code, kept
 
 
 def _one_line(exc: BaseException) -> str:

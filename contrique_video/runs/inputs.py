@@ -1,9 +1,10 @@
-"""Batch runs: expanding directories and globs into inputs, per-file time limits, and SIGTERM as a clean exit."""
+"""Batch inputs: directories, globs and manifests expanded into inputs; per-file time limits; SIGTERM as a clean exit."""
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,37 @@ def expand_inputs(items: list[str]) -> list[str]:
         else:
             out.append(item)
     return list(dict.fromkeys(out))  # each input once, first occurrence kept
+
+
+def shorten(text: str, width: int, keep_end: bool = True) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis where it was cut, so a cut is never silent."""
+    if len(text) <= width:
+        return text
+    return "\u2026" + text[-(width - 1):] if keep_end else text[:width - 1] + "\u2026"
+
+
+def read_manifest(path: str | os.PathLike) -> list[str]:
+    """Inputs listed in a CSV or Parquet file: its ``file`` or ``path`` column (or its only column)."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except ImportError:
+        raise InputError("a Parquet manifest needs pyarrow: pip install 'contrique-video[parquet]'") from None
+    except FileNotFoundError:
+        raise InputError(f"no such manifest: {path}") from None
+    except (ValueError, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"manifest {path}: cannot read it as {path.suffix.lstrip('.') or 'CSV'} ({reason})") from None
+    column = next((c for c in ("file", "path") if c in table.columns), table.columns[0] if len(table.columns) == 1 else None)
+    if column is None:
+        raise InputError(f"manifest {path}: needs a 'file' or 'path' column (has {', '.join(map(str, table.columns))})")
+    names = [str(v).strip() for v in table[column] if isinstance(v, str) and v.strip()]
+    return list(dict.fromkeys(names))
 
 
 class TimedOut(InputError):

@@ -192,3 +192,14 @@ def _num(value) -> float | None:
 
 def _text(value) -> str:
     return "" if value is None else f"{value:.6f}" if isinstance(value, float) else str(value)
+
+
+def check_log_template(template: str, inputs: int) -> None:
+    """A ``--log`` template must name each of several inputs apart, and fill in only what :func:`log_path` knows."""
+    if inputs > 1 and not any(k in template for k in ("{stem}", "{name}", "{index}")):
+        raise ValueError("--log with several inputs needs {stem}, {name} or {index} in the file name, "
+                         "e.g. --log 'logs/{stem}.json'")
+    try:
+        template.format(stem="", name="", index=0)
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("--log: only {stem}, {name} and {index} may be filled in") from None

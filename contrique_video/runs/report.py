@@ -23,21 +23,12 @@ from PIL import Image
 
 from contrique_video.decode.sampler import Selector
 from contrique_video.errors import ContriqueError
+from contrique_video.runs.bands import BANDS, band
 from contrique_video.runs.plot import shared_range, worst_segments
 
 log = logging.getLogger("contrique_video")
-# Readings of the built-in head's 0-100 MOS scale (README, Quality bands): CLIVE's slider labels.
-BANDS = [(0, 20, "bad"), (20, 40, "poor"), (40, 60, "fair"), (60, 80, "good"), (80, 100, "excellent")]
 BAND_COLOURS = ["#d73027", "#fc8d59", "#fee08b", "#d9ef8b", "#91cf60"]
 THUMB_WIDTH = 480
-
-
-def band(score: float) -> str:
-    """The quality band a 0-100 score reads as (``bad`` .. ``excellent``)."""
-    for lo, hi, name in BANDS:
-        if score < hi:
-            return name
-    return BANDS[-1][2]
 
 
 class _IndexSelector(Selector):

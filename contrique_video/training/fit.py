@@ -15,6 +15,7 @@ from scipy import stats
 from sklearn.linear_model import RidgeCV
 
 from contrique_video.errors import InputError
+from contrique_video.features import Block
 
 ALPHAS = np.logspace(-4, 3, 15)
 
@@ -32,15 +33,6 @@ def read_mos(csv: str | Path) -> pd.DataFrame:
     if len(bad):
         raise InputError(f"MOS table {csv} has {len(bad)} missing or non-numeric scores, e.g. for {bad.iloc[0]!r}")
     return pd.DataFrame({"image": df["image"].astype(str), "mos": mos.astype(float)})
-
-
-@dataclass(frozen=True)
-class Block:
-    """A run of feature columns with its own Ridge: learned features raw (as the paper), classical ones z-scored."""
-
-    name: str
-    size: int
-    standardize: bool = False
 
 
 @dataclass

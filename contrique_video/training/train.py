@@ -44,9 +44,10 @@ from tqdm import tqdm
 
 from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import InputError
+from contrique_video.features import Block
 from contrique_video.training import distortions
 from contrique_video.training.batches import BatchMaker, list_images, load_rgb
-from contrique_video.training.fit import Block, evaluate, read_mos
+from contrique_video.training.fit import evaluate, read_mos
 from contrique_video.training.objectives import patch_projections, supcon_loss
 from contrique_video.training.trainees import (
     ARCHS,

@@ -170,7 +170,7 @@ def test_probes_never_score_the_first_frame_of_a_sample():
 
 
 def test_progress_bar_counts_probes_with_an_eta(clip, tmp_path, monkeypatch):
-    import contrique_video.cli as cli
+    import contrique_video.cli.encoding as cli
 
     monkeypatch.setattr(cli, "open_scorer", lambda head, model: StubScorer())
     res = CliRunner().invoke(main, ["crf-search", str(clip), "--target", "50", "--samples", "2", "--sample-duration",

@@ -125,7 +125,7 @@ class InterruptedScorer(StubScorer):
 def test_ctrl_c_writes_the_finished_renditions_as_partial(clip, tmp_path, monkeypatch, caplog, stop, code, word):
     import logging
 
-    import contrique_video.cli as cli
+    import contrique_video.cli.encoding as cli
 
     monkeypatch.setattr(cli, "open_scorer", lambda head, model: InterruptedScorer(stop))
     work = tmp_path / "work"
@@ -154,7 +154,7 @@ def test_out_and_output_together_is_a_usage_error(clip, tmp_path):
 
 
 def test_progress_bar_counts_renditions_with_an_eta(clip, tmp_path, monkeypatch):
-    import contrique_video.cli as cli
+    import contrique_video.cli.encoding as cli
 
     monkeypatch.setattr(cli, "open_scorer", lambda head, model: StubScorer())
     res = CliRunner().invoke(main, ["ladder", str(clip), "--heights", "90", "--crf", "30,40", "--preset", "ultrafast",

@@ -21,10 +21,12 @@ from checkpoints import small_model_with_head
 
 distributed = pytest.importorskip("distributed", reason="needs Dask: pip install 'contrique-video[dask]'")
 
+from contrique_video import score_many  # noqa: E402
 from contrique_video.api import Scorer  # noqa: E402
 from contrique_video.cli import main  # noqa: E402
 from contrique_video.decode.sampler import Sampling  # noqa: E402
 from contrique_video.runs import dask as cvd  # noqa: E402
+from contrique_video.runs.records import COLUMNS, Outcome  # noqa: E402
 
 SIZES = [(96, 64), (128, 96), (64, 64), (112, 80)]
 
@@ -66,8 +68,9 @@ def test_same_records_as_local_scorer(media, cluster):
     d = media
     paths = sorted(str(p) for p in (d / "media").iterdir())
     options = {"weights": str(d / "r18.pt"), "head": str(d / "head.json")}
-    got = list(cvd.score_distributed(paths, cluster, sampling=Sampling("frames", 2), scorer_options=options,
-                                     ordered=True))
+    outcomes = sorted(score_many(paths, scorer=options, executor=cluster, sampling=Sampling("frames", 2)),
+                      key=lambda o: o.index)
+    got = [o.record() for o in outcomes]
     assert [r["file"] for r in got] == paths
     scorer = Scorer(**options, threads=1)
     for path, rec in zip(paths, got):
@@ -107,7 +110,7 @@ def test_cli_manifest_resume_and_parquet(media, cluster, tmp_path, monkeypatch):
     assert res.stderr.strip().splitlines() == ["contrique-video: error: media/clip05x.mp4: not a video or image "
                                                "FFmpeg can read (Invalid data found when processing input)"]
     frame = pd.read_parquet(table)
-    assert list(frame.columns) == cvd.PARQUET_COLUMNS and sorted(frame["file"]) == names
+    assert list(frame.columns) == COLUMNS and sorted(frame["file"]) == names
     assert frame["error"].notna().sum() == 1 and frame["score"].notna().sum() == len(names) - 1
     by_file = {r["file"]: r for r in final}
     for row in frame.itertuples():
@@ -190,12 +193,13 @@ def test_ctrl_c_on_an_engine_keeps_the_table_and_plot_of_finished_inputs(media, 
     d = media
     clips = [str(d / "media" / f"clip0{i}.mp4") for i in range(3)]
 
-    def interrupted(names, address, *, sampling, scorer_options, **kwargs):
-        scorer = Scorer(**{k: v for k, v in scorer_options.items() if k != "device"})
-        yield names[0], scorer.score(names[0], sampling=sampling)
+    def interrupted(self, inputs, *, sampling, **kwargs):
+        scorer = Scorer(**{k: v for k, v in self.options.items() if k != "device"})
+        index, name = inputs[0]
+        yield Outcome(index, name, scorer.score(name, sampling=sampling))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cvd, "score_results", interrupted)
+    monkeypatch.setattr(cvd.DaskExecutor, "run", interrupted)
     res = CliRunner().invoke(main, ["-q", "score", *clips, *model_args(d), "--engine", "local",
                                     "--plot", str(tmp_path / "p.png")])
     assert res.exit_code == 130, res.output
@@ -203,4 +207,4 @@ def test_ctrl_c_on_an_engine_keeps_the_table_and_plot_of_finished_inputs(media, 
     assert lines[0].split()[:2] == ["file", "score"] and lines[1].split()[0].endswith("clip00.mp4")
     assert lines[2].startswith("score: predicted MOS") and len(lines) == 4
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
-    assert res.stderr.strip() == "contrique-video: error: interrupted: 1 inputs scored before Ctrl-C are kept"
+    assert res.stderr.strip() == "contrique-video: error: interrupted: the 1 inputs scored before it are kept"

@@ -13,7 +13,8 @@ from checkpoints import random_official_checkpoint
 
 from contrique_video.cli import main
 from contrique_video.models.head import LinearHead
-from contrique_video.training.fit import Block, evaluate, fit_linear, fit_ridge
+from contrique_video.features import Block
+from contrique_video.training.fit import evaluate, fit_linear, fit_ridge
 
 
 def test_single_block_is_plain_ridge():

@@ -1,0 +1,188 @@
+"""Model commands: ``features``, ``fit``, ``evaluate``, ``import-head``, ``export-onnx``.
+
+Each parses its options, calls the package's API (the Scorer, :mod:`contrique_video.training`,
+:mod:`contrique_video.backends.export`) and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import click
+
+from contrique_video.cli.options import (
+    guard_outputs,
+    guarded,
+    make_sampling,
+    model_options,
+    output_file,
+    quiet_option,
+    sampling_options,
+)
+from contrique_video.decode.sampler import Sampling
+
+log = logging.getLogger("contrique_video")
+
+
+@click.command()
+@quiet_option
+@click.argument("input_path", metavar="INPUT")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              callback=output_file(".npy", ".npz", ".parquet"), help=".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).")
+@sampling_options("Extract features of")
+@model_options
+@click.pass_context
+@guarded
+def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights,
+             batch_size, threads, device, backend, precision):
+    """Write per-frame CONTRIQUE features ([full-scale | half-scale])."""
+    from contrique_video.api import Scorer
+    from contrique_video.runs.features import write_features
+
+    guard_outputs([input_path, weights], output)
+    sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
+    scorer = Scorer(weights=weights, head=None, device=device, backend=backend, precision=precision,
+                    batch_size=batch_size, threads=threads)
+    result = scorer.features(input_path, sampling=sampling, decoder=decoder)
+    write_features(result, output)
+    log.info("wrote %d x %d features to %s", *result.features.shape, output)
+
+
+@click.command("import-head")
+@quiet_option
+@click.argument("pickle_file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
+              help="Head JSON to write.")
+@click.option("--name", help="Head name (default: from the file name).")
+@guarded
+def import_head(pickle_file, output, name):
+    """Convert an official CONTRIQUE sklearn Ridge (.save) into a plain JSON head, without unpickling code."""
+    from contrique_video.training.ridge_import import import_ridge
+
+    guard_outputs([pickle_file], output)
+    head = import_ridge(pickle_file, name=name)
+    head.save(output)
+    click.echo(f"{output}: head {head.name!r}, {head.dim} weights, intercept {head.intercept:.6f}, "
+               f"{head.scale} {'higher' if head.higher_is_better else 'lower'} is better")
+
+
+@click.command("export-onnx")
+@quiet_option
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to export (default: the built-in model).")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="fp32: the encoder as it is; int8: quantised with calibration (--calibrate or --table).")
+@click.option("--calibrate", multiple=True, type=click.Path(),
+              help="int8: media whose frames (32 per video, both scales) set the activation ranges; repeatable.")
+@click.option("--table", type=click.Path(dir_okay=False),
+              help="int8: the calibration table to read, or to write when --calibrate is given "
+                   "(default: the built-in model's, or the cache's).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
+              help="ONNX file to write.")
+@guarded
+def export_onnx(weights, precision, calibrate, table, output):
+    """Export the encoder (one scale, dynamic batch/height/width) to ONNX, optionally int8-quantised."""
+    from contrique_video.api import builtin_weights
+    from contrique_video.backends.export import export_onnx as export
+    from contrique_video.backends.int8 import calibration_table, quantize_int8
+    from contrique_video.decode.source import open_source
+    from contrique_video.models import load_model as load_weights
+    from contrique_video.models.card import model_digest
+
+    path = Path(weights) if weights else builtin_weights()
+    guard_outputs([path, table], output)
+    digest = model_digest(path)
+    if precision == "fp32":
+        if calibrate or table:
+            raise click.UsageError("--calibrate and --table are for --precision int8")
+        export(load_weights(path), output, source=digest)
+    else:
+        table_path = Path(table) if table else calibration_table(path, digest)
+        frames = []
+        for media in calibrate:
+            with open_source(media) as src:
+                frames += [f.rgb for f in src.frames(Sampling())]
+        if calibrate:
+            table_path.parent.mkdir(parents=True, exist_ok=True)
+            table_path.unlink(missing_ok=True)  # computed anew from these frames
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export(load_weights(path), Path(tmp) / "fp32.onnx", source=digest)
+            quantize_int8(fp32, output, table_path, frames)
+    click.echo(f"{output}: {precision} ONNX of {path.name} (sha256 {digest}...)")
+
+
+@click.command()
+@quiet_option
+@click.argument("media", type=click.Path())
+@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
+              help="Head JSON to write.")
+@click.option("--name", help="Head name (default: the output file's stem).")
+@click.option("--trained-on", help="Dataset description stored in the head (default: the MOS file and count).")
+@click.option("--scale", default="MOS", show_default=True, help="Name of the MOS scale, stored in the head.")
+@click.option("--range", "score_range", default="0,100", show_default=True, help="LO,HI of the MOS scale.")
+@click.option("--lower-is-better", is_flag=True, help="The scale is a DMOS (lower is better).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Model to fit on (default: the built-in model).")
+@click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@click.pass_context
+@guarded
+def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_better, weights, cache, threads):
+    """Fit a Ridge head (alpha by cross-validation) on a folder of media with MOS."""
+    from contrique_video.models.head import LinearHead
+    from contrique_video.training.extract import feature_extractor, mos_table
+    from contrique_video.training.fit import evaluate, fit_linear, match_files, media_features
+
+    try:
+        lo, hi = (float(v) for v in score_range.split(","))
+    except ValueError:
+        raise click.BadParameter("give LO,HI, e.g. 0,100", param_hint="--range") from None
+    table = mos_table(mos, None)
+    paths = match_files(table, media)
+    extractor = feature_extractor(weights, threads=threads)
+    X = media_features(extractor.feature, paths, cache, extractor.key, progress=not ctx.obj["quiet"])
+    y = table["mos"].to_numpy()
+    model = fit_linear(X, y, extractor.blocks)
+    cv = evaluate(X, y, blocks=extractor.blocks)
+    head = LinearHead(weights=model.weights, intercept=model.intercept, name=name or Path(output).stem,
+                      features=extractor.key, trained_on=trained_on or f"{Path(mos).name}, {len(y)} items", scale=scale,
+                      range=(lo, hi), higher_is_better=not lower_is_better,
+                      extra={"alpha": model.alphas, "n": int(len(y)),
+                             "cv_10x80_20": {k: cv[k] for k in ("srcc", "plcc", "krcc", "rmse")}})
+    guard_outputs([mos, weights], output)
+    head.save(output)
+    click.echo(json.dumps({"head": output, "alpha": head.extra["alpha"], **head.extra["cv_10x80_20"]}))
+
+
+@click.command()
+@quiet_option
+@click.argument("media", type=click.Path())
+@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Model to evaluate (default: the built-in model).")
+@click.option("--random-init", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
+              help="Evaluate an untrained encoder of this architecture instead (a baseline).")
+@click.option("--baseline", type=click.Choice(["laplacian", "nss"]),
+              help="Evaluate a classical baseline instead: Laplacian variance, or the 36 NSS (BRISQUE-style) features.")
+@click.option("--heldout", type=click.FloatRange(0, 0.9), help="Only the images `train --holdout F` held out.")
+@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Random 80/20 train/test splits; the medians are reported.")
+@click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@click.pass_context
+@guarded
+def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, cache, threads):
+    """The paper's protocol: random 80/20 splits, median SRCC, PLCC, KRCC, RMSE of a Ridge head."""
+    from contrique_video.training.extract import feature_extractor, mos_table
+    from contrique_video.training.fit import evaluate as run
+    from contrique_video.training.fit import match_files, media_features
+
+    if sum(bool(v) for v in (weights, random_init, baseline)) > 1:
+        raise click.UsageError("choose one of --weights, --random-init, --baseline")
+    table = mos_table(mos, heldout)
+    paths = match_files(table, media)
+    extractor = feature_extractor(weights, random_init, baseline, threads)
+    X = media_features(extractor.feature, paths, cache, extractor.key, progress=not ctx.obj["quiet"])
+    res = run(X, table["mos"].to_numpy(), splits=splits, blocks=extractor.blocks)
+    click.echo(json.dumps({"features": extractor.key, **res}))

@@ -1,0 +1,205 @@
+"""What the commands share: one-line errors, common options, output checks, progress bars, the Scorer they open.
+
+Checks run while parsing, so a typo fails at once (exit 2), before any model loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from contrique_video.backends import BACKENDS, PRECISIONS
+from contrique_video.decode.sampler import Sampling
+from contrique_video.errors import ContriqueError, InputError
+
+log = logging.getLogger("contrique_video")
+
+
+def fail(message: str) -> None:
+    click.echo(f"contrique-video: error: {message}", err=True)
+
+
+def guarded(fn):
+    """Turn input and file-system errors into one line on stderr and exit 1; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ContriqueError as exc:
+            fail(str(exc))
+            sys.exit(exc.exit_code)
+        except OSError as exc:  # e.g. an output folder that does not exist, a full disk
+            fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+            sys.exit(1)
+        except KeyboardInterrupt:
+            fail("interrupted")
+            sys.exit(130)
+
+    return wrapper
+
+
+def quiet_option(fn):
+    """`-q` after the subcommand too (`score in.mp4 -q`), as users type it."""
+
+    def silence(ctx: click.Context, param, value: bool) -> None:
+        if value:
+            ctx.find_object(dict)["quiet"] = True
+            logging.getLogger("contrique_video").setLevel(logging.WARNING)
+
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=silence,
+                        help="No progress bars or informational logs on stderr.")(fn)
+
+
+def apply(options: list, fn):
+    """Decorate ``fn`` with click options, listed in the order --help shows them."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def sampling_options(verb: str):
+    """Sampling flags shared by ``score`` and ``features`` (``verb`` says what is done to the frames chosen);
+    at most one selection mode (see :func:`make_sampling`)."""
+    return functools.partial(apply, [
+        click.option("--all", "all_frames", is_flag=True, help=f"{verb} every frame."),
+        click.option("--fps", type=click.FloatRange(min=0, min_open=True), help=f"{verb} F frames per second of video time."),
+        click.option("--frames", type=click.IntRange(1),
+                     help=f"{verb} N frames spread uniformly over the time range (default 64)."),
+        click.option("--every", type=click.IntRange(1), help=f"{verb} every K-th frame."),
+        click.option("--keyframes", is_flag=True, help=f"{verb} key frames only (fast: other frames are not decoded)."),
+        click.option("--start", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Start time in seconds."),
+        click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+                     help="Length of the time range in seconds (default: to the end)."),
+        click.option("--decoder", type=click.Choice(["pyav", "decord"]), default="pyav", show_default=True,
+                     help="Frame decoder: pyav (FFmpeg; keeps 10-bit depth) or decord (if installed; decodes to 8-bit)."),
+    ])
+
+
+def make_sampling(all_frames, fps, frames, every, keyframes, start, duration) -> Sampling:
+    chosen = [name for name, v in (("--all", all_frames), ("--fps", fps), ("--frames", frames),
+                                   ("--every", every), ("--keyframes", keyframes)) if v]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one sampling mode, not {' and '.join(chosen)}")
+    if all_frames:
+        return Sampling("all", None, start, duration)
+    if fps is not None:
+        return Sampling("fps", fps, start, duration)
+    if every is not None:
+        return Sampling("every", every, start, duration)
+    if keyframes:
+        return Sampling("keyframes", None, start, duration)
+    return Sampling("frames", frames if frames is not None else Sampling().value, start, duration)
+
+
+def model_options(fn):
+    """The Scorer's options (see :func:`open_scorer`)."""
+    return apply([
+        click.option("--weights", type=click.Path(dir_okay=False), help="CONTRIQUE checkpoint (default: the built-in model)."),
+        click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass."),
+        click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores)."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                     help="Run the encoder on the CPU or the first CUDA GPU."),
+        click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                     envvar="CONTRIQUE_VIDEO_BACKEND",
+                     help="Encoder path; auto picks the fastest that keeps fp32 scores and says which on stderr."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     help="Compute precision where the backend supports it (int8: onnxruntime on CPU)."),
+    ], fn)
+
+
+def open_scorer(head, model: dict):
+    """A Scorer from ``model_options`` values (and the Scorer's own defaults), its head checked."""
+    from contrique_video.api import Scorer
+
+    scorer = Scorer(head=head, **model)
+    scorer.check_head()
+    return scorer
+
+
+def known_head(head: str | None, weights: str | None):
+    """The head read from its JSON alone (no model loaded), or None when it is only known with the model
+    (custom weights and no --head: the model then says what is missing)."""
+    from contrique_video.api import DEFAULT_HEAD
+    from contrique_video.models.head import resolve_head
+
+    if head is None and weights is not None:
+        return None
+    return resolve_head(head or DEFAULT_HEAD)
+
+
+def output_file(*suffixes: str):
+    """A callback for output-file options: the folder must exist and, given ``suffixes``, the name must end
+    in one of them."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return value
+        path = Path(value)
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise click.BadParameter(f"{value}: use a {', '.join(suffixes)} file name")
+        if not path.parent.is_dir():
+            raise click.BadParameter(f"{value}: the folder {path.parent} does not exist")
+        return value
+
+    return check
+
+
+def output_dir_option(help: str):
+    """``-o/--output DIR``, as every other command names its output, plus the old ``--out`` as a hidden
+    alias that still works (with one deprecation warning) so existing scripts keep running."""
+
+    def decorate(fn):
+        fn = click.option("--out", "out_alias", hidden=True, type=click.Path(file_okay=False),
+                          help="Deprecated alias of -o/--output.")(fn)
+        return click.option("--output", "-o", "outdir", type=click.Path(file_okay=False),
+                            help=f"{help}  [required]")(fn)
+
+    return decorate
+
+
+def pick_output_dir(outdir: str | None, out_alias: str | None) -> str:
+    """The folder from ``-o/--output`` or the deprecated ``--out``; a usage error when neither or both."""
+    if out_alias is not None:
+        log.warning("--out is deprecated; use -o/--output")
+        if outdir is not None:
+            raise click.UsageError("give -o/--output once (--out is its old name)")
+        return out_alias
+    if outdir is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
+    return outdir
+
+
+def guard_outputs(inputs, *outputs) -> None:
+    """Never overwrite an input (media, weights, head, table) with an output."""
+    ins = {Path(i).resolve() for i in inputs if i and i != "-"}
+    for out in outputs:
+        if out and Path(out).resolve() in ins:
+            raise InputError(f"output {out} is also an input; refusing to overwrite it")
+
+
+def progress_bar(ctx: click.Context, desc: str, total: int | None, unit: str = "frame") -> tqdm:
+    """A bar on stderr (none with -q); it disappears when done, leaving stderr to the log lines."""
+    return tqdm(desc=desc, total=total, unit=unit, disable=ctx.obj["quiet"], file=sys.stderr, dynamic_ncols=True,
+                leave=False)
+
+
+@contextlib.contextmanager
+def logs_above_bars() -> Iterator[None]:
+    """While progress bars run, log lines go through ``tqdm.write`` (above the bar) rather than being glued
+    to the bar's line. Only the console handler ``main`` installs is redirected; handlers that others set up
+    (a log file, a test's capture) are left alone."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    if any(type(h) is logging.StreamHandler and h.stream in (sys.stdout, sys.stderr) for h in logging.root.handlers):
+        with logging_redirect_tqdm():
+            yield
+    else:
+        yield

@@ -1,0 +1,122 @@
+"""System commands: ``bench`` (speed and accuracy of the backends here) and ``info`` (what this install has)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from contrique_video import __version__
+from contrique_video.backends import BACKENDS, PRECISIONS
+from contrique_video.cli.options import guarded, output_file, quiet_option
+
+
+@click.command()
+@quiet_option
+@click.option("--candidates", default=None,
+              help="BACKEND:PRECISION,... to time against the official eager fp32 path; the first is the one "
+                   "checked on CLIVE and for memory (default: auto's choice, then every other CPU path).")
+@click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="1080p frames timed per candidate.")
+@click.option("--repeats", type=click.IntRange(1), default=2, show_default=True,
+              help="Timed runs per candidate; the fastest counts.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@click.option("--clive", type=click.Path(file_okay=False), help="CLIVE folder (mos.csv, images/): SRCC change per candidate.")
+@click.option("--clive-limit", type=click.IntRange(1), help="Only the first N CLIVE images.")
+@click.option("--speed/--no-speed", default=True, show_default=True, help="Time the candidates on 1080p frames.")
+@click.option("--memory/--no-memory", default=True, show_default=True,
+              help="Peak memory for 10 s vs 60 s clips and a 4K frame, with the first candidate.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(),
+              help="Also write the full results as JSON.")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Checkpoint or model card to time (default: the built-in model); --clive and memory use the built-in one.")
+@guarded
+def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memory, output, weights):
+    """Seconds per 1080p frame, speed-up over eager fp32, share of peak, feature error; prints a markdown table."""
+    from contrique_video.api import builtin_weights
+    from contrique_video.backends import bench as benchmark
+    from contrique_video.backends.cpu import cpu_summary
+
+    path = Path(weights) if weights else builtin_weights()
+    if candidates:
+        pairs = [tuple(c.split(":", 1)) for c in candidates.split(",")]
+        if any(len(p) != 2 or p[0] not in BACKENDS or p[1] not in PRECISIONS for p in pairs):
+            raise click.BadParameter(f"give BACKEND:PRECISION pairs, e.g. torch-compile:fp32 (backends: "
+                                     f"{', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})",
+                                     param_hint="--candidates")
+    else:
+        pairs = benchmark.default_candidates(path, threads)
+    click.echo(f"CPU: {cpu_summary()}")
+    result = benchmark.run(path, pairs, frames=frames, repeats=repeats, threads=threads,
+                           clive=Path(clive) if clive else None, clive_limit=clive_limit, memory=memory,
+                           speed=speed)
+    if speed:
+        click.echo(result["table"])
+    for name, check in result.get("clive", {}).items():
+        click.echo(f"CLIVE ({check['images']} images) {name}: SRCC {check['srcc']:.4f} vs fp32 {check['srcc_fp32']:.4f} "
+                   f"(change {check['srcc_change']:+.4f}); scores differ by {check['mean_abs_score_diff']:.3f} on "
+                   f"average, {check['max_abs_score_diff']:.3f} at most")
+    if "memory" in result:
+        m = result["memory"]
+        click.echo(f"peak memory: 10 s clip {m['peak_rss_mib_10s']:.0f} MiB, 60 s clip {m['peak_rss_mib_60s']:.0f} MiB "
+                   f"({100 * m['growth']:+.1f}%), one 4K frame {m['peak_rss_mib_4k_frame']:.0f} MiB")
+    if output:
+        Path(output).write_text(json.dumps(result, indent=1))
+
+
+@click.command()
+@quiet_option
+@guarded
+def info():
+    """Versions, decoders, backends, GPU, built-in model and heads."""
+    import platform
+
+    import av
+    import torch
+
+    from contrique_video.api import builtin_weights
+    from contrique_video.backends.cpu import cpu_summary
+    from contrique_video.models.head import builtin_heads
+
+    def auto_line(weights) -> str:
+        if torch.cuda.is_available() or weights is None:
+            from contrique_video.backends import auto_choice
+
+            return "{} {}".format(*auto_choice("cuda" if torch.cuda.is_available() else "cpu"))
+        from contrique_video.backends.autotune import cached_choice
+
+        choice = cached_choice(weights)  # info measures nothing: the first auto run does, once per machine and model
+        if choice is None:
+            return "not measured yet for the built-in model on this machine (the first --backend auto run measures it)"
+        return f"{choice.backend} {choice.precision} for the built-in model ({choice.reason})"
+
+    def has(module: str) -> str:
+        import importlib.util
+
+        return "yes" if importlib.util.find_spec(module) else "no"
+
+    weights = builtin_weights()
+    lines = {
+        "contrique-video": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pyav": f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})",
+        "decoders": f"pyav yes, decord {has('decord')}",
+        "backends": available_backends(),
+        "cpu": cpu_summary(),
+        "auto": auto_line(weights),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible to PyTorch",
+        "built-in model": str(weights) if weights else "not installed",
+        "built-in heads": ", ".join(sorted(builtin_heads())) or "none",
+    }
+    for k, v in lines.items():
+        click.echo(f"{k:16} {v}")
+
+
+def available_backends() -> str:
+    """Backends with the precisions this machine runs them at, for `info`."""
+    import torch
+
+    from contrique_video.backends import available
+
+    return available(torch.cuda.is_available())

@@ -1,0 +1,167 @@
+"""One batch runner for every way of scoring many inputs: here, or on a Dask cluster.
+
+    >>> import contrique_video as cv
+    >>> for outcome in cv.score_many(["a.mp4", "b.mp4"], output="scores.jsonl", resume=True):
+    ...     print(outcome.file, outcome.error or outcome.result.score)
+
+The runner owns what a batch writes, so an executor (:class:`~contrique_video.runs.local.LocalExecutor`,
+:class:`~contrique_video.runs.dask.DaskExecutor`) only turns inputs into :class:`Outcome` s. Every record is
+flushed to ``output`` as its input finishes; ``resume`` skips inputs already there; ``frames_csv``, ``log`` and
+``parquet`` are completed from the finished inputs when the run stops early. SIGTERM is raised as
+:class:`~contrique_video.runs.inputs.Terminated` (Ctrl-C as ``KeyboardInterrupt``) after those outputs are
+closed, so the caller chooses the exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from contrique_video.decode.sampler import Sampling
+from contrique_video.errors import ContriqueError, InputError
+from contrique_video.runs.inputs import sigterm_as_exception
+from contrique_video.runs.records import FrameLog, Outcome, RecordLog, read_records, write_parquet
+
+if TYPE_CHECKING:
+    from contrique_video.api import Scorer
+
+log = logging.getLogger("contrique_video")
+
+
+class Executor(Protocol):
+    """Scores ``(index, name)`` inputs and yields an :class:`Outcome` for each as it finishes (in any order)."""
+
+    def run(self, inputs: list[tuple[int, str]], *, sampling: Sampling, decoder: str, timeout: float | None,
+            progress: bool) -> Iterator[Outcome]: ...
+
+
+def make_executor(executor: Executor | str | None, scorer: Scorer | dict | None) -> Executor:
+    """``None``: this process; a string: a Dask cluster (``local`` or a scheduler address or file)."""
+    if executor is None:
+        from contrique_video.runs.local import LocalExecutor
+
+        return LocalExecutor(scorer)
+    if isinstance(executor, str):
+        from contrique_video.runs.dask import DaskExecutor
+
+        if scorer is not None and not isinstance(scorer, dict):
+            raise TypeError("a Dask executor loads a model on every worker: give Scorer options (a dict), not a Scorer")
+        return DaskExecutor(executor, scorer_options=scorer)
+    if scorer is not None:
+        raise TypeError("give the model to the executor, not to score_many, when passing an Executor")
+    return executor
+
+
+def score_many(
+    inputs: Iterable[str | os.PathLike],
+    *,
+    scorer: Scorer | dict | None = None,
+    executor: Executor | str | None = None,
+    sampling: Sampling = Sampling(),
+    decoder: str = "pyav",
+    timeout: float | None = None,
+    output: str | os.PathLike | None = None,
+    resume: bool = False,
+    frames_csv: str | os.PathLike | None = None,
+    parquet: str | os.PathLike | None = None,
+    log_template: str | None = None,
+    log_fmt: str | None = None,
+    reference: str | os.PathLike | None = None,
+    vmaf_model: str | None = None,
+    vmaf_ffmpeg: str | None = None,
+    progress: bool = False,
+) -> Iterator[Outcome]:
+    """Score ``inputs`` and yield an :class:`Outcome` per input as it finishes, its record already on disk.
+
+    ``scorer`` is a :class:`~contrique_video.api.Scorer` or its options (default: the built-in model);
+    ``executor`` is None (this process), ``"local"`` or a Dask scheduler address (a Dask cluster), or an
+    :class:`Executor`. ``output`` (.jsonl/.ndjson/.csv) gets one record per input, failures included;
+    ``resume`` skips the inputs it already holds. ``frames_csv`` gets every scored frame, ``parquet`` every
+    record (with ``resume`` the earlier ones too), ``log_template`` a libvmaf-style log per input (see
+    :mod:`contrique_video.runs.logs`), and ``reference`` adds VMAF against that file. ``timeout`` gives up on
+    an input after that many seconds (a failure). Close the iterator (or exhaust it) to complete the outputs.
+    """
+    names = [str(p) for p in inputs]
+    if resume and not output:
+        raise ValueError("resume needs output (the file that records finished inputs)")
+    if log_template:
+        from contrique_video.runs.logs import check_log_template, log_format
+
+        check_log_template(log_template, len(names))
+        log_fmt = log_format(log_template, log_fmt)
+    outputs = Outputs(output, resume, frames_csv, parquet, log_template, log_fmt, reference, vmaf_model, vmaf_ffmpeg)
+    options = dict(sampling=sampling, decoder=decoder, timeout=timeout, progress=progress)
+    return _run(names, make_executor(executor, scorer), options, outputs)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a batch writes besides the outcomes it yields (the arguments of :func:`score_many`)."""
+
+    output: str | os.PathLike | None = None
+    resume: bool = False
+    frames_csv: str | os.PathLike | None = None
+    parquet: str | os.PathLike | None = None
+    log_template: str | None = None
+    log_fmt: str | None = None
+    reference: str | os.PathLike | None = None
+    vmaf_model: str | None = None
+    vmaf_ffmpeg: str | None = None
+
+
+def _run(names: list[str], executor: Executor, options: dict, out: Outputs) -> Iterator[Outcome]:
+    """:func:`score_many` once its arguments are checked: the outputs open on the first ``next``."""
+    records = RecordLog(out.output, out.resume) if out.output else None
+    done = records.done if records else set()
+    if done:
+        log.info("resuming: %d of %d inputs are already in %s", len(set(names) & done), len(names), out.output)
+    earlier = read_records(out.output) if out.parquet and done else []
+    todo = [(i, name) for i, name in enumerate(names) if name not in done]
+    frame_log = FrameLog(out.frames_csv) if out.frames_csv else None
+    finished: list[tuple[int, dict]] = []  # for parquet, in input order at the end
+    try:
+        with sigterm_as_exception():
+            for outcome in executor.run(todo, **options):
+                if outcome.result is not None:
+                    _finish(outcome, out)
+                if frame_log and outcome.result is not None:
+                    frame_log.write(outcome.file, outcome.result.frames)
+                record = outcome.record()
+                if records:
+                    records.write(record)
+                if out.parquet:
+                    finished.append((outcome.index, record))
+                yield outcome
+    finally:
+        if frame_log:
+            frame_log.close()
+        if records:
+            records.close()
+        if out.parquet and (earlier or finished):
+            write_parquet(earlier + [r for _, r in sorted(finished, key=lambda f: f[0])], out.parquet)
+
+
+def _finish(outcome: Outcome, out: Outputs) -> None:
+    """VMAF and the per-input log of a scored input; an error here makes the input a failure."""
+    result = outcome.result
+    try:
+        if out.reference:
+            from contrique_video.encoding.reference import DEFAULT_MODEL, add_vmaf
+
+            add_vmaf(result, out.reference, ffmpeg=out.vmaf_ffmpeg, model=out.vmaf_model or DEFAULT_MODEL)
+            log.info("%s: VMAF %.2f on the scored frames (%.2f on all frames)", outcome.file,
+                     result.reference["vmaf"], result.reference["vmaf_all_frames"] or float("nan"))
+        if out.log_template:
+            from contrique_video.runs.logs import log_path, write_log
+
+            path = log_path(out.log_template, result.file, outcome.index)
+            if path.resolve() == Path(result.file).resolve():
+                raise InputError(f"output {path} is also an input; refusing to overwrite it")
+            fps = result.frames_scored / outcome.seconds if outcome.seconds else None
+            write_log(result, path, out.log_fmt, fps)
+    except ContriqueError as exc:
+        outcome.result, outcome.error = None, str(exc)
