@@ -23,7 +23,6 @@ ALLOWED_LONG = {
     "contrique_video/encoding/encode.py",
     "contrique_video/training/degradation.py",
     "contrique_video/runs/dask.py",
-    "contrique_video/models/head.py",
 }
 
 

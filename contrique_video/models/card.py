@@ -151,7 +151,9 @@ def model_digest(path: str | os.PathLike) -> str:
 
 def load_card_model(card: ModelCard):
     """The card's one-scale encoder module, its weights checked by SHA-256 first."""
-    from contrique_video.models.contrique import read_state_dict  # torch loads only when weights are read
+    from contrique_video.models.contrique import (
+        read_state_dict,  # torch loads only when weights are read
+    )
 
     path = checked_weights(card)
     model = card.spec.load(card.encoder, card.layout, read_state_dict(path), path.name)

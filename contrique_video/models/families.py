@@ -92,7 +92,10 @@ def _resnet_load(encoder: str, layout: str, state: dict, source: str) -> nn.Modu
 
 
 def _lite_build(encoder: str, layout: str) -> nn.Module:
-    from contrique_video.models.efficientnet_lite import EfficientNetLite, LayoutFeatures
+    from contrique_video.models.efficientnet_lite import (
+        EfficientNetLite,
+        LayoutFeatures,
+    )
 
     return LayoutFeatures(EfficientNetLite(encoder.removeprefix("efficientnet-")), layout)
 

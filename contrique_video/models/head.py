@@ -24,7 +24,6 @@ Floats are written with ``repr`` precision, so ``save`` then ``load`` gives bit-
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -34,6 +33,12 @@ from typing import Any
 import numpy as np
 
 from contrique_video.errors import ModelError
+from contrique_video.models.plain_json import (
+    finite_float,
+    no_duplicate_keys,
+    plain_json,
+    reject_constant,
+)
 
 FORMAT_TAG = "contrique-video-head"
 FORMAT_VERSION = 2
@@ -44,50 +49,6 @@ HEADS_DIR = Path(__file__).resolve().parents[1] / "assets" / "heads"
 # Heads are a few hundred kB at most; anything far bigger is not a head.
 _MAX_HEAD_BYTES = 64 * 1024 * 1024
 _PICKLE_SUFFIXES = {".save", ".pkl", ".pickle", ".joblib", ".sav"}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _finite_float(value: Any, what: str) -> float:
-    if not _is_number(value):
-        raise ModelError(f"{what} must be a number, got {type(value).__name__}")
-    try:
-        out = float(value)
-    except OverflowError:
-        raise ModelError(f"{what} is too large to be a float64") from None
-    if not math.isfinite(out):
-        raise ModelError(f"{what} must be finite, got {out}")
-    return out
-
-
-def _plain_json(value: Any, where: str, depth: int = 0) -> Any:
-    """A copy of ``value`` made of JSON types only: numpy scalars/arrays become Python numbers/lists and
-    non-finite floats (a NaN correlation from a degenerate split, say) become None, which JSON can hold."""
-    if depth > 64:
-        raise ModelError(f"{where} is nested too deeply")
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        out = float(value)
-        return out if math.isfinite(out) else None
-    if isinstance(value, np.ndarray):
-        return _plain_json(value.tolist(), where, depth + 1)
-    if isinstance(value, (list, tuple)):
-        return [_plain_json(v, where, depth + 1) for v in value]
-    if isinstance(value, dict):
-        out_d = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ModelError(f"{where} has a non-string key {k!r}")
-            out_d[k] = _plain_json(v, f"{where}.{k}", depth + 1)
-        return out_d
-    raise ModelError(f"{where} holds a {type(value).__name__}, which is not plain JSON")
 
 
 @dataclass(eq=False)
@@ -134,13 +95,13 @@ class LinearHead:
             raise ModelError(f"{label}: weight {int(bad[0])} is not finite ({w[bad[0]]})")
         self.weights = w
 
-        self.intercept = _finite_float(self.intercept, f"{label}: intercept")
+        self.intercept = finite_float(self.intercept, f"{label}: intercept")
 
         rng = self.range
         if not isinstance(rng, (tuple, list)) or len(rng) != 2:
             raise ModelError(f"{label}: range must be a pair [lo, hi], got {rng!r}")
-        lo = _finite_float(rng[0], f"{label}: range low end")
-        hi = _finite_float(rng[1], f"{label}: range high end")
+        lo = finite_float(rng[0], f"{label}: range low end")
+        hi = finite_float(rng[1], f"{label}: range high end")
         if not lo < hi:
             raise ModelError(f"{label}: range low end {lo} is not below the high end {hi}")
         self.range = (lo, hi)
@@ -151,12 +112,12 @@ class LinearHead:
 
         if not isinstance(self.extra, dict):
             raise ModelError(f"{label}: extra must be a dict, got {type(self.extra).__name__}")
-        self.extra = _plain_json(self.extra, f"{label}: extra")
+        self.extra = plain_json(self.extra, f"{label}: extra")
         self.mapping = _check_mapping(self.mapping, label)
         if self.fit is not None:
             if not isinstance(self.fit, dict):
                 raise ModelError(f"{label}: fit must be an object, got {type(self.fit).__name__}")
-            self.fit = _plain_json(self.fit, f"{label}: fit")
+            self.fit = plain_json(self.fit, f"{label}: fit")
 
     @property
     def dim(self) -> int:
@@ -276,7 +237,7 @@ class LinearHead:
         except UnicodeDecodeError:
             raise ModelError(f"head file {path} is not UTF-8 text") from None
         try:
-            doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+            doc = json.loads(text, parse_constant=reject_constant, object_pairs_hook=no_duplicate_keys)
         except ModelError as exc:
             raise ModelError(f"head file {path}: {exc}") from None
         except (ValueError, RecursionError) as exc:
@@ -328,7 +289,7 @@ class LinearHead:
         if not weights:
             raise ModelError("weights list is empty")
         for i, value in enumerate(weights):
-            _finite_float(value, f"weight {i}")
+            finite_float(value, f"weight {i}")
         if not isinstance(doc["extra"], dict):
             raise ModelError(f"extra must be an object, got {type(doc['extra']).__name__}")
         n_in = doc["extra"].get("n_features_in")
@@ -336,7 +297,7 @@ class LinearHead:
             raise ModelError(f"has {len(weights)} weights but extra.n_features_in says {n_in}")
         return cls(
             weights=np.array([float(v) for v in weights], dtype=np.float64),
-            intercept=_finite_float(doc["intercept"], "intercept"),
+            intercept=finite_float(doc["intercept"], "intercept"),
             name=doc["name"],
             features=doc["features"],
             trained_on=doc["trained_on"],
@@ -365,25 +326,12 @@ def _check_mapping(mapping: Any, label: str) -> dict | None:
     params = mapping.get("params")
     if not isinstance(params, (list, tuple)) or len(params) != 4:
         raise ModelError(f"{label}: logistic mapping needs params [a, c, m, s], got {params!r}")
-    a, c, m, s = (_finite_float(v, f"{label}: mapping param {n}") for v, n in zip(params, "acms"))
+    a, c, m, s = (finite_float(v, f"{label}: mapping param {n}") for v, n in zip(params, "acms"))
     if not 0.0 <= a < c <= 1.0:
         raise ModelError(f"{label}: logistic mapping needs 0 <= a < c <= 1 (got a={a}, c={c}), else it leaves the range or falls")
     if not s > 0:
         raise ModelError(f"{label}: logistic mapping needs a positive scale s, got {s}")
     return {"kind": kind, "params": [a, c, m, s]}
-
-
-def _reject_constant(token: str) -> float:
-    raise ModelError(f"non-finite number {token} is not allowed")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            raise ModelError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
 
 
 def builtin_heads() -> dict[str, Path]:
