@@ -639,7 +639,7 @@ def export_onnx(weights, precision, calibrate, table, output):
     from contrique_video.api import builtin_weights
     from contrique_video.backends.onnx import calibration_table, quantize_int8
     from contrique_video.backends.onnx import export_onnx as export
-    from contrique_video.decode.source import open_source
+    from contrique_video.decode import open_source
     from contrique_video.models.card import load_model as load_weights
     from contrique_video.models.card import model_digest
 
@@ -862,7 +862,7 @@ def extractor(weights: str | None, random_init: str | None, baseline: str | None
     """
     from contrique_video.api import Scorer
     from contrique_video.backends.base import TorchBackend
-    from contrique_video.decode.source import open_source
+    from contrique_video.decode import open_source
     from contrique_video.models.contrique import Contrique
     from contrique_video.models.nss import NUM_FEATURES, nss_features
     from contrique_video.training.fit import Block, laplacian_variance

@@ -93,7 +93,7 @@ class MediaInfo:
 
 def media_info(path: str | os.PathLike) -> MediaInfo:
     """Size, duration and frame rate of a video, with the scorer's own one-line errors for bad input."""
-    from contrique_video.decode.source import open_source
+    from contrique_video.decode import open_source
 
     with open_source(path) as src:
         if src.is_image:
@@ -387,7 +387,7 @@ def transcode(
             if not inp.streams.video:
                 raise InputError(f"{src} has no video stream")
             vin = inp.streams.video[0]
-            vin.thread_type = "SLICE"  # not frame threads: see source.PyAVSource._start
+            vin.thread_type = "SLICE"  # not frame threads: see decode.pyav.PyAVSource._start
             cin = vin.codec_context
             rate = vin.average_rate or vin.guessed_rate or Fraction(25)
             width, height_out = size or scaled_size(cin.width, cin.height, height)
