@@ -25,11 +25,24 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from contrique_video.decode.base import STDIN, FrameSource, ffmpeg_reason
-from contrique_video.decode.frames import RANGE_JPEG, RANGE_MPEG, Frame, apply_transform, display_transform, \
-    frame_display_matrix, frame_to_rgb
+from contrique_video.decode.frames import (
+    RANGE_JPEG,
+    RANGE_MPEG,
+    Frame,
+    apply_transform,
+    display_transform,
+    frame_display_matrix,
+    frame_to_rgb,
+)
 from contrique_video.decode.metadata import probe, tagged_matrix
 from contrique_video.decode.sampler import FrameIndices, Sampling
-from contrique_video.decode.seeking import SEEKABLE_CONTAINERS, SeekFailed, Timeline, decode_at, scan
+from contrique_video.decode.seeking import (
+    SEEKABLE_CONTAINERS,
+    SeekFailed,
+    Timeline,
+    decode_at,
+    scan,
+)
 from contrique_video.errors import ContriqueError, InputError, UnsupportedError
 
 log = logging.getLogger("contrique_video")
