@@ -103,7 +103,7 @@ def main() -> int:
             meta = src.metadata
         print(f"{path.name}: {meta.width}x{meta.height} {meta.codec}, {meta.duration:.0f} s, {meta.fps:g} fps, "
               f"{meta.frame_count} frames, {path.stat().st_size / 1e6:.0f} MB (made in {time.perf_counter() - t0:.0f} s)")
-        scorer = Scorer(backend="torch")
+        scorer = Scorer(backend="torch")  # eager: "auto" may first compile the network for this frame size
         head = scorer.check_head()
         seek, full = decode(path, seek=True), decode(path, seek=False)
         same = [(f.index, f.pts_time) for f in seek["frames"]] == [(f.index, f.pts_time) for f in full["frames"]]
