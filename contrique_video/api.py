@@ -25,7 +25,7 @@ import torch
 
 from contrique_video.backends import open_backend
 from contrique_video.decode.sampler import Sampling
-from contrique_video.decode.source import Frame, open_source
+from contrique_video.decode import Frame, open_source
 from contrique_video.errors import InputError, ModelError
 from contrique_video.features import Block
 from contrique_video.models import model_path

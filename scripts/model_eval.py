@@ -24,7 +24,7 @@ import torch
 
 from contrique_video.api import Scorer, builtin_weights
 from contrique_video.decode.sampler import Sampling
-from contrique_video.decode.source import open_source
+from contrique_video.decode import open_source
 from contrique_video.models.efficientnet_lite import load_imagenet
 from contrique_video.training.fit import (
     Block,

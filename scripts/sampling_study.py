@@ -230,7 +230,7 @@ def make_clip(spec: ClipSpec, path: Path, width: int, height: int) -> Path:
 def score_clip(scorer, path: Path, cache: Path) -> None:
     """Score every frame of ``path`` and cache frame, pts_time, score and the source's duration."""
     from contrique_video.decode.sampler import Sampling
-    from contrique_video.decode.source import open_source
+    from contrique_video.decode import open_source
 
     with open_source(path) as src:
         duration, fps = src.duration, src.fps
@@ -278,7 +278,7 @@ def evaluate(caches: list[Path]) -> dict:
     clips = {p.stem: dict(np.load(p, allow_pickle=False)) for p in caches}
     for name, data in clips.items():
         if "fps" not in data:  # caches written before the selector took the frame rate: read it from the clip
-            from contrique_video.decode.source import open_source
+            from contrique_video.decode import open_source
 
             with open_source(caches[0].parent.parent / "clips" / f"{name}.mp4") as src:
                 data["fps"] = np.float64(src.fps or np.nan)

@@ -87,7 +87,7 @@ def export_onnx(weights, precision, calibrate, table, output):
     from contrique_video.api import builtin_weights
     from contrique_video.backends.export import export_onnx as export
     from contrique_video.backends.int8 import calibration_table, quantize_int8
-    from contrique_video.decode.source import open_source
+    from contrique_video.decode import open_source
     from contrique_video.models import load_model as load_weights
     from contrique_video.models.card import model_digest
 

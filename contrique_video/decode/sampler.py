@@ -1,10 +1,11 @@
 """Deterministic frame selection: which decoded frames get scored.
 
 A :class:`Sampling` describes the rule (what the user asked for); a :class:`Selector` is the
-stateful object that applies it to one pass over a video. The frame source feeds it every
-frame in presentation order as ``(index, pts_time, is_keyframe)``; the selector answers
-whether to keep the frame and, through :attr:`Selector.done`, when decoding can stop.
-Only timestamps and indices are looked at, so the same file always gives the same frames.
+stateful object that applies it to one pass over a video. Every source runs it through
+:meth:`Selector.pick`, which offers it every frame in presentation order as ``(index, pts_time,
+is_keyframe)``: decoded frames, or the frame table a seeking source reads from the packets before
+decoding anything. Only timestamps and indices are looked at, so the same file always gives the
+same frames either way.
 
 Rules (``t`` is a frame's time in seconds from the first frame; the time range is
 ``[start, start + D)`` with ``D`` the requested duration, or what is left of the video
@@ -32,6 +33,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 from contrique_video.errors import InputError
 
@@ -43,6 +45,8 @@ MODES = ("all", "fps", "frames", "every", "keyframes")
 # rounding of that product (far below any real frame interval) when comparing with a
 # grid point, so a frame exactly on a grid point is never missed.
 _EPS = 1e-6
+
+T = TypeVar("T")
 
 
 def _fmt_num(value: float) -> str:
@@ -209,6 +213,25 @@ class Selector:
             self.kept += 1
         return keep
 
+    def pick(self, frames: Iterable[tuple[int, float, bool, T]]) -> Iterator[tuple[int, float, T]]:
+        """Offer ``frames`` (``(index, pts_time, is_keyframe, payload)`` in presentation order) and yield the
+        kept ones as ``(index, pts_time, payload)``; stops reading ``frames`` once :attr:`done`.
+
+        The one place where sources choose frames. With :attr:`fallback_last`, a pass that kept nothing
+        yields the last frame it offered in range.
+        """
+        last = None  # the last frame in range that was not kept
+        for index, pts_time, is_keyframe, payload in frames:
+            if self.offer(index, pts_time, is_keyframe):
+                yield index, pts_time, payload
+            elif not self.done and pts_time >= self.start - _EPS:
+                last = (index, pts_time, payload)
+            if self.done:
+                break
+        if self.kept == 0 and self.fallback_last and last is not None:
+            self.kept = 1
+            yield last
+
     def _accept(self, index: int, pts_time: float, is_keyframe: bool) -> bool:  # pragma: no cover
         raise NotImplementedError
 
@@ -277,3 +300,28 @@ class _GridSelector(Selector):
         else:
             self._k = max(self._k + 1, int(math.floor((pts_time - self.start + _EPS) / self.step)) + 1)
         return True
+
+
+@dataclass(frozen=True)
+class FrameIndices:
+    """A sampling of the frames with these indices (presentation order), for ``source.get_frames_at``."""
+
+    indices: tuple[int, ...]
+
+    def selector(self, total_duration: float | None = None, fps: float | None = None) -> Selector:
+        return _IndexSelector(self.indices)
+
+    def describe(self) -> str:
+        return f"frames {', '.join(map(str, sorted(self.indices)))}"
+
+
+class _IndexSelector(Selector):
+    def __init__(self, indices: Sequence[int]) -> None:
+        super().__init__(0.0, math.inf, f"frames {', '.join(map(str, sorted(indices)))}")
+        self.last = max(indices, default=-1)
+        self.wanted = set(indices)
+
+    def _accept(self, index, pts_time, is_keyframe):
+        if index >= self.last:
+            self.done = True
+        return index in self.wanted

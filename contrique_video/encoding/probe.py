@@ -40,7 +40,7 @@ class MediaInfo:
 
 def media_info(path: str | os.PathLike) -> MediaInfo:
     """Size, duration and frame rate of a video, with the scorer's own one-line errors for bad input."""
-    from contrique_video.decode.source import open_source
+    from contrique_video.decode import open_source
 
     with open_source(path) as src:
         if src.is_image:

@@ -103,7 +103,7 @@ def transcode(
             if not inp.streams.video:
                 raise InputError(f"{src} has no video stream")
             vin = inp.streams.video[0]
-            vin.thread_type = "SLICE"  # not frame threads: see source.PyAVSource._start
+            vin.thread_type = "SLICE"  # not frame threads: see decode.pyav.PyAVSource._start
             cin = vin.codec_context
             rate = vin.average_rate or vin.guessed_rate or Fraction(25)
             width, height_out = size or scaled_size(cin.width, cin.height, height)

@@ -9,7 +9,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-from contrique_video.decode.source import IMAGE_EXTENSIONS
+from contrique_video.decode import IMAGE_EXTENSIONS
 from contrique_video.errors import InputError
 
 VIDEO_EXTENSIONS = frozenset({

@@ -72,7 +72,7 @@ def extremes(frames, higher_is_better: bool = True, count: int = 2) -> tuple[lis
 
 def decode_frames(path: str | os.PathLike, indices: Sequence[int]) -> dict[int, np.ndarray]:
     """RGB pixels of the frames with these indices (presentation order), at full size."""
-    from contrique_video.decode.source import open_source
+    from contrique_video.decode import open_source
 
     with open_source(path) as src:
         return {frame.index: frame.rgb for frame in src.frames(FrameIndices(tuple(indices)))}

@@ -60,7 +60,7 @@ def feature_extractor(weights: str | None = None, random_init: str | None = None
 
 
 def _mean_over_frames(per_frame: Callable[[list[np.ndarray]], np.ndarray]) -> Callable[[str | os.PathLike], np.ndarray]:
-    from contrique_video.decode.source import open_source
+    from contrique_video.decode import open_source
 
     def feature(path: str | os.PathLike) -> np.ndarray:
         with open_source(path) as src:

@@ -103,7 +103,6 @@ def test_features_npz_has_frame_and_time(setup, tmp_path):
 
 
 def test_import_head_then_score(setup, tmp_path):
-    d = setup
     X = np.random.default_rng(1).normal(size=(40, 1024))
     ridge = Ridge(alpha=1.0).fit(X, X[:, 0] * 5 + 40)
     (tmp_path / "CLIVE.save").write_bytes(pickle.dumps(ridge))

@@ -13,7 +13,7 @@ from media import make_clip
 
 from contrique_video.decode import gpu as gpu_decode
 from contrique_video.decode.sampler import Sampling
-from contrique_video.decode.source import open_source
+from contrique_video.decode import open_source
 from contrique_video.errors import InputError
 
 NO_CUDA_DECODE = gpu_decode.cuda_decode_problem(None)

@@ -9,7 +9,7 @@ import pytest
 from media import expected_times, make_clip
 
 from contrique_video.decode.sampler import Sampling
-from contrique_video.decode.source import open_source
+from contrique_video.decode import open_source
 from contrique_video.errors import InputError
 
 

@@ -12,7 +12,7 @@ import pytest
 from media import make_clip
 
 from contrique_video.decode.sampler import Sampling
-from contrique_video.decode.source import open_source
+from contrique_video.decode import open_source
 
 _SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sampling_study.py"
 _spec = importlib.util.spec_from_file_location("sampling_study", _SCRIPT)

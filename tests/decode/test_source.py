@@ -1,4 +1,4 @@
-"""Frame sources (contrique_video.decode.source): codecs, colour, bit depth, rotation, VFR, stills,
+"""Frame sources (contrique_video.decode): codecs, colour, bit depth, rotation, VFR, stills,
 stdin, early stopping, the decord backend, and the errors for bad input."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from media import (
 from PIL import Image, ImageOps
 
 from contrique_video.decode.sampler import Sampling
-from contrique_video.decode.source import Frame, open_source
+from contrique_video.decode import Frame, open_source
 from contrique_video.errors import ContriqueError, InputError, UnsupportedError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -351,7 +351,7 @@ def test_nut_stream_on_stdin(media_dir):
     path = make_clip(media_dir / "pipe.nut", frames=12)
     code = (
         "import json, logging\n"
-        "from contrique_video.decode.source import open_source\n"
+        "from contrique_video.decode import open_source\n"
         "from contrique_video.decode.sampler import Sampling\n"
         "logging.basicConfig(level=logging.WARNING)\n"
         "with open_source('-') as src:\n"
@@ -381,7 +381,7 @@ def _read_stdin(path) -> tuple[dict, list[str]]:
     """Open ``path`` as stdin in a fresh interpreter: (its warnings and frame count, its stderr lines)."""
     code = (
         "import json, logging\n"
-        "from contrique_video.decode.source import open_source\n"
+        "from contrique_video.decode import open_source\n"
         "logging.basicConfig(level=logging.WARNING, format='%(message)s')\n"
         "with open_source('-') as src:\n"
         "    n = len(list(src.frames()))\n"
@@ -585,7 +585,7 @@ def test_decord_matches_pyav_at_every_width(media_dir, size):
 
 def test_decord_row_padding_is_removed():
     """A frame whose rows carry padding, shaped by decord as 4 channels, reads back exactly."""
-    from contrique_video.decode.source import _unpad_rows
+    from contrique_video.decode.decord import _unpad_rows
 
     h, w, stride = 64, 96, 384
     rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -68,7 +68,7 @@ def test_encode_applies_pix_format_vfilter_keyint_and_enc(d, tmp_path, external)
 
 def test_search_reports_pool_size_share_and_encode_time(d, tmp_path):
     events = []
-    result = crf_search(d / "src.mp4", StubScorer(), "libx264", 50.0, samples=2, sample_duration=0.5, max_probes=8,
+    crf_search(d / "src.mp4", StubScorer(), "libx264", 50.0, samples=2, sample_duration=0.5, max_probes=8,
                         workdir=tmp_path, on_event=events.append, pool="p5", max_encoded_percent=0.5,
                         settings=EncodeSettings("ultrafast", keyint=12, extra=(("tune", "zerolatency"),)))
     samples, probes, final = events[0], [e for e in events if e["type"] == "probe"], events[-1]

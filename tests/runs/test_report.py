@@ -15,7 +15,7 @@ from checkpoints import small_model_with_head
 
 from contrique_video.cli import main
 from contrique_video.decode.sampler import Sampling
-from contrique_video.decode.source import open_source
+from contrique_video.decode import open_source
 from contrique_video.runs.report import (
     FrameIndices,
     band,
