@@ -14,7 +14,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "contrique_video"
 MAX_LINES = 400
-#: Modules still being split by other work; empty it as they are.
 
 
 def modules() -> dict[str, Path]:
