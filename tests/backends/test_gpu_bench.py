@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # ~60 s: runs the whole GPU benchmark script on the CPU
 def test_gpu_bench_tiny_on_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_bench.py"), "--device", "cpu", "--tiny", "-o", str(out)],

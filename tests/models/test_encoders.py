@@ -147,6 +147,7 @@ def test_bf16_autocast_on_lite(lite0, frames):
     assert cos.min() > 0.99
 
 
+@pytest.mark.slow  # ~100 s of compiling; tests/backends' test_compiled_matches_eager covers the compiled path
 @pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_lite_matches_eager(lite0):
     model = load_model(lite0)
