@@ -37,6 +37,7 @@ from contrique_video.models.plain_json import (
     finite_float,
     no_duplicate_keys,
     plain_json,
+    read_limited,
     reject_constant,
 )
 
@@ -214,17 +215,7 @@ class LinearHead:
     def load(cls, path: str | os.PathLike) -> "LinearHead":
         """Read and validate a head file; any problem is a one-line ModelError naming the file."""
         path = Path(path)
-        if not path.exists():
-            raise ModelError(f"head file not found: {path}")
-        if not path.is_file():
-            raise ModelError(f"head path is not a file: {path}")
-        try:
-            size = path.stat().st_size
-            if size > _MAX_HEAD_BYTES:
-                raise ModelError(f"head file {path} is {size} bytes, too large to be a linear head")
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"cannot read head file {path}: {exc.strerror or exc}") from None
+        raw = read_limited(path, "head", _MAX_HEAD_BYTES, "a linear head")
         if not raw.strip():
             raise ModelError(f"head file {path} is empty")
         if raw[:1] == b"\x80" or path.suffix.lower() in _PICKLE_SUFFIXES:

@@ -4,6 +4,7 @@ keys, and values reduced to JSON types, so a head file can only ever hold number
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,3 +67,19 @@ def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
             raise ModelError(f"duplicate key {key!r}")
         out[key] = value
     return out
+
+
+def read_limited(path: Path, what: str, limit: int, too_large_for: str) -> bytes:
+    """The bytes of a small file (a head, a regressor) with one-line errors; refuses files over ``limit``
+    before reading them, so a wrong path cannot fill memory."""
+    if not path.exists():
+        raise ModelError(f"{what} file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"{what} path is not a file: {path}")
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ModelError(f"{what} file {path} is {size} bytes, too large to be {too_large_for}")
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None

@@ -33,6 +33,7 @@ import numpy as np
 
 from contrique_video.errors import InputError, UnsupportedError
 from contrique_video.training import distortions
+from contrique_video.training.distortions.compression import roundtrip
 
 SIZE = 384
 CRF_LADDER = (18, 24, 30, 36, 42, 48, 51)
@@ -206,35 +207,23 @@ def crf_encode(frames: list[np.ndarray], codec: str, crf: int) -> list[np.ndarra
     if h % 2 or w % 2:
         raise InputError(f"CRF encodes need even sides, got {w}x{h}")
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr unless told not to
-    prev = av.logging.get_level()  # None: PyAV's logging is off, and must stay off for the whole process
-    if prev is not None and prev > av.logging.ERROR:
-        av.logging.set_level(av.logging.ERROR)
-    try:
-        enc = av.CodecContext.create(codec, "w")
-        enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
-        enc.time_base = Fraction(1, 25)
-        enc.framerate = Fraction(25, 1)
-        key, value = _PRESETS[codec]
-        opts = {"crf": str(crf), key: value, **ENCODERS[codec].options}
-        if codec == "libx265":
-            opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
-        elif codec == "libx264":
-            opts["threads"] = "1"
-        enc.options = opts
-        packets = []
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
-            vf.pts = i
-            packets += list(enc.encode(vf))
-        packets += list(enc.encode(None))
-        dec = av.CodecContext.create(_DECODERS[codec], "r")
-        out = []
-        for pkt in packets:
-            out += dec.decode(pkt)
-        out += dec.decode(None)
-    finally:
-        if prev is not None and prev > av.logging.ERROR:
-            av.logging.set_level(prev)
+    enc = av.CodecContext.create(codec, "w")
+    enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+    enc.time_base = Fraction(1, 25)
+    enc.framerate = Fraction(25, 1)
+    key, value = _PRESETS[codec]
+    opts = {"crf": str(crf), key: value, **ENCODERS[codec].options}
+    if codec == "libx265":
+        opts["x265-params"] = "log-level=none:pools=none:frame-threads=1"
+    elif codec == "libx264":
+        opts["threads"] = "1"
+    enc.options = opts
+    yuv = []
+    for i, f in enumerate(frames):
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
+        vf.pts = i
+        yuv.append(vf)
+    out = roundtrip(enc, yuv, _DECODERS[codec])
     if len(out) != len(frames):
         raise UnsupportedError(f"{codec} at CRF {crf} gave {len(out)} frames for {len(frames)}")
     return [np.ascontiguousarray(f.to_ndarray(format="rgb24")[:h, :w]) for f in out]

@@ -29,6 +29,7 @@ import numpy as np
 
 from contrique_video.errors import ModelError
 from contrique_video.models.head import LinearHead
+from contrique_video.models.plain_json import read_limited
 
 log = logging.getLogger("contrique_video")
 
@@ -192,17 +193,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _read_ridge_state(path: Path) -> tuple[dict, bytes, int | None]:
-    if not path.exists():
-        raise ModelError(f"regressor file not found: {path}")
-    if not path.is_file():
-        raise ModelError(f"regressor path is not a file: {path}")
-    try:
-        size = path.stat().st_size
-        if size > _MAX_PICKLE_BYTES:
-            raise ModelError(f"regressor file {path} is {size} bytes, too large to be a linear regressor")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read regressor file {path}: {exc.strerror or exc}") from None
+    raw = read_limited(path, "regressor", _MAX_PICKLE_BYTES, "a linear regressor")
     if not raw:
         raise ModelError(f"regressor file {path} is empty")
     if raw[:1] != b"\x80" and (raw.startswith(_COMPRESSED_MAGIC) or (len(raw) > 1 and raw[:1] == b"x" and raw[1:2] in b"\x01\x5e\x9c\xda")):

@@ -47,40 +47,54 @@ def jpeg(img: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
         return from_pil(im)
 
 
+def roundtrip(enc, frames: list, decoder: str, threads: int | None = None) -> list:
+    """Encode PyAV frames with the opened encoder ``enc`` and decode the packets in memory with ``decoder``.
+
+    FFmpeg's encoder chatter is kept below errors meanwhile; PyAV's logging stays off if it was off (turning
+    it on for the whole process makes later decodes slow and noisy)."""
+    import av
+
+    prev = av.logging.get_level()
+    if prev is not None and prev > av.logging.ERROR:
+        av.logging.set_level(av.logging.ERROR)
+    try:
+        packets = []
+        for frame in frames:
+            packets += list(enc.encode(frame))
+        packets += list(enc.encode(None))
+        dec = av.CodecContext.create(decoder, "r")
+        if threads is not None:
+            dec.thread_count = threads
+        out = []
+        for pkt in packets:
+            out += dec.decode(pkt)
+        out += dec.decode(None)
+    finally:
+        if prev is not None and prev > av.logging.ERROR:
+            av.logging.set_level(prev)
+    return out
+
+
 def _codec(img, codec: str, qp: int) -> np.ndarray:
     import av  # imported lazily: only the codec classes need it
 
     h, w = img.shape[:2]
     ph, pw = h + (h & 1), w + (w & 1)
     src = img if (ph, pw) == (h, w) else np.pad(img, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    prev = av.logging.get_level()
-    if prev is not None and prev > av.logging.ERROR:
-        av.logging.set_level(av.logging.ERROR)
-    try:
-        enc = av.CodecContext.create(codec, "w")
-        enc.width, enc.height = pw, ph
-        enc.pix_fmt = "yuv420p"
-        enc.time_base = Fraction(1, 25)
-        enc.thread_count = 1
-        if codec == "libx264":
-            enc.options = {"qp": str(qp), "preset": "veryfast", "threads": "1"}
-        else:
-            enc.options = {
-                "preset": "ultrafast",
-                "x265-params": f"qp={qp}:sao=1:log-level=none:pools=none:frame-threads=1",
-            }
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(src), format="rgb24")
-        packets = list(enc.encode(frame.reformat(format="yuv420p")))
-        packets += list(enc.encode(None))
-        dec = av.CodecContext.create("h264" if codec == "libx264" else "hevc", "r")
-        dec.thread_count = 1
-        frames = []
-        for pkt in packets:
-            frames += dec.decode(pkt)
-        frames += dec.decode(None)
-    finally:
-        if prev is not None and prev > av.logging.ERROR:
-            av.logging.set_level(prev)
+    enc = av.CodecContext.create(codec, "w")
+    enc.width, enc.height = pw, ph
+    enc.pix_fmt = "yuv420p"
+    enc.time_base = Fraction(1, 25)
+    enc.thread_count = 1
+    if codec == "libx264":
+        enc.options = {"qp": str(qp), "preset": "veryfast", "threads": "1"}
+    else:
+        enc.options = {
+            "preset": "ultrafast",
+            "x265-params": f"qp={qp}:sao=1:log-level=none:pools=none:frame-threads=1",
+        }
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(src), format="rgb24")
+    frames = roundtrip(enc, [frame.reformat(format="yuv420p")], "h264" if codec == "libx264" else "hevc", threads=1)
     if not frames:
         raise UnsupportedError(f"{codec} produced no decodable frame")
     out = frames[0].to_ndarray(format="rgb24")
