@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -596,6 +597,34 @@ def test_decord_row_padding_is_removed():
     assert _unpad_rows(rgb, "x.mp4") is rgb
     with pytest.raises(InputError):
         _unpad_rows(np.zeros((h, w, 2), np.uint8), "x.mp4")
+
+
+@decord_only
+@pytest.mark.parametrize("size", [(96, 64), (144, 80)])
+def test_decord_padded_frames_match_pyav(media_dir, size):
+    """What decord2 does on AVX-512 CPUs, replayed here: its batch call fails, and a single frame comes
+    back with rows padded to 4 bytes a pixel (FFmpeg aligns an RGB row to 64 bytes by widening it)."""
+    path = make_clip(media_dir / f"d_pad{size[0]}.mp4", size=size, frames=9)
+    with open_source(path) as a, open_source(path, decoder="decord") as b:
+        real = b._vr
+
+        class Padding:
+            def get_batch(self, idx):
+                raise RuntimeError("Check failed: (24576 vs. 18432) ")
+
+            def __getitem__(self, i):
+                rgb = real[i].asnumpy()
+                h, w = rgb.shape[:2]
+                rows = np.zeros((h, 4 * w), np.uint8)
+                rows[:, : 3 * w] = rgb.reshape(h, -1)
+                return SimpleNamespace(asnumpy=lambda: rows.reshape(h, w, 4))
+
+        b._vr = Padding()
+        fa, fb = list(a.frames(ALL)), list(b.frames(ALL))
+    assert [f.index for f in fa] == [f.index for f in fb] and len(fb) == 9
+    for x, y in zip(fa, fb):
+        assert y.rgb.shape == (size[1], size[0], 3) and y.rgb.flags.c_contiguous
+        assert np.abs(x.rgb.astype(int) - y.rgb.astype(int)).mean() < 1.0
 
 
 @decord_only
