@@ -27,6 +27,19 @@ def ffmpeg_reason(exc: BaseException) -> str:
     return one_line(strerror or exc) or type(exc).__name__
 
 
+def shortfall(last: float, duration: float | None, fps: float | None, loose: bool) -> str | None:
+    """A note when the video, whose last frame starts at ``last`` s, ends before the container's ``duration``.
+
+    Containers round durations, and one whose duration is not the video's own (MKV, TS) may count a longer
+    audio track: 1.5 frames are allowed, and half a second more when ``loose``.
+    """
+    interval = 1.0 / fps if fps else 0.04
+    decoded = last + interval
+    if not duration or decoded >= duration - 1.5 * interval - (0.5 if loose else 0.0):
+        return None
+    return f"the video decodes to {decoded:.2f} s of the {duration:.2f} s the container declares (truncated?)"
+
+
 def check_path(path: Path) -> None:
     """Refuse a missing, empty, unreadable or directory path with a one-line message before FFmpeg sees it."""
     if not path.exists():
@@ -91,6 +104,12 @@ class FrameSource:
         if text not in self.warnings:
             self.warnings.append(text)
             log.warning("%s: %s", self._where, text)
+
+    def _warn_damage(self, problems: list[str | None]) -> None:
+        """One warning for what a damaged or truncated input lost; the score stands on what decodes."""
+        found = [p for p in problems if p]
+        if found:
+            self._warn("damaged or truncated: " + "; ".join(found) + "; scored what decodes")
 
     def _nothing_selected(self, sampling) -> InputError:
         return InputError(

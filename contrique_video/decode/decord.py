@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from contrique_video.decode.base import FrameSource, one_line
+from contrique_video.decode.base import FrameSource, one_line, shortfall
 from contrique_video.decode.frames import Frame, apply_transform, rematrix
 from contrique_video.decode.pyav import PyAVSource
 from contrique_video.decode.sampler import Sampling
@@ -63,9 +63,17 @@ class DecordSource(FrameSource):
         )
         self._recolour = rematrix("ITU601", "ITU709") if untagged_hd else None
         with av.open(self.path, metadata_errors="replace") as container:
-            timeline = scan(container, container.streams[meta.stream_index], meta.start_pts)
+            stream = container.streams[meta.stream_index]
+            loose = len(container.streams) > 1 and not (stream.duration and stream.time_base)
+            timeline = scan(container, stream, meta.start_pts)
+        if timeline:  # the scan read every packet: what a truncated or damaged file lost is known now
+            self._warn_damage(["reading stopped at a damaged spot" if not timeline.read_to_end else None,
+                               shortfall(timeline.time(len(timeline.pts) - 1), self.duration, self.fps, loose)])
         self._times = [timeline.time(i) for i in range(len(timeline.pts))] if timeline else []
         self._keys = set(timeline.keys) if timeline else set()
+        # decord's FFmpeg would print its own log lines ("File ended prematurely"); its failures come back as
+        # exceptions, made one line below, and damage is the warning above.
+        decord.logging.set_level(decord.logging.QUIET)
         try:
             self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=max(0, int(threads)))
         except Exception as exc:  # noqa: BLE001 - decord raises its own error types

@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from contrique_video.decode.base import STDIN, FrameSource, ffmpeg_reason
+from contrique_video.decode.base import STDIN, FrameSource, ffmpeg_reason, shortfall
 from contrique_video.decode.frames import (
     RANGE_JPEG,
     RANGE_MPEG,
@@ -211,18 +211,11 @@ class PyAVSource(FrameSource):
         if self._decode_errors:
             n = self._decode_errors
             problems.append(f"{n} packet{'s' if n != 1 else ''} could not be decoded ({self._decode_error})")
-        if self._read_to_end and self.duration and self._pkt_pts and self._origin is not None:
-            interval = 1.0 / self.fps if self.fps else 0.04
-            decoded = float((self._pkt_pts[-1] - self._origin) * self._time_base) + interval
-            # Containers round durations, and one whose duration is not the video's own (MKV, TS) may
-            # count a longer audio track: allow 1.5 frames, and half a second when other streams exist.
-            own = bool(self._stream.duration and self._stream.time_base)
-            slack = 1.5 * interval + (0.5 if self._other_streams and not own else 0.0)
-            if decoded < self.duration - slack:
-                problems.append(f"the video decodes to {decoded:.2f} s of the {self.duration:.2f} s the container "
-                                f"declares (truncated?)")
-        if problems:
-            self._warn("damaged or truncated: " + "; ".join(problems) + "; scored what decodes")
+        if self._read_to_end and self._pkt_pts and self._origin is not None:
+            last = float((self._pkt_pts[-1] - self._origin) * self._time_base)
+            loose = self._other_streams and not (self._stream.duration and self._stream.time_base)
+            problems.append(shortfall(last, self.duration, self.fps, loose))
+        self._warn_damage(problems)
 
     def _frame_time(self, frame, previous: float | None) -> float:
         pts = frame.pts if frame.pts is not None else frame.dts

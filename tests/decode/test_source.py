@@ -628,6 +628,21 @@ def test_decord_padded_frames_match_pyav(media_dir, size):
 
 
 @decord_only
+def test_decord_truncated_mkv_warns_once_and_keeps_ffmpeg_quiet(media_dir, capfd):
+    """decord reads what the cut file holds; the warning and record say what was lost, and decord's FFmpeg
+    prints none of its own lines ("File ended prematurely")."""
+    whole = make_clip(media_dir / "d_whole.mkv", frames=24)
+    cut = media_dir / "d_cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with open_source(cut, decoder="decord") as src:
+        assert 0 < len(list(src.frames(ALL))) < 24
+        assert len(src.warnings) == 1 and "of the 1.00 s the container declares" in src.warnings[0]
+    with open_source(whole, decoder="decord") as src:
+        assert len(list(src.frames(ALL))) == 24 and src.warnings == []
+    assert "[matroska" not in capfd.readouterr().err
+
+
+@decord_only
 def test_decord_failure_is_one_line(media_dir, monkeypatch):
     path = make_clip(media_dir / "d_fail.mp4", frames=4)
     with open_source(path, decoder="decord") as b:
