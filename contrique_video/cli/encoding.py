@@ -23,6 +23,7 @@ from contrique_video.cli.options import (
     model_options,
     open_scorer,
     output_dir_option,
+    output_file,
     pick_output_dir,
     progress_bar,
     quiet_option,
@@ -138,7 +139,7 @@ def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg
 @click.option("--max-encoded-percent", type=click.FloatRange(min=0, min_open=True),
               help="Refuse a CRF whose predicted size is above this share of the input file (ab-av1's default is 80; "
                    "default here: no limit).")
-@click.option("--encode", "encode_path", type=click.Path(dir_okay=False),
+@click.option("--encode", "encode_path", type=click.Path(dir_okay=False), callback=output_file(),
               help="Then encode the whole input at the chosen CRF to this file (audio copied) and score it "
                    "(ab-av1's auto-encode); adds an `encode` event.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "ndjson"]), default="table", show_default=True,
