@@ -23,6 +23,7 @@ from contrique_video.cli.options import (
     model_options,
     open_scorer,
     output_dir_option,
+    output_file,
     pick_output_dir,
     progress_bar,
     quiet_option,
@@ -82,6 +83,13 @@ def check_target(target: float, head: str | None, weights: str | None):
     return h
 
 
+def reference_option(measured: str):
+    """``--reference REF`` for ``crf-search`` and ``ladder``: the file VMAF is measured against."""
+    return click.option("--reference", "reference", type=click.Path(exists=True, dir_okay=False), metavar="REF",
+                        help=f"Measure {measured} with libvmaf against REF, the master INPUT was made from "
+                             "(implies --vmaf, which measures against INPUT itself).")
+
+
 def encode_settings_options(fn):
     """ab-av1-style encoder arguments for ``crf-search`` (and its ``--encode``)."""
     return apply([
@@ -131,7 +139,7 @@ def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg
 @click.option("--max-encoded-percent", type=click.FloatRange(min=0, min_open=True),
               help="Refuse a CRF whose predicted size is above this share of the input file (ab-av1's default is 80; "
                    "default here: no limit).")
-@click.option("--encode", "encode_path", type=click.Path(dir_okay=False),
+@click.option("--encode", "encode_path", type=click.Path(dir_okay=False), callback=output_file(),
               help="Then encode the whole input at the chosen CRF to this file (audio copied) and score it "
                    "(ab-av1's auto-encode); adds an `encode` event.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "ndjson"]), default="table", show_default=True,
@@ -140,13 +148,14 @@ def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg
 @click.option("--vmaf", "with_vmaf", is_flag=True,
               help="Also measure each probe (against the sample reel) and the --encode output (against INPUT) with "
                    "libvmaf; adds `vmaf` to those events. Needs imageio-ffmpeg's ffmpeg.")
+@reference_option("each probe (against REF cut at the same samples) and the --encode output")
 @encode_settings_options
 @encoder_options
 @model_options
 @click.pass_context
 @guarded
 def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, min_crf, max_crf, max_probes,
-                       max_encoded_percent, encode_path, fmt, with_vmaf, enc, pix_format, vfilter, keyint, encoder,
+                       max_encoded_percent, encode_path, fmt, with_vmaf, reference, enc, pix_format, vfilter, keyint, encoder,
                        preset, ffmpeg, head, frames, workdir, **model):
     """Find the CRF whose encode of INPUT scores --target, from scored samples (ab-av1 style).
 
@@ -186,9 +195,9 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
                      event["kbps"], event["encode_seconds"], f", VMAF {event['vmaf']:.2f}" if "vmaf" in event else "")
 
     if encode_path:
-        guard_outputs([input_path], encode_path)
+        guard_outputs([input_path, reference], encode_path)
     settings = make_settings(encoder, preset, pix_format, vfilter, keyint, enc, ffmpeg)
-    if with_vmaf:
+    if with_vmaf or reference:
         from contrique_video.encoding.reference import vmaf_ffmpeg
 
         vmaf_ffmpeg()
@@ -198,7 +207,7 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
             result = crf_search(input_path, scorer, encoder, target, samples=samples, sample_duration=sample_duration,
                                 frames=frames, min_crf=min_crf, max_crf=max_crf, max_probes=max_probes, preset=preset,
                                 ffmpeg=ffmpeg, workdir=workdir, on_event=on_event, settings=settings, pool=pool,
-                                max_encoded_percent=max_encoded_percent, vmaf=with_vmaf)
+                                max_encoded_percent=max_encoded_percent, vmaf=with_vmaf, reference=reference)
     finally:
         for bar in bars:
             bar.close()
@@ -217,7 +226,7 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
     if encode_path:
         log.info("encoding %s at crf %d to %s", input_path, result.crf, encode_path)
         event = encode_chosen(input_path, encode_path, result, scorer, frames=frames * samples, settings=settings,
-                              ffmpeg=ffmpeg, vmaf=with_vmaf)
+                              ffmpeg=ffmpeg, vmaf=with_vmaf, reference=reference)
         if fmt in ("json", "ndjson"):
             on_event(event)
         else:
@@ -243,12 +252,13 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
                    "JSON Lines as in score and crf-search.")
 @click.option("--vmaf", "with_vmaf", is_flag=True,
               help="Also measure every rendition (at the display size) against INPUT with libvmaf: a vmaf column.")
+@reference_option("every rendition (scaled to REF's size)")
 @encoder_options
 @model_options
 @click.pass_context
 @guarded
 def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, out_alias, keep_renditions, fmt,
-                   with_vmaf, encoder, preset, ffmpeg, head, frames, workdir, **model):
+                   with_vmaf, reference, encoder, preset, ffmpeg, head, frames, workdir, **model):
     """Encode INPUT at every height x CRF, score each rendition at the display size, and recommend rungs
     from the upper convex hull of score against bitrate.
 
@@ -268,7 +278,7 @@ def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, o
     if shown is not None and len(shown) != 2:
         raise click.BadParameter("give WxH, e.g. 1920x1080", param_hint="--display")
     check_crf_range(encoder, "--crf", *crf_grid)
-    if with_vmaf:
+    if with_vmaf or reference:
         from contrique_video.encoding.reference import vmaf_ffmpeg
 
         vmaf_ffmpeg()
@@ -287,7 +297,7 @@ def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, o
                 ladder = build_ladder(input_path, scorer, encoder, sizes, crf_grid, display=shown, frames=frames,
                                       rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
                                       keep=Path(outdir) / "renditions" if keep_renditions else None,
-                                      on_rendition=on_rendition, vmaf=with_vmaf,
+                                      on_rendition=on_rendition, vmaf=with_vmaf, reference=reference,
                                       on_plan=lambda n: bars.append(progress_bar(ctx, "ladder", n, unit="rendition")))
             finally:
                 for bar in bars:

@@ -64,8 +64,8 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # formats matplotlib writes without ex
                    "With several inputs put {stem}, {name} or {index} in the name, e.g. --log 'logs/{stem}.json'.")
 @click.option("--log-fmt", "log_fmt", type=click.Choice(["json", "csv", "xml"]),
               help="Format of --log, as libvmaf's --log_fmt (default: from the file's extension, else json).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), callback=output_file(),
-              help="Write a PNG showing what the score saw: per input, the frame curve with the pooled score and "
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
+              help="Write a PNG (or .pdf, .svg) showing what the score saw: per input, the frame curve with the pooled score and "
                    "its quality band, and thumbnails of the worst and best frames with their times and scores. One "
                    "page for a batch, or one image per input with {stem}, {name} or {index} in the name.")
 @click.option("--reference", "reference", type=click.Path(dir_okay=False),
@@ -74,8 +74,8 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # formats matplotlib writes without ex
 @click.option("--vmaf-model", default="vmaf_v0.6.1", show_default=True, help="libvmaf model version for --reference.")
 @click.option("--ffmpeg", "vmaf_ffmpeg", type=click.Path(dir_okay=False),
               help="ffmpeg with libvmaf for --reference (default: imageio-ffmpeg's static build).")
-@click.option("--compare", "compare_path", type=click.Path(dir_okay=False), callback=output_file(),
-              help="With --reference: a PNG of our score beside VMAF (curves, scatter, and a table of the frames "
+@click.option("--compare", "compare_path", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
+              help="With --reference: a PNG (or .pdf, .svg) of our score beside VMAF (curves, scatter, and a table of the frames "
                    "where they disagree most), and the same table for every frame as CSV beside it.")
 @click.pass_context
 @guarded

@@ -146,19 +146,23 @@ def crf_search(
     pool: str = "mean",
     max_encoded_percent: float | None = None,
     vmaf: bool = False,
+    reference: str | os.PathLike | None = None,
 ) -> SearchResult:
     """Search the CRF of ``encoder`` whose encodes of ``path`` score ``target`` with ``scorer``'s head.
 
     ``pool`` is the statistic the target applies to (see :func:`pooled_score`); ``settings`` are the
     encoder arguments every probe (and the final encode) uses. A CRF whose predicted size is above
     ``max_encoded_percent`` of the input file is refused (``too_big``), as ab-av1 does. With ``vmaf``,
-    each probe event also has the probe's VMAF against the lossless sample reel (libvmaf, every frame).
+    each probe event also has the probe's VMAF against the lossless sample reel (libvmaf, every frame);
+    a ``reference`` (the master ``path`` was made from) is cut at the same spans and measured against
+    instead, and implies ``vmaf``.
 
     Every step is passed to ``on_event``: ``samples``, then one ``probe`` per encode, then ``result``.
     If an encode or the scorer fails after some probes, an ``error`` event with ``"partial": true`` says so
     (the probes already reported stay valid) and the error is raised. Temporary files are always removed.
     """
     settings = settings or EncodeSettings(preset=preset)
+    vmaf = vmaf or reference is not None
     if preset and not settings.preset:
         settings = EncodeSettings(preset, settings.pix_fmt, settings.vfilter, settings.keyint, settings.extra)
     if pool not in POOLS:
@@ -180,10 +184,13 @@ def crf_search(
     probes: list[Probe] = []
     with tempfile.TemporaryDirectory(prefix="contrique-crf-", dir=workdir) as tmp:
         reel = lossless_reel(path, Path(tmp) / "reel.mkv", spans, settings.pix_fmt)
+        ref_reel = reel if reference is None else lossless_reel(reference, Path(tmp) / "ref.mkv", spans,
+                                                                  settings.pix_fmt)
         on_event({"type": "samples", "encoder": encoder, "target": target, "pool": pool,
                   "spans": [list(s) for s in spans], "frames": reel.frames, "seconds": reel.seconds,
                   "width": reel.width, "height": reel.height,
-                  **settings.record(), "preset": settings.preset or spec.preset})
+                  **settings.record(), "preset": settings.preset or spec.preset,
+                  **({"reference": str(reference)} if reference is not None else {})})
         crf: int | None = round((lo + hi) / 2)
         try:
             while crf is not None and len(probes) < max_probes:
@@ -191,7 +198,7 @@ def crf_search(
                 out = encode(reel.path, Path(tmp) / f"crf{crf}.mkv", encoder, crf, ffmpeg=ffmpeg, settings=settings)
                 took = time.perf_counter() - began
                 scored = scorer.score(out.path, sampling=centred(frames, out.seconds))
-                extra = {"vmaf": _vmaf(out.path, reel)} if vmaf else {}
+                extra = {"vmaf": _vmaf(out.path, ref_reel)} if vmaf else {}
                 out.path.unlink()
                 probe = Probe(crf, pooled_score(scored, pool), out.bytes, out.kbps, round(took, 3))
                 probes.append(probe)
@@ -242,9 +249,12 @@ def encode_chosen(
     settings: EncodeSettings | None = None,
     ffmpeg: str | None = None,
     vmaf: bool = False,
+    reference: str | os.PathLike | None = None,
 ) -> dict:
     """ab-av1's auto-encode step: the whole input at the chosen CRF (audio copied), then scored (``frames``
-    frames centred in equal parts, as the probes) on the same pool; the ``encode`` event."""
+    frames centred in equal parts, as the probes) on the same pool; the ``encode`` event. Its ``vmaf`` (with
+    ``vmaf`` or a ``reference``) is against ``reference``, else against ``path``."""
+    vmaf = vmaf or reference is not None
     began = time.perf_counter()
     out = encode(path, dst, result.encoder, result.crf, ffmpeg=ffmpeg, settings=settings, audio=True)
     took = time.perf_counter() - began
@@ -256,4 +266,4 @@ def encode_chosen(
             "predicted_score": result.score, "bytes": out.bytes, "kbps": out.kbps,
             "percent": round(100 * out.bytes / input_bytes, 2) if input_bytes else None,
             "encode_seconds": round(took, 2), "frames_scored": None if table is None else len(table),
-            **({"vmaf": _vmaf(out.path, path)} if vmaf else {})}
+            **({"vmaf": _vmaf(out.path, reference or path)} if vmaf else {})}

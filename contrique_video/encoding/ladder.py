@@ -41,7 +41,7 @@ class Rendition:
     p5: float
     on_hull: bool = False
     rung: bool = False
-    vmaf: float | None = None  # libvmaf against the source, at the display size (ladder --vmaf)
+    vmaf: float | None = None  # libvmaf against the source or --reference, at the display size (ladder --vmaf)
 
 
 @dataclass
@@ -57,6 +57,7 @@ class Ladder:
     renditions: list[Rendition] = field(default_factory=list)
     partial: bool = False
     error: str | None = None
+    reference: str | None = None  # what VMAF was measured against (the input itself with --vmaf alone)
 
     def table(self) -> pd.DataFrame:
         """One row per rendition; a ``vmaf`` column only when VMAF was measured (``--vmaf``)."""
@@ -66,7 +67,7 @@ class Ladder:
     def record(self) -> dict:
         return {"input": self.input, "encoder": self.encoder, "display": list(self.display), "head": self.head,
                 "scale": self.scale, "higher_is_better": self.higher_is_better, "partial": self.partial,
-                "error": self.error, "renditions": [asdict(r) for r in self.renditions],
+                "error": self.error, "reference": self.reference, "renditions": [asdict(r) for r in self.renditions],
                 "rungs": [asdict(r) for r in self.renditions if r.rung]}
 
 
@@ -146,6 +147,7 @@ def build_ladder(
     inspect: Callable[[int, int, Path], None] | None = None,
     on_plan: Callable[[int], None] = lambda count: None,
     vmaf: bool = False,
+    reference: str | os.PathLike | None = None,
 ) -> Ladder:
     """Encode every (height, CRF), score it upscaled to ``display`` (default: the source size), mark the hull.
 
@@ -153,7 +155,8 @@ def build_ladder(
     holding the renditions finished before it, their hull and rungs. ``keep`` keeps the encodes there;
     otherwise every temporary file is removed. ``inspect(height, crf, display_file)`` sees each scored file;
     ``on_plan(count)`` is told how many renditions will be made, once the heights above the source are dropped.
-    ``vmaf`` measures each display-size file against the source with libvmaf too (as scripts/vmaf_check.py).
+    ``vmaf`` measures each display-size file against the source with libvmaf too (as scripts/vmaf_check.py);
+    a ``reference`` (the master ``path`` was made from) is measured against instead, and implies ``vmaf``.
 
     Ctrl-C, SIGTERM turned into an exception, or any other exception that is not an input or model error
     propagates, carrying the finished part (partial, hull marked) as its ``ladder`` attribute so the caller
@@ -164,13 +167,19 @@ def build_ladder(
         check_crf(spec, crf)
     head = scorer.check_head()
     info = media_info(path)
+    vmaf_ref = reference if reference is not None else path if vmaf else None
+    ref_size = None
+    if vmaf_ref is not None:
+        ref = media_info(vmaf_ref)
+        ref_size = (ref.width, ref.height)
     size = display or (info.width - info.width % 2, info.height - info.height % 2)
     usable = sorted({h for h in heights if h <= info.height}, reverse=True)
     if dropped := sorted(set(heights) - set(usable)):
         log.warning("skipping heights above the source's %d: %s", info.height, ", ".join(map(str, dropped)))
     if not usable or not crfs:
         raise InputError(f"no rendition to make: heights {list(heights)} for a {info.height}-line source, CRFs {list(crfs)}")
-    ladder = Ladder(str(path), encoder, size, head.name, head.scale, head.higher_is_better)
+    ladder = Ladder(str(path), encoder, size, head.name, head.scale, head.higher_is_better,
+                    reference=None if vmaf_ref is None else str(vmaf_ref))
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
     on_plan(len(usable) * len(crfs))
@@ -184,16 +193,16 @@ def build_ladder(
                     measured: dict = {}
 
                     def seen(f, h=height, c=crf, measured=measured):
-                        if vmaf:
+                        if vmaf_ref is not None:
                             from contrique_video.encoding.reference import run_vmaf
 
-                            scale = None if size == (info.width, info.height) else (info.width, info.height)
-                            measured["vmaf"] = float(run_vmaf(f, path, size=scale).pooled["mean"])
+                            scale = None if size == ref_size else ref_size
+                            measured["vmaf"] = float(run_vmaf(f, vmaf_ref, size=scale).pooled["mean"])
                         if inspect:
                             inspect(h, c, f)
 
                     rec = score_rendition(out.path, size, scorer=scorer, frames=frames,
-                                          workdir=tmp, inspect=seen if (inspect or vmaf) else None)
+                                          workdir=tmp, inspect=seen if (inspect or vmaf_ref) else None)
                     rendition = Rendition(height, width, crf, out.bytes, out.kbps, rec["score"], rec["pooled"]["p5"],
                                           vmaf=measured.get("vmaf"))
                     ladder.renditions.append(rendition)

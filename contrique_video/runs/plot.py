@@ -95,34 +95,50 @@ def ladder_figure(ladder) -> Figure:
     """Score against bitrate (log axis, in kbps) per height, the upper convex hull, and the recommended rungs.
 
     The hull is drawn first, wide and pale, so every rendition line stays visible on top of it (the hull
-    often runs along one height's line for its whole length)."""
+    often runs along one height's line for its whole length). With VMAF measured, a second panel shows VMAF
+    against bitrate beside it on the same y range, with our rungs circled, so the two ladders compare."""
     table = ladder.table()
-    fig = Figure(figsize=(9, 6))
-    ax = fig.subplots()
-    hull = table[table["on_hull"]].sort_values("kbps")
-    ax.plot(hull["kbps"], hull["score"], "-", color="0.55", lw=7, alpha=0.35, solid_capstyle="round",
-            label="convex hull", zorder=1)
+    panels = [("score", f"{ladder.scale} by head '{ladder.head}' at {ladder.display[0]}x{ladder.display[1]}")]
+    if "vmaf" in table and table["vmaf"].notna().any():
+        against = Path(ladder.reference).name if ladder.reference else "the source"
+        panels.append(("vmaf", f"VMAF against {against}"))
+    fig = Figure(figsize=(9 * len(panels), 6))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (column, label) in zip(axes, panels):
+        _ladder_panel(ax, table, column, hull=column == "score")
+        ax.set_ylabel(label, fontsize=11)
+    if len(panels) > 1:
+        lo, hi = shared_range([table[column] for column, _ in panels])
+        for ax in axes:
+            ax.set_ylim(lo, hi)
+    axes[0].set_title(f"{Path(ladder.input).name}: {ladder.encoder}, CRF labelled" +
+                      (" (partial)" if ladder.partial else ""), fontsize=12)
+    return fig
+
+
+def _ladder_panel(ax, table: pd.DataFrame, column: str, hull: bool) -> None:
+    """One ladder panel: ``column`` against kbps per height, CRFs labelled, the rungs circled (and the hull)."""
+    if hull:
+        on_hull = table[table["on_hull"]].sort_values("kbps")
+        ax.plot(on_hull["kbps"], on_hull[column], "-", color="0.55", lw=7, alpha=0.35, solid_capstyle="round",
+                label="convex hull", zorder=1)
     markers = "osD^v<>ph"
     for k, (height, group) in enumerate(table.groupby("height", sort=False)):
         group = group.sort_values("kbps")
-        ax.plot(group["kbps"], group["score"], "-", marker=markers[k % len(markers)], ms=5, lw=1.5,
+        ax.plot(group["kbps"], group[column], "-", marker=markers[k % len(markers)], ms=5, lw=1.5,
                 label=f"{height}p", zorder=2)
         for _, row in group.iterrows():
-            ax.annotate(str(row["crf"]), (row["kbps"], row["score"]), fontsize=8, xytext=(4, 4),
+            ax.annotate(str(row["crf"]), (row["kbps"], row[column]), fontsize=8, xytext=(4, 4),
                         textcoords="offset points", zorder=4)
     rungs = table[table["rung"]]
-    ax.scatter(rungs["kbps"], rungs["score"], s=160, facecolors="none", edgecolors="red", lw=2,
+    ax.scatter(rungs["kbps"], rungs[column], s=160, facecolors="none", edgecolors="red", lw=2,
                label="recommended rungs", zorder=3)
     kbps_axis(ax)
     ax.set_xlabel("bitrate (kbps, log scale)", fontsize=11)
-    ax.set_ylabel(f"{ladder.scale} by head '{ladder.head}' at {ladder.display[0]}x{ladder.display[1]}", fontsize=11)
-    ax.set_title(f"{Path(ladder.input).name}: {ladder.encoder}, CRF labelled" + (" (partial)" if ladder.partial else ""),
-                 fontsize=12)
     ax.tick_params(labelsize=9)
     ax.grid(alpha=0.3, which="major")
     ax.grid(alpha=0.1, which="minor")
     ax.legend(fontsize=9)
-    return fig
 
 
 def _save(fig, path) -> Path:

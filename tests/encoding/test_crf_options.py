@@ -145,6 +145,7 @@ def test_cli_table_and_too_big(d, tmp_path):
     (["--keyint", 0], "--keyint 0: give a positive number"),
     (["--pool", "median"], "Invalid value for '--pool'"),
     (["--max-encoded-percent", 0], "Invalid value for '--max-encoded-percent'"),
+    (["--encode", "nofolder/out.mp4"], "the folder nofolder does not exist"),
 ])
 def test_bad_values_are_usage_errors_in_one_line(d, args, message):
     res = cli(d, "--target", 40, *args)

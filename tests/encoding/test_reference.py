@@ -164,3 +164,76 @@ def test_vmaf_model_option_and_ladder_cli_vmaf_column(d, tmp_path):
     rows = list(csv.DictReader((tmp_path / "lad" / "ladder.csv").read_text().splitlines()))
     assert [int(r["crf"]) for r in rows] == [24, 40] and float(rows[0]["vmaf"]) > float(rows[1]["vmaf"])
     assert "vmaf" in res.stdout.splitlines()[0]
+
+
+def test_crf_search_reference_cuts_ref_at_the_samples_and_measures_against_it(d, tmp_path):
+    from encoding_helpers import StubScorer
+
+    from contrique_video.encoding.crf_search import crf_search, encode_chosen
+    from contrique_video.encoding.encode import lossless_reel
+
+    events, settings = [], EncodeSettings("ultrafast")
+    result = crf_search(d / "enc.mp4", StubScorer(), "libx264", 50.0, samples=1, sample_duration=0.5, max_probes=1,
+                        min_crf=20, max_crf=40, settings=settings, workdir=tmp_path, on_event=events.append,
+                        reference=d / "src.mp4")
+    samples, probe = events[0], events[1]
+    assert samples["reference"] == str(d / "src.mp4") and probe["crf"] == 30
+    spans = [tuple(s) for s in samples["spans"]]
+    reel = lossless_reel(d / "enc.mp4", tmp_path / "reel.mkv", spans)
+    again = encode(reel.path, tmp_path / "probe.mkv", "libx264", 30, settings=settings)
+    assert again.bytes == probe["bytes"]  # the same probe encode, made again by hand
+    ref_reel = lossless_reel(d / "src.mp4", tmp_path / "ref.mkv", spans)
+    assert probe["vmaf"] == pytest.approx(by_hand(again.path, ref_reel.path, tmp_path)["pooled_metrics"]["vmaf"]["mean"],
+                                          abs=1e-6)
+    against_input = by_hand(again.path, reel.path, tmp_path)["pooled_metrics"]["vmaf"]["mean"]
+    assert probe["vmaf"] < against_input  # the master shows the loss INPUT already had
+
+    event = encode_chosen(d / "enc.mp4", tmp_path / "full.mp4", result, StubScorer(), frames=2, settings=settings,
+                          reference=d / "src.mp4")
+    hand = by_hand(tmp_path / "full.mp4", d / "src.mp4", tmp_path)
+    assert event["vmaf"] == pytest.approx(hand["pooled_metrics"]["vmaf"]["mean"], abs=1e-6)
+
+
+def test_ladder_reference_scales_each_rendition_to_ref(d, tmp_path):
+    from encoding_helpers import StubScorer
+
+    from contrique_video.encoding.ladder import build_ladder
+
+    hand = []
+    ladder = build_ladder(d / "enc.mp4", StubScorer(), "libx264", [64], [30], display=(96, 64), frames=1,
+                          preset="ultrafast", workdir=tmp_path, reference=d / "src.mp4",
+                          inspect=lambda h, c, f: hand.append(by_hand(f, d / "src.mp4", tmp_path,
+                                                                      scale="scale=192:128:flags=bicubic,")))
+    assert ladder.reference == str(d / "src.mp4") and ladder.record()["reference"] == str(d / "src.mp4")
+    assert ladder.renditions[0].vmaf == pytest.approx(hand[0]["pooled_metrics"]["vmaf"]["mean"], abs=1e-6)
+
+
+def test_crf_search_and_ladder_cli_reference(d, tmp_path):
+    out = tmp_path / "auto.mp4"
+    res = CliRunner().invoke(main, ["crf-search", str(d / "enc.mp4"), "--weights", str(d / "r18.pt"), "--head",
+                                    str(d / "head.json"), "--target", "30", "--samples", "1", "--sample-duration",
+                                    "0.5", "--frames", "1", "--max-probes", "1", "--preset", "ultrafast",
+                                    "--reference", str(d / "src.mp4"), "--encode", str(out), "--format", "ndjson",
+                                    "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    events = [json.loads(x) for x in res.stdout.splitlines()]
+    assert events[0]["reference"] == str(d / "src.mp4") and "vmaf" in events[1]
+    hand = by_hand(out, d / "src.mp4", tmp_path)
+    assert events[-1]["type"] == "encode"
+    assert events[-1]["vmaf"] == pytest.approx(hand["pooled_metrics"]["vmaf"]["mean"], abs=1e-6)
+
+    res = CliRunner().invoke(main, ["ladder", str(d / "enc.mp4"), "--weights", str(d / "r18.pt"), "--head",
+                                    str(d / "head.json"), "--heights", "128", "--crf", "30", "--frames", "1",
+                                    "--preset", "ultrafast", "--reference", str(d / "src.mp4"), "--out",
+                                    str(tmp_path / "lad"), "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.stderr
+    record = json.loads((tmp_path / "lad" / "ladder.json").read_text())
+    assert record["reference"] == str(d / "src.mp4") and 0 < record["renditions"][0]["vmaf"] <= 100
+
+
+@pytest.mark.parametrize("command", ["crf-search", "ladder"])
+def test_a_missing_reference_is_a_usage_error(d, command):
+    res = CliRunner().invoke(main, [command, str(d / "enc.mp4"), "--reference", str(d / "nosuch.mp4"),
+                                    *(["--target", "30"] if command == "crf-search" else [])])
+    assert res.exit_code == 2 and "Invalid value for '--reference'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

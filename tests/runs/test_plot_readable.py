@@ -60,3 +60,21 @@ def test_ladder_bitrate_ticks_are_plain_kbps_and_renditions_sit_above_the_hull(t
     for name in ("1080p", "720p", "360p"):
         assert lines[name].get_zorder() > hull.get_zorder()  # the 720p line runs along the hull: drawn on top
     assert plot_ladder(ladder(), tmp_path / "l.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ladder_with_vmaf_has_a_vmaf_panel_beside_on_the_same_y_range():
+    lad = ladder()
+    for r in lad.renditions:
+        r.vmaf = min(100.0, r.score + 30)
+    lad.reference = "master.mov"
+    fig = ladder_figure(lad)
+    ours, theirs = fig.axes
+    assert ours.get_ylim() == theirs.get_ylim()
+    lo, hi = ours.get_ylim()
+    assert lo <= min(r.score for r in lad.renditions) and hi >= 100
+    assert theirs.get_ylabel() == "VMAF against master.mov"
+    lines = {line.get_label(): line for line in theirs.get_lines()}
+    assert {"1080p", "720p", "360p"} <= set(lines) and "convex hull" not in lines  # the hull is of our score
+    vmaf_1080 = sorted(r.vmaf for r in lad.renditions if r.height == 1080)
+    assert sorted(lines["1080p"].get_ydata()) == pytest.approx(vmaf_1080)
+    assert len(ladder_figure(ladder()).axes) == 1  # no VMAF measured: one panel

@@ -96,3 +96,11 @@ def test_wide_frames_get_a_one_to_one_centre_crop(tmp_path):
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[1:3] == ["1. worst: 40.0\nframe 1 at 0.04 s", "1. centre crop, full resolution"]
     assert fig.axes[2].get_images()[0].get_array().shape[:2] == (270, 480)
+
+
+@pytest.mark.parametrize("option", ["--report", "--compare"])
+def test_a_figure_name_matplotlib_cannot_write_is_a_usage_error(d, option):
+    res = CliRunner().invoke(main, ["-q", "score", str(d / "clip.mp4"), option, "out.txt"])
+    assert res.exit_code == 2
+    assert f"Invalid value for '{option}': out.txt: use a .png, .pdf, .svg file name" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
