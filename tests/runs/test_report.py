@@ -76,9 +76,11 @@ def test_cli_report_writes_one_page(d, tmp_path):
                                     "--report", str(tmp_path / "r-{index}.png")], catch_exceptions=False)
     assert res.exit_code == 0, res.stderr
     assert sorted(p.name for p in tmp_path.glob("r-*.png")) == ["r-0.png", "r-1.png"]  # one image per input
+    before = (d / "clip.mp4").read_bytes()
     res = CliRunner().invoke(main, ["-q", "score", str(d / "clip.mp4"), "--report", str(d / "clip.mp4")],
                              catch_exceptions=False)
-    assert res.exit_code == 1 and "is also an input" in res.stderr
+    assert res.exit_code == 2 and "use a .png, .pdf, .svg file name" in res.stderr  # refused before any write
+    assert (d / "clip.mp4").read_bytes() == before
 
 
 def test_wide_frames_get_a_one_to_one_centre_crop(tmp_path):
