@@ -42,14 +42,14 @@ shorter side is under ``--min-side`` are skipped: ``train`` needs every image to
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
-from contrique_video.training.degradation import WALLPAPERS
+from contrique_video.errors import InputError
+from contrique_video.training.degradation import WALLPAPERS, package_path
 
 SKIMAGE = ["astronaut", "hubble_deep_field", "immunohistochemistry", "retina", "brick", "grass", "gravel", "camera",
            "coffee", "chelsea", "rocket"]
@@ -73,16 +73,6 @@ def find(root: Path, name: str) -> Path:
     return max(hits, key=lambda p: p.stat().st_size)
 
 
-def package_file(package: str, rel: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise SystemExit(f"Python package {package} is not installed (pip install {package})")
-    path = Path(spec.origin).parent / rel
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing from the installed {package}")
-    return path
-
-
 def sources(root: Path) -> dict[str, Image.Image]:
     """Every source photograph by output name, as RGB."""
     out = {}
@@ -95,7 +85,7 @@ def sources(root: Path) -> dict[str, Image.Image]:
             arr = np.repeat(arr[..., None], 3, axis=2)
         out[f"skimage_{name}"] = Image.fromarray(arr[..., :3]).convert("RGB")
     for name, package, rel in PACKAGE_FILES:
-        with Image.open(package_file(package, rel)) as im:
+        with Image.open(package_path(f"{package}/{rel}")) as im:
             out[name] = im.convert("RGB")
     return out
 
@@ -121,7 +111,10 @@ def main() -> None:
     args = ap.parse_args()
     from contrique_video.training.train import holdout_split
 
-    photos = sources(args.src)
+    try:
+        photos = sources(args.src)
+    except InputError as exc:
+        raise SystemExit(str(exc)) from None
     _, held = holdout_split(list(photos), HELDOUT_FRACTION, seed=0)
     HELDOUT_LIST.write_text("".join(f"{n}\n" for n in held))
     counts = {"train": 0, "heldout": 0}

@@ -110,20 +110,26 @@ def skimage_image(name: str) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3].astype(np.uint8))
 
 
-def package_image(spec: str) -> np.ndarray:
-    """An image file shipped inside an installed Python package: ``PACKAGE/relative/path``."""
+def package_path(spec: str) -> Path:
+    """A file shipped inside an installed Python package, ``PACKAGE/relative/path``: photos come only from
+    packages installed by name, so a missing one is named with how to install it."""
     import importlib.util
-
-    from PIL import Image
 
     package, _, rel = spec.partition("/")
     found = importlib.util.find_spec(package)
     if found is None or found.origin is None:
-        raise InputError(f"Python package {package} is not installed (needed for {spec})")
+        raise InputError(f"Python package {package} is not installed (pip install {package}; needed for {spec})")
     path = Path(found.origin).parent / rel
     if not path.is_file():
         raise InputError(f"{path} is missing from the installed {package}")
-    with Image.open(path) as im:
+    return path
+
+
+def package_image(spec: str) -> np.ndarray:
+    """An image file shipped inside an installed Python package, as RGB."""
+    from PIL import Image
+
+    with Image.open(package_path(spec)) as im:
         return np.asarray(im.convert("RGB"))
 
 

@@ -28,6 +28,14 @@ def test_heldout_sources_are_disjoint_from_fit_sources_and_load_without_wallpape
         deg.load_pristine("Storm", None)
 
 
+def test_package_photos_name_what_to_install_when_missing():
+    assert deg.package_image("matplotlib/mpl-data/sample_data/grace_hopper.jpg").shape == (600, 512, 3)
+    with pytest.raises(InputError, match="pip install no_such_package_zz"):
+        deg.package_path("no_such_package_zz/a.jpg")
+    with pytest.raises(InputError, match="is missing from the installed matplotlib"):
+        deg.package_path("matplotlib/mpl-data/no_such_photo.jpg")
+
+
 def test_ffmpeg_noise_is_seeded_and_grows_with_strength():
     img = small_source()
     a = deg.ffmpeg_noise(img, 8, np.random.default_rng(1))
