@@ -1,5 +1,5 @@
 """Encoder backends: a model (built-in id, card, checkpoint or ONNX export) to a callable from RGB frames to
-features, on PyTorch, ONNX Runtime or TensorRT.
+features, on PyTorch, ONNX Runtime, OpenVINO or TensorRT.
 
     >>> from contrique_video.backends import open_backend
     >>> encoder = open_backend("builtin-v2", "onnxruntime", "fp32")
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 # Each module registers its backend; this order is the order of the CLI's --backend choices.
-from contrique_video.backends import pytorch, onnx, tensorrt  # noqa: F401, I001
+from contrique_video.backends import pytorch, onnx, openvino, tensorrt  # noqa: F401, I001
 from contrique_video.backends.base import Backend
 from contrique_video.backends.registry import REGISTRY, BackendSpec, is_onnx
 from contrique_video.errors import UnsupportedError

@@ -7,13 +7,13 @@
    checkpoint without a card has no such entries, so it stays at fp32. ``torch.compile`` is not a candidate:
    it costs 15-40 s per new frame size on two cores, which a short measurement cannot weigh; ask for it with
    ``--backend torch-compile``.
-2. **Measurement.** Each candidate scores one small frame (both scales): one warm-up, then
-   :data:`REPEATS` timed runs round-robin over the candidates; the fastest best time wins. A few seconds,
-   once per machine and model.
+2. **Measurement.** Each candidate scores one 720p frame (both scales): one warm-up, then
+   :data:`REPEATS` timed runs round-robin over the candidates; the fastest best time wins. About 10-20 s
+   on two cores, once per machine and model.
 3. **Cache.** The result is kept in ``$CONTRIQUE_VIDEO_CACHE/auto/<key>.json`` (default
    ``~/.cache/contrique-video``), keyed by CPU model, the relevant flags, torch's CPU capability, thread
-   count, the model's digest and the torch and onnxruntime versions. A file that does not parse or holds
-   another key is measured again, with a warning.
+   count, the model's digest, the measured frame size and the torch, onnxruntime and openvino versions. A file
+   that does not parse or holds another key is measured again, with a warning.
 """
 
 from __future__ import annotations
@@ -26,12 +26,18 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, read_cpuinfo, torch_capability
+from contrique_video.backends.cpu import (
+    NATIVE,
+    RELEVANT_FLAGS,
+    read_cpuinfo,
+    torch_capability,
+)
 from contrique_video.backends.export import cache_dir
 from contrique_video.errors import ContriqueError, UnsupportedError
 from contrique_video.models.card import is_card, model_digest, read_card
@@ -44,8 +50,10 @@ log = logging.getLogger("contrique_video")
 #: Accuracy bounds against eager fp32 on clive-train: |SRCC change| and mean absolute score change (0-100).
 SRCC_BOUND = 0.005
 SCORE_BOUND = 0.5
-#: The measurement: one frame of this size per candidate, timed this many times after a warm-up.
-FRAME_SIZE = (384, 384)
+#: The measurement: one frame of this size (H, W) per candidate, timed this many times after a warm-up. A video
+#: size, because the ranking changes with size: on a 384x384 frame auto timed ONNX Runtime at 101 ms and OpenVINO
+#: at 108 ms for the built-in model and kept ONNX Runtime, which is 1.5x slower at 720p (README, Backends and speed).
+FRAME_SIZE = (720, 1280)
 REPEATS = 2
 
 Path_ = tuple[str, str]  # (backend, precision)
@@ -130,8 +138,10 @@ def cache_key(digest: str, threads: int | None) -> dict:
         import onnxruntime
 
         versions["onnxruntime"] = onnxruntime.__version__
+    if importlib.util.find_spec("openvino"):
+        versions["openvino"] = metadata.version("openvino")  # without importing it (0.4 s)
     return {"cpu": name, "flags": sorted(flags & set(RELEVANT_FLAGS)), "torch_capability": torch_capability(),
-            "threads": threads or torch.get_num_threads(), "model": digest, **versions}
+            "threads": threads or torch.get_num_threads(), "model": digest, "frame": list(FRAME_SIZE), **versions}
 
 
 def cache_path(key: dict) -> Path:

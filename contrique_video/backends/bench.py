@@ -20,7 +20,13 @@ import numpy as np
 
 from contrique_video.backends import auto_choice, open_backend, paths, preprocess_for
 from contrique_video.backends.base import Backend
-from contrique_video.backends.cpu import RELEVANT_FLAGS, cpu_flags, cpu_summary, native
+from contrique_video.backends.cpu import (
+    RELEVANT_FLAGS,
+    cpu_flags,
+    cpu_summary,
+    native,
+    torch_threads,
+)
 from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import ContriqueError
 from contrique_video.models import load_model
@@ -105,19 +111,13 @@ def int8_peak(n: int = 2048, repeats: int = 5) -> float:
                               [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n])],
                               [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])], [weight])
     options = ort.SessionOptions()
-    options.intra_op_num_threads = _threads()
+    options.intra_op_num_threads = torch_threads()
     session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
                                    .SerializeToString(), options, providers=["CPUExecutionProvider"])
     a = {"A": rng.integers(0, 255, (n, n), dtype=np.uint8)}
     session.run(None, a)
     best = min(_timed(lambda: session.run(None, a)) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -154,14 +154,15 @@ def default_candidates(weights: Path, threads: int | None) -> list[tuple[str, st
 
 
 def speed_table(weights: Path, candidates: list[tuple[str, str]], frames: int, repeats: int,
-                threads: int | None) -> tuple[list[Row], dict]:
-    """Time eager fp32 and each candidate (backend, precision) on the same 1080p frames, for a checkpoint or card."""
+                threads: int | None, size: tuple[int, int] = FULL_HD) -> tuple[list[Row], dict]:
+    """Time eager fp32 and each candidate (backend, precision) on the same frames of ``size`` (H, W), for a
+    checkpoint or card."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    test = sample_frames(frames)
-    gflop = network_gflop(FULL_HD, load_model(weights))
+    test = sample_frames(frames, size)
+    gflop = network_gflop(size, load_model(weights))
     peaks = {"fp32": matmul_peak("fp32"), "int8": int8_peak()}
     if native("bf16"):
         peaks["bf16"] = matmul_peak("bf16")
@@ -180,7 +181,7 @@ def speed_table(weights: Path, candidates: list[tuple[str, str]], frames: int, r
         gflops = gflop / seconds
         rows.append(Row(backend.describe(), seconds, base / seconds, gflops,
                         gflops / peaks.get(backend.precision, peaks["fp32"]), rel, cos))
-    return rows, {"gflop_per_frame": gflop, "peak_gflops": peaks, "threads": torch.get_num_threads(),
+    return rows, {"size": f"{size[1]}x{size[0]}", "gflop_per_frame": gflop, "peak_gflops": peaks, "threads": torch_threads(),
                   "cpu_flags": [f for f in RELEVANT_FLAGS if f in cpu_flags()], "cpu": cpu_summary()}
 
 
@@ -251,7 +252,8 @@ def memory_check(backend: str, precision: str) -> dict:
 
 
 def markdown(rows: list[Row], info: dict) -> str:
-    lines = ["| backend | s/frame (1080p, both scales) | vs official eager fp32 | GFLOP/s | of peak at its precision | feature error | min cosine |",
+    size = "1080p" if info["size"] == "1920x1080" else info["size"]
+    lines = [f"| backend | s/frame ({size}, both scales) | vs official eager fp32 | GFLOP/s | of peak at its precision | feature error | min cosine |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r.backend} | {r.seconds_per_frame:.2f} | {r.speedup:.2f}x | {r.gflops:.0f} | "
@@ -264,11 +266,11 @@ def markdown(rows: list[Row], info: dict) -> str:
 
 def run(weights: Path, candidates: list[tuple[str, str]], frames: int = 3, repeats: int = 2, threads: int | None = None,
         clive: Path | None = None, clive_limit: int | None = None, memory: bool = True, speed: bool = True,
-        cache: Path = Path("runs/bench")) -> dict:
+        cache: Path = Path("runs/bench"), size: tuple[int, int] = FULL_HD) -> dict:
     """The benchmark's parts; returns a JSON-ready dict, with the speed table as markdown under ``"table"``."""
     result: dict = {}
     if speed:
-        rows, info = speed_table(weights, candidates, frames, repeats, threads)
+        rows, info = speed_table(weights, candidates, frames, repeats, threads, size)
         result = {"rows": [asdict(r) for r in rows], **info, "table": markdown(rows, info)}
     if clive:
         # The default path and every reduced precision; other fp32 paths match eager to ~1e-6 in features.

@@ -47,6 +47,13 @@ def torch_capability() -> str:
         return "unknown"
 
 
+def torch_threads() -> int:
+    """The thread count torch uses (``--threads`` sets it), so every backend of a run uses the same."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def cpu_summary() -> str:
     """One line: the CPU's name, its relevant flags and torch's CPU capability, e.g. for ``bench`` and ``info``."""
     name, flags = read_cpuinfo()
@@ -54,4 +61,5 @@ def cpu_summary() -> str:
     return f"{name}; flags: {' '.join(have) or 'none of ' + ', '.join(RELEVANT_FLAGS)}; torch capability: {torch_capability()}"
 
 
-__all__ = ["NATIVE", "RELEVANT_FLAGS", "cpu_flags", "cpu_summary", "native", "read_cpuinfo", "torch_capability"]
+__all__ = ["NATIVE", "RELEVANT_FLAGS", "cpu_flags", "cpu_summary", "native", "read_cpuinfo", "torch_capability",
+           "torch_threads"]

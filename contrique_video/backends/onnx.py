@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from contrique_video.backends.base import Backend
+from contrique_video.backends.cpu import torch_threads
 from contrique_video.backends.export import INPUT, OUTPUT, check_io, read_metadata
 from contrique_video.backends.onnx_cache import cached_export
 from contrique_video.backends.registry import is_onnx, register_backend
@@ -34,7 +35,7 @@ class OnnxRuntimeBackend(Backend):
                 raise UnsupportedError("--device cuda with onnxruntime needs onnxruntime-gpu (CUDAExecutionProvider)")
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _torch_threads()
+        options.intra_op_num_threads = threads or torch_threads()
         options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
@@ -46,13 +47,6 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(batch)})[0].astype(np.float32, copy=False)
-
-
-def _torch_threads() -> int:
-    """The thread count torch uses (``--threads`` sets it), so every backend of a run uses the same."""
-    import torch
-
-    return torch.get_num_threads()
 
 
 @register_backend("onnxruntime", requires="onnxruntime", precisions=ORT_PRECISIONS, onnx_files=True)

@@ -152,6 +152,14 @@ def output_file(*suffixes: str):
     return check
 
 
+def frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
+    """A callback for ``WIDTHxHEIGHT`` options (``1920x1080``): the (height, width) the code uses."""
+    width, sep, height = value.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit() and 16 <= int(width) <= 8192 and 16 <= int(height) <= 8192):
+        raise click.BadParameter(f"{value}: give WIDTHxHEIGHT, each 16-8192, e.g. 1280x720")
+    return int(height), int(width)
+
+
 def output_dir_option(help: str):
     """``-o/--output DIR``, as every other command names its output, plus the old ``--out`` as a hidden
     alias that still works (with one deprecation warning) so existing scripts keep running."""

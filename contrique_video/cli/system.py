@@ -9,7 +9,7 @@ import click
 
 from contrique_video import __version__
 from contrique_video.backends import BACKENDS, PRECISIONS
-from contrique_video.cli.options import guarded, output_file, quiet_option
+from contrique_video.cli.options import frame_size, guarded, output_file, quiet_option
 
 
 @click.command()
@@ -17,13 +17,15 @@ from contrique_video.cli.options import guarded, output_file, quiet_option
 @click.option("--candidates", default=None,
               help="BACKEND:PRECISION,... to time against the official eager fp32 path; the first is the one "
                    "checked on CLIVE and for memory (default: auto's choice, then every other CPU path).")
-@click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="1080p frames timed per candidate.")
+@click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="Frames timed per candidate.")
+@click.option("--size", default="1920x1080", show_default=True, callback=frame_size,
+              help="WIDTHxHEIGHT of the timed frames: the ranking of the paths can change with the size.")
 @click.option("--repeats", type=click.IntRange(1), default=2, show_default=True,
               help="Timed runs per candidate; the fastest counts.")
 @click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
 @click.option("--clive", type=click.Path(file_okay=False), help="CLIVE folder (mos.csv, images/): SRCC change per candidate.")
 @click.option("--clive-limit", type=click.IntRange(1), help="Only the first N CLIVE images.")
-@click.option("--speed/--no-speed", default=True, show_default=True, help="Time the candidates on 1080p frames.")
+@click.option("--speed/--no-speed", default=True, show_default=True, help="Time the candidates on frames of --size.")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="Peak memory for 10 s vs 60 s clips and a 4K frame, with the first candidate.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(),
@@ -31,8 +33,9 @@ from contrique_video.cli.options import guarded, output_file, quiet_option
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="Checkpoint or model card to time (default: the built-in model); --clive and memory use the built-in one.")
 @guarded
-def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memory, output, weights):
-    """Seconds per 1080p frame, speed-up over eager fp32, share of peak, feature error; prints a markdown table."""
+def bench(candidates, frames, size, repeats, threads, clive, clive_limit, speed, memory, output, weights):
+    """Seconds per frame (1080p unless --size), speed-up over eager fp32, share of peak, feature error; prints a
+    markdown table."""
     from contrique_video.api import builtin_weights
     from contrique_video.backends import bench as benchmark
     from contrique_video.backends.cpu import cpu_summary
@@ -49,7 +52,7 @@ def bench(candidates, frames, repeats, threads, clive, clive_limit, speed, memor
     click.echo(f"CPU: {cpu_summary()}")
     result = benchmark.run(path, pairs, frames=frames, repeats=repeats, threads=threads,
                            clive=Path(clive) if clive else None, clive_limit=clive_limit, memory=memory,
-                           speed=speed)
+                           speed=speed, size=size)
     if speed:
         click.echo(result["table"])
     for name, check in result.get("clive", {}).items():

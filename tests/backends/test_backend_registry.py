@@ -36,7 +36,7 @@ def constant_backend(monkeypatch):
 
 
 def test_backends_and_precisions_are_the_registry_s():
-    assert backends.BACKENDS == ("auto", "torch", "torch-compile", "onnxruntime", "tensorrt")
+    assert backends.BACKENDS == ("auto", "torch", "torch-compile", "onnxruntime", "openvino", "tensorrt")
     assert set(backends.PRECISIONS) == {"auto", "fp32", "bf16", "fp16", "int8"}
     from contrique_video.cli import main
 

@@ -51,6 +51,25 @@ def test_onnxruntime_fp32_matches_torch(frames, reference):
     assert np.abs(ort(frames) - reference).max() <= 1e-4
 
 
+def test_openvino_fp32_matches_torch_and_repeats_exactly(frames, reference):
+    """fp32 whatever the CPU (OpenVINO would choose bf16 by itself on a bf16 CPU), and the same bits twice."""
+    ov = open_backend(BUILTIN, "openvino")
+    assert ov.describe() == "openvino fp32" and ov.inference_precision() == "f32"
+    first = ov(frames)
+    assert np.abs(first - reference).max() <= 1e-4
+    assert np.array_equal(first, ov(frames))
+
+
+def test_openvino_runs_an_fp32_onnx_file_and_refuses_int8(tmp_path, frames, reference):
+    path = export_onnx(load_weights(BUILTIN), tmp_path / "m.onnx", source="x")
+    assert np.abs(open_backend(path, "openvino")(frames) - reference).max() <= 1e-4
+    with pytest.raises(UnsupportedError, match="supports precision fp32, not int8"):
+        open_backend(BUILTIN, "openvino", "int8")
+    (tmp_path / "bad.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        open_backend(tmp_path / "bad.onnx", "openvino")
+
+
 def test_channels_last_eager_matches_official_layout(frames, reference):
     # 1e-5 relative to the largest feature: the built-in Lite features are not L2-normalised (up to ~30)
     assert np.abs(TorchBackend(load_weights(BUILTIN))(frames) - reference).max() <= 1e-5 * max(1.0, np.abs(reference).max())
@@ -212,3 +231,17 @@ def test_bench_refuses_unknown_candidates_before_any_work():
     run = subprocess.run([sys.executable, "-m", "contrique_video", "bench", "--candidates", "onnxruntime:int4"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "int4" not in run.stdout and "precisions: auto, fp32" in run.stderr
+
+
+def test_bench_times_frames_of_the_size_asked_and_refuses_a_bad_one():
+    from click.testing import CliRunner
+
+    from contrique_video.cli import main
+
+    res = CliRunner().invoke(main, ["bench", "--size", "96x64", "--frames", "1", "--repeats", "1", "--no-memory",
+                                    "--candidates", "openvino:fp32"])
+    assert res.exit_code == 0, res.output
+    assert "| backend | s/frame (96x64, both scales) |" in res.output and "| openvino fp32 |" in res.output
+    for bad in ("1080p", "96x8", "0x0", "96x64x3"):
+        res = CliRunner().invoke(main, ["bench", "--size", bad])
+        assert res.exit_code == 2 and "give WIDTHxHEIGHT" in res.output
