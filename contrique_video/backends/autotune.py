@@ -8,8 +8,8 @@
    it costs 15-40 s per new frame size on two cores, which a short measurement cannot weigh; ask for it with
    ``--backend torch-compile``.
 2. **Measurement.** Each candidate scores one 720p frame (both scales): one warm-up, then
-   :data:`REPEATS` timed runs round-robin over the candidates; the fastest best time wins. About 10-20 s
-   on two cores, once per machine and model.
+   :data:`REPEATS` timed runs round-robin over the candidates; the fastest best time wins. 10-30 s on
+   two cores, once per machine and model.
 3. **Cache.** The result is kept in ``$CONTRIQUE_VIDEO_CACHE/auto/<key>.json`` (default
    ``~/.cache/contrique-video``), keyed by CPU model, the relevant flags, torch's CPU capability, thread
    count, the model's digest, the measured frame size and the torch, onnxruntime and openvino versions. A file

@@ -1,15 +1,16 @@
 """The OpenVINO backend: the model's ONNX export compiled by OpenVINO's CPU plugin, fp32.
 
-It exists for speed: on the project's AVX2 machine it ran the built-in EfficientNet-Lite2 at 1080p (both
-scales) in about half ONNX Runtime's time, with features equal to 2e-6 (README, Backends and speed), since
-its depthwise convolutions are far better served. OpenVINO would pick bf16 on its own on a CPU with bf16
-or AMX instructions (its PERFORMANCE execution mode), which moves the built-in model's scores beyond the
-accuracy bounds; the compile options below pin fp32, so the score is the same on every CPU.
+It exists for speed: on the project's AVX2 machine it ran the built-in EfficientNet-Lite2 1.3-1.5x faster than
+ONNX Runtime, with features equal to eager PyTorch to 5e-7 (README, Backends and speed), since its depthwise
+convolutions are better served. OpenVINO would pick bf16 on its own on a CPU with bf16 or AMX instructions (its
+PERFORMANCE execution mode), which moves the built-in model's scores beyond the accuracy bounds; the compile
+options below keep fp32 on every CPU.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +35,22 @@ class OpenVinoBackend(Backend):
     name = "openvino"
 
     def __init__(self, onnx_path: str | os.PathLike, threads: int | None = None, preprocess: TwoScale | None = None):
-        import openvino as ov
+        try:
+            import openvino as ov
+        except ImportError as exc:  # a broken install must not take --backend auto down with it
+            raise UnsupportedError(f"the openvino backend needs the openvino package ({exc}); "
+                                   "run: pip install openvino, or use --backend onnxruntime") from None
 
         meta = read_metadata(onnx_path)
         if meta.get("precision", "fp32") != "fp32":
             raise UnsupportedError(f"{onnx_path} is a {meta['precision']} export; the openvino backend runs fp32 only")
-        core = ov.Core()
         try:
+            core = ov.Core()
             model = core.read_model(str(onnx_path))
             check_io([p.get_any_name() for p in model.inputs], [p.get_any_name() for p in model.outputs], onnx_path)
+            width = model.outputs[0].get_partial_shape()[1]
+            if not width.is_static:
+                raise ModelError(f"{onnx_path}: its output {OUTPUT!r} has no fixed feature count")
             self.compiled = core.compile_model(model, "CPU", {**COMPILE_OPTIONS,
                                                               "INFERENCE_NUM_THREADS": threads or torch_threads()})
         except ModelError:
@@ -51,15 +59,17 @@ class OpenVinoBackend(Backend):
             first = str(exc).strip().splitlines()[0][:200]
             raise ModelError(f"{onnx_path}: OpenVINO cannot load it ({first})") from None
         self.request = self.compiled.create_infer_request()
-        super().__init__(int(model.outputs[0].get_partial_shape()[1].get_length()), preprocess)
+        self._lock = threading.Lock()  # one request: a Scorer shared between threads takes turns
+        super().__init__(int(width.get_length()), preprocess)
 
     def inference_precision(self) -> str:
         """The precision OpenVINO compiled the model at (``f32`` unless a CPU plugin ignored the hint)."""
         return self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        result = self.request.infer({INPUT: np.ascontiguousarray(batch, dtype=np.float32)})
-        return np.array(result[OUTPUT], dtype=np.float32)  # a copy: the request reuses its output buffer
+        with self._lock:
+            result = self.request.infer({INPUT: np.ascontiguousarray(batch, dtype=np.float32)})
+            return np.array(result[OUTPUT], dtype=np.float32)  # our own copy, whatever OpenVINO does with its buffers
 
 
 @register_backend("openvino", requires="openvino", precisions={"cpu": ("fp32",)}, onnx_files=True)

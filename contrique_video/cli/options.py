@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from contrique_video.backends import BACKENDS, PRECISIONS
 from contrique_video.decode.sampler import Sampling
 from contrique_video.errors import ContriqueError, InputError
+from contrique_video.models.transforms import TwoScale
 
 log = logging.getLogger("contrique_video")
 
@@ -154,10 +156,12 @@ def output_file(*suffixes: str):
 
 def frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
     """A callback for ``WIDTHxHEIGHT`` options (``1920x1080``): the (height, width) the code uses."""
-    width, sep, height = value.lower().partition("x")
-    if not (sep and width.isdigit() and height.isdigit() and 16 <= int(width) <= 8192 and 16 <= int(height) <= 8192):
-        raise click.BadParameter(f"{value}: give WIDTHxHEIGHT, each 16-8192, e.g. 1280x720")
-    return int(height), int(width)
+    match = re.fullmatch(r"(\d+)[xX](\d+)", value, flags=re.ASCII)
+    width, height = (int(n) for n in match.groups()) if match else (0, 0)
+    low = TwoScale.min_side
+    if not (low <= width <= 8192 and low <= height <= 8192):
+        raise click.BadParameter(f"{value}: give WIDTHxHEIGHT, each {low}-8192, e.g. 1280x720")
+    return height, width
 
 
 def output_dir_option(help: str):

@@ -60,6 +60,27 @@ def test_openvino_fp32_matches_torch_and_repeats_exactly(frames, reference):
     assert np.array_equal(first, ov(frames))
 
 
+def test_openvino_shared_between_threads_takes_turns(frames, reference):
+    ov = open_backend(BUILTIN, "openvino")
+    results = [None] * 4
+
+    def work(i: int) -> None:
+        results[i] = ov(frames)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r is not None and np.array_equal(r, results[0]) for r in results)
+
+
+def test_openvino_missing_is_one_line_for_auto_to_skip(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    with pytest.raises(UnsupportedError, match="needs the openvino package"):
+        open_backend(BUILTIN, "openvino")
+
+
 def test_openvino_runs_an_fp32_onnx_file_and_refuses_int8(tmp_path, frames, reference):
     path = export_onnx(load_weights(BUILTIN), tmp_path / "m.onnx", source="x")
     assert np.abs(open_backend(path, "openvino")(frames) - reference).max() <= 1e-4
@@ -242,6 +263,6 @@ def test_bench_times_frames_of_the_size_asked_and_refuses_a_bad_one():
                                     "--candidates", "openvino:fp32"])
     assert res.exit_code == 0, res.output
     assert "| backend | s/frame (96x64, both scales) |" in res.output and "| openvino fp32 |" in res.output
-    for bad in ("1080p", "96x8", "0x0", "96x64x3"):
+    for bad in ("1080p", "96x8", "32x32", "0x0", "96x64x3", "\u00b2x720", "99999x100"):
         res = CliRunner().invoke(main, ["bench", "--size", bad])
         assert res.exit_code == 2 and "give WIDTHxHEIGHT" in res.output
