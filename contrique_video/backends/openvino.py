@@ -1,10 +1,9 @@
 """The OpenVINO backend: the model's ONNX export compiled by OpenVINO's CPU plugin, fp32.
 
 It exists for speed: on the project's AVX2 machine it ran the built-in EfficientNet-Lite2 1.3-1.5x faster than
-ONNX Runtime, with features equal to eager PyTorch to 5e-7 (README, Backends and speed), since its depthwise
-convolutions are better served. OpenVINO would pick bf16 on its own on a CPU with bf16 or AMX instructions (its
-PERFORMANCE execution mode), which moves the built-in model's scores beyond the accuracy bounds; the compile
-options below keep fp32 on every CPU.
+ONNX Runtime, with features equal to eager PyTorch to 5e-7 (README, Backends and speed). OpenVINO would pick
+bf16 on its own on a CPU with bf16 or AMX instructions (its PERFORMANCE execution mode), which moves the
+built-in model's scores beyond the accuracy bounds; the compile options below keep fp32 on every CPU.
 """
 
 from __future__ import annotations
