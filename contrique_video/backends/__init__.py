@@ -55,11 +55,13 @@ def available(cuda: bool) -> str:
     return "; ".join(parts)
 
 
-def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: int | None = None) -> tuple[str, str]:
+def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: int | None = None,
+                precision: str = "auto") -> tuple[str, str]:
     """What ``--backend auto`` runs: the fastest path whose scores stay inside the accuracy bounds.
 
     CPU with ``weights``: the per-machine, per-model choice of :func:`contrique_video.backends.autotune.choose`
-    (measured once, cached). Otherwise the first installed path of :data:`PREFERENCE` for the device.
+    (measured once, cached); with ``precision`` fp32, the fastest fp32 path of that measurement. Otherwise the
+    first installed path of :data:`PREFERENCE` for the device.
     """
     from contrique_video.backends import autotune
 
@@ -69,8 +71,15 @@ def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: 
             return autotune.measure(lambda p: open_backend(weights, *p, "cpu", threads), paths)
 
         choice = autotune.choose(weights, auto_paths(), timer, threads)
-        log.info("%s", choice.line())
-        return choice.backend, choice.precision
+        picked = choice.fastest_at(precision) if precision != "auto" else (choice.backend, choice.precision)
+        if picked == (choice.backend, choice.precision):
+            log.info("%s", choice.line())
+        elif picked is not None:
+            log.info("backend auto: %s %s (the fastest %s path measured here)", *picked, precision)
+        else:
+            picked = next(p for p in PREFERENCE[kind] if REGISTRY[p[0]].installed())
+            log.info("backend auto: %s %s (no %s path was measured here)", *picked, precision)
+        return picked
     return next(p for p in PREFERENCE[kind] if REGISTRY[p[0]].installed())
 
 
@@ -91,11 +100,11 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
     onnx_file = is_onnx(weights)
     cuda = device.startswith("cuda")
     if backend == "auto":
-        measured = not onnx_file and precision == "auto" and not cuda
+        measured = not onnx_file and precision in ("auto", "fp32") and not cuda
         if onnx_file:
             backend = "onnxruntime"  # an ONNX file runs at the precision it was exported at
         elif measured:
-            backend, precision = auto_choice(device, weights, threads)  # measured per machine; logs why
+            backend, precision = auto_choice(device, weights, threads, precision)  # measured per machine; logs why
         else:
             backend, auto_precision = auto_choice(device)
             if precision == "auto":

@@ -32,12 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from contrique_video.backends.cpu import (
-    NATIVE,
-    RELEVANT_FLAGS,
-    read_cpuinfo,
-    torch_capability,
-)
+from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, read_cpuinfo, torch_capability
 from contrique_video.backends.export import cache_dir
 from contrique_video.errors import ContriqueError, UnsupportedError
 from contrique_video.models.card import is_card, model_digest, read_card
@@ -127,6 +122,13 @@ class Choice:
 
     def line(self) -> str:
         return f"backend auto: {self.backend} {self.precision} ({self.reason})"
+
+    def fastest_at(self, precision: str) -> Path_ | None:
+        """The fastest measured path at ``precision`` (fitting and evaluation ask for fp32 features), or None."""
+        if precision == self.precision:
+            return self.backend, self.precision
+        timed = {tuple(k.split(" ", 1)): t for k, t in self.timings.items() if k.endswith(f" {precision}")}
+        return min(timed, key=timed.get) if timed else None
 
 
 def cache_key(digest: str, threads: int | None) -> dict:

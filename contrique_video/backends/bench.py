@@ -20,13 +20,7 @@ import numpy as np
 
 from contrique_video.backends import auto_choice, open_backend, paths, preprocess_for
 from contrique_video.backends.base import Backend
-from contrique_video.backends.cpu import (
-    RELEVANT_FLAGS,
-    cpu_flags,
-    cpu_summary,
-    native,
-    torch_threads,
-)
+from contrique_video.backends.cpu import RELEVANT_FLAGS, cpu_flags, cpu_summary, native, torch_threads
 from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import ContriqueError
 from contrique_video.models import load_model
@@ -181,7 +175,8 @@ def speed_table(weights: Path, candidates: list[tuple[str, str]], frames: int, r
         gflops = gflop / seconds
         rows.append(Row(backend.describe(), seconds, base / seconds, gflops,
                         gflops / peaks.get(backend.precision, peaks["fp32"]), rel, cos))
-    return rows, {"size": f"{size[1]}x{size[0]}", "gflop_per_frame": gflop, "peak_gflops": peaks, "threads": torch_threads(),
+    return rows, {"size": f"{size[1]}x{size[0]}", "gflop_per_frame": gflop, "peak_gflops": peaks,
+                  "threads": torch_threads(),
                   "cpu_flags": [f for f in RELEVANT_FLAGS if f in cpu_flags()], "cpu": cpu_summary()}
 
 

@@ -58,6 +58,25 @@ def test_decide_picks_the_fastest_and_says_why():
     assert (choice.backend, choice.precision) == ("onnxruntime", "fp32")
 
 
+def test_fitting_asks_for_the_fastest_measured_fp32_path(monkeypatch, caplog):
+    """fit/evaluate extract fp32 features (training/extract.py): they get the measurement's fastest fp32 path,
+    not a fixed preference, even where auto's own pick is a reduced precision."""
+    times = {("onnxruntime", "fp32"): 0.30, ("openvino", "fp32"): 0.20, ("torch", "bf16"): 0.12}
+    choice = autotune.decide(list(times), [], lambda ps: times, {})
+    assert choice.fastest_at("bf16") == ("torch", "bf16") and choice.fastest_at("fp32") == ("openvino", "fp32")
+    assert choice.fastest_at("int8") is None
+    monkeypatch.setattr(autotune, "choose", lambda *a, **k: choice)
+    from contrique_video import backends
+
+    with caplog.at_level(logging.INFO, logger="contrique_video"):
+        assert backends.auto_choice("cpu", builtin_weights(), precision="fp32") == ("openvino", "fp32")
+        assert backends.auto_choice("cpu", builtin_weights()) == ("torch", "bf16")
+        assert backends.auto_choice("cpu", builtin_weights(), precision="int8") == ("onnxruntime", "fp32")
+    assert "backend auto: openvino fp32 (the fastest fp32 path measured here)" in caplog.text
+    assert "backend auto: onnxruntime fp32 (no int8 path was measured here)" in caplog.text
+    assert open_backend(builtin_weights(), "auto", "fp32").describe() == "openvino fp32"
+
+
 def test_single_candidate_is_not_timed():
     def timer(paths):
         raise AssertionError("nothing to compare")
