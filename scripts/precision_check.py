@@ -8,8 +8,8 @@ the JSON entry per path: SRCC change against MOS, mean and max absolute score ch
         -o runs/precision/builtin-v2.json [--write-card]
 
 ``--write-card`` stores the entries under "precisions" in the model card that was measured (by default the
-built-in model's ``contrique_video/assets/builtin.json``), keyed by precision; an entry names the backend it
-was measured on, the subset and the command.
+built-in model's ``contrique_video/assets/builtin.json``), keyed by path (``"openvino bf16"``: auto reads the entry
+of the path it would time); an entry names the backend it was measured on, the subset and the command.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = {}
     for (b, p), s, new in zip(paths[1:], scorers[1:], scores[1:]):
         srcc = float(spearmanr(new, mos)[0])
-        entries[p] = {
+        entries[f"{b} {p}"] = {
             "backend": s.backend.describe(),
             "against": "torch eager fp32, the model's default head",
             "images": subset,

@@ -2,7 +2,8 @@
 
 1. **Candidates.** The registry's installed CPU paths that auto may time (``BackendSpec.auto``): fp32 always,
    a reduced precision only where the CPU runs it natively (bf16: ``avx512_bf16`` or ``amx_bf16`` in
-   /proc/cpuinfo) *and* the model's card holds a measured accuracy entry for it inside the bounds
+   /proc/cpuinfo) *and* the model's card holds a measured accuracy entry for that backend and precision (keyed
+   ``"openvino bf16"``: the same precision moves scores differently on another runtime) inside the bounds
    (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``scripts/precision_check.py``). A
    checkpoint without a card has no such entries, so it stays at fp32. ``torch.compile`` is not a candidate:
    it costs 15-40 s per new frame size on two cores, which a short measurement cannot weigh; ask for it with
@@ -65,18 +66,19 @@ def accuracy_ok(entry: dict | None) -> bool:
 
 
 def candidates(flags: set[str], precisions: dict, offered: Sequence[Path_]) -> tuple[list[Path_], list[str]]:
-    """The paths auto may time among ``offered`` (the registry's), and one reason per path left out."""
+    """The paths auto may time among ``offered`` (the registry's), and one reason per path left out;
+    ``precisions`` is the card's measured accuracy per path ("backend precision")."""
     paths: list[Path_] = []
     skipped = []
     for backend, precision in offered:
+        entry = precisions.get(f"{backend} {precision}")
         if precision in NATIVE and not flags & NATIVE[precision]:
             skipped.append(f"{precision}: no {'/'.join(sorted(NATIVE[precision]))}")
-        elif precision != "fp32" and precision not in precisions:
-            skipped.append(f"{precision}: no measured accuracy in the model card")
-        elif precision != "fp32" and not accuracy_ok(precisions[precision]):
-            e = precisions[precision]
-            skipped.append(f"{precision}: accuracy out of bounds (SRCC {e.get('srcc_change')}, "
-                           f"mean score change {e.get('mean_abs_score_change')})")
+        elif precision != "fp32" and entry is None:
+            skipped.append(f"{backend} {precision}: no measured accuracy in the model card")
+        elif precision != "fp32" and not accuracy_ok(entry):
+            skipped.append(f"{backend} {precision}: accuracy out of bounds (SRCC {entry.get('srcc_change')}, "
+                           f"mean score change {entry.get('mean_abs_score_change')})")
         else:
             paths.append((backend, precision))
     return paths, list(dict.fromkeys(skipped))

@@ -8,7 +8,7 @@ before the weights are read. Fields read here::
      "feature_dim": 8544, "nss": false, "default_head": "clive-v2",
      "weights": {"file": "builtin-v2.pt", "sha256": "..."},
      "int8_calibration": "file beside the card (ONNX Runtime's table of activation ranges), optional",
-     "precisions": {"bf16": {"srcc_change": ..., "mean_abs_score_change": ..., ...}}}
+     "precisions": {"openvino bf16": {"srcc_change": ..., "mean_abs_score_change": ..., ...}}}
 
 Everything else (provenance, training, preprocessing notes) is documentation, kept in ``raw`` for reports.
 Preprocessing comes with the card from its family (:attr:`ModelCard.preprocess`).
@@ -43,7 +43,7 @@ class ModelCard:
     feature_dim: int | None = None
     default_head: str | None = None
     int8_table: Path | None = None
-    precisions: dict = field(default_factory=dict, compare=False)  # measured accuracy per reduced precision
+    precisions: dict = field(default_factory=dict, compare=False)  # measured accuracy per "backend precision"
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -105,11 +105,21 @@ def read_card(path: str | os.PathLike) -> ModelCard:
         raise ModelError(f"model card {path}: int8_calibration must name a file beside the card")
     precisions = raw.get("precisions", {})
     if not isinstance(precisions, dict):
-        raise ModelError(f"model card {path}: precisions must be an object (precision -> measured accuracy)")
+        raise ModelError(f"model card {path}: precisions must be an object ('backend precision' -> measured accuracy)")
     return ModelCard(id=str(raw.get("id") or path.stem), encoder=encoder, layout=layout,
                      weights=(path.parent / weights["file"]).resolve(), sha256=sha, nss=bool(raw.get("nss", False)),
-                     feature_dim=dim, default_head=raw.get("default_head"),
+                     feature_dim=dim, default_head=_head_beside(path, raw.get("default_head")),
                      int8_table=(path.parent / table).resolve() if table else None, precisions=precisions, raw=raw)
+
+
+def _head_beside(card: Path, head: object) -> str | None:
+    """A default head named by a ``.json`` file is found beside the card (a card wrapping your own checkpoint);
+    other names are built-in heads."""
+    if head is None:
+        return None
+    if not isinstance(head, str):
+        raise ModelError(f"model card {card}: default_head must be a head name or a .json file beside the card")
+    return str((card.parent / head).resolve()) if head.lower().endswith(".json") else head
 
 
 def is_card(path: str | os.PathLike) -> bool:

@@ -34,17 +34,22 @@ OFFERED = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("onnx
 
 
 def test_candidates_need_native_instructions_and_measured_accuracy():
-    paths, skipped = autotune.candidates({"avx2", "fma"}, {"bf16": IN, "int8": IN}, OFFERED)
+    both = {"torch bf16": IN, "onnxruntime int8": IN}
+    paths, skipped = autotune.candidates({"avx2", "fma"}, both, OFFERED)
     assert paths == [("torch", "fp32"), ("onnxruntime", "fp32")]
     assert any(s.startswith("bf16: no ") and "avx512_bf16" in s for s in skipped)
     paths, skipped = autotune.candidates(AVX512_BF16, {}, OFFERED)
-    assert ("torch", "bf16") not in paths and "bf16: no measured accuracy in the model card" in skipped
-    paths, skipped = autotune.candidates(AVX512_BF16, {"bf16": OUT}, OFFERED)
+    assert ("torch", "bf16") not in paths and "torch bf16: no measured accuracy in the model card" in skipped
+    paths, skipped = autotune.candidates(AVX512_BF16, {"torch bf16": OUT}, OFFERED)
     assert ("torch", "bf16") not in paths and any("out of bounds" in s for s in skipped)
-    paths, _ = autotune.candidates(AVX512_BF16, {"bf16": IN, "int8": IN}, OFFERED)
+    paths, _ = autotune.candidates(AVX512_BF16, both, OFFERED)
     assert ("torch", "bf16") in paths and ("onnxruntime", "int8") in paths
-    paths, _ = autotune.candidates(AVX512_BF16, {"bf16": IN}, OFFERED[:2])  # what the registry offers, only
+    paths, _ = autotune.candidates(AVX512_BF16, {"torch bf16": IN}, OFFERED[:2])  # what the registry offers, only
     assert paths == [("torch", "fp32"), ("torch", "bf16")]
+    # An entry is per runtime: bf16 measured on OpenVINO says nothing about eager PyTorch's bf16.
+    paths, skipped = autotune.candidates(AVX512_BF16, {"openvino bf16": IN}, [*OFFERED, ("openvino", "bf16")])
+    assert ("openvino", "bf16") in paths and ("torch", "bf16") not in paths
+    assert "torch bf16: no measured accuracy in the model card" in skipped
 
 
 def test_decide_picks_the_fastest_and_says_why():
@@ -91,7 +96,7 @@ def bf16_machine(monkeypatch, tmp_path):
     monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Test CPU", AVX512_BF16))
     card = json.loads(builtin_weights().read_text())
     card["weights"]["file"] = str(builtin_weights().parent / card["weights"]["file"])
-    card["precisions"] = {"bf16": IN}
+    card["precisions"] = {"torch bf16": IN}
     path = tmp_path / "card.json"
     path.write_text(json.dumps(card))
     return path

@@ -60,6 +60,22 @@ def test_openvino_fp32_matches_torch_and_repeats_exactly(frames, reference):
     assert np.array_equal(first, ov(frames))
 
 
+@pytest.mark.skipif(not cpu_mod.native("bf16"), reason="this CPU has no bf16 instructions")
+def test_openvino_bf16_runs_at_bf16_near_fp32(frames, reference):
+    """Asked for, bf16 is what OpenVINO compiles (not silently fp32), and it stays close to fp32."""
+    ov = open_backend(BUILTIN, "openvino", "bf16")
+    assert ov.describe() == "openvino bf16" and ov.inference_precision() == "bf16"
+    out = ov(frames)
+    assert cosine(out, reference).min() > 0.999
+    assert np.linalg.norm(out - reference) / np.linalg.norm(reference) < 0.05
+
+
+def test_openvino_bf16_is_refused_where_it_would_be_emulated(monkeypatch):
+    monkeypatch.setattr(cpu_mod, "cpu_flags", lambda: {"avx2", "fma"})
+    with pytest.raises(UnsupportedError, match="supports precision fp32, not bf16"):
+        open_backend(BUILTIN, "openvino", "bf16")
+
+
 def test_openvino_shared_between_threads_takes_turns(frames, reference):
     ov = open_backend(BUILTIN, "openvino")
     results = [None] * 4
@@ -84,7 +100,7 @@ def test_openvino_missing_is_one_line_for_auto_to_skip(monkeypatch):
 def test_openvino_runs_an_fp32_onnx_file_and_refuses_int8(tmp_path, frames, reference):
     path = export_onnx(load_weights(BUILTIN), tmp_path / "m.onnx", source="x")
     assert np.abs(open_backend(path, "openvino")(frames) - reference).max() <= 1e-4
-    with pytest.raises(UnsupportedError, match="supports precision fp32, not int8"):
+    with pytest.raises(UnsupportedError, match="supports precision fp32(, bf16)?, not int8"):
         open_backend(BUILTIN, "openvino", "int8")
     (tmp_path / "bad.onnx").write_bytes(b"not an onnx file")
     with pytest.raises(ModelError, match="not a valid ONNX model"):

@@ -130,3 +130,33 @@ def test_the_layout_is_written_and_read_back(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(ModelError, match="layout must be a string"):
         LinearHead.load(tmp_path / "bad.json")
+
+
+def test_a_card_for_your_own_checkpoint_finds_its_head_beside_it(tmp_path, r18_card, monkeypatch):
+    """How the official checkpoint gets a measured bf16 entry (README, Official weights at bf16): a card beside
+    the checkpoint, its default head a .json file beside the card (found from any working directory), and
+    auto times the paths the card's entries allow."""
+    from contrique_video.api import Scorer
+    from contrique_video.backends import autotune
+
+    shutil.copy(r18_card.parent / "r18.pt", tmp_path / "r18.pt")
+    LinearHead(weights=np.full(1024, 0.01), intercept=50.0, name="mine", features="resnet18/contrique",
+               trained_on="test", scale="MOS", range=(0, 100), higher_is_better=True).save(tmp_path / "mine.json")
+    card = json.loads(r18_card.read_text())
+    card.update(default_head="mine.json", precisions={"openvino bf16": {
+        "srcc_change": -0.0003, "mean_abs_score_change": 0.33, "max_abs_score_change": 0.84, "measured": "test"}})
+    (tmp_path / "r18.json").write_text(json.dumps(card))
+    monkeypatch.chdir(tmp_path.parent)
+    scorer = Scorer(weights=tmp_path / "r18.json", backend="torch")
+    assert scorer.check_head().name == "mine"
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    assert 0 <= scorer.check_head().predict(scorer.frame_features([rgb]))[0] <= 100
+    offered = [("openvino", "fp32"), ("openvino", "bf16"), ("torch", "bf16")]
+    paths, skipped = autotune.candidates({"avx512_bf16", "amx_bf16"}, read_card(tmp_path / "r18.json").precisions,
+                                         offered)
+    assert paths == [("openvino", "fp32"), ("openvino", "bf16")]
+    assert skipped == ["torch bf16: no measured accuracy in the model card"]
+    card["default_head"] = 3
+    (tmp_path / "r18.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="default_head must be"):
+        read_card(tmp_path / "r18.json")
