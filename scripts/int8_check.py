@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clive", required=True, type=Path)
     ap.add_argument("--weights", type=Path, help="model card (default: the built-in model)")
-    ap.add_argument("--calib-step", type=int, default=116, help="calibration: every N-th image (8 of 930)")
+    ap.add_argument("--calib-step", type=int, default=116, help="calibration: every N-th image (9 of 930)")
     ap.add_argument("--eval-step", type=int, default=30, help="evaluation: every N-th image, offset by N // 2")
     ap.add_argument("--reduce-range", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax")
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     table = read_mos(args.clive / "mos.csv")
     files = match_files(table, args.clive / "images")
     calib = [np.asarray(Image.open(f).convert("RGB")) for f in files[:: args.calib_step]]
-    eval_idx = list(range(args.eval_step // 2, len(files), args.eval_step))
+    eval_idx = [i for i in range(args.eval_step // 2, len(files), args.eval_step) if i % args.calib_step]
 
     def tiles(rgb: np.ndarray) -> list[np.ndarray]:
         """Histogram methods stack every calibration output, so all inputs need one size: the four 250x250
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             if k % 10 == 0:
                 print(f"{k + 1}/{len(eval_idx)} images", file=sys.stderr, flush=True)
     ref, new = np.array(feats[0]), np.array(feats[1])
+    enc = backends[0].feature_dim  # the error of the encoder's features; NSS features are the same in both
     s_ref, s_new = head.predict(ref), head.predict(new)
     mos = table["mos"].to_numpy()[eval_idx]
     result = {
@@ -123,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                         + (f"; {len(excluded)} nodes matching {', '.join(keep)} kept fp32" if keep else ""),
         "calibration": f"{len(calib)} clive-train images (every {args.calib_step}. row), "
                        + ("both scales" if args.method == "minmax" else f"as {CROP}x{CROP} tiles of both scales"),
-        "evaluation": f"{len(eval_idx)} other clive-train images (every {args.eval_step}. row from {args.eval_step // 2})",
-        "feature_rel_l2": float(np.linalg.norm(new - ref) / np.linalg.norm(ref)),
+        "evaluation": f"{len(eval_idx)} other clive-train images (every {args.eval_step}. row from {args.eval_step // 2}, "
+                      "calibration images left out)",
+        "feature_rel_l2": float(np.linalg.norm(new[:, :enc] - ref[:, :enc]) / np.linalg.norm(ref[:, :enc])),
         "mean_abs_score_change": float(np.abs(s_new - s_ref).mean()),
         "max_abs_score_change": float(np.abs(s_new - s_ref).max()),
         "srcc_fp32": float(spearmanr(s_ref, mos)[0]),

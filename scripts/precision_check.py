@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from scipy.stats import spearmanr
 
     from contrique_video.api import Scorer, builtin_weights
+    from contrique_video.backends.cpu import cpu_summary
     from contrique_video.training.fit import match_files, read_mos
 
     weights = args.weights or builtin_weights()
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     files = match_files(table, args.clive / "images")
     mos = table["mos"].to_numpy()
     paths = [("torch", "fp32")] + [tuple(p.split(":", 1)) for p in args.paths.split(",")]
+    if any(b == "auto" or p == "auto" for b, p in paths):
+        raise SystemExit("--paths names BACKEND:PRECISION pairs, not auto: a card entry is for one path")
     scorers = [Scorer(weights=weights, backend=b, precision=p, threads=args.threads) for b, p in paths]
     scores = np.zeros((len(paths), len(files)))
     t0 = time.time()
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             "mean_abs_score_change": round(float(np.abs(new - ref).mean()), 4),
             "max_abs_score_change": round(float(np.abs(new - ref).max()), 4),
             "measured": f"{datetime.date.today().isoformat()}, {command}",
+            "cpu": cpu_summary(),
         }
     args.output.write_text(json.dumps(entries, indent=1))
     print(json.dumps(entries, indent=1))

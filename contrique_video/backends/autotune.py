@@ -13,8 +13,8 @@
    two cores, once per machine and model.
 3. **Cache.** The result is kept in ``$CONTRIQUE_VIDEO_CACHE/auto/<key>.json`` (default
    ``~/.cache/contrique-video``), keyed by CPU model, the relevant flags, torch's CPU capability, thread
-   count, the model's digest, the measured frame size and the torch, onnxruntime and openvino versions. A file
-   that does not parse or holds another key is measured again, with a warning.
+   count, the model's digest, its card's accuracy entries, the measured frame size and the torch, onnxruntime
+   and openvino versions. A file that does not parse or holds another key is measured again, with a warning.
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ class Choice:
         return min(timed, key=timed.get) if timed else None
 
 
-def cache_key(digest: str, threads: int | None) -> dict:
+def cache_key(weights: str | os.PathLike, threads: int | None) -> dict:
+    """What the choice depends on. The card's measured accuracy entries are part of it, so a new entry
+    (``precision_check.py --write-card``) is timed, not hidden behind the choice made before it."""
     import torch
 
     name, flags = read_cpuinfo()
@@ -144,8 +146,15 @@ def cache_key(digest: str, threads: int | None) -> dict:
         versions["onnxruntime"] = onnxruntime.__version__
     if importlib.util.find_spec("openvino"):
         versions["openvino"] = metadata.version("openvino")  # without importing it (0.4 s)
+    accuracy = json.dumps(model_precisions(weights), sort_keys=True)
     return {"cpu": name, "flags": sorted(flags & set(RELEVANT_FLAGS)), "torch_capability": torch_capability(),
-            "threads": threads or torch.get_num_threads(), "model": digest, "frame": list(FRAME_SIZE), **versions}
+            "threads": threads or torch.get_num_threads(), "model": model_digest(weights),
+            "accuracy": hashlib.sha256(accuracy.encode()).hexdigest()[:16], "frame": list(FRAME_SIZE), **versions}
+
+
+def model_precisions(weights: str | os.PathLike) -> dict:
+    """The card's measured accuracy per path; a checkpoint has none."""
+    return read_card(weights).precisions if is_card(weights) else {}
 
 
 def cache_path(key: dict) -> Path:
@@ -189,7 +198,7 @@ def decide(paths: list[Path_], skipped: list[str], timer: Callable[[list[Path_]]
 
 def cached_choice(weights: str | os.PathLike, threads: int | None = None) -> Choice | None:
     """auto's cached CPU choice for these weights on this machine, or None when not measured yet."""
-    key = cache_key(model_digest(weights), threads)
+    key = cache_key(weights, threads)
     return read_cached(cache_path(key), key)
 
 
@@ -197,14 +206,13 @@ def choose(weights: str | os.PathLike, offered: Sequence[Path_], timer: Callable
            threads: int | None = None) -> Choice:
     """auto's CPU choice among ``offered`` for these weights on this machine: from the cache, else timed
     (``timer``, e.g. :func:`measure`) and cached."""
-    key = cache_key(model_digest(weights), threads)
+    key = cache_key(weights, threads)
     path = cache_path(key)
     cached = read_cached(path, key)
     if cached is not None:
         return cached
     _, flags = read_cpuinfo()
-    precisions = read_card(weights).precisions if is_card(weights) else {}
-    choice = decide(*candidates(flags, precisions, offered), timer, key)
+    choice = decide(*candidates(flags, model_precisions(weights), offered), timer, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(asdict(choice), indent=1))

@@ -2,7 +2,7 @@
 
 It exists for speed: on the project's AVX2 machine it ran the built-in EfficientNet-Lite2 1.3-1.5x faster than
 ONNX Runtime, with features equal to eager PyTorch to 5e-7, and on an AMX CPU its bf16 runs a ResNet-50 about
-5x faster than its fp32 (README, Backends and speed). OpenVINO would pick bf16 on its own on a CPU with bf16 or
+3x faster than its fp32 (README, Backends and speed). OpenVINO would pick bf16 on its own on a CPU with bf16 or
 AMX instructions, which moves the built-in model's scores beyond the accuracy bounds; so fp32 is pinned unless
 bf16 is asked for (auto asks only when the model's card measured it inside the bounds).
 """
@@ -44,6 +44,8 @@ class OpenVinoBackend(Backend):
             raise UnsupportedError(f"the openvino backend needs the openvino package ({exc}); "
                                    "run: pip install openvino, or use --backend onnxruntime") from None
 
+        if precision not in PRECISION_OPTIONS:
+            raise UnsupportedError(f"the openvino backend runs {' or '.join(PRECISION_OPTIONS)}, not {precision}")
         meta = read_metadata(onnx_path)
         if meta.get("precision", "fp32") != "fp32":
             raise UnsupportedError(f"{onnx_path} is a {meta['precision']} export; the openvino backend compiles fp32 "

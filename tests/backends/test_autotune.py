@@ -127,6 +127,12 @@ def test_choice_is_cached_per_machine_and_model(bf16_machine, monkeypatch, caplo
     assert rebuilt.precision == "bf16" and len(calls) == 3
     assert any("unreadable" in r.getMessage() for r in caplog.records)
     assert json.loads(cached.read_text())["precision"] == "bf16"
+    # A new accuracy entry in the card (precision_check.py --write-card) is timed, not hidden by the cache.
+    card = json.loads(bf16_machine.read_text())
+    card["precisions"]["openvino bf16"] = IN
+    bf16_machine.write_text(json.dumps(card))
+    autotune.choose(bf16_machine, [*OFFERED, ("openvino", "bf16")], timer)
+    assert len(calls) == 4 and ("openvino", "bf16") in calls[-1]
 
 
 def test_open_backend_auto_logs_one_line(bf16_machine, monkeypatch, caplog):
