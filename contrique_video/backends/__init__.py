@@ -60,8 +60,9 @@ def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: 
     """What ``--backend auto`` runs: the fastest path whose scores stay inside the accuracy bounds.
 
     CPU with ``weights``: the per-machine, per-model choice of :func:`contrique_video.backends.autotune.choose`
-    (measured once, cached); with ``precision`` fp32, the fastest fp32 path of that measurement. Otherwise the
-    first installed path of :data:`PREFERENCE` for the device.
+    (measured once, cached); with a ``precision`` (fp32 for fitting, or asked for), the fastest path at that
+    precision in the same measurement, else the first installed path offering it. Otherwise the first installed
+    path of :data:`PREFERENCE` for the device.
     """
     from contrique_video.backends import autotune
 
@@ -77,7 +78,10 @@ def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: 
         elif picked is not None:
             log.info("backend auto: %s %s (the fastest %s path measured here)", *picked, precision)
         else:
-            picked = next(p for p in PREFERENCE[kind] if REGISTRY[p[0]].installed())
+            offering = [p for p in [*PREFERENCE[kind], *paths(device)] if p[1] == precision and REGISTRY[p[0]].installed()]
+            # none offers it here (bf16 on a CPU without bf16): open_backend then says which precisions exist
+            picked = offering[0] if offering else (next(n for n, _ in PREFERENCE[kind] if REGISTRY[n].installed()),
+                                                   precision)
             log.info("backend auto: %s %s (no %s path was measured here)", *picked, precision)
         return picked
     return next(p for p in PREFERENCE[kind] if REGISTRY[p[0]].installed())
@@ -100,7 +104,7 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
     onnx_file = is_onnx(weights)
     cuda = device.startswith("cuda")
     if backend == "auto":
-        measured = not onnx_file and precision in ("auto", "fp32") and not cuda
+        measured = not onnx_file and not cuda
         if onnx_file:
             backend = "onnxruntime"  # an ONNX file runs at the precision it was exported at
         elif measured:

@@ -1,6 +1,6 @@
 """What ``--backend auto`` runs on a CPU: per machine and per model, from what the CPU has and a short measurement.
 
-1. **Candidates.** The registry's installed CPU paths that auto may time (``BackendSpec.auto``): fp32 always,
+1. **Candidates.** The registry's installed CPU paths that auto may pick (``BackendSpec.auto``): fp32 always,
    a reduced precision only where the CPU runs it natively (bf16: ``avx512_bf16`` or ``amx_bf16`` in
    /proc/cpuinfo) *and* the model's card holds a measured accuracy entry for that backend and precision (keyed
    ``"openvino bf16"``: the same precision moves scores differently on another runtime) inside the bounds
@@ -10,7 +10,8 @@
    ``--backend torch-compile``.
 2. **Measurement.** Each candidate scores one 720p frame (both scales): one warm-up, then
    :data:`REPEATS` timed runs round-robin over the candidates; the fastest best time wins. 10-30 s on
-   two cores, once per machine and model.
+   two cores, once per machine and model. Native reduced-precision paths without an in-bounds entry are
+   timed too but never picked, so an explicit ``--precision bf16`` gets the fastest bf16 path.
 3. **Cache.** The result is kept in ``$CONTRIQUE_VIDEO_CACHE/auto/<key>.json`` (default
    ``~/.cache/contrique-video``), keyed by CPU model, the relevant flags, torch's CPU capability, thread
    count, the model's digest, its card's accuracy entries, the measured frame size and the torch, onnxruntime
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, read_cpuinfo, torch_capability
+from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, native, read_cpuinfo, torch_capability
 from contrique_video.backends.export import cache_dir
 from contrique_video.errors import ContriqueError, UnsupportedError
 from contrique_video.models.card import is_card, model_digest, read_card
@@ -102,8 +103,8 @@ def measure(open_path: Callable[[Path_], Backend], paths: Sequence[Path_], repea
         try:
             backends[path] = open_path(path)
             backends[path](frame)  # warm-up: allocations, first-run kernels
-        except ContriqueError as exc:
-            log.warning("auto: %s %s left out: %s", *path, exc)
+        except ContriqueError as exc:  # an fp32 path should run; a reduced one may lack a table or support
+            (log.warning if path[1] == "fp32" else log.debug)("auto: %s %s left out: %s", *path, exc)
             backends.pop(path, None)
     best = dict.fromkeys(backends, float("inf"))
     for _ in range(repeats):
@@ -176,24 +177,27 @@ def read_cached(path: Path, key: dict) -> Choice | None:
 
 
 def decide(paths: list[Path_], skipped: list[str], timer: Callable[[list[Path_]], dict[Path_, float]],
-           key: dict) -> Choice:
-    """Time the candidates and pick the fastest; the reason names the runner-up's time and what was left out."""
-    if len(paths) == 1:
+           key: dict, also_time: Sequence[Path_] = ()) -> Choice:
+    """Time the candidates and pick the fastest; the reason names the runner-up's time and what was left out.
+    ``also_time``: paths timed but never picked (native reduced precisions without an in-bounds entry), so that
+    an explicit ``--precision`` gets the fastest path at that precision from the same measurement."""
+    if len(paths) == 1 and not also_time:
         only = paths[0]
         return Choice(*only, "the only candidate" + (f"; {'; '.join(skipped)}" if skipped else ""), {}, key)
-    times = timer(paths)  # a path missing from the result could not run here
+    times = timer([*paths, *also_time])  # a path missing from the result could not run here
+    timings = {" ".join(p): t for p, t in times.items()}
     paths = [p for p in paths if p in times]
     if not paths:
         raise UnsupportedError("backend auto: no CPU path could run here; pass --backend explicitly")
     if len(paths) == 1:
-        return Choice(*paths[0], "the only candidate that ran", {" ".join(paths[0]): times[paths[0]]}, key)
+        return Choice(*paths[0], "the only candidate that ran", timings, key)
     order = sorted(paths, key=lambda p: times[p])
     best, second = order[0], order[1]
     reason = (f"fastest on a {FRAME_SIZE[1]}x{FRAME_SIZE[0]} frame: {times[best] * 1e3:.0f} ms vs "
               f"{' '.join(second)} {times[second] * 1e3:.0f} ms")
     if skipped:
         reason += f"; {'; '.join(skipped)}"
-    return Choice(*best, reason, {" ".join(p): times[p] for p in paths}, key)
+    return Choice(*best, reason, timings, key)
 
 
 def cached_choice(weights: str | os.PathLike, threads: int | None = None) -> Choice | None:
@@ -212,7 +216,9 @@ def choose(weights: str | os.PathLike, offered: Sequence[Path_], timer: Callable
     if cached is not None:
         return cached
     _, flags = read_cpuinfo()
-    choice = decide(*candidates(flags, model_precisions(weights), offered), timer, key)
+    paths, skipped = candidates(flags, model_precisions(weights), offered)
+    also_time = [p for p in offered if p not in paths and p[1] != "fp32" and native(p[1], flags)]
+    choice = decide(paths, skipped, timer, key, also_time)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(asdict(choice), indent=1))

@@ -76,9 +76,9 @@ def test_fitting_asks_for_the_fastest_measured_fp32_path(monkeypatch, caplog):
     with caplog.at_level(logging.INFO, logger="contrique_video"):
         assert backends.auto_choice("cpu", builtin_weights(), precision="fp32") == ("openvino", "fp32")
         assert backends.auto_choice("cpu", builtin_weights()) == ("torch", "bf16")
-        assert backends.auto_choice("cpu", builtin_weights(), precision="int8") == ("onnxruntime", "fp32")
+        assert backends.auto_choice("cpu", builtin_weights(), precision="int8") == ("onnxruntime", "int8")
     assert "backend auto: openvino fp32 (the fastest fp32 path measured here)" in caplog.text
-    assert "backend auto: onnxruntime fp32 (no int8 path was measured here)" in caplog.text
+    assert "backend auto: onnxruntime int8 (no int8 path was measured here)" in caplog.text
     assert open_backend(builtin_weights(), "auto", "fp32").describe() == "openvino fp32"
 
 
@@ -170,3 +170,33 @@ def test_a_path_that_cannot_run_is_left_out():
     assert (choice.backend, choice.precision) == ("torch", "fp32") and "only candidate that ran" in choice.reason
     with pytest.raises(UnsupportedError, match="no CPU path could run"):
         autotune.decide([("onnxruntime", "fp32"), ("torch", "fp32")], [], lambda ps: {}, {})
+
+
+def test_an_asked_precision_gets_its_fastest_measured_path(bf16_machine, monkeypatch, caplog):
+    """bf16 paths without an in-bounds entry are timed but never picked; `--precision bf16` (backend auto) then
+    runs the fastest of them, not the first the registry lists."""
+    card = json.loads(bf16_machine.read_text())
+    card["precisions"] = {"torch bf16": OUT}  # out of bounds: auto must not pick bf16 by itself
+    bf16_machine.write_text(json.dumps(card))
+    times = {("torch", "fp32"): 0.9, ("openvino", "fp32"): 0.3, ("torch", "bf16"): 0.5, ("openvino", "bf16"): 0.2}
+    timed = []
+
+    def timer(paths):
+        timed.append(paths)
+        return {p: times[p] for p in paths}
+
+    offered = list(times)
+    choice = autotune.choose(bf16_machine, offered, timer)
+    assert (choice.backend, choice.precision) == ("openvino", "fp32")  # the fastest in bounds
+    assert set(timed[0]) == set(offered) and choice.fastest_at("bf16") == ("openvino", "bf16")
+    assert "torch bf16: accuracy out of bounds" in choice.reason
+    monkeypatch.setattr(autotune, "choose", lambda *a, **k: choice)
+    from contrique_video import backends
+
+    assert backends.auto_choice("cpu", bf16_machine, precision="bf16") == ("openvino", "bf16")
+    # On a CPU without bf16 nothing at bf16 is timed, and nothing offers it: open_backend refuses in one line.
+    monkeypatch.setattr(cpu_mod, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(autotune, "choose", lambda *a, **k: autotune.decide(
+        [("openvino", "fp32"), ("torch", "fp32")], [], lambda ps: {p: times[p] for p in ps}, {}))
+    with pytest.raises(UnsupportedError, match="not bf16"):
+        open_backend(bf16_machine, "auto", "bf16")
