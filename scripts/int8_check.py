@@ -99,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         prepared, int8 = Path(tmp) / "prep.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         keep = [p for p in args.keep_fp32.split(",") if p]
-        excluded = [n.name for n in onnx.load(str(prepared)).graph.node if any(p in n.name for p in keep)]
+        names = [n.name for n in onnx.load(str(prepared)).graph.node]
+        unmatched = [p for p in keep if not any(p in name for name in names)]
+        if unmatched:
+            raise SystemExit(f"--keep-fp32: no node name contains {', '.join(unmatched)} (e.g. {names[len(names) // 2]})")
+        excluded = [name for name in names if any(p in name for p in keep)]
         quantize_static(str(prepared), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=method, nodes_to_exclude=excluded)
