@@ -67,7 +67,7 @@ def accuracy_ok(entry: dict | None) -> bool:
 
 
 def candidates(flags: set[str], precisions: dict, offered: Sequence[Path_]) -> tuple[list[Path_], list[str]]:
-    """The paths auto may time among ``offered`` (the registry's), and one reason per path left out;
+    """The paths auto may pick among ``offered`` (the registry's), and one reason per path left out;
     ``precisions`` is the card's measured accuracy per path ("backend precision")."""
     paths: list[Path_] = []
     skipped = []
