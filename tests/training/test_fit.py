@@ -96,3 +96,26 @@ def test_bad_mos_tables(folder, tmp_path, table, expect):
     (tmp_path / "m.csv").write_text(table)
     res = CliRunner().invoke(main, ["-q", "evaluate", str(folder), "--mos", str(tmp_path / "m.csv"), "--baseline", "nss"])
     assert res.exit_code == 1 and expect in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_feature_cache_keeps_what_was_extracted_when_a_run_stops(tmp_path):
+    """An extraction cut short (an error, Ctrl-C) keeps its finished rows in the cache, in a folder it creates,
+    and the next run extracts only the rest."""
+    from contrique_video.training.fit import media_features
+
+    paths = [tmp_path / f"{i}.png" for i in range(5)]
+    cache = tmp_path / "new" / "folder" / "f.npz"
+    calls = []
+
+    def extract(p):
+        calls.append(p)
+        if p == paths[3] and len(calls) == 4:
+            raise KeyboardInterrupt
+        return np.full(3, float(p.stem))
+
+    with pytest.raises(KeyboardInterrupt):
+        media_features(extract, paths, cache, "k", progress=False)
+    assert cache.is_file()
+    calls.clear()
+    got = media_features(extract, paths, cache, "k", progress=False)
+    assert calls == paths[3:] and got[:, 0].tolist() == [0, 1, 2, 3, 4]
