@@ -12,6 +12,10 @@ levels score above their clean source, and the worst cases.
     # a head on frozen ImageNet EfficientNet-Lite2 features, without the wallpaper packages
     python scripts/degradation_check.py --features lite2/stages-meanstd --head contrique_video/assets/heads/clive-v2.json
 
+``--features`` takes ``lite2/stages-meanstd+nss`` for heads fit with ``fit_ranked_head.py --nss``, and
+``--also CARD`` appends another model's features for heads fit with ``--also``; each extractor's rows are
+cached in their own file beside ``--cache``.
+
 ``--wallpapers`` is the folder the Debian wallpaper packages were extracted to (see
 scripts/prepare_pristine.py); without it only the held-out photos that ship with scikit-learn are used.
 ``--strict`` exits 1 when a target is missed (>= 97% of adjacent pairs ordered, no level more than
@@ -26,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from contrique_video.errors import ContriqueError  # noqa: E402
@@ -36,37 +42,60 @@ TARGET_ORDERED, TARGET_ABOVE_CLEAN, TARGET_CLIP_CRF = 0.97, 1.0, 0.95
 
 
 def make_scorer(args) -> check.HeadScorer:
+    """The check's scorer: a model with its head, or frozen Lite features (+ NSS, + other models' features)
+    with --head. Each extractor's rows go to their own cache file beside ``--cache``, so stacked layouts
+    reuse every row already extracted."""
+    from contrique_video.api import Scorer
+    from contrique_video.models.head import resolve_head
+    from contrique_video.models.layouts import NSS_SUFFIX
     from contrique_video.training.ranking import (
         FeatureCache,
+        StackedFeatures,
         last_from_stages,
         lite_features,
+        nss_rows,
     )
+
+    def card(weights, head=None):
+        scorer = Scorer(weights=weights, head=head, threads=args.threads)
+        return (lambda rgb: scorer.frame_features([rgb])[0]), scorer.model_id, scorer
 
     post = None
     if args.features:
-        variant, _, layout = args.features.partition("/")
         if not args.head:
             raise ContriqueError("--features needs --head: a head fit on those features")
-        from contrique_video.models.head import resolve_head
-
-        # "last" is sliced out of stages-meanstd (the same numbers), so both layouts share one feature cache.
+        variant, _, layout = args.features.partition("/")
+        layout = layout or "stages-meanstd"
+        nss = layout.endswith(NSS_SUFFIX)
         ext = lite_features(variant, "stages-meanstd")
-        extract, name, head = ext, ext.name, resolve_head(args.head)
-        if (layout or "stages-meanstd") == "last":
+        parts, head = [(ext, ext.name)], resolve_head(args.head)
+        if nss:
+            parts.append((nss_rows, "nss"))
+        layout = layout.removesuffix(NSS_SUFFIX)
+        if layout == "last" and not (nss or args.also):
+            # sliced out of stages-meanstd (the same numbers), so both layouts share one feature cache
             channels = ext.module.trunk.channels
             post = lambda row: last_from_stages(row[None], channels)[0]  # noqa: E731
-        elif (layout or "stages-meanstd") != "stages-meanstd":
-            raise ContriqueError(f"unknown layout {layout!r}: stages-meanstd or last")
+        elif layout != "stages-meanstd":
+            raise ContriqueError(f"unknown layout {args.features!r}: stages-meanstd, stages-meanstd+nss or last")
+    else:
+        extract, name, scorer = card(args.weights, args.head)
+        parts, head = [(extract, name)], scorer.check_head()
+    if args.also and not args.features:
+        raise ContriqueError("--also goes with --features (a model's own head cannot read a stacked layout)")
+    parts += [card(weights)[:2] for weights in args.also]
+
+    if args.cache is None:
+        cache = None
+    else:
+        caches = [(FeatureCache(args.cache if i == 0 else args.cache.with_name(f"{args.cache.stem}_{name.replace('/', '_')}.npz"),
+                                f"{name}@{args.size}", every=50), extract) for i, (extract, name) in enumerate(parts)]
+        cache = caches[0][0] if len(caches) == 1 else StackedFeatures(caches)
+    extract = parts[0][0] if len(parts) == 1 else (lambda rgb: np.concatenate([ex(rgb) for ex, _ in parts]))
+    if args.features:
         probe = extract(deg.crop_square(deg.skimage_image("astronaut"), 64))
         if head.dim != len(probe if post is None else post(probe)):
             raise ContriqueError(f"head {head.name!r} has {head.dim} weights, which do not match {args.features} features")
-    else:
-        from contrique_video.api import Scorer
-
-        scorer = Scorer(weights=args.weights, head=args.head, threads=args.threads)
-        head = scorer.check_head()
-        extract, name = (lambda rgb: scorer.frame_features([rgb])[0]), scorer.model_id
-    cache = FeatureCache(args.cache, f"{name}@{args.size}", every=50) if args.cache else None
     return check.HeadScorer(extract, head, cache, post)
 
 
@@ -76,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head", default=None, help="head name or .json path (default: the model's own head)")
     ap.add_argument("--features", default=None, metavar="lite0|lite1|lite2[/LAYOUT]",
                     help="score with frozen ImageNet EfficientNet-Lite features and --head instead of a model")
+    ap.add_argument("--also", action="append", default=[], metavar="CARD",
+                    help="append another model's features to --features or --weights (a head fit on the stack); repeatable")
     ap.add_argument("--wallpapers", type=Path, default=None, help="extracted wallpaper packages (for those held-out photos)")
     ap.add_argument("--images", nargs="*", default=None, help="pristine sources (default: the held-out set)")
     ap.add_argument("--types", default="all", help="'all', 'noise' or a comma-separated list of degradation types")

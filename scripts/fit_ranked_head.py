@@ -5,10 +5,13 @@
 
 Features come from frozen ImageNet EfficientNet-Lite (``--features VARIANT/LAYOUT``; ``last`` is sliced
 out of ``stages-meanstd``, the same numbers) or any model the scorer loads (``--weights CARD``), so
-the head can be refit on a fine-tuned encoder in one command. Every feature row is cached under
-``--cache-dir`` and reused. The ranking pairs come from ``contrique_video.training.degradation.FIT`` (never the
+the head can be refit on a fine-tuned encoder in one command. ``--nss`` appends the scorer's 36 NSS
+features (layout ``+nss``) and ``--also CARD`` another model's features (Re-IQA's content + quality
+encoders). Every extractor's rows are cached in their own file under ``--cache-dir`` and reused. The ranking pairs come from ``contrique_video.training.degradation.FIT`` (never the
 held-out set of the degradation check): every type's level k+1 below level k and every level below
-the clean source (see contrique_video.training.ranking.fit_ranked for the loss).
+the clean source (see contrique_video.training.ranking.fit_ranked for the loss). ``--authentic N`` adds N
+clive-train images as sources, degraded only by the types that harm any photo
+(``degradation.ladder_kinds(authentic=True)``); the protocol's splits drop the pairs of their test images.
 
 ``--tune`` measures each (lam_rank, margin) on the CLIVE protocol (SRCC on the test parts of the first
 ``--tune-splits`` of the 10 splits) and on pair ordering of *unseen sources* (the FIT sources in two halves, fit on one, count on
@@ -27,22 +30,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from contrique_video.models.card import NSS_FEATURES  # noqa: E402
 from contrique_video.models.head import LinearHead  # noqa: E402
+from contrique_video.models.layouts import NSS_SUFFIX  # noqa: E402
 from contrique_video.training import degradation as deg  # noqa: E402
 from contrique_video.training import fit as fitmod  # noqa: E402
 from contrique_video.training import ranking as rk  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clive-train"
+AUTHENTIC = "authentic:"  # ranking sources cut from clive-train images (only damage that harms any photo)
 
 
 def extractor(args):
     """(extract, cache tag, cache key = the extractor's id, the head's feature id, slice) for the features."""
     if args.weights:
-        from contrique_video.api import Scorer
-
-        scorer = Scorer(weights=args.weights, threads=1)
-        mid = scorer.model_id
-        return (lambda rgb: scorer.frame_features([rgb])[0]), mid.replace("/", "_"), mid, mid, None
+        extract, tag, mid = card_extractor(args.weights)
+        return extract, tag, mid, mid, None
     variant, _, layout = args.features.partition("/")
     layout = layout or "stages-meanstd"
     ext = rk.lite_features(variant, "stages-meanstd")
@@ -55,32 +58,68 @@ def extractor(args):
     return ext, tag, ext.name, ext.name, None
 
 
+def card_extractor(card: str):
+    """(extract, cache tag, cache key) of any model the scorer loads: its frame features, NSS included if it has them."""
+    from contrique_video.api import Scorer
+
+    scorer = Scorer(weights=card, threads=1)
+    mid = scorer.model_id
+    return (lambda rgb: scorer.frame_features([rgb])[0]), mid.replace("/", "_"), mid
+
+
+def store(args, part: str, tag: str, name: str, extract):
+    """Where the rows of ``part`` (clive, fit) are cached: one file per extractor (--nss and --also append
+    theirs), so a stacked layout reuses every row already extracted."""
+    folder = Path(args.cache_dir)
+    parts = [(rk.FeatureCache(folder / f"feats_{part}_{tag}.npz", name, every=40), extract)]
+    if args.nss:
+        parts.append((rk.FeatureCache(folder / f"feats_{part}_nss.npz", "nss", every=200), rk.nss_rows))
+    for also_extract, also_tag, also_name in args.also_extractors:
+        parts.append((rk.FeatureCache(folder / f"feats_{part}_{also_tag}.npz", also_name, every=40), also_extract))
+    return parts[0][0] if len(parts) == 1 else rk.StackedFeatures(parts)
+
+
 def clive_features(args, extract, tag, name):
     table = fitmod.read_mos(args.mos)
-    cache = rk.FeatureCache(Path(args.cache_dir) / f"feats_clive_{tag}.npz", name, every=100)
-    for img in table["image"]:
-        cache.get(img, lambda img=img: rk.read_rgb(Path(args.images) / img), extract)
+    cache = store(args, "clive", tag, name, extract)
+    X = [cache.get(img, lambda img=img: rk.read_rgb(Path(args.images) / img), extract) for img in table["image"]]
     cache.save()
-    return np.stack([cache.rows[i] for i in table["image"]]).astype(np.float64), table["mos"].to_numpy(np.float64)
+    return np.stack(X).astype(np.float64), table["mos"].to_numpy(np.float64)
+
+
+def load_source(args, name: str) -> np.ndarray:
+    """A ranking source: a pristine photo, or an ``authentic:IMAGE`` of clive-train cut the same way."""
+    if name.startswith(AUTHENTIC):
+        return deg.crop_square(rk.read_rgb(Path(args.images) / name[len(AUTHENTIC):]))
+    return deg.load_pristine(name, args.wallpapers)
+
+
+def authentic_sources(table, n: int) -> list[str]:
+    """``n`` clive-train images (a fixed random choice) whose degraded copies become ranking pairs."""
+    images = table["image"].tolist()
+    return [AUTHENTIC + images[i] for i in np.random.default_rng(1).permutation(len(images))[:n]]
 
 
 def ladder_rows(args, extract, tag, name, sources):
-    cache = rk.FeatureCache(Path(args.cache_dir) / f"feats_fit_{tag}.npz", name, every=40)
+    """Feature rows of every level of every ladder of ``sources``, by ``source|kind|level``."""
+    cache = store(args, "fit", tag, name, extract)
+    rows = {}
     for src_name in sources:
-        src = None
-        for lad_kind in deg.ladders(np.zeros((64, 64, 3), np.uint8), src_name):
-            for level in range(lad_kind.n):
-                key = f"{src_name}|{lad_kind.kind}|{level}"
-                if key in cache:
-                    continue
-                if src is None:
-                    src = deg.load_pristine(src_name, args.wallpapers)
-                    lads = {lad.kind: lad for lad in deg.ladders(src, src_name)}
-                cache.get(key, lambda: lads[lad_kind.kind].make(level), extract)
+        kinds = deg.ladder_kinds(authentic=src_name.startswith(AUTHENTIC))
+        lads: dict = {}  # the source's ladders, made only if some row is missing from the cache
+
+        def ladder(kind, src_name=src_name, kinds=kinds, lads=lads):
+            if not lads:
+                lads.update({lad.kind: lad for lad in deg.ladders(load_source(args, src_name), src_name, kinds)})
+            return lads[kind]
+
+        for lad in deg.ladders(np.zeros((64, 64, 3), np.uint8), src_name, kinds):
+            for level in range(lad.n):
+                key = f"{src_name}|{lad.kind}|{level}"
+                rows[key] = cache.get(key, lambda kind=lad.kind, level=level: ladder(kind).make(level), extract)
         print(f"ladders of {src_name}: done", flush=True)
     cache.save()
-    prefix = tuple(f"{s}|" for s in sources)
-    return {k: v for k, v in cache.rows.items() if k.startswith(prefix)}
+    return rows
 
 
 def main() -> None:
@@ -92,6 +131,11 @@ def main() -> None:
     ap.add_argument("--wallpapers", type=Path, default=None)
     ap.add_argument("--sources", type=int, default=len(deg.FIT), help="use the first N of degradation.FIT")
     ap.add_argument("--smooth", type=int, default=0, help="also the first N of degradation.FIT_SMOOTH (flat crops)")
+    ap.add_argument("--nss", action="store_true", help="append the scorer's 36 NSS features (layout +nss)")
+    ap.add_argument("--also", action="append", default=[], metavar="CARD",
+                    help="append another model's features (Re-IQA's content + quality encoders); repeatable")
+    ap.add_argument("--authentic", type=int, default=0, help="also N clive-train images as ranking sources, "
+                    "degraded only by types that harm any photo; a protocol split drops its test images' pairs")
     ap.add_argument("--cache-dir", default="runs")
     ap.add_argument("--lam-rank", type=float, default=1.0)
     ap.add_argument("--margin", type=float, default=1.0)
@@ -110,9 +154,28 @@ def main() -> None:
 
     torch.set_num_threads(1)
     extract, tag, cache_key, feat_id, cut = extractor(args)
-    feat_id = args.feature_id or feat_id
+    args.also_extractors = [card_extractor(card) for card in args.also]
+    if args.also and (cut is not None or args.nss):
+        raise SystemExit("--also goes with a full layout and without --nss (put the NSS-carrying card last)")
+    if args.nss:
+        if args.weights:
+            raise SystemExit("--nss is for --features; a model card says itself whether it has NSS features")
+        feat_id += NSS_SUFFIX
+        if cut is not None:  # slice the network's block, keep the NSS block
+            net_cut = cut
+            cut = lambda X: np.hstack([net_cut(X[:, :-NSS_FEATURES]), X[:, -NSS_FEATURES:]])  # noqa: E731
+    feat_id = args.feature_id or "+".join([feat_id, *(name for _, _, name in args.also_extractors)])
     X, y = clive_features(args, extract, tag, cache_key)
-    sources = deg.FIT[: args.sources] + (deg.FIT_SMOOTH[: args.smooth] if args.smooth else [])
+    table = fitmod.read_mos(args.mos)
+    pristine = deg.FIT[: args.sources] + (deg.FIT_SMOOTH[: args.smooth] if args.smooth else [])
+    authentic = authentic_sources(table, args.authentic)
+    sources = pristine + authentic
+    row_of = {AUTHENTIC + img: i for i, img in enumerate(table["image"])}
+
+    def fit_part(train, keep=pristine):
+        """The pair set a fit on CLIVE rows ``train`` may use: ``keep`` plus the authentic sources among them."""
+        inside = set(train.tolist())
+        return rd.subset(list(keep) + [s for s in authentic if row_of[s] in inside])
     if sources:
         rd = rk.rank_data(ladder_rows(args, extract, tag, cache_key, sources))
     else:  # MOS only (a plain ridge head); an empty pair set
@@ -124,20 +187,17 @@ def main() -> None:
 
     if args.tune:
         lams, margins = ([float(v) for v in part.split(",")] for part in args.tune.split(":"))
-        halves = [sources[0::2], sources[1::2]]
-        rng = np.random.default_rng(0)
-        n_test = int(round(len(y) * 0.2))
-        perms = [rng.permutation(len(y)) for _ in range(args.tune_splits)]
-        alphas = [rk.fit_ridge_std(X[p[n_test:]], y[p[n_test:]]).info["alpha"] for p in perms]
+        halves = [pristine[0::2], pristine[1::2]]
+        splits = list(fitmod.protocol_splits(len(y), args.tune_splits))
+        alphas = [rk.fit_ridge_std(X[train], y[train]).info["alpha"] for _, train in splits]
         print(f"{'lam_rank':>8} {'margin':>6} {'SRCC':>6} {'unseen pairs':>12} {'clean>all':>9} {'s':>5}")
         for lam in lams:
             for margin in margins if lam > 0 else margins[:1]:
                 t0 = time.time()
                 srcc, acc, acc_all = [], [], []
-                for perm, alpha in zip(perms, alphas):
-                    test, train = perm[:n_test], perm[n_test:]
+                for (test, train), alpha in zip(splits, alphas):
                     for fit_half, held_half in (halves, halves[::-1]):
-                        model = rk.fit_ranked(X[train], y[train], rd.subset(fit_half), lam, margin, alpha=alpha)
+                        model = rk.fit_ranked(X[train], y[train], fit_part(train, fit_half), lam, margin, alpha=alpha)
                         srcc.append(fitmod.correlations(model.predict(X[test]), y[test])["srcc"])
                         held = rd.subset(held_half)
                         s = model.predict(rd.X)
@@ -148,15 +208,15 @@ def main() -> None:
 
     if args.evaluate:
         base = {
-            "ridge": lambda Xt, yt: rk.fit_ridge_std(Xt, yt),
-            "ranked": lambda Xt, yt: rk.fit_ranked(Xt, yt, rd, args.lam_rank, args.margin),
+            "ridge": lambda Xt, yt, train: rk.fit_ridge_std(Xt, yt),
+            "ranked": lambda Xt, yt, train: rk.fit_ranked(Xt, yt, fit_part(train), args.lam_rank, args.margin),
         }
         print(f"protocol: {args.splits} random 80/20 splits of {len(y)} CLIVE images (seed 0), medians")
         if args.skip_ridge:
             base.pop("ridge")
         for label, fitter in base.items():
-            r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter)
-            full = fitter(X, y)
+            r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter, fitter_takes_train=True)
+            full = fitter(X, y, np.arange(len(y)))
             print(f"  {label:<8} SRCC {r['srcc']:.3f}  PLCC {r['plcc']:.3f}  (all-data fit: pair ordering "
                   f"{100 * rk.pair_accuracy(full.predict(rd.X), rd):.1f}% adjacent, "
                   f"{100 * rk.pair_accuracy(full.predict(rd.X), rd, False):.1f}% all, on the fit sources)", flush=True)
@@ -172,7 +232,7 @@ def main() -> None:
             weights=model.weights, intercept=model.intercept, name=name, features=feat_id,
             trained_on=f"CLIVE (clive-train, {len(y)} images)" + (f" + {rd.counts()['pairs']} ranking pairs" if lam else ""),
             scale="MOS", range=(0.0, 100.0), higher_is_better=True,
-            extra={"n_features_in": int(X.shape[1]), "layout": "[features(full) | features(half)]"},
+            extra={"n_features_in": int(X.shape[1]), "layout": "[features(full) | features(half)]" + (" | nss(36)" if args.nss else "")},
             mapping={"kind": "logistic", "params": params},
             fit={
                 "method": kind, "mos": {"data": "clive-train mos.csv", "images": int(len(y))},

@@ -257,9 +257,21 @@ def _seed(*parts) -> int:
     return zlib.crc32("/".join(map(str, parts)).encode())
 
 
+#: Types that can improve an already imperfect photo (a dark, flat, dull, soft or noisy one), so ranking
+#: sources cut from authentic images (CLIVE) leave them out: only damage that harms any photo is a pair.
+CAN_IMPROVE = ("brighten", "darken", "mean_shift", "contrast_change", "high_sharpen", "denoise", "color_saturation_lab")
+
+
+def ladder_kinds(authentic: bool = False) -> list[str]:
+    """The ladder types available here: the bank's 28, ffmpeg-like noise, CRF per codec (``authentic``:
+    without :data:`CAN_IMPROVE`)."""
+    kinds = list(distortions.TYPES) + ["ffmpeg_noise"] + [f"crf_{c}" for c in available_codecs()]
+    return [k for k in kinds if not (authentic and k in CAN_IMPROVE)]
+
+
 def ladders(src: np.ndarray, source_name: str, kinds: list[str] | None = None) -> list[Ladder]:
     """Every ladder of ``src``: the distortion bank's 28 types, ffmpeg-like noise, CRF ladders per codec."""
-    all_kinds = list(distortions.TYPES) + ["ffmpeg_noise"] + [f"crf_{c}" for c in available_codecs()]
+    all_kinds = ladder_kinds()
     kinds = all_kinds if kinds is None else kinds
     unknown = [k for k in kinds if k not in all_kinds]
     if unknown:

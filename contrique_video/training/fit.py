@@ -83,23 +83,33 @@ def correlations(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
+def protocol_splits(n: int, splits: int = 10, test_size: float = 0.2, seed: int = 0):
+    """The paper's protocol's (test, train) index arrays: ``splits`` random permutations of ``n`` items.
+
+    They depend only on ``seed`` and ``n``, so every fitter, and any side data tied to the images (ranking
+    pairs made from a training image, say), sees the same splits.
+    """
+    rng = np.random.default_rng(seed)
+    n_test = max(2, int(round(n * test_size)))
+    for _ in range(splits):
+        perm = rng.permutation(n)
+        yield perm[:n_test], perm[n_test:]
+
+
 def evaluate(X: np.ndarray, y: np.ndarray, splits: int = 10, test_size: float = 0.2, seed: int = 0,
-             blocks: list[Block] | None = None, fitter=None) -> dict:
+             blocks: list[Block] | None = None, fitter=None, fitter_takes_train: bool = False) -> dict:
     """Median SRCC/PLCC/KRCC/RMSE over ``splits`` random train/test splits (the paper's protocol).
 
     ``fitter(X_train, y_train)`` returns a model with ``predict``; the default is :func:`fit_linear` with
-    ``blocks``. The splits depend only on ``seed`` and ``len(y)``, so two fitters see the same splits.
+    ``blocks``. With ``fitter_takes_train`` it is called ``fitter(X_train, y_train, train_indices)``, for
+    fits that must leave out side data of the test images. The splits are :func:`protocol_splits`.
     """
     X = np.asarray(X, np.float64)
     y = np.asarray(y, np.float64)
-    rng = np.random.default_rng(seed)
-    n_test = max(2, int(round(len(y) * test_size)))
     fitter = fitter or (lambda Xt, yt: fit_linear(Xt, yt, blocks))
     rows = []
-    for _ in range(splits):
-        perm = rng.permutation(len(y))
-        test, train = perm[:n_test], perm[n_test:]
-        model = fitter(X[train], y[train])
+    for test, train in protocol_splits(len(y), splits, test_size, seed):
+        model = fitter(X[train], y[train], train) if fitter_takes_train else fitter(X[train], y[train])
         rows.append(correlations(model.predict(X[test]), y[test]))
     out = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     out["srcc_all"] = [r["srcc"] for r in rows]

@@ -117,6 +117,39 @@ class FeatureCache:
         self._new = 0
 
 
+class StackedFeatures:
+    """Rows of several extractors side by side, each kept in its own :class:`FeatureCache`, with the same
+    ``get`` as one cache: adding the NSS block to cached network features costs only the NSS."""
+
+    def __init__(self, parts: list[tuple[FeatureCache, Callable[[np.ndarray], np.ndarray]]]):
+        self.parts = parts
+
+    def __contains__(self, key: str) -> bool:
+        return all(key in cache for cache, _ in self.parts)
+
+    def get(self, key: str, make: Callable[[], np.ndarray], extract=None) -> np.ndarray:
+        """The stacked row of ``key``; ``make`` runs at most once, and only if some part lacks the row."""
+        made: list[np.ndarray] = []
+
+        def once() -> np.ndarray:
+            if not made:
+                made.append(make())
+            return made[0]
+
+        return np.concatenate([cache.get(key, once, ex) for cache, ex in self.parts])
+
+    def save(self) -> None:
+        for cache, _ in self.parts:
+            cache.save()
+
+
+def nss_rows(rgb: np.ndarray) -> np.ndarray:
+    """The scorer's 36 NSS features (full and half scale) of one frame, the block ``+nss`` layouts append."""
+    from contrique_video.models.nss import nss_features
+
+    return nss_features(np.ascontiguousarray(rgb)).astype(np.float32)
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     from PIL import Image
 

@@ -20,6 +20,14 @@ def psnr(a, b):
     return 10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
 
 
+def test_authentic_sources_get_only_damage_that_harms_any_photo():
+    every, authentic = deg.ladder_kinds(), deg.ladder_kinds(authentic=True)
+    assert set(deg.CAN_IMPROVE) <= set(every)
+    assert not set(authentic) & set(deg.CAN_IMPROVE)
+    assert set(every) - set(authentic) == set(deg.CAN_IMPROVE)
+    assert {"white_noise", "ffmpeg_noise", "jpeg", "gaussian_blur", "rescale"} <= set(authentic)
+
+
 def test_heldout_sources_are_disjoint_from_fit_sources_and_load_without_wallpapers():
     assert not set(deg.HELDOUT) & set(deg.FIT)
     img = small_source(64)

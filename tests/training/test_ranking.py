@@ -9,9 +9,10 @@ from scipy import stats
 
 from contrique_video.errors import InputError
 from contrique_video.models.efficientnet_lite import EfficientNetLite, LayoutFeatures
-from contrique_video.training.fit import evaluate
+from contrique_video.training.fit import evaluate, protocol_splits
 from contrique_video.training.ranking import (
     FeatureCache,
+    StackedFeatures,
     FrameFeatures,
     fit_logistic,
     fit_ranked,
@@ -104,6 +105,22 @@ def test_evaluate_takes_any_fitter_on_the_same_splits():
     np.testing.assert_allclose(a["srcc_all"], b["srcc_all"], atol=1e-6)
 
 
+def test_a_fitter_that_takes_train_indices_gets_each_splits_training_rows():
+    X, y, rows = conflict_problem(4)
+    seen = []
+
+    def fitter(Xt, yt, train):
+        np.testing.assert_array_equal(Xt, X[train])
+        seen.append(np.sort(train))
+        return fit_ridge_std(Xt, yt)
+
+    c = evaluate(X, y, splits=3, fitter=fitter, fitter_takes_train=True)
+    splits = list(protocol_splits(len(y), 3))
+    assert [np.sort(tr).tolist() for _, tr in splits] == [s.tolist() for s in seen]
+    assert all(not set(te) & set(tr) and len(te) + len(tr) == len(y) for te, tr in splits)
+    np.testing.assert_allclose(c["srcc_all"], evaluate(X, y, splits=3, fitter=fit_ridge_std)["srcc_all"], atol=1e-9)
+
+
 def test_frame_features_are_full_then_half_scale_and_last_slices_out_of_stages():
     torch.manual_seed(0)
     trunk = EfficientNetLite("lite0").eval()
@@ -134,3 +151,23 @@ def test_feature_cache_reuses_rows_and_survives_a_reload(tmp_path):
     assert sorted(again.rows) == ["k0", "k1", "k2"] and again.rows["k2"][0] == 2
     with pytest.raises(InputError, match="holds x features, not other"):
         FeatureCache(tmp_path / "c.npz", "other extractor")
+
+
+def test_stacked_features_keep_each_block_in_its_own_cache_and_make_an_image_once(tmp_path):
+    made = []
+
+    def make():
+        made.append(1)
+        return np.full((2, 2, 3), 7, np.uint8)
+
+    first = FeatureCache(tmp_path / "a.npz", "a")
+    first.get("k", make, lambda img: np.array([1.0, 2.0], np.float32))  # already cached: the stack reuses it
+    stack = StackedFeatures([(first, lambda img: np.array([3.0, 4.0], np.float32)), (FeatureCache(tmp_path / "b.npz", "b"),
+                                                           lambda img: img.ravel()[:1].astype(np.float32))])
+    assert "k" not in stack
+    np.testing.assert_array_equal(stack.get("k", make), [1.0, 2.0, 7.0])
+    assert len(made) == 2 and "k" in stack  # once for the first cache's row, once for the stack's missing block
+    np.testing.assert_array_equal(stack.get("j", make), [3.0, 4.0, 7.0])
+    assert len(made) == 3  # a new key: one image for both blocks
+    stack.save()
+    assert sorted(FeatureCache(tmp_path / "b.npz", "b").rows) == ["j", "k"]
