@@ -61,6 +61,8 @@ def make_scorer(args) -> check.HeadScorer:
         return (lambda rgb: scorer.frame_features([rgb])[0]), scorer.model_id, scorer
 
     post = None
+    if args.also and not args.features:
+        raise ContriqueError("--also goes with --features (a model's own head cannot read a stacked layout)")
     if args.features:
         if not args.head:
             raise ContriqueError("--features needs --head: a head fit on those features")
@@ -72,7 +74,9 @@ def make_scorer(args) -> check.HeadScorer:
         if nss:
             parts.append((nss_rows, "nss"))
         layout = layout.removesuffix(NSS_SUFFIX)
-        if layout == "last" and not (nss or args.also):
+        if layout == "last" and (nss or args.also):
+            raise ContriqueError("the last layout goes without +nss and --also (as fit_ranked_head.py fits it)")
+        if layout == "last":
             # sliced out of stages-meanstd (the same numbers), so both layouts share one feature cache
             channels = ext.module.trunk.channels
             post = lambda row: last_from_stages(row[None], channels)[0]  # noqa: E731
@@ -81,8 +85,6 @@ def make_scorer(args) -> check.HeadScorer:
     else:
         extract, name, scorer = card(args.weights, args.head)
         parts, head = [(extract, name)], scorer.check_head()
-    if args.also and not args.features:
-        raise ContriqueError("--also goes with --features (a model's own head cannot read a stacked layout)")
     parts += [card(weights)[:2] for weights in args.also]
 
     if args.cache is None:
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", default=None, metavar="lite0|lite1|lite2[/LAYOUT]",
                     help="score with frozen ImageNet EfficientNet-Lite features and --head instead of a model")
     ap.add_argument("--also", action="append", default=[], metavar="CARD",
-                    help="append another model's features to --features or --weights (a head fit on the stack); repeatable")
+                    help="append another model's features to --features (for heads fit with fit_ranked_head.py --also); repeatable")
     ap.add_argument("--wallpapers", type=Path, default=None, help="extracted wallpaper packages (for those held-out photos)")
     ap.add_argument("--images", nargs="*", default=None, help="pristine sources (default: the held-out set)")
     ap.add_argument("--types", default="all", help="'all', 'noise' or a comma-separated list of degradation types")

@@ -30,7 +30,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contrique_video.models.card import NSS_FEATURES  # noqa: E402
 from contrique_video.models.head import LinearHead  # noqa: E402
 from contrique_video.models.layouts import NSS_SUFFIX  # noqa: E402
 from contrique_video.training import degradation as deg  # noqa: E402
@@ -154,16 +153,13 @@ def main() -> None:
 
     torch.set_num_threads(1)
     extract, tag, cache_key, feat_id, cut = extractor(args)
+    if (args.nss or args.also) and (args.weights or cut is not None):
+        raise SystemExit("--nss and --also go with --features VARIANT/stages-meanstd (a card says itself whether it has NSS)")
     args.also_extractors = [card_extractor(card) for card in args.also]
-    if args.also and (cut is not None or args.nss):
-        raise SystemExit("--also goes with a full layout and without --nss (put the NSS-carrying card last)")
+    if args.also and args.nss:
+        raise SystemExit("--also goes without --nss (a card with NSS appends its own block)")
     if args.nss:
-        if args.weights:
-            raise SystemExit("--nss is for --features; a model card says itself whether it has NSS features")
         feat_id += NSS_SUFFIX
-        if cut is not None:  # slice the network's block, keep the NSS block
-            net_cut = cut
-            cut = lambda X: np.hstack([net_cut(X[:, :-NSS_FEATURES]), X[:, -NSS_FEATURES:]])  # noqa: E731
     feat_id = args.feature_id or "+".join([feat_id, *(name for _, _, name in args.also_extractors)])
     X, y = clive_features(args, extract, tag, cache_key)
     table = fitmod.read_mos(args.mos)
@@ -232,7 +228,8 @@ def main() -> None:
             weights=model.weights, intercept=model.intercept, name=name, features=feat_id,
             trained_on=f"CLIVE (clive-train, {len(y)} images)" + (f" + {rd.counts()['pairs']} ranking pairs" if lam else ""),
             scale="MOS", range=(0.0, 100.0), higher_is_better=True,
-            extra={"n_features_in": int(X.shape[1]), "layout": "[features(full) | features(half)]" + (" | nss(36)" if args.nss else "")},
+            extra={"n_features_in": int(X.shape[1]), "layout": "[features(full) | features(half)]" + (" | nss(36)" if args.nss else "")
+                   + "".join(f" | {name}" for _, _, name in args.also_extractors)},
             mapping={"kind": "logistic", "params": params},
             fit={
                 "method": kind, "mos": {"data": "clive-train mos.csv", "images": int(len(y))},
