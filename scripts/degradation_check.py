@@ -45,7 +45,6 @@ def make_scorer(args) -> check.HeadScorer:
     """The check's scorer: a model with its head, or frozen Lite features (+ NSS, + other models' features)
     with --head. Each extractor's rows go to their own cache file beside ``--cache``, so stacked layouts
     reuse every row already extracted."""
-    from contrique_video.api import Scorer
     from contrique_video.models.head import resolve_head
     from contrique_video.models.layouts import NSS_SUFFIX
     from contrique_video.training.ranking import (
@@ -53,12 +52,13 @@ def make_scorer(args) -> check.HeadScorer:
         StackedFeatures,
         last_from_stages,
         lite_features,
+        model_features,
         nss_rows,
     )
 
     def card(weights, head=None):
-        scorer = Scorer(weights=weights, head=head, threads=args.threads)
-        return (lambda rgb: scorer.frame_features([rgb])[0]), scorer.model_id, scorer
+        extract, scorer = model_features(weights, head, args.threads)
+        return extract, scorer.model_id, scorer
 
     post = None
     if args.also and not args.features:

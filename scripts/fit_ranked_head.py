@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from contrique_video.errors import ContriqueError  # noqa: E402
 from contrique_video.models.head import LinearHead  # noqa: E402
 from contrique_video.models.layouts import NSS_SUFFIX  # noqa: E402
 from contrique_video.training import degradation as deg  # noqa: E402
@@ -59,11 +60,8 @@ def extractor(args):
 
 def card_extractor(card: str):
     """(extract, cache tag, cache key) of any model the scorer loads: its frame features, NSS included if it has them."""
-    from contrique_video.api import Scorer
-
-    scorer = Scorer(weights=card, threads=1)
-    mid = scorer.model_id
-    return (lambda rgb: scorer.frame_features([rgb])[0]), mid.replace("/", "_"), mid
+    extract, scorer = rk.model_features(card)
+    return extract, scorer.model_id.replace("/", "_"), scorer.model_id
 
 
 def store(args, part: str, tag: str, name: str, extract):
@@ -149,6 +147,9 @@ def main() -> None:
     ap.add_argument("--feature-id", default=None, help="the head's 'features' field (default: the extractor's id), "
                     "e.g. the model card id a built-in model checks heads against")
     args = ap.parse_args()
+    if args.authentic < 0 or not 0 <= args.sources <= len(deg.FIT) or not 0 <= args.smooth <= len(deg.FIT_SMOOTH):
+        ap.error(f"--authentic takes N >= 0 (at most every MOS image is used), --sources 0-{len(deg.FIT)}, "
+                 f"--smooth 0-{len(deg.FIT_SMOOTH)}")
     import torch
 
     torch.set_num_threads(1)
@@ -258,4 +259,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ContriqueError as exc:  # bad weights, images or caches: one line, not a traceback
+        sys.exit(f"error: {exc}")

@@ -96,9 +96,10 @@ def probe_frame(size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
 
 def measure(open_path: Callable[[Path_], Backend], paths: Sequence[Path_], repeats: int = REPEATS) -> dict[Path_, float]:
     """Best seconds for one :data:`FRAME_SIZE` frame (both scales) per path, timed round-robin after a warm-up;
-    ``open_path`` opens a (backend, precision) on the CPU. A path this install cannot run is left out."""
+    ``open_path`` opens a (backend, precision) on the CPU. A path this install cannot run is left out; when
+    none runs, the first fp32 path's error is raised, since it names what is wrong (a bad weights file, say)."""
     frame = [probe_frame()]
-    backends = {}
+    backends, failures = {}, []
     for path in paths:
         try:
             backends[path] = open_path(path)
@@ -106,6 +107,9 @@ def measure(open_path: Callable[[Path_], Backend], paths: Sequence[Path_], repea
         except ContriqueError as exc:  # an fp32 path should run; a reduced one may lack a table or support
             (log.warning if path[1] == "fp32" else log.debug)("auto: %s %s left out: %s", *path, exc)
             backends.pop(path, None)
+            failures.append((path[1] != "fp32", exc))
+    if not backends and failures:
+        raise min(failures, key=lambda f: f[0])[1]
     best = dict.fromkeys(backends, float("inf"))
     for _ in range(repeats):
         for path, backend in backends.items():

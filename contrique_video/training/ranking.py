@@ -143,6 +143,15 @@ class StackedFeatures:
             cache.save()
 
 
+def model_features(weights: str | Path | None, head: str | None = None, threads: int = 1):
+    """(extract, scorer) for any model the scorer loads: ``extract(rgb)`` is one frame's feature row, as
+    scored (NSS included when the card has it); ``weights`` None is the built-in model."""
+    from contrique_video.api import Scorer
+
+    scorer = Scorer(weights=weights, head=head, threads=threads)
+    return (lambda rgb: scorer.frame_features([rgb])[0]), scorer
+
+
 def nss_rows(rgb: np.ndarray) -> np.ndarray:
     """The scorer's 36 NSS features (full and half scale) of one frame, the block ``+nss`` layouts append."""
     from contrique_video.models.nss import nss_features

@@ -13,7 +13,7 @@ from contrique_video.backends import autotune
 from contrique_video.backends import open_backend
 from contrique_video.backends import cpu as cpu_mod
 from contrique_video.models import get_card
-from contrique_video.errors import UnsupportedError
+from contrique_video.errors import ModelError, UnsupportedError
 
 IN = {"srcc_change": -0.001, "mean_abs_score_change": 0.2, "max_abs_score_change": 0.9, "measured": "test"}
 OUT = {"srcc_change": -0.001, "mean_abs_score_change": 0.7, "max_abs_score_change": 2.0, "measured": "test"}
@@ -200,3 +200,22 @@ def test_an_asked_precision_gets_its_fastest_measured_path(bf16_machine, monkeyp
         [("openvino", "fp32"), ("torch", "fp32")], [], lambda ps: {p: times[p] for p in ps}, {}))
     with pytest.raises(UnsupportedError, match="not bf16"):
         open_backend(bf16_machine, "auto", "bf16")
+
+
+def test_when_no_path_runs_the_error_says_why_not_that_no_path_ran():
+    """A bad weights file fails every path: auto passes the fp32 path's own error on."""
+
+    def open_path(path):
+        if path[1] == "fp32":
+            raise ModelError(f"cannot read weights x.pt ({path[0]})")
+        raise UnsupportedError(f"{path[0]} has no {path[1]}")
+
+    with pytest.raises(ModelError, match=r"cannot read weights x.pt \(torch\)"):
+        autotune.measure(open_path, [("torch", "bf16"), ("torch", "fp32"), ("onnxruntime", "fp32")], repeats=1)
+
+    def only_bf16_fails(path):
+        if path[1] == "bf16":
+            raise UnsupportedError("no bf16")
+        return lambda frames: None
+
+    assert set(autotune.measure(only_bf16_fails, [("torch", "bf16"), ("torch", "fp32")], repeats=1)) == {("torch", "fp32")}
