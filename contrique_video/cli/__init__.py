@@ -17,7 +17,7 @@ from contrique_video.cli.models import evaluate, export_onnx, features, fit, imp
 from contrique_video.cli.options import fail
 from contrique_video.cli.score import score
 from contrique_video.cli.system import bench, info
-from contrique_video.cli.train import train
+from contrique_video.cli.train import train, train_branch
 
 
 class OneLineGroup(click.Group):
@@ -52,6 +52,6 @@ def main(ctx: click.Context, quiet: bool) -> None:
                         stream=sys.stderr)
 
 
-for command in (score, features, import_head, export_onnx, bench, info, train, fit, evaluate, crf_search_command,
+for command in (score, features, import_head, export_onnx, bench, info, train, train_branch, fit, evaluate, crf_search_command,
                 ladder_command):
     main.add_command(command)

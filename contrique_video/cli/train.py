@@ -10,13 +10,29 @@ import click
 from contrique_video.cli.options import guarded, output_dir_option, pick_output_dir, quiet_option
 
 
+def data_options(pristine: str, authentic: str):
+    """The image folders both training commands take, and the held-out fold scored at each evaluation."""
+    options = [
+        click.option("--pristine", required=True, type=click.Path(), help=f"Folder of pristine photos ({pristine})."),
+        click.option("--authentic", type=click.Path(), help=f"Folder of {authentic}."),
+        click.option("--mos", type=click.Path(dir_okay=False),
+                     help="MOS CSV (image,mos) for the authentic folder: a held-out fold is scored at each evaluation."),
+        click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True,
+                     help="Fraction of the MOS images held out (never trained on)."),
+    ]
+
+    def wrap(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return wrap
+
+
 @click.command()
 @quiet_option
 @output_dir_option("Run folder (checkpoints, logs).")
-@click.option("--pristine", required=True, type=click.Path(), help="Folder of pristine photos (synthetic distortions are applied to these).")
-@click.option("--authentic", type=click.Path(), help="Folder of authentically distorted images, each its own class.")
-@click.option("--mos", type=click.Path(dir_okay=False), help="MOS CSV (image,mos) for the authentic folder: a held-out fold is scored at each checkpoint.")
-@click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.3, show_default=True, help="Fraction of the MOS images held out (never trained on).")
+@data_options("synthetic distortions are applied to these", "authentically distorted images, each its own class")
 @click.option("--objective", type=click.Choice(["contrastive", "classify", "both"]), default="contrastive", show_default=True,
               help="contrastive: the official NT-Xent recipe; classify: cross-entropy over distortion type and level; "
                    "both: the sum of the two.")
@@ -81,3 +97,51 @@ def train(ctx, outdir, out_alias, pristine, authentic, mos, holdout, objective, 
                       lite_map=lite_map, checkpoint_minutes=checkpoint_minutes)
     result = run(cfg, resume=resume, progress=not ctx.obj["quiet"])
     click.echo(json.dumps({"steps": result["steps"], "best_srcc": result["best_srcc"], "out": out}))
+
+
+@click.command("train-branch")
+@quiet_option
+@output_dir_option("Run folder (checkpoints, models, learning curve).")
+@data_options("the ladders' clean sources", "authentic images, also cut into ladders (harmful types only)")
+@click.option("--variant", type=click.Choice(["lite0", "lite1", "lite2"]), default="lite2", show_default=True,
+              help="The frozen ImageNet EfficientNet-Lite trunk the branch sits beside.")
+@click.option("--tap", type=click.IntRange(1, 7), default=2, show_default=True, help="The trunk stage whose map the branch reads.")
+@click.option("--width", type=click.IntRange(4, 1024), default=64, show_default=True, help="The branch's first width (it ends at 2x).")
+@click.option("--crop", type=click.IntRange(64, 1024), default=128, show_default=True, help="Side in pixels of the ladders' crops.")
+@click.option("--sources", type=click.IntRange(1, 4096), default=8, show_default=True, help="Ladders per step (each clean + 5 levels).")
+@click.option("--authentic-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of the ladders cut from authentic images (with --authentic).")
+@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True, help="Optimiser steps in all.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, help="Peak learning rate (AdamW).")
+@click.option("--margin", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Ranking margin between a ladder's levels.")
+@click.option("--lam-classify", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Weight of the distortion classification loss (0: ranking alone).")
+@click.option("--eval-every", type=click.IntRange(1), default=500, show_default=True, help="Steps between evaluations.")
+@click.option("--checkpoint-minutes", type=click.FloatRange(0.1), default=5.0, show_default=True,
+              help="Also write OUTPUT/last.pt this often between evaluations.")
+@click.option("--workers", type=click.IntRange(0, 256), default=1, show_default=True, help="Data-generation processes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (same seed, same batches).")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for PyTorch (default: all cores).")
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.pt.")
+@click.pass_context
+@guarded
+def train_branch(ctx, outdir, out_alias, pristine, authentic, mos, holdout, variant, tap, width, crop, sources,
+                 authentic_share, steps, lr, margin, lam_classify, eval_every, checkpoint_minutes, workers, seed, threads,
+                 resume):
+    """Train a quality branch beside a frozen ImageNet EfficientNet-Lite trunk (README: A quality branch)."""
+    from contrique_video.training.branch import BranchConfig
+    from contrique_video.training.branch import train_branch as run
+
+    out = pick_output_dir(outdir, out_alias)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    cfg = BranchConfig(out=out, pristine=pristine, authentic=authentic, mos=mos, holdout=holdout, variant=variant,
+                       tap=tap, width=width, crop=crop, sources=sources, authentic_share=authentic_share, steps=steps,
+                       lr=lr, margin=margin, lam_classify=lam_classify, eval_every=eval_every,
+                       checkpoint_minutes=checkpoint_minutes, workers=workers, seed=seed)
+    result = run(cfg, resume=resume, progress=not ctx.obj["quiet"])
+    last = result["history"][-1] if result["history"] else {}
+    click.echo(json.dumps({"steps": last.get("step"), "srcc_both": last.get("srcc_both"), "out": out}))

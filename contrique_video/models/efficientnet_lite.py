@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from contrique_video.errors import ModelError
+from contrique_video.models.layouts import LITE_LAYOUTS
+from contrique_video.models.quality_branch import QualityBranch, branch_from_state
 
 #: (width multiplier, depth multiplier, training resolution) per variant.
 VARIANTS = {"lite0": (1.0, 1.0, 224), "lite1": (1.0, 1.1, 240), "lite2": (1.1, 1.2, 260)}
@@ -123,8 +125,9 @@ class EfficientNetLite(nn.Module):
         """RGB in [0, 1] to the weights' input range: (255 x - 127) / 128, as the TF Lite models were trained."""
         return (x * 255.0 - 127.0) / 128.0
 
-    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Feature maps at the end of each of the 7 stages, then after the 1x1 head convolution."""
+    def stages(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """Feature maps at the end of each of the 7 stages, then after the 1x1 head convolution; with ``upto``,
+        only the first ``upto`` stages are computed (a quality branch on an early map needs no more)."""
         x = F.relu6(self._bn0(self._conv_stem(self.normalise(x))))
         out = []
         ends = set(self.stage_ends)
@@ -132,6 +135,8 @@ class EfficientNetLite(nn.Module):
             x = block(x)
             if i in ends:
                 out.append(x)
+                if len(out) == upto:
+                    return out
         out.append(F.relu6(self._bn1(self._conv_head(x))))
         return out
 
@@ -142,25 +147,39 @@ class EfficientNetLite(nn.Module):
 
 class LayoutFeatures(nn.Module):
     """An EfficientNet-Lite trunk pooled by a feature layout (:data:`~contrique_video.models.layouts.LAYOUTS`)
-    into one vector per image, the contract every backend and the ONNX export follow."""
+    into one vector per image, the contract every backend and the ONNX export follow.
 
-    def __init__(self, trunk: EfficientNetLite, layout: str = "stages-meanstd"):
+    The ``quality`` layouts add a trained :class:`~contrique_video.models.quality_branch.QualityBranch` on an
+    early stage: ``quality`` is the branch's features alone, ``stages-meanstd-quality`` the trunk's then the
+    branch's.
+    """
+
+    def __init__(self, trunk: EfficientNetLite, layout: str = "stages-meanstd", branch: QualityBranch | None = None):
         super().__init__()
-        if layout not in ("last", "stages-meanstd"):
-            raise ModelError(f"EfficientNet-Lite has no feature layout {layout!r}; known: last, stages-meanstd")
+        if layout not in LITE_LAYOUTS:
+            raise ModelError(f"EfficientNet-Lite has no feature layout {layout!r}; known: {', '.join(LITE_LAYOUTS)}")
+        if (branch is not None) != layout.endswith("quality"):
+            raise ModelError(f"layout {layout!r} " + ("needs" if branch is None else "has no") + " quality branch")
         self.trunk = trunk
         self.layout = layout
+        self.branch = branch
         self.encoder_name = f"efficientnet-{trunk.variant}"
-        maps = trunk.channels if layout == "stages-meanstd" else trunk.channels[-1:]
-        self.feature_dim = 2 * sum(maps) if layout == "stages-meanstd" else maps[0]
+        maps = trunk.channels if layout.startswith("stages-meanstd") else trunk.channels[-1:]
+        dim = {"last": maps[0], "quality": 0}.get(layout, 2 * sum(maps))
+        self.feature_dim = dim + (branch.feature_dim if branch is not None else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layout == "last":
             return self.trunk(x).mean(dim=(2, 3)).float()
+        if self.layout == "quality":
+            return self.branch(self.trunk.stages(x, upto=self.branch.tap)[-1])
+        maps = self.trunk.stages(x)
         parts = []
-        for fmap in self.trunk.stages(x):
+        for fmap in maps:
             f = fmap.float()
             parts += [f.mean(dim=(2, 3)), f.std(dim=(2, 3), unbiased=False)]
+        if self.branch is not None:
+            parts.append(self.branch(maps[self.branch.tap - 1]))
         return torch.cat(parts, dim=1)
 
 
@@ -168,17 +187,33 @@ def from_state(state: dict[str, torch.Tensor], source: str, variant: str, layout
     """The trunk of ``variant`` loaded strictly from a plain state_dict, pooled by ``layout``.
 
     Keys are the PyPI packages' (``_conv_stem.weight``, ...); a ``trunk.`` prefix (a saved
-    :class:`LayoutFeatures`) and a ``_fc.`` classifier are accepted and dropped.
+    :class:`LayoutFeatures`) and a ``_fc.`` classifier are accepted and dropped. The ``quality`` layouts also
+    need the branch's ``branch.*`` keys; other layouts refuse them.
     """
     state = {k.removeprefix("trunk."): v.float() if v.is_floating_point() else v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    branch_state = {k.removeprefix("branch."): v for k, v in state.items() if k.startswith("branch.")}
+    state = {k: v for k, v in state.items() if not k.startswith(("_fc.", "branch."))}
+    branch = None
+    if layout.endswith("quality"):
+        if "body.0.weight" not in branch_state or "tap_stage" not in branch_state:
+            raise ModelError(f"weights {source} have no quality branch (branch.* keys), which layout {layout} needs")
+        branch = branch_from_state(branch_state)
+        stages = EfficientNetLite(variant).channels[:-1]
+        if not 1 <= branch.tap <= len(stages) or branch.body[0].in_channels != stages[branch.tap - 1]:
+            raise ModelError(f"weights {source}: the quality branch reads stage {branch.tap} with "
+                             f"{branch.body[0].in_channels} channels, which EfficientNet-{variant} does not have")
+    elif branch_state:
+        raise ModelError(f"weights {source} hold a quality branch; give the card the layout quality or "
+                         "stages-meanstd-quality")
     trunk = EfficientNetLite(variant)
     try:
         trunk.load_state_dict(state, strict=True)
+        if branch is not None:
+            branch.load_state_dict(branch_state, strict=True)
     except RuntimeError as exc:
         first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
         raise ModelError(f"weights {source} do not fit EfficientNet-{variant}: {first[:200]}") from None
-    return LayoutFeatures(trunk, layout).eval()
+    return LayoutFeatures(trunk, layout, branch).eval()
 
 
 @dataclass(frozen=True)
@@ -226,5 +261,14 @@ def load_imagenet(variant: str = "lite2") -> EfficientNetLite:
     return model.eval()
 
 
-__all__ = ["EfficientNetLite", "IMAGENET_WEIGHTS", "ImagenetWeights", "LayoutFeatures", "VARIANTS", "from_state",
-           "imagenet_weights", "load_imagenet"]
+__all__ = [
+    "IMAGENET_WEIGHTS",
+    "LITE_LAYOUTS",
+    "VARIANTS",
+    "EfficientNetLite",
+    "ImagenetWeights",
+    "LayoutFeatures",
+    "from_state",
+    "imagenet_weights",
+    "load_imagenet",
+]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from contrique_video.errors import ModelError
+from contrique_video.models.layouts import LITE_LAYOUTS
 from contrique_video.models.transforms import TwoScale
 
 if TYPE_CHECKING:
@@ -92,12 +93,16 @@ def _resnet_load(encoder: str, layout: str, state: dict, source: str) -> nn.Modu
 
 
 def _lite_build(encoder: str, layout: str) -> nn.Module:
+    """An untrained Lite module; the ``quality`` layouts get ``QualityBranch``'s default shape (width 64, stage 2)."""
     from contrique_video.models.efficientnet_lite import (
         EfficientNetLite,
         LayoutFeatures,
     )
+    from contrique_video.models.quality_branch import QualityBranch
 
-    return LayoutFeatures(EfficientNetLite(encoder.removeprefix("efficientnet-")), layout)
+    trunk = EfficientNetLite(encoder.removeprefix("efficientnet-"))
+    branch = QualityBranch(trunk.channels[1]) if layout.endswith("quality") else None
+    return LayoutFeatures(trunk, layout, branch)
 
 
 def _lite_load(encoder: str, layout: str, state: dict, source: str) -> nn.Module:
@@ -112,7 +117,7 @@ register_family(Family(
 ))
 register_family(Family(
     "efficientnet-lite", {f"efficientnet-{v}": ("efficientnet-lite", v) for v in ("lite0", "lite1", "lite2")},
-    ("last", "stages-meanstd"), _lite_build, _lite_load, standardize=True,
+    LITE_LAYOUTS, _lite_build, _lite_load, standardize=True,
     no_int8="static int8 moved EfficientNet-Lite2's features by 11% (relative L2; ResNet-50: 5.5%), too far for "
             "its head; run it at fp32",
 ))

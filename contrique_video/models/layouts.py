@@ -14,7 +14,13 @@ LAYOUTS = {
     "contrique": "global average pool of the last ResNet map, then L2 norm (the CONTRIQUE paper's)",
     "last": "spatial mean of the last feature map",
     "stages-meanstd": "spatial mean and standard deviation of every stage's output and the last map",
+    "quality": "spatial mean and standard deviation of a trained quality branch on an early stage's map",
+    "stages-meanstd-quality": "stages-meanstd, then the quality branch's mean and standard deviation",
 }
+#: EfficientNet-Lite's layouts. The ``quality`` ones carry a trained branch (models/quality_branch.py); their name
+#: says where the branch sits, not which training run made it, so a head fit on one branch's features must be
+#: kept with that branch's weights (as a fine-tuned trunk's heads are kept with its weights).
+LITE_LAYOUTS = ("last", "stages-meanstd", "quality", "stages-meanstd-quality")
 NSS_SUFFIX = "+nss"  # the 36 NSS features after the encoder's
 
 
@@ -23,4 +29,4 @@ def feature_layout(encoder: str, layout: str, nss: bool = False) -> str:
     return f"{encoder}/{layout}{NSS_SUFFIX if nss else ''}"
 
 
-__all__ = ["LAYOUTS", "NSS_SUFFIX", "feature_layout"]
+__all__ = ["LAYOUTS", "LITE_LAYOUTS", "NSS_SUFFIX", "feature_layout"]

@@ -107,6 +107,23 @@ def holdout_split(names: list[str], fraction: float, seed: int = 0) -> tuple[lis
     return sorted(set(names) - set(held)), held
 
 
+def authentic_folds(folder: str | None, mos: str | None, holdout: float,
+                    min_size: int) -> tuple[list[Path], list[Path], np.ndarray | None]:
+    """(authentic images to train on, held-out images, their MOS): with a MOS table, :func:`holdout_split` keeps
+    a fold out of training to score each checkpoint on; without one every image trains and none is held out."""
+    if not folder:
+        return [], [], None
+    files = {p.name: p for p in list_images(folder, min_size=min_size)}
+    if not mos:
+        return list(files.values()), [], None
+    table = read_mos(mos)
+    if not set(table["image"]) & set(files):
+        raise InputError(f"no image named in {mos} is in {folder}")
+    train_names, held_names = holdout_split(list(table["image"]), holdout)
+    held = table[table["image"].isin(held_names) & table["image"].isin(list(files))]
+    return [files[n] for n in train_names if n in files], [files[n] for n in held["image"]], held["mos"].to_numpy()
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     warm = max(1, int(cfg.warmup * cfg.steps))
     if step < warm:
@@ -141,10 +158,12 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
-def write_curve(out: Path, history: list[dict]) -> None:
+CURVE_COLUMNS = ("step", "srcc", "plcc", "loss", "n_heldout", "train_seconds", "s_per_step")
+
+
+def write_curve(out: Path, history: list[dict], cols: tuple[str, ...] = CURVE_COLUMNS) -> None:
     """``history.json`` and ``curve.csv``: one row per evaluation (step 0 = the initial weights)."""
     (out / "history.json").write_text(json.dumps(history, indent=2))
-    cols = ["step", "srcc", "plcc", "loss", "n_heldout", "train_seconds", "s_per_step"]
     rows = [",".join(cols)]
     for h in history:
         rows.append(",".join("" if h.get(c) is None else (f"{h[c]:.4f}" if isinstance(h[c], float) else str(h[c]))
@@ -169,23 +188,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if unknown:
         raise InputError(f"unknown distortion types: {', '.join(sorted(unknown))}")
     pristine = list_images(cfg.pristine, min_size=2 * cfg.crop)
-    authentic: list[Path] = []
-    heldout: list[Path] = []
-    heldout_mos: np.ndarray | None = None
-    if cfg.authentic:
-        files = {p.name: p for p in list_images(cfg.authentic, min_size=cfg.crop)}
-        if cfg.mos:
-            table = read_mos(cfg.mos)
-            missing = set(table["image"]) - set(files)
-            if len(missing) == len(table):
-                raise InputError(f"no image named in {cfg.mos} is in {cfg.authentic}")
-            train_names, held_names = holdout_split(list(table["image"]), cfg.holdout)
-            authentic = [files[n] for n in train_names if n in files]
-            held = table[table["image"].isin(held_names) & table["image"].isin(list(files))]
-            heldout = [files[n] for n in held["image"]]
-            heldout_mos = held["mos"].to_numpy()
-        else:
-            authentic = list(files.values())
+    authentic, heldout, heldout_mos = authentic_folds(cfg.authentic, cfg.mos, cfg.holdout, cfg.crop)
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was requested but PyTorch sees no CUDA GPU")

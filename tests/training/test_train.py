@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
-from skimage import data
 
 from contrique_video.cli import main
 from contrique_video.errors import InputError
@@ -18,23 +16,6 @@ from contrique_video.models.contrique import Contrique, load_weights
 from contrique_video.training import train as train_mod
 from contrique_video.training.train import TrainConfig, holdout_split, train
 from contrique_video.training.trainees import build_model
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    d = tmp_path_factory.mktemp("train")
-    (d / "pristine").mkdir()
-    (d / "authentic").mkdir()
-    for i, img in enumerate([data.astronaut(), data.coffee(), data.chelsea()]):
-        Image.fromarray(img).resize((160, 160)).save(d / "pristine" / f"p{i}.png")
-    rng = np.random.default_rng(0)
-    rows = ["image,mos"]
-    for i in range(10):
-        img = Image.fromarray(data.rocket()).crop((i * 20, 0, i * 20 + 150, 150))
-        img.save(d / "authentic" / f"a{i}.jpg", quality=int(20 + 8 * i))
-        rows.append(f"a{i}.jpg,{rng.uniform(0, 100):.2f}")
-    (d / "mos.csv").write_text("\n".join(rows) + "\n")
-    return d
 
 
 def config(d, out, **kw):
