@@ -22,7 +22,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def list_images(folder: str | Path, min_size: int = 0) -> list[Path]:
-    """The images under ``folder``, sorted; any under ``min_size`` px is refused now, not hours into a run."""
+    """The images under ``folder``, sorted; with ``min_size``, any smaller or damaged image is refused now, not
+    hours into a run."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"image folder not found: {folder}")
@@ -34,19 +35,23 @@ def list_images(folder: str | Path, min_size: int = 0) -> list[Path]:
         for p in files:
             try:
                 with Image.open(p) as im:
+                    im.load()  # a truncated file fails here, not later in a data worker
                     if min(im.size) < min_size:
                         small.append(p.name)
-            except OSError:
-                raise InputError(f"cannot read image {p}") from None
+            except OSError as exc:
+                raise InputError(f"cannot read image {p}: {exc}") from None
         if small:
             raise InputError(f"{len(small)} images in {folder} are smaller than {min_size}px, e.g. {small[0]}")
     return files
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB (grey and RGBA images converted)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """An image file as HxWx3 uint8 RGB (grey and RGBA images converted); a damaged file is named in one line."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as exc:
+        raise InputError(f"cannot read image {path}: {exc}") from None
 
 COLOUR_OPTIONS = ("none", "gray", "lab", "hsv", "lms")
 

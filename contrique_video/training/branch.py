@@ -52,7 +52,7 @@ from contrique_video.training import distortions
 from contrique_video.training.batches import list_images, load_rgb
 from contrique_video.training.degradation import CAN_IMPROVE
 from contrique_video.training.fit import evaluate
-from contrique_video.training.train import authentic_folds, write_curve
+from contrique_video.training.train import authentic_folds, load_checkpoint, write_curve
 
 log = logging.getLogger("contrique_video")
 
@@ -272,7 +272,7 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
     interval = [0.0, 0]  # seconds and steps since the last evaluation
     last = out / "last.pt"
     if resume and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        state = load_checkpoint(last)
         if {k: v for k, v in state["config"].items() if k not in RUNTIME} != {
                 k: v for k, v in asdict(cfg).items() if k not in RUNTIME}:
             raise InputError(f"{last} was written with other settings; use the same options or a new --out")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,6 +125,16 @@ def authentic_folds(folder: str | None, mos: str | None, holdout: float,
     return [files[n] for n in train_names if n in files], [files[n] for n in held["image"]], held["mos"].to_numpy()
 
 
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict:
+    """A run's ``last.pt`` (weights only), or a one-line error when it is cut short or not a checkpoint."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot resume from {path}: not a readable checkpoint ({first[:120]}); "
+                         "remove it to start the run again") from None
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     warm = max(1, int(cfg.warmup * cfg.steps))
     if step < warm:
@@ -209,7 +220,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     start, history, best, train_seconds = 0, [], -1.0, 0.0
     last = out / "last.pt"
     if resume and last.exists():
-        state = torch.load(last, map_location=device, weights_only=True)
+        state = load_checkpoint(last, device)
         if {k: v for k, v in state["config"].items() if k not in RUNTIME} != {
             k: v for k, v in asdict(cfg).items() if k not in RUNTIME
         }:

@@ -178,3 +178,18 @@ def test_cli_train_branch_summary_and_bad_options(folders, tmp_path):
                                         str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "image folder not found" in missing.output
     assert len(missing.output.strip().splitlines()) == 1
+
+    # A damaged checkpoint on --resume, and a truncated image, are refused in one line each.
+    (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:1000])
+    resumed = CliRunner().invoke(main, [*args, "--resume"])
+    assert resumed.exit_code == 1 and "cannot resume from" in resumed.output
+    assert len(resumed.output.strip().splitlines()) == 1
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    good = (folders / "pristine" / "p0.png").read_bytes()
+    (damaged / "a.png").write_bytes(good)
+    (damaged / "b.png").write_bytes(good[:200])
+    truncated = CliRunner().invoke(main, ["-q", "train-branch", "-o", str(tmp_path / "t"), "--pristine", str(damaged),
+                                          "--steps", "1", "--workers", "1"])
+    assert truncated.exit_code == 1 and "cannot read image" in truncated.output and "b.png" in truncated.output
+    assert len(truncated.output.strip().splitlines()) == 1
