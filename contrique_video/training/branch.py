@@ -52,7 +52,12 @@ from contrique_video.training import distortions
 from contrique_video.training.batches import list_images, load_rgb
 from contrique_video.training.degradation import CAN_IMPROVE
 from contrique_video.training.fit import evaluate
-from contrique_video.training.train import authentic_folds, load_checkpoint, write_curve
+from contrique_video.training.train import (
+    authentic_folds,
+    heldout_features,
+    load_checkpoint,
+    write_curve,
+)
 
 log = logging.getLogger("contrique_video")
 
@@ -208,16 +213,6 @@ def losses(model: BranchTrainee, full: torch.Tensor, half: torch.Tensor, labels:
     return sum(rank) / 2, classify, float(sum(ordered) / 2)
 
 
-def _features(net: nn.Module, images: list[Path]) -> np.ndarray:
-    """Two-scale features (full | half) of each image, as the scoring path computes them."""
-    rows = []
-    with torch.inference_mode():
-        for p in images:
-            rgb = load_rgb(p)
-            rows.append(torch.cat([net(torch.from_numpy(to_array(img))[None])[0] for img in (rgb, half_scale(rgb))]))
-    return torch.stack(rows).float().numpy()
-
-
 def export_model(model: BranchTrainee, path: Path, cfg: BranchConfig, step: int) -> None:
     """The trunk's weights and the branch's (``branch.*``) in one plain state_dict, written atomically, and two
     cards beside it that load it: ``card.json`` (layout ``stages-meanstd-quality``, the trunk's features then
@@ -298,9 +293,9 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
         export_model(model, out / f"model_step{done:06d}.pt", cfg, done)
         if heldout:
             model.eval()
-            branch = _features(LayoutFeatures(model.trunk, "quality", model.branch), heldout)
+            branch = heldout_features(LayoutFeatures(model.trunk, "quality", model.branch), heldout, "cpu")
             if not trunk_rows:
-                trunk_rows.append(_features(LayoutFeatures(model.trunk, "stages-meanstd"), heldout))
+                trunk_rows.append(heldout_features(LayoutFeatures(model.trunk, "stages-meanstd"), heldout, "cpu"))
             trunk = trunk_rows[0]
             both = np.hstack([trunk, branch])
             for name, X in (("branch", branch), ("both", both)) + ((("trunk", trunk),) if done == 0 else ()):

@@ -144,7 +144,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def heldout_features(model: nn.Module, images: list[Path], device: str) -> np.ndarray:
-    """Inference features of the held-out images: ``Contrique.forward`` (ResNet) or the Lite scoring layout."""
+    """Inference features of the held-out images, through the scoring path's two scales: a Lite trainee's scoring
+    layout, or ``model`` itself (``Contrique.forward``, or any one-scale module such as a quality layout)."""
     if isinstance(model, LiteTrainee):
         from contrique_video.models.efficientnet_lite import LayoutFeatures
 
