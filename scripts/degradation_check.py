@@ -9,8 +9,8 @@ levels score above their clean source, and the worst cases.
 
     # the built-in model and head
     python scripts/degradation_check.py --wallpapers /tmp/wp/x
-    # a head on frozen ImageNet EfficientNet-Lite2 features, without the wallpaper packages
-    python scripts/degradation_check.py --features lite2/stages-meanstd --head contrique_video/assets/heads/clive-v2.json
+    # a head fit on frozen ImageNet EfficientNet-Lite2 features (fit_ranked_head.py --features), without the wallpapers
+    python scripts/degradation_check.py --features lite2/stages-meanstd --head runs/h_base.json
 
 ``--features`` takes ``lite2/stages-meanstd+nss`` for heads fit with ``fit_ranked_head.py --nss``, and
 ``--also CARD`` appends another model's features for heads fit with ``--also``; each extractor's rows are

@@ -1,7 +1,7 @@
 """Fit a head that never rewards damage: CLIVE MOS plus ranking pairs from degraded pristine images.
 
     python scripts/fit_ranked_head.py --features lite2/stages-meanstd --wallpapers /tmp/wp/x \\
-        --evaluate --out runs/clive-v2.json
+        --evaluate --out runs/clive-v3.json
 
 Features come from frozen ImageNet EfficientNet-Lite (``--features VARIANT/LAYOUT``; ``last`` is sliced
 out of ``stages-meanstd``, the same numbers) or any model the scorer loads (``--weights CARD``), so
@@ -16,7 +16,9 @@ clive-train images as sources, degraded only by the types that harm any photo
 ``--tune`` measures each (lam_rank, margin) on the CLIVE protocol (SRCC on the test parts of the first
 ``--tune-splits`` of the 10 splits) and on pair ordering of *unseen sources* (the FIT sources in two halves, fit on one, count on
 the other); ``--evaluate`` gives the full protocol (10 random 80/20 splits, medians) for plain RidgeCV
-and the constrained head on the same splits, plus the log Laplacian variance baseline.
+and the constrained head on the same splits, plus the log Laplacian variance baseline; for a card with a quality
+branch (``--weights``), also both heads on its trunk's columns alone (the same backbone's frozen ImageNet features),
+on the same splits and pairs.
 """
 
 from __future__ import annotations
@@ -119,6 +121,33 @@ def ladder_rows(args, extract, tag, name, sources):
     return rows
 
 
+def trunk_columns(card: str) -> np.ndarray | None:
+    """Columns of a model's features that are its frozen trunk's (both scales), when it has a quality branch
+    beside the trunk's statistics; None otherwise."""
+    from contrique_video.models import load_model
+
+    model = load_model(card)
+    branch = getattr(model, "branch", None)
+    trunk = model.feature_dim - (branch.feature_dim if branch is not None else model.feature_dim)
+    if trunk == 0:
+        return None
+    return np.concatenate([np.arange(trunk), model.feature_dim + np.arange(trunk)])
+
+
+def report(args, X, y, rd, fit_part, part: str = "") -> None:
+    """The protocol's medians for a plain RidgeCV head and the ranked head on features ``X`` (pairs ``rd``)."""
+    fitters = {"ridge": lambda Xt, yt, train: rk.fit_ridge_std(Xt, yt),
+               "ranked": lambda Xt, yt, train: rk.fit_ranked(Xt, yt, fit_part(train, data=rd), args.lam_rank, args.margin)}
+    if args.skip_ridge:
+        fitters.pop("ridge")
+    for label, fitter in fitters.items():
+        r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter, fitter_takes_train=True)
+        full = fitter(X, y, np.arange(len(y)))
+        print(f"  {part}{label:<8} SRCC {r['srcc']:.3f}  PLCC {r['plcc']:.3f}  (all-data fit: pair ordering "
+              f"{100 * rk.pair_accuracy(full.predict(rd.X), rd):.1f}% adjacent, "
+              f"{100 * rk.pair_accuracy(full.predict(rd.X), rd, False):.1f}% all, on the fit sources)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--features", default="lite2/stages-meanstd")
@@ -143,7 +172,7 @@ def main() -> None:
     ap.add_argument("--skip-ridge", action="store_true", help="--evaluate only the constrained head")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--ridge-out", type=Path, default=None, help="also save the plain RidgeCV head here")
-    ap.add_argument("--name", default="clive-v2")
+    ap.add_argument("--name", default="clive-v3")
     ap.add_argument("--feature-id", default=None, help="the head's 'features' field (default: the extractor's id), "
                     "e.g. the model card id a built-in model checks heads against")
     args = ap.parse_args()
@@ -169,10 +198,11 @@ def main() -> None:
     sources = pristine + authentic
     row_of = {AUTHENTIC + img: i for i, img in enumerate(table["image"])}
 
-    def fit_part(train, keep=pristine):
-        """The pair set a fit on CLIVE rows ``train`` may use: ``keep`` plus the authentic sources among them."""
+    def fit_part(train, keep=pristine, data=None):
+        """The pair set (of ``data``, default all features) a fit on CLIVE rows ``train`` may use: ``keep`` plus
+        the authentic sources among them."""
         inside = set(train.tolist())
-        return rd.subset(list(keep) + [s for s in authentic if row_of[s] in inside])
+        return (rd if data is None else data).subset(list(keep) + [s for s in authentic if row_of[s] in inside])
     if sources:
         rd = rk.rank_data(ladder_rows(args, extract, tag, cache_key, sources))
     else:  # MOS only (a plain ridge head); an empty pair set
@@ -204,19 +234,12 @@ def main() -> None:
                       f"{100 * np.mean(acc_all):8.1f}% {time.time() - t0:5.0f}", flush=True)
 
     if args.evaluate:
-        base = {
-            "ridge": lambda Xt, yt, train: rk.fit_ridge_std(Xt, yt),
-            "ranked": lambda Xt, yt, train: rk.fit_ranked(Xt, yt, fit_part(train), args.lam_rank, args.margin),
-        }
         print(f"protocol: {args.splits} random 80/20 splits of {len(y)} CLIVE images (seed 0), medians")
-        if args.skip_ridge:
-            base.pop("ridge")
-        for label, fitter in base.items():
-            r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter, fitter_takes_train=True)
-            full = fitter(X, y, np.arange(len(y)))
-            print(f"  {label:<8} SRCC {r['srcc']:.3f}  PLCC {r['plcc']:.3f}  (all-data fit: pair ordering "
-                  f"{100 * rk.pair_accuracy(full.predict(rd.X), rd):.1f}% adjacent, "
-                  f"{100 * rk.pair_accuracy(full.predict(rd.X), rd, False):.1f}% all, on the fit sources)", flush=True)
+        report(args, X, y, rd, fit_part)
+        keep = trunk_columns(args.weights) if args.weights else None
+        if keep is not None:  # the same backbone's frozen ImageNet features, on the same splits and pairs
+            report(args, X[:, keep], y, rk.RankData(rd.X[:, keep], rd.pairs, rd.kinds, rd.sources, rd.adjacent),
+                   fit_part, "trunk alone: ")
         lap = np.array([fitmod.laplacian_variance(rk.read_rgb(Path(args.images) / i))
                         for i in fitmod.read_mos(args.mos)["image"]])[:, None]
         r = fitmod.evaluate(lap, y, splits=args.splits, fitter=rk.fit_ridge_std)

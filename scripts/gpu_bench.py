@@ -1,4 +1,4 @@
-"""One prepared GPU benchmark (issue #14): PyTorch on CUDA for the official-layout ResNet-50 and builtin-v2.
+"""One prepared GPU benchmark (issue #14): PyTorch on CUDA for the official-layout ResNet-50 and the built-in model.
 
 For each model and each path (fp32, fp16 and bf16 autocast, channels_last; eager, ``torch.compile``, and
 CUDA graphs of the eager bf16/fp16 model) it reports 1080p frames per second (both scales, one frame at a time
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="small frames, no compile: checks the script on a CPU")
     ap.add_argument("--resnet", type=Path, help="official CONTRIQUE checkpoint (default: random-init ResNet-50)")
-    ap.add_argument("--models", default="resnet50,builtin-v2")
+    ap.add_argument("--models", default="resnet50,builtin")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("-o", "--output", type=Path)
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     test = ([test[0][0][:1], test[0][1][:1]], list(test[1]))
     card = Path(__file__).resolve().parents[1] / "contrique_video" / "assets" / "builtin.json"
     builders = {"resnet50": (lambda: load_weights(args.resnet)) if args.resnet else (lambda: _random_resnet(Contrique)),
-                "builtin-v2": lambda: load_model(card)}
+                "builtin": lambda: load_model(card)}
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "frame": f"{size[1]}x{size[0]}", "peak_gflops": peaks,
               "resnet_weights": str(args.resnet) if args.resnet else "random init (speed only)",

@@ -5,7 +5,7 @@ on eager PyTorch fp32 and on each candidate path, one image at a time round-robi
 the JSON entry per path: SRCC change against MOS, mean and max absolute score change (0-100 scale).
 
     python scripts/precision_check.py --clive ../shared/data/clive-train --step 3 --paths torch:bf16 \\
-        -o runs/precision/builtin-v2.json [--write-card]
+        -o runs/precision/builtin-v3.json [--write-card]
 
 ``--write-card`` stores the entries under "precisions" in the model card that was measured (by default the
 built-in model's ``contrique_video/assets/builtin.json``), keyed by path (``"openvino bf16"``: auto reads the entry

@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     builtin = builtin_weights()
     rows = [("resnet50", args.resnet, "official eager NCHW", "fp32")]
     rows += [("resnet50", args.resnet, *p.split(":")) for p in args.resnet_paths.split(",") if p]
-    rows += [("resnet50", args.resnet, "auto", "auto"), ("builtin-v2", builtin, "auto", "auto")]
-    rows += [("builtin-v2", builtin, *p.split(":")) for p in args.builtin_paths.split(",") if p]
-    gflop = {"resnet50": network_gflop(FULL_HD, load_model(args.resnet)), "builtin-v2": network_gflop(FULL_HD, load_model(builtin))}
+    rows += [("resnet50", args.resnet, "auto", "auto"), ("builtin", builtin, "auto", "auto")]
+    rows += [("builtin", builtin, *p.split(":")) for p in args.builtin_paths.split(",") if p]
+    gflop = {"resnet50": network_gflop(FULL_HD, load_model(args.resnet)), "builtin": network_gflop(FULL_HD, load_model(builtin))}
     peaks = {"fp32": matmul_peak("fp32")}
     if native("bf16"):
         peaks["bf16"] = matmul_peak("bf16")
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = gflop[model] / seconds
         print(f"| {label} | {seconds:.2f} | {base / seconds:.2f}x | {rate:.0f} | "
               f"{100 * rate / peaks.get(b.precision, peaks['fp32']):.0f}% |")
-    print(f"\nGFLOP per frame: ResNet-50 {gflop['resnet50']:.0f}, builtin-v2 {gflop['builtin-v2']:.0f}; measured peaks: "
+    print(f"\nGFLOP per frame: ResNet-50 {gflop['resnet50']:.0f}, built-in {gflop['builtin']:.0f}; measured peaks: "
           + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
     return 0
 

@@ -2,7 +2,7 @@
 features, on PyTorch, ONNX Runtime, OpenVINO or TensorRT.
 
     >>> from contrique_video.backends import open_backend
-    >>> encoder = open_backend("builtin-v2", "onnxruntime", "fp32")
+    >>> encoder = open_backend("builtin-v3", "onnxruntime", "fp32")
     >>> features = encoder([rgb])          # N x feature_dim, [full scale | half scale]
 
 Backends are registered by name (:mod:`.registry`); the modules imported below register theirs, and the

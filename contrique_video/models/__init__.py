@@ -2,8 +2,8 @@
 
     >>> from contrique_video import models
     >>> models.list_models()                 # the built-in cards' ids
-    >>> card = models.get_card("builtin-v2")  # or a path to a card
-    >>> net = models.load_model("builtin-v2")  # one-scale encoder module, weights checked by SHA-256
+    >>> card = models.get_card("builtin-v3")  # or a path to a card
+    >>> net = models.load_model("builtin-v3")  # one-scale encoder module, weights checked by SHA-256
 
 A name is a built-in card's id; a path is a card (``.json``) or, for :func:`load_model`, a CONTRIQUE ResNet
 checkpoint (``.pt``/``.tar``, the official plain state_dict, whose keys say the architecture). Networks and

@@ -4,9 +4,9 @@ A card is a JSON file naming a plain state_dict beside it and what network it fi
 looked up in the family registry, models/families.py), its feature layout and the weights' SHA-256, checked
 before the weights are read. Fields read here::
 
-    {"id": "builtin-v2", "arch": "efficientnet-lite", "variant": "lite2", "layout": "stages-meanstd",
-     "feature_dim": 8544, "nss": false, "default_head": "clive-v2",
-     "weights": {"file": "builtin-v2.pt", "sha256": "..."},
+    {"id": "builtin-v3", "arch": "efficientnet-lite", "variant": "lite2", "layout": "stages-meanstd-quality",
+     "feature_dim": 9056, "nss": false, "default_head": "clive-v3",
+     "weights": {"file": "builtin-v3.pt", "sha256": "..."},
      "int8_calibration": "file beside the card (ONNX Runtime's table of activation ranges), optional",
      "precisions": {"openvino bf16": {"srcc_change": ..., "mean_abs_score_change": ..., ...}}}
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from contrique_video.api import builtin_weights
+from contrique_video.api import builtin_card, builtin_weights
 from contrique_video.backends import autotune
 from contrique_video.backends import open_backend
 from contrique_video.backends import cpu as cpu_mod
@@ -147,7 +147,7 @@ def test_open_backend_auto_logs_one_line(bf16_machine, monkeypatch, caplog):
 
 def test_card_precision_entries_are_complete():
     """Every accuracy entry in the built-in card names its numbers and how they were measured."""
-    for precision, entry in get_card("builtin-v2").precisions.items():
+    for precision, entry in get_card(builtin_card()["id"]).precisions.items():
         assert {"srcc_change", "mean_abs_score_change", "max_abs_score_change", "measured"} <= set(entry), precision
         assert isinstance(autotune.accuracy_ok(entry), bool)
 

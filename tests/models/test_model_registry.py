@@ -17,6 +17,8 @@ from contrique_video.models.families import FAMILIES, Family, encoder_for, regis
 from contrique_video.models.head import HEADS_DIR, LinearHead, resolve_head
 
 LITE2 = "efficientnet-lite2/stages-meanstd"
+LITE2_QUALITY = "efficientnet-lite2/stages-meanstd-quality"
+BUILTIN_ID = "builtin-v3"
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +36,19 @@ def r18_card(tmp_path_factory):
 
 
 def test_list_models_includes_the_builtin():
-    assert "builtin-v2" in models.list_models()
+    assert BUILTIN_ID in models.list_models()
     assert set(models.list_encoders()) >= {"resnet18", "resnet50", "efficientnet-lite0", "efficientnet-lite2"}
 
 
 def test_load_model_by_name_and_by_card_path(r18_card):
-    by_name = models.load_model("builtin-v2")
-    by_path = models.load_model(models.model_path("builtin-v2"))
-    assert type(by_name) is type(by_path) and by_name.feature_dim == by_path.feature_dim == 4272
-    card = models.get_card("builtin-v2")
-    assert card.feature_layout == LITE2 and card.preprocess.scales == 2 and card.default_head == "clive-v2"
+    by_name = models.load_model(BUILTIN_ID)
+    by_path = models.load_model(models.model_path(BUILTIN_ID))
+    assert type(by_name) is type(by_path) and by_name.feature_dim == by_path.feature_dim == 4528
+    card = models.get_card(BUILTIN_ID)
+    assert card.feature_layout == LITE2_QUALITY and card.preprocess.scales == 2 and card.default_head == "clive-v3"
     assert models.load_model(r18_card).encoder_name == "resnet18"
     assert models.get_card(r18_card).feature_layout == "resnet18/contrique"
-    with pytest.raises(ModelError, match="neither a built-in model .*builtin-v2"):
+    with pytest.raises(ModelError, match="neither a built-in model .*" + BUILTIN_ID):
         models.get_card("no-such-model")
 
 
@@ -110,11 +112,12 @@ def test_a_head_of_another_layout_is_refused_naming_both():
 
 
 def test_heads_without_a_layout_get_it_from_their_features_id(tmp_path):
-    """Shipped heads predate the field; their ``features`` say the layout."""
+    """Heads written before the field existed: their ``features`` say the layout (a built-in model's id
+    gives its card's layout)."""
     for path in sorted(HEADS_DIR.glob("*.json")):
-        assert "layout" not in json.loads(path.read_text())
-        assert resolve_head(path.stem).layout == LITE2, path.name
-    assert head(features="builtin-v2").layout == LITE2
+        assert resolve_head(path.stem).layout == LITE2_QUALITY, path.name
+    assert head(features=BUILTIN_ID).layout == LITE2_QUALITY
+    assert head(features="efficientnet-lite2-imagenet/stages-meanstd").layout == LITE2
     assert head(features="efficientnet-lite0-imagenet/last").layout == "efficientnet-lite0/last"
     assert head(features="resnet50/contrique+nss").layout == "resnet50/contrique+nss"
     assert head(features="weights:CONTRIQUE_checkpoint25.tar").layout is None
@@ -122,10 +125,10 @@ def test_heads_without_a_layout_get_it_from_their_features_id(tmp_path):
 
 
 def test_the_layout_is_written_and_read_back(tmp_path):
-    head(features="builtin-v2").save(tmp_path / "h.json")
-    assert json.loads((tmp_path / "h.json").read_text())["layout"] == LITE2
+    head(features=BUILTIN_ID).save(tmp_path / "h.json")
+    assert json.loads((tmp_path / "h.json").read_text())["layout"] == LITE2_QUALITY
     written = LinearHead.load(tmp_path / "h.json")
-    assert written.layout == LITE2 and written.features == "builtin-v2"
+    assert written.layout == LITE2_QUALITY and written.features == BUILTIN_ID
     doc = json.loads((tmp_path / "h.json").read_text()) | {"layout": 3}
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(ModelError, match="layout must be a string"):

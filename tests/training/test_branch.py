@@ -5,6 +5,8 @@ card loads."""
 from __future__ import annotations
 
 import json
+from importlib import util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +32,14 @@ from contrique_video.training.branch import (
     ladder_pairs,
     train_branch,
 )
+
+
+def fit_ranked_head():
+    """scripts/fit_ranked_head.py as a module."""
+    spec = util.spec_from_file_location("fit_ranked_head", Path(__file__).parents[2] / "scripts" / "fit_ranked_head.py")
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def random_trunk(seed: int = 0) -> EfficientNetLite:
@@ -86,6 +96,10 @@ def test_quality_layouts_load_from_cards_and_agree(tmp_path):
     # Scorer features of the branch-only card: what `fit_ranked_head.py --also CARD` stacks beside the trunk.
     feats = Scorer(weights=branch_card(tmp_path, "quality"), backend="torch").frame_features(frames)
     np.testing.assert_allclose(feats, fa, atol=1e-4)
+    # fit_ranked_head.py's same-run baseline: the trunk's columns of the stacked features are the plain layout's.
+    cols = fit_ranked_head().trunk_columns(str(branch_card(tmp_path, "stages-meanstd-quality")))
+    np.testing.assert_array_equal(fb[:, cols], fp)
+    assert fit_ranked_head().trunk_columns(str(branch_card(tmp_path, "quality"))) is None  # no trunk features
 
 
 def test_branch_weights_and_layouts_must_match(tmp_path):

