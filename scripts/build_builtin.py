@@ -5,7 +5,8 @@ trained quality branch (``trained/``), every tensor cast to float16.
         -o contrique_video/assets/builtin-v3.pt
 
 The trunk comes from ``load_imagenet`` (the package's file checked by SHA-256, classifier dropped), so the
-output is the same bytes on every machine (for the same file name: torch.save names its archive after it);
+output is the same bytes on every machine (with the same torch version and file name: torch.save names its
+archive after the file);
 its SHA-256 is printed for the card. The state is loaded through ``from_state`` with the
 ``stages-meanstd-quality`` layout before anything is written.
 """

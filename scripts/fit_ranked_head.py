@@ -1,7 +1,7 @@
 """Fit a head that never rewards damage: CLIVE MOS plus ranking pairs from degraded pristine images.
 
     python scripts/fit_ranked_head.py --features lite2/stages-meanstd --wallpapers /tmp/wp/x \\
-        --evaluate --out runs/clive-v3.json
+        --evaluate --out runs/lite2-ranked.json
 
 Features come from frozen ImageNet EfficientNet-Lite (``--features VARIANT/LAYOUT``; ``last`` is sliced
 out of ``stages-meanstd``, the same numbers) or any model the scorer loads (``--weights CARD``), so
@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contrique_video.errors import ContriqueError  # noqa: E402
+from contrique_video.errors import ContriqueError, ModelError  # noqa: E402
 from contrique_video.models.head import LinearHead  # noqa: E402
 from contrique_video.models.layouts import NSS_SUFFIX  # noqa: E402
 from contrique_video.training import degradation as deg  # noqa: E402
@@ -121,17 +121,18 @@ def ladder_rows(args, extract, tag, name, sources):
     return rows
 
 
-def trunk_columns(card: str) -> np.ndarray | None:
-    """Columns of a model's features that are its frozen trunk's (both scales), when it has a quality branch
-    beside the trunk's statistics; None otherwise."""
+def trunk_columns(weights: str) -> np.ndarray | None:
+    """Columns of a model's features that are its frozen trunk's (both scales) when a quality branch sits
+    beside the trunk's statistics; None for any other model (or one only the scorer loads, such as ONNX)."""
     from contrique_video.models import load_model
 
-    model = load_model(card)
-    branch = getattr(model, "branch", None)
-    trunk = model.feature_dim - (branch.feature_dim if branch is not None else model.feature_dim)
-    if trunk == 0:
+    try:
+        model = load_model(weights)
+    except ModelError:
         return None
-    return np.concatenate([np.arange(trunk), model.feature_dim + np.arange(trunk)])
+    if getattr(model, "branch", None) is None or not model.trunk_dim:
+        return None
+    return np.array(model.trunk_columns())
 
 
 def report(args, X, y, rd, fit_part, part: str = "") -> None:
@@ -172,7 +173,8 @@ def main() -> None:
     ap.add_argument("--skip-ridge", action="store_true", help="--evaluate only the constrained head")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--ridge-out", type=Path, default=None, help="also save the plain RidgeCV head here")
-    ap.add_argument("--name", default="clive-v3")
+    ap.add_argument("--name", default="clive-ranked", help="the --out head's name")
+    ap.add_argument("--ridge-name", default=None, help="the --ridge-out head's name (default: NAME-ridge)")
     ap.add_argument("--feature-id", default=None, help="the head's 'features' field (default: the extractor's id), "
                     "e.g. the model card id a built-in model checks heads against")
     args = ap.parse_args()
@@ -234,9 +236,9 @@ def main() -> None:
                       f"{100 * np.mean(acc_all):8.1f}% {time.time() - t0:5.0f}", flush=True)
 
     if args.evaluate:
+        keep = trunk_columns(args.weights) if args.weights else None
         print(f"protocol: {args.splits} random 80/20 splits of {len(y)} CLIVE images (seed 0), medians")
         report(args, X, y, rd, fit_part)
-        keep = trunk_columns(args.weights) if args.weights else None
         if keep is not None:  # the same backbone's frozen ImageNet features, on the same splits and pairs
             report(args, X[:, keep], y, rk.RankData(rd.X[:, keep], rd.pairs, rd.kinds, rd.sources, rd.adjacent),
                    fit_part, "trunk alone: ")
@@ -275,7 +277,7 @@ def main() -> None:
         print(f"wrote {path} ({name}: {X.shape[1]} {feat_id} features; logistic {np.round(params, 4).tolist()})")
 
     if args.ridge_out:
-        save(rk.fit_ridge_std(X, y), args.ridge_out, f"{args.name}-ridge", "RidgeCV on standardised features", 0.0, 0.0)
+        save(rk.fit_ridge_std(X, y), args.ridge_out, args.ridge_name or f"{args.name}-ridge", "RidgeCV on standardised features", 0.0, 0.0)
     if args.out:
         model = rk.fit_ranked(X, y, rd, args.lam_rank, args.margin)
         save(model, args.out, args.name, "fit_ranked (L-BFGS)", args.lam_rank, args.margin)

