@@ -22,6 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from contrique_video.errors import ContriqueError  # noqa: E402
+from contrique_video.models.contrique import read_state_dict  # noqa: E402
 from contrique_video.models.efficientnet_lite import from_state, load_imagenet  # noqa: E402
 
 
@@ -32,7 +34,13 @@ def main() -> None:
     ap.add_argument("--variant", default="lite2")
     args = ap.parse_args()
     trunk = load_imagenet(args.variant).state_dict()
-    branch = torch.load(args.branch, map_location="cpu", weights_only=True)
+    if not args.branch.is_file():
+        raise ContriqueError(f"branch weights not found: {args.branch}")
+    branch = read_state_dict(args.branch)
+    if any(k.startswith(("branch.", "_conv_stem.")) for k in branch):
+        raise ContriqueError(f"{args.branch} holds a whole model; pass the branch's own weights (as in trained/)")
+    if not args.out.parent.is_dir():
+        raise ContriqueError(f"output folder not found: {args.out.parent}")
     state = {k: v.half() if v.is_floating_point() else v
              for k, v in (trunk | {f"branch.{k}": v for k, v in branch.items()}).items()}
     from_state(state, args.out.name, args.variant, "stages-meanstd-quality")  # refuses a state the card cannot load
@@ -43,4 +51,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ContriqueError, OSError) as exc:  # missing or damaged inputs, an unwritable output: one line
+        sys.exit(f"error: {exc}")

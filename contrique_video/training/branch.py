@@ -53,6 +53,7 @@ from contrique_video.training.batches import list_images, load_rgb
 from contrique_video.training.degradation import CAN_IMPROVE
 from contrique_video.training.fit import evaluate
 from contrique_video.training.train import (
+    DataConfig,
     authentic_folds,
     heldout_features,
     load_checkpoint,
@@ -66,12 +67,7 @@ CURVE_COLUMNS = ("step", "srcc_branch", "plcc_branch", "srcc_both", "plcc_both",
 
 
 @dataclass
-class BranchConfig:
-    out: str
-    pristine: str
-    authentic: str | None = None
-    mos: str | None = None
-    holdout: float = 0.3
+class BranchConfig(DataConfig):
     variant: str = "lite2"
     tap: int = 2  # the trunk stage whose output the branch reads
     width: int = 64

@@ -64,12 +64,18 @@ log = logging.getLogger("contrique_video")
 
 
 @dataclass
-class TrainConfig:
+class DataConfig:
+    """The run folder and the image folders every training command reads (the CLI's shared data options)."""
+
     out: str
     pristine: str
     authentic: str | None = None
     mos: str | None = None
-    holdout: float = 0.3
+    holdout: float = 0.3  # the share of the authentic images kept out for the learning curve
+
+
+@dataclass
+class TrainConfig(DataConfig):
     arch: str = "resnet50"
     objective: str = "contrastive"
     crop: int = 224

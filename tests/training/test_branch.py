@@ -132,7 +132,7 @@ def test_ladder_pairs_order_every_level_below_clean_and_the_next():
     assert pairs == {(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 2), (0, 3), (0, 4), (0, 5)}
 
 
-def test_train_branch_curve_resume_and_export(folders, tmp_path, monkeypatch):
+def test_train_branch_curve_resume_and_export(folders, tmp_path, interrupt):
     full = train_branch(branch_config(folders, tmp_path / "a", checkpoint_minutes=0), progress=False)
     steps = [h["step"] for h in full["history"]]
     assert steps == [0, 2, 4]
@@ -153,18 +153,9 @@ def test_train_branch_curve_resume_and_export(folders, tmp_path, monkeypatch):
 
     # Interrupted between evaluations (after a timed checkpoint at step 3), then resumed: the same branch and
     # the same learning curve as the run in one go.
-    real = branch_mod._lr
-
-    def interrupt(step, cfg):
-        if step == 3:
-            raise KeyboardInterrupt
-        return real(step, cfg)
-
-    monkeypatch.setattr(branch_mod, "_lr", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train_branch(branch_config(folders, tmp_path / "b", checkpoint_minutes=0), progress=False)
+    interrupt(branch_mod, "_lr", 3,
+              lambda: train_branch(branch_config(folders, tmp_path / "b", checkpoint_minutes=0), progress=False))
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["step"] == 3
-    monkeypatch.setattr(branch_mod, "_lr", real)
     resumed = train_branch(branch_config(folders, tmp_path / "b", checkpoint_minutes=0), resume=True, progress=False)
     assert [h["step"] for h in resumed["history"]] == steps
     for key in ("rank_loss", "classify_loss", "pairs_ordered", "srcc_both"):

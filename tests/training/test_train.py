@@ -39,21 +39,11 @@ def test_train_runs_and_writes_loadable_weights(folders, tmp_path, objective):
     assert not torch.equal(fresh["encoder.0.weight"], model.state_dict()["encoder.0.weight"])
 
 
-def test_resume_continues_the_same_run(folders, tmp_path, monkeypatch):
+def test_resume_continues_the_same_run(folders, tmp_path, interrupt):
     full = train(config(folders, tmp_path / "a"), progress=False)
 
-    real = train_mod.lr_at
-
-    def interrupt_after_checkpoint(step, cfg):
-        if step == 2:
-            raise KeyboardInterrupt
-        return real(step, cfg)
-
-    monkeypatch.setattr(train_mod, "lr_at", interrupt_after_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(folders, tmp_path / "b"), progress=False)
+    interrupt(train_mod, "lr_at", 2, lambda: train(config(folders, tmp_path / "b"), progress=False))
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["step"] == 2
-    monkeypatch.setattr(train_mod, "lr_at", real)
     resumed = train(config(folders, tmp_path / "b"), resume=True, progress=False)
     assert [h["step"] for h in resumed["history"]] == [0, 2, 4]
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
@@ -117,7 +107,7 @@ def lite_config(d, out, **kw):
     return config(d, out, arch="efficientnet-lite0", objective="both", trunk_lr=0.1, freeze_stages=1, **kw)
 
 
-def test_lite_run_curve_resume_and_strict_export(folders, tmp_path, monkeypatch):
+def test_lite_run_curve_resume_and_strict_export(folders, tmp_path, interrupt):
     from contrique_video.models.efficientnet_lite import EfficientNetLite
 
     full = train(lite_config(folders, tmp_path / "a"), progress=False)
@@ -137,19 +127,9 @@ def test_lite_run_curve_resume_and_strict_export(folders, tmp_path, monkeypatch)
     assert torch.equal(init["_blocks.0._depthwise_conv.weight"], end["_blocks.0._depthwise_conv.weight"])  # stage 1
 
     # Interrupted after the step-2 checkpoint, then resumed: the same weights and curve as the run in one go.
-    real = train_mod.lr_at
-
-    def interrupt(step, cfg):
-        if step == 2:
-            raise KeyboardInterrupt
-        return real(step, cfg)
-
-    monkeypatch.setattr(train_mod, "lr_at", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train(lite_config(folders, tmp_path / "b"), progress=False)
+    interrupt(train_mod, "lr_at", 2, lambda: train(lite_config(folders, tmp_path / "b"), progress=False))
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert state["step"] == 2 and "torch" in state["rng"] and state["optimizer"]["param_groups"][0]["lr_scale"] == 0.1
-    monkeypatch.setattr(train_mod, "lr_at", real)
     resumed = train(lite_config(folders, tmp_path / "b"), resume=True, progress=False)
     assert [h["step"] for h in resumed["history"]] == [0, 2, 4]
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
