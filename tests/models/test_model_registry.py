@@ -111,9 +111,9 @@ def test_a_head_of_another_layout_is_refused_naming_both():
     head().check_fits(LITE2, 8544)  # no layout recorded (a checkpoint's head): the width decides
 
 
-def test_heads_without_a_layout_get_it_from_their_features_id(tmp_path):
-    """Heads written before the field existed: their ``features`` say the layout (a built-in model's id
-    gives its card's layout)."""
+def test_a_head_layout_comes_from_its_file_or_its_features_id(tmp_path):
+    """The shipped heads record their layout; a head without the field (written before it existed) gets it
+    from its ``features`` id, a built-in model's id giving its card's layout."""
     for path in sorted(HEADS_DIR.glob("*.json")):
         assert resolve_head(path.stem).layout == LITE2_QUALITY, path.name
     assert head(features=BUILTIN_ID).layout == LITE2_QUALITY
