@@ -78,7 +78,7 @@ def candidates(flags: set[str], precisions: dict, offered: Sequence[Path_]) -> t
         elif precision != "fp32" and entry is None:
             skipped.append(f"{backend} {precision}: no measured accuracy in the model card")
         elif precision != "fp32" and not accuracy_ok(entry):
-            skipped.append(f"{backend} {precision}: accuracy out of bounds (SRCC {entry.get('srcc_change')}, "
+            skipped.append(f"{backend} {precision}: accuracy out of bounds (SRCC change {entry.get('srcc_change')}, "
                            f"mean score change {entry.get('mean_abs_score_change')})")
         else:
             paths.append((backend, precision))
