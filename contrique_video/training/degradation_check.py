@@ -47,20 +47,24 @@ class CheckResult:
         return {k: sorted(v, key=lambda r: r["level"]) for k, v in out.items()}
 
     def pairs(self) -> list[dict]:
-        """Every adjacent level pair: better level, worse level, the fall (positive = ordered correctly)."""
+        """Every adjacent level pair: better level, worse level, the fall (positive = ordered correctly), and
+        ``unchanged`` where the damage left the image as it was (see :func:`run_check`)."""
         out = []
         for (clip, source, kind), lad in self.ladders().items():
             clean = lad[0]["score"]
             for prev, cur in zip(lad, lad[1:]):
                 out.append({"clip": clip, "source": source, "kind": kind, "level": cur["level"], "label": cur["label"],
                             "score": cur["score"], "vs_previous": cur["score"] - prev["score"],
-                            "vs_clean": cur["score"] - clean, "ordered": cur["score"] < prev["score"]})
+                            "vs_clean": cur["score"] - clean, "ordered": cur["score"] < prev["score"],
+                            "unchanged": bool(cur.get("unchanged", False))})
         return out
 
     def summary(self) -> dict:
+        """Shares of ordered pairs leave out the unchanged ones: no score can put an image below itself."""
         pairs = self.pairs()
-        stills = [p for p in pairs if not p["clip"]]
-        clips = [p for p in pairs if p["clip"]]
+        unchanged = [p for p in pairs if p["unchanged"]]
+        stills = [p for p in pairs if not p["clip"] and not p["unchanged"]]
+        clips = [p for p in pairs if p["clip"] and not p["unchanged"]]
         per_kind: dict = {}
         for p in stills:
             per_kind.setdefault(p["kind"], []).append(p["ordered"])
@@ -70,6 +74,8 @@ class CheckResult:
                 clip_crf.setdefault((p["source"], p["kind"]), []).append(p["ordered"])
         return {
             "still_pairs": len(stills),
+            "unchanged_pairs": len(unchanged),
+            "unchanged_still_pairs": sum(not p["clip"] for p in unchanged),
             "ordered_share": float(np.mean([p["ordered"] for p in stills])) if stills else float("nan"),
             "per_kind": {k: float(np.mean(v)) for k, v in sorted(per_kind.items())},
             "max_above_clean": max((p["vs_clean"] for p in pairs), default=float("nan")),
@@ -89,7 +95,12 @@ class CheckResult:
 
 def run_check(scorer: HeadScorer, sources: dict[str, np.ndarray], kinds: list[str] | None = None,
               clips: dict[str, list[np.ndarray]] | None = None, progress: bool = False) -> CheckResult:
-    """Score every ladder of every source (stills) and of every clip (score = mean over its frames)."""
+    """Score every ladder of every source (stills) and of every clip (score = mean over its frames).
+
+    A level whose score equals the previous level's exactly is made again and compared pixel for pixel; if the
+    two images are the same (a colour change on a grey photo), its row says ``unchanged`` and the summary leaves
+    the pair out. Identical images always score the same, so the ties are the only candidates.
+    """
     rows = []
     todo = [(False, name, lad) for name, src in sources.items() for lad in ladders(src, name, kinds)]
     todo += [(True, name, lad) for name, frames in (clips or {}).items() for lad in clip_ladders(frames, name)]
@@ -108,8 +119,11 @@ def run_check(scorer: HeadScorer, sources: dict[str, np.ndarray], kinds: list[st
                 score = float(np.mean([scorer.score(f"clip:{base}|{j}", lambda j=j: frame(j)) for j in range(n_frames)]))
             else:
                 score = scorer.score(base, lambda level=level, lad=lad: lad.make(level))
-            rows.append({"clip": clip, "source": name, "kind": lad.kind, "level": level,
-                         "label": lad.labels[level], "score": score})
+            row = {"clip": clip, "source": name, "kind": lad.kind, "level": level, "label": lad.labels[level],
+                   "score": score}
+            if level and score == rows[-1]["score"]:
+                row["unchanged"] = bool(np.array_equal(np.asarray(lad.make(level)), np.asarray(lad.make(level - 1))))
+            rows.append(row)
         if progress:
             print(f"[{i + 1}/{len(todo)}] {'clip ' if clip else ''}{name} {lad.kind}", flush=True)
     return CheckResult(rows)
@@ -127,6 +141,9 @@ def report(result: CheckResult, worst: int = 12) -> str:
     for kind, share in s["per_kind"].items():
         lines.append(f"{kind:<26} {100 * share:6.1f}%")
     lines.append(f"{'ALL (stills)':<26} {100 * s['ordered_share']:6.1f}%  of {s['still_pairs']} pairs")
+    if s["unchanged_pairs"]:
+        lines.append(f"left out: {s['unchanged_pairs']} pairs whose damage left the image unchanged "
+                     "(e.g. colour changes on a grey photo)")
     if s["clip_pairs"]:
         lines.append(f"{'clips, all ladders':<26} {100 * s['clip_ordered_share']:6.1f}%  of {s['clip_pairs']} pairs")
         for name, share in s["clip_crf_share"].items():

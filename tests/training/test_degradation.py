@@ -101,6 +101,23 @@ def test_check_counts_ordered_pairs_and_finds_the_worst_case():
     assert "gaussian_blur" in text and "ALL (stills)" in text and "CRF pairs falling" in text
 
 
+def test_pairs_whose_damage_left_the_image_unchanged_are_left_out():
+    """Colour changes on a grey photo give the same image: a tie there is not a miss. A tie between
+    different images (a scorer blind to noise) still is."""
+    colour = small_source(64)
+    grey = np.repeat(colour.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    head = LinearHead(weights=np.array([1.0]), intercept=0.0, name="t", features="mean", trained_on="-",
+                      scale="MOS", range=(0.0, 100.0), higher_is_better=True)
+    blind = check.HeadScorer(lambda rgb: np.array([float(rgb.mean() > -1)]), head)  # 1.0 for every image
+    result = check.run_check(blind, {"grey": grey, "colour": colour}, ["color_saturation_hsv", "white_noise"])
+    unchanged = {(p["source"], p["kind"]) for p in result.pairs() if p["unchanged"]}
+    assert unchanged == {("grey", "color_saturation_hsv")}
+    s = result.summary()
+    assert s["unchanged_pairs"] == s["unchanged_still_pairs"] == 5 and s["still_pairs"] == 15
+    assert s["ordered_share"] == 0.0  # the 15 pairs that changed all tie: misses
+    assert "left out: 5 pairs" in check.report(result)
+
+
 def test_noise_never_scores_above_its_clean_source():
     """CI version of scripts/degradation_check.py: the built-in model with its default head, 2 held-out photos,
     every noise type at 5 levels."""
