@@ -107,6 +107,7 @@ def train(ctx, outdir, out_alias, pristine, authentic, mos, holdout, objective, 
               help="The frozen ImageNet EfficientNet-Lite trunk the branch sits beside.")
 @click.option("--tap", type=click.IntRange(1, 7), default=2, show_default=True, help="The trunk stage whose map the branch reads.")
 @click.option("--width", type=click.IntRange(4, 1024), default=64, show_default=True, help="The branch's first width (it ends at 2x).")
+@click.option("--pixels", is_flag=True, help="The branch also reads the input pixels (patches lined up with the tapped map).")
 @click.option("--crop", type=click.IntRange(64, 1024), default=128, show_default=True, help="Side in pixels of the ladders' crops.")
 @click.option("--sources", type=click.IntRange(1, 4096), default=8, show_default=True, help="Ladders per step (each clean + 5 levels).")
 @click.option("--authentic-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
@@ -126,7 +127,7 @@ def train(ctx, outdir, out_alias, pristine, authentic, mos, holdout, objective, 
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.pt.")
 @click.pass_context
 @guarded
-def train_branch(ctx, outdir, out_alias, pristine, authentic, mos, holdout, variant, tap, width, crop, sources,
+def train_branch(ctx, outdir, out_alias, pristine, authentic, mos, holdout, variant, tap, width, pixels, crop, sources,
                  authentic_share, steps, lr, margin, lam_classify, eval_every, checkpoint_minutes, workers, seed, threads,
                  resume):
     """Train a quality branch beside a frozen ImageNet EfficientNet-Lite trunk (README: A quality branch)."""
@@ -139,7 +140,7 @@ def train_branch(ctx, outdir, out_alias, pristine, authentic, mos, holdout, vari
 
         torch.set_num_threads(threads)
     cfg = BranchConfig(out=out, pristine=pristine, authentic=authentic, mos=mos, holdout=holdout, variant=variant,
-                       tap=tap, width=width, crop=crop, sources=sources, authentic_share=authentic_share, steps=steps,
+                       tap=tap, width=width, pixels=pixels, crop=crop, sources=sources, authentic_share=authentic_share, steps=steps,
                        lr=lr, margin=margin, lam_classify=lam_classify, eval_every=eval_every,
                        checkpoint_minutes=checkpoint_minutes, workers=workers, seed=seed)
     result = run(cfg, resume=resume, progress=not ctx.obj["quiet"])

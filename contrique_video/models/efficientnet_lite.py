@@ -178,14 +178,14 @@ class LayoutFeatures(nn.Module):
         if self.layout == "last":
             return self.trunk(x).mean(dim=(2, 3)).float()
         if self.layout == "quality":
-            return self.branch(self.trunk.stages(x, upto=self.branch.tap)[-1])
+            return self.branch(self.trunk.stages(x, upto=self.branch.tap)[-1], x)
         maps = self.trunk.stages(x)
         parts = []
         for fmap in maps:
             f = fmap.float()
             parts += [f.mean(dim=(2, 3)), f.std(dim=(2, 3), unbiased=False)]
         if self.branch is not None:
-            parts.append(self.branch(maps[self.branch.tap - 1]))
+            parts.append(self.branch(maps[self.branch.tap - 1], x))
         return torch.cat(parts, dim=1)
 
 

@@ -71,6 +71,7 @@ class BranchConfig(DataConfig):
     variant: str = "lite2"
     tap: int = 2  # the trunk stage whose output the branch reads
     width: int = 64
+    pixels: bool = False  # the branch also reads the input's pixels (QualityBranch's ``pixel_stride``)
     crop: int = 128
     sources: int = 8  # ladders per step, each the clean crop and 5 levels of one type
     authentic_share: float = 0.5  # share of the ladders cut from authentic images (with ``authentic``)
@@ -179,14 +180,18 @@ class BranchTrainee(nn.Module):
         if not 1 <= cfg.tap <= len(self.trunk.stage_ends):
             raise InputError(f"--tap must be 1..{len(self.trunk.stage_ends)}")
         self.fast_trunk = fold_batchnorm(self.trunk)
-        self.branch = QualityBranch(self.trunk.channels[cfg.tap - 1], cfg.width, cfg.tap)
+        stride = 0
+        if cfg.pixels:  # the tapped map's stride, so each pixel patch lines up with one of its positions
+            probe = self.trunk.stages(torch.zeros(1, 3, 64, 64), upto=cfg.tap)[-1]
+            stride = 64 // probe.shape[-1]
+        self.branch = QualityBranch(self.trunk.channels[cfg.tap - 1], cfg.width, cfg.tap, stride)
         self.scorer = nn.Linear(self.branch.feature_dim, 1)
         self.classifier = nn.Linear(self.branch.feature_dim, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             fmap = self.fast_trunk.stages(x, upto=self.branch.tap)[-1]
-        return self.branch(fmap)
+        return self.branch(fmap, x)
 
 
 def losses(model: BranchTrainee, full: torch.Tensor, half: torch.Tensor, labels: torch.Tensor,

@@ -55,9 +55,9 @@ def random_trunk(seed: int = 0) -> EfficientNetLite:
     return trunk.eval()
 
 
-def branch_card(folder, layout: str, seed: int = 0):
+def branch_card(folder, layout: str, seed: int = 0, pixel_stride: int = 0):
     trunk = random_trunk(seed)
-    branch = QualityBranch(trunk.channels[1], width=8, tap=2)
+    branch = QualityBranch(trunk.channels[1], width=8, tap=2, pixel_stride=pixel_stride)
     state = trunk.state_dict() | {f"branch.{k}": v for k, v in branch.state_dict().items()}
     torch.save(state, folder / "qb.pt")
     card = folder / f"qb-{layout}.json"
@@ -118,6 +118,48 @@ def test_branch_weights_and_layouts_must_match(tmp_path):
     with pytest.raises(ModelError, match="has no quality branch"):
         LayoutFeatures(EfficientNetLite("lite0"), "last", QualityBranch(16))
     assert load_model(card).branch.tap == 2
+
+
+def test_a_branch_reading_pixels_loads_from_its_card_and_exports_at_any_size(tmp_path):
+    """``--pixels``: the state_dict says the patch size, the pixel patches line up with the tapped map at sizes
+    that do not divide by it, a chroma-only change moves the features, and the ONNX graph keeps dynamic sizes."""
+    from contrique_video.backends.export import export_onnx
+    import onnxruntime as ort
+
+    model = load_model(branch_card(tmp_path, "stages-meanstd-quality", pixel_stride=4))
+    assert model.branch.pixels.kernel_size == (4, 4)
+    path = export_onnx(model, tmp_path / "px.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in ((1, 3, 97, 131), (2, 3, 64, 250)):
+        x = torch.rand(shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # the pixel patches feed the branch's features, and only those
+        model.branch.pixels.weight.zero_()
+        without = model(x).numpy()
+    np.testing.assert_array_equal(without[:, :model.trunk_dim], want[:, :model.trunk_dim])
+    assert not np.allclose(without[:, model.trunk_dim:], want[:, model.trunk_dim:])
+
+
+def test_training_a_pixel_branch_lines_its_patches_up_with_the_tapped_map(folders, tmp_path):
+    cfg = branch_config(folders, tmp_path / "px", pixels=True)
+    data = branch_mod.LadderBatches(cfg, sorted((folders / "pristine").iterdir()), [])
+    model = branch_mod.BranchTrainee(cfg, data.num_classes)
+    assert model.branch.pixels.stride == (4, 4)  # Lite2's stage 2 is a quarter of the input's size
+    full, half, labels = data[0]
+    rank, classify, _ = branch_mod.losses(model, full, half, labels, cfg)
+    (rank + classify).backward()
+    assert model.branch.pixels.weight.grad.abs().sum() > 0
+    # through the CLI: the exported model's card loads a branch that reads pixels
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(main, ["-q", "train-branch", "-o", str(out), "--pristine", str(folders / "pristine"),
+                                       "--pixels", "--width", "8", "--crop", "64", "--sources", "1", "--steps", "1",
+                                       "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["pixels"] is True
+    assert load_model(out / "card.json").branch.pixels.stride == (4, 4)
 
 
 def branch_config(d, out, **kw) -> BranchConfig:
