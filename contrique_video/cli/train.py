@@ -122,13 +122,15 @@ def train(ctx, outdir, out_alias, pristine, authentic, mos, holdout, objective, 
 @click.option("--checkpoint-minutes", type=click.FloatRange(0.1), default=5.0, show_default=True,
               help="Also write OUTPUT/last.pt this often between evaluations.")
 @click.option("--workers", type=click.IntRange(0, 256), default=1, show_default=True, help="Data-generation processes.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Run the trunk and the branch on the CPU or the first CUDA GPU.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (same seed, same batches).")
 @click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for PyTorch (default: all cores).")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT/last.pt.")
 @click.pass_context
 @guarded
 def train_branch(ctx, outdir, out_alias, pristine, authentic, mos, holdout, variant, tap, width, pixels, crop, sources,
-                 authentic_share, steps, lr, margin, lam_classify, eval_every, checkpoint_minutes, workers, seed, threads,
+                 authentic_share, steps, lr, margin, lam_classify, eval_every, checkpoint_minutes, workers, device, seed, threads,
                  resume):
     """Train a quality branch beside a frozen ImageNet EfficientNet-Lite trunk (README: A quality branch)."""
     from contrique_video.training.branch import BranchConfig
@@ -142,7 +144,7 @@ def train_branch(ctx, outdir, out_alias, pristine, authentic, mos, holdout, vari
     cfg = BranchConfig(out=out, pristine=pristine, authentic=authentic, mos=mos, holdout=holdout, variant=variant,
                        tap=tap, width=width, pixels=pixels, crop=crop, sources=sources, authentic_share=authentic_share, steps=steps,
                        lr=lr, margin=margin, lam_classify=lam_classify, eval_every=eval_every,
-                       checkpoint_minutes=checkpoint_minutes, workers=workers, seed=seed)
+                       checkpoint_minutes=checkpoint_minutes, workers=workers, device=device, seed=seed)
     result = run(cfg, resume=resume, progress=not ctx.obj["quiet"])
     last = result["history"][-1] if result["history"] else {}
     click.echo(json.dumps({"steps": last.get("step"), "srcc_both": last.get("srcc_both"), "out": out}))

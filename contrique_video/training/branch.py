@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +84,12 @@ class BranchConfig(DataConfig):
     eval_every: int = 500
     checkpoint_minutes: float = 5.0
     workers: int = 1
+    device: str = "cpu"
     seed: int = 0
 
 
 #: Settings that may change between sessions of one run without changing what it computes.
-RUNTIME = {"workers", "eval_every", "checkpoint_minutes"}
+RUNTIME = {"workers", "device", "eval_every", "checkpoint_minutes"}
 LEVELS = distortions.NUM_LEVELS
 
 
@@ -197,7 +198,7 @@ class BranchTrainee(nn.Module):
 def losses(model: BranchTrainee, full: torch.Tensor, half: torch.Tensor, labels: torch.Tensor,
            cfg: BranchConfig) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(rank loss, classify loss, share of ladder pairs ordered) of one batch, both scales."""
-    better, worse = ladder_pairs()
+    better, worse = (t.to(full.device) for t in ladder_pairs())
     rank, ordered, feats = [], [], []
     for x in (full, half):
         f = model.features(x)
@@ -254,13 +255,16 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
         raise InputError(f"unknown variant {cfg.variant!r}; choose {', '.join(VARIANTS)}")
     if not 0 <= cfg.authentic_share <= 1:
         raise InputError(f"--authentic-share must be in 0..1, not {cfg.authentic_share}")
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was requested but PyTorch sees no CUDA GPU")
     out = Path(cfg.out)
     pristine = list_images(cfg.pristine, min_size=cfg.crop)
     authentic, heldout, heldout_mos = authentic_folds(cfg.authentic, cfg.mos, cfg.holdout, cfg.crop)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     data = LadderBatches(cfg, pristine, authentic)
-    model = BranchTrainee(cfg, data.num_classes)
+    model = BranchTrainee(cfg, data.num_classes).to(device)
     params = [*model.branch.parameters(), *model.scorer.parameters(), *model.classifier.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, history, train_seconds = 0, [], 0.0
@@ -268,8 +272,10 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
     interval = [0.0, 0]  # seconds and steps since the last evaluation
     last = out / "last.pt"
     if resume and last.exists():
-        state = load_checkpoint(last)
-        if {k: v for k, v in state["config"].items() if k not in RUNTIME} != {
+        state = load_checkpoint(last, device)
+        # settings added since a run began take their defaults, which is what that run did
+        saved = {f.name: f.default for f in fields(BranchConfig) if f.default is not MISSING} | state["config"]
+        if {k: v for k, v in saved.items() if k not in RUNTIME} != {
                 k: v for k, v in asdict(cfg).items() if k not in RUNTIME}:
             raise InputError(f"{last} was written with other settings; use the same options or a new --out")
         for name in ("branch", "scorer", "classifier"):
@@ -294,9 +300,9 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
         export_model(model, out / f"model_step{done:06d}.pt", cfg, done)
         if heldout:
             model.eval()
-            branch = heldout_features(LayoutFeatures(model.trunk, "quality", model.branch), heldout, "cpu")
+            branch = heldout_features(LayoutFeatures(model.trunk, "quality", model.branch), heldout, cfg.device)
             if not trunk_rows:
-                trunk_rows.append(heldout_features(LayoutFeatures(model.trunk, "stages-meanstd"), heldout, "cpu"))
+                trunk_rows.append(heldout_features(LayoutFeatures(model.trunk, "stages-meanstd"), heldout, cfg.device))
             trunk = trunk_rows[0]
             both = np.hstack([trunk, branch])
             for name, X in (("branch", branch), ("both", both)) + ((("trunk", trunk),) if done == 0 else ()):
@@ -313,12 +319,14 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
     model.trunk.eval()
     model.branch.train()
     loader = torch.utils.data.DataLoader(data, batch_size=None, sampler=range(start, cfg.steps),
-                                         num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None)
+                                         num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
+                                         pin_memory=device.type == "cuda")
     bar = tqdm(total=cfg.steps, initial=start, desc="train branch", disable=not progress, dynamic_ncols=True)
     last_save = tick = time.time()
     for step, (full, half, labels) in enumerate(loader, start=start):
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg)
+        full, half, labels = (t.to(device, non_blocking=True) for t in (full, half, labels))
         rank, classify, ordered = losses(model, full, half, labels, cfg)
         loss = rank + cfg.lam_classify * classify
         opt.zero_grad(set_to_none=True)

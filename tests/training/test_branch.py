@@ -208,6 +208,15 @@ def test_train_branch_curve_resume_and_export(folders, tmp_path, interrupt):
     with pytest.raises(InputError, match="other settings"):
         train_branch(branch_config(folders, tmp_path / "b", checkpoint_minutes=0, margin=2.0), resume=True,
                      progress=False)
+    # A checkpoint written before --pixels and --device existed resumes: the new settings take their defaults.
+    state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    state["config"] = {k: v for k, v in state["config"].items() if k not in ("pixels", "device")}
+    torch.save(state, tmp_path / "b" / "last.pt")
+    again = train_branch(branch_config(folders, tmp_path / "b", checkpoint_minutes=0), resume=True, progress=False)
+    assert [h["step"] for h in again["history"]] == steps
+    with pytest.raises(InputError, match="other settings"):
+        train_branch(branch_config(folders, tmp_path / "b", checkpoint_minutes=0, pixels=True), resume=True,
+                     progress=False)
 
 
 def test_cli_train_branch_summary_and_bad_options(folders, tmp_path):
@@ -225,6 +234,10 @@ def test_cli_train_branch_summary_and_bad_options(folders, tmp_path):
                                         str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "image folder not found" in missing.output
     assert len(missing.output.strip().splitlines()) == 1
+    if not torch.cuda.is_available():
+        no_gpu = CliRunner().invoke(main, [*args[:3], str(tmp_path / "g"), *args[4:], "--device", "cuda"])
+        assert no_gpu.exit_code == 1 and "sees no CUDA GPU" in no_gpu.output
+        assert len(no_gpu.output.strip().splitlines()) == 1
 
     # A damaged checkpoint on --resume, and a truncated image, are refused in one line each.
     (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:1000])
