@@ -49,6 +49,31 @@ class StubScorer:
         return StubResult(s, {"p5": s})
 
 
+def photo_pan(path: Path, size: tuple[int, int] = (160, 90), frames: int = 48, fps: int = 24) -> Path:
+    """A slow pan over a photo (skimage's coffee), lossless FFV1: natural content the built-in head scores
+    in its range, unlike synthetic patterns."""
+    import av
+    import numpy as np
+    from skimage import data
+    from skimage.transform import resize
+
+    w, h = size
+    photo = data.coffee()
+    scale = (h + 8) / photo.shape[0]
+    big = (resize(photo, (h + 8, int(photo.shape[1] * scale) + 1), anti_aliasing=True) * 255).astype(np.uint8)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            x = round(i * (big.shape[1] - w) / max(1, frames - 1))
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(big[4:4 + h, x:x + w]), format="rgb24")
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
 def real_ffmpeg() -> str:
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs an ffmpeg binary: pip install imageio-ffmpeg")
     return imageio_ffmpeg.get_ffmpeg_exe()
@@ -74,4 +99,4 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-__all__ = ["StubScorer", "fake_ffmpeg", "leftovers", "real_ffmpeg"]
+__all__ = ["StubScorer", "fake_ffmpeg", "leftovers", "photo_pan", "real_ffmpeg"]

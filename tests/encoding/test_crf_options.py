@@ -9,11 +9,11 @@ import re
 import av
 import pytest
 from click.testing import CliRunner
-from encoding_helpers import StubScorer, leftovers, real_ffmpeg
+from encoding_helpers import StubScorer, leftovers, photo_pan, real_ffmpeg
 from media import make_clip
 from checkpoints import small_model_with_head
 
-from contrique_video.api import Scorer
+from contrique_video.api import Scorer, builtin_card
 from contrique_video.cli import main
 from contrique_video.encoding.crf_search import crf_search, encode_chosen, pooled_score
 from contrique_video.encoding.encode import (
@@ -197,3 +197,29 @@ def test_the_final_encode_copies_the_sound(tmp_path):
     plain = encode(src, tmp_path / "v.mp4", "libx264", 30, settings=EncodeSettings("ultrafast"))
     with av.open(str(plain.path)) as c:
         assert [s.type for s in c.streams] == ["video"]  # probes and renditions stay video only
+
+
+def test_one_head_crf_search_encode_score_and_ladder_agree(d, tmp_path):
+    """With no --head, crf-search, `score` and `ladder` all use the model card's default head: the encode
+    event, `score` of the same file and a ladder rendition at the chosen CRF are the same number (same
+    frames), and each names that head."""
+    head = builtin_card()["default_head"]
+    src = photo_pan(tmp_path / "pan.mkv")
+    out = tmp_path / "auto.mkv"
+    res = CliRunner().invoke(main, ["crf-search", str(src), "--target", 15, "--samples", 2,
+                                    "--sample-duration", 0.5, "--frames", 3, "--max-probes", 2, "--preset",
+                                    "ultrafast", "--encode", str(out), "--format", "ndjson", "-q"])
+    events = [json.loads(x) for x in res.stdout.splitlines()]
+    assert res.exit_code == 0, res.stderr
+    assert {e["head"] for e in events} == {head}
+    enc = events[-1]
+    scored = CliRunner().invoke(main, ["score", str(out), "--frames", "6", "--format", "json"])
+    record = json.loads(scored.stdout.splitlines()[0])
+    ladder = CliRunner().invoke(main, ["ladder", str(src), "--heights", "90", "--crf", str(enc["crf"]),
+                                       "--preset", "ultrafast", "--frames", "6", "--format", "json", "-o",
+                                       str(tmp_path / "lad")])
+    rung = json.loads(ladder.stdout)
+    assert record["head"] == rung["head"] == head
+    assert enc["score"] == pytest.approx(record["score"], abs=0.01)
+    assert rung["renditions"][0]["score"] == pytest.approx(enc["score"], abs=0.01)
+    assert rung["renditions"][0]["bytes"] == pytest.approx(enc["bytes"], rel=0.02)
