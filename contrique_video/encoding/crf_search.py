@@ -3,8 +3,8 @@
 Deterministic samples of the input are cut once into a lossless reel (FFV1, the source's own frames, pixel
 format and timing; the input itself when it is no longer than the samples); each probe encodes the reel at
 one CRF with the same ffmpeg command as the final encode and scores it with no reference. The first probe
-is mid-range and the second the bound on the side it missed, so an out-of-reach target is known in two. The next CRF is interpolated between the probes that bracket
-the target, and the answer is the highest CRF whose interpolated score still meets the target, with the
+is mid-range and the second the bound on the side it missed, so an out-of-reach target is known in two;
+then the next CRF is interpolated between the probes that bracket the target, and the answer is the highest CRF whose interpolated score still meets the target, with the
 size a full encode is predicted to have. Scores are made monotone in CRF (isotonic regression) before any
 decision, because a no-reference score is noisy and a noisy probe must not make the bracket cross.
 
@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from contrique_video.encoding.encode import (
     ffmpeg_args,
     lossless_reel,
 )
-from contrique_video.encoding.probe import describe, media_info
+from contrique_video.encoding.probe import describe, frame_sizes, media_info
 from contrique_video.encoding.sampling import centred, sample_spans
 from contrique_video.errors import ContriqueError, InputError
 
@@ -43,6 +43,9 @@ POOLS = ("mean", "harmonic_mean", "p5", "p1", "min")  # what --target applies to
 
 @dataclass(frozen=True)
 class Probe:
+    """One encode of the reel: its score, its size, and the bitrate a full encode would have at this CRF
+    (``kbps``: see :func:`joinless_bytes`)."""
+
     crf: int
     score: float
     bytes: int
@@ -169,7 +172,7 @@ def crf_search(
     settings = settings or EncodeSettings(preset=preset)
     vmaf = vmaf or reference is not None
     if preset and not settings.preset:
-        settings = EncodeSettings(preset, settings.pix_fmt, settings.vfilter, settings.keyint, settings.extra)
+        settings = replace(settings, preset=preset)
     if pool not in POOLS:
         raise InputError(f"--pool {pool}: use one of {', '.join(POOLS)}")
     spec = check_encoder(encoder, ffmpeg, settings.quality_option)
@@ -197,6 +200,7 @@ def crf_search(
                   "width": reel.width, "height": reel.height,
                   **settings.record(), "preset": settings.preset or spec.preset,
                   **({"reference": str(reference)} if reference is not None else {})})
+        joins = [round(k * reel.frames / len(spans)) for k in range(1, len(spans))]  # first frames of samples 2..n
         crf: int | None = round((lo + hi) / 2)
         try:
             while crf is not None and len(probes) < max_probes:
@@ -205,8 +209,9 @@ def crf_search(
                 took = time.perf_counter() - began
                 scored = scorer.score(out.path, sampling=centred(frames, out.seconds))
                 extra = {"vmaf": _vmaf(out.path, ref_reel)} if vmaf else {}
+                kbps = joinless_bytes(out.path, out.bytes, joins) * 8 / out.seconds / 1000
                 out.path.unlink()
-                probe = Probe(crf, pooled_score(scored, pool), out.bytes, out.kbps, round(took, 3))
+                probe = Probe(crf, pooled_score(scored, pool), out.bytes, kbps, round(took, 3))
                 probes.append(probe)
                 on_event({"type": "probe", "head": head.name, **asdict(probe), **extra})
                 crf = next_crf(probes, target, lo, hi, head.higher_is_better)
@@ -237,6 +242,25 @@ def _vmaf(encoded: Path, reference) -> float:
     enc = describe(encoded)
     size = (ref.width, ref.height) if (enc.width, enc.height) != (ref.width, ref.height) else None
     return float(run_vmaf(encoded, ref.path, size=size).pooled["mean"])
+
+
+def joinless_bytes(path: Path, size: int, joins: list[int]) -> int:
+    """The size of a reel's encode with the frame that each join between samples made an intra frame
+    counted as an inter frame.
+
+    Where one sample ends and the next begins, the picture jumps, and the encoder codes the frame there
+    (within a frame of the join, as B-frames reorder) as a new picture; a full encode of the input has no
+    such jump. So the largest frame at each join is counted at the mean size of the inter frames away from
+    the joins, and a probe predicts the size of an encode shaped like the final one: the encoder's own key
+    frame interval and scene cuts stay in it."""
+    frames = frame_sizes(path)
+    near = {i for j in joins for i in (j - 1, j, j + 1)}
+    inter = [b for i, (b, key) in enumerate(frames) if i not in near and not key]
+    if not joins or not inter:
+        return size
+    typical = float(np.mean(inter))
+    extra = sum(max(0.0, max(b for b, _ in frames[max(0, j - 1):j + 2]) - typical) for j in joins if j < len(frames))
+    return int(round(size - extra))
 
 
 def predict_encode_seconds(probes: list[Probe], crf: int, reel_seconds: float, duration: float) -> float | None:

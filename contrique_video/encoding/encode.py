@@ -13,7 +13,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import av
@@ -217,8 +217,7 @@ def encode(
     given directly wins over the settings' preset. ``on_progress`` is told the frames encoded so far."""
     settings = settings or EncodeSettings()
     if preset:
-        settings = EncodeSettings(preset, settings.pix_fmt, settings.vfilter, settings.keyint, settings.extra,
-                                  settings.quality_option)
+        settings = replace(settings, preset=preset)
     exe = find_ffmpeg(ffmpeg)
     check_crf(encoder_spec(encoder, exe, settings.quality_option), crf)
     args = ffmpeg_args(src, dst, encoder, crf, settings=settings, height=height, audio=audio, ffmpeg=exe)

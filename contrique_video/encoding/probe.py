@@ -63,3 +63,12 @@ def describe(path: str | os.PathLike) -> Encoded:
             if span > 0 and abs(float(span * vs.time_base) - seconds) > 1 / rate:  # not constant-rate
                 seconds = float(span * vs.time_base)
     return Encoded(Path(path), Path(path).stat().st_size, len(timed), seconds, w, h)
+
+
+def frame_sizes(path: str | os.PathLike) -> list[tuple[int, bool]]:
+    """(bytes, is key frame) of each video packet of an encode, in presentation order."""
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        packets = sorted((p.pts if p.pts is not None else i, p.size, p.is_keyframe)
+                         for i, p in enumerate(c.demux(vs)) if p.size)
+    return [(size, key) for _, size, key in packets]

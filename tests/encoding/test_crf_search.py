@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from click.testing import CliRunner
-from encoding_helpers import StubScorer, fake_ffmpeg, leftovers
+from encoding_helpers import StubScorer, fake_ffmpeg, leftovers, real_ffmpeg
 from media import make_clip
 
 from contrique_video.cli import main
@@ -193,3 +194,23 @@ def test_progress_bar_counts_probes_with_an_eta(clip, tmp_path, monkeypatch):
     assert "crf-search:" in res.stderr and "/3 [" in res.stderr and "probe/s]" in res.stderr
     assert "crf 30: score" in res.stderr  # the first probe (the middle of 10..51) on the bar
     assert res.stdout.startswith("libx264 crf ")
+
+
+@pytest.mark.parametrize("crf", [30, 40])
+def test_a_probe_predicts_the_size_of_the_full_encode(tmp_path, crf):
+    """On content alike all through (testsrc2), the probe's bitrate (the jump at each join between samples
+    counted as an inter frame, see joinless_bytes) is within 3% of the full encode's, and nearer to it than
+    the reel encode's own bitrate, which pays for a new picture at every join."""
+    src = tmp_path / "ts.mkv"
+    subprocess.run([real_ffmpeg(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=320x180:r=24:d=6",
+                    "-c:v", "ffv1", "-g", "1", str(src)], check=True)
+    events = []
+    crf_search(src, StubScorer(), "libx264", 0.0, samples=3, sample_duration=1.0, min_crf=crf - 1, max_crf=crf,
+               max_probes=1, on_event=events.append)
+    probe = next(e for e in events if e["type"] == "probe")
+    subprocess.run([real_ffmpeg(), "-y", "-loglevel", "error", "-i", str(src), "-c:v", "libx264", "-crf",
+                    str(probe["crf"]), "-preset", "medium", "-pix_fmt", "yuv420p", str(tmp_path / "full.mkv")], check=True)
+    full_kbps = (tmp_path / "full.mkv").stat().st_size * 8 / 6 / 1000
+    reel_kbps = probe["bytes"] * 8 / 3 / 1000
+    assert probe["kbps"] == pytest.approx(full_kbps, rel=0.03)
+    assert abs(probe["kbps"] - full_kbps) < abs(reel_kbps - full_kbps)
