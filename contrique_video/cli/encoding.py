@@ -216,7 +216,8 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
     if fmt == "table":
         size = f", {result.predicted_percent:.0f}% of the input" if result.predicted_percent is not None else ""
         took = f", about {result.predicted_encode_seconds:.0f} s to encode" if result.predicted_encode_seconds else ""
-        click.echo(f"{encoder} crf {result.crf}: predicted {pool} score {result.score:.2f} (target {target:g}), "
+        click.echo(f"{encoder} crf {result.crf}: predicted {pool} score {result.score:.2f} (target {target:g}, head "
+                   f"{result.head}), "
                    f"{result.kbps:.0f} kbps, {result.predicted_bytes / 1e6:.2f} MB for the whole input{size}{took}")
     if not result.reached:
         fail(f"target {target:g} not reached: even CRF {result.crf} scores {result.score:.2f} ({pool})")
@@ -231,10 +232,14 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
         from contrique_video.encoding.probe import media_info
 
         info = media_info(input_path)
-        stages = {"encode": progress_bar(ctx, "encode", round((info.duration or 0) * info.fps) or None),
-                  "score": progress_bar(ctx, "score", frames * samples)}
+        totals = {"encode": round((info.duration or 0) * info.fps) or None, "score": frames * samples}
+        stages: dict[str, tqdm] = {}
 
-        def on_progress(stage: str, n: int) -> None:
+        def on_progress(stage: str, n: int) -> None:  # one bar at a time: the encode's frames, then the scored
+            if stage not in stages:
+                for bar in stages.values():
+                    bar.close()
+                stages[stage] = progress_bar(ctx, stage, totals[stage])
             stages[stage].update(n - stages[stage].n)
 
         try:
