@@ -55,6 +55,20 @@ def builtin_card() -> dict:
     return json.loads((Path(str(resources.files("contrique_video") / "assets" / "builtin.json"))).read_text())
 
 
+def card_default_head(card) -> str | None:
+    """The head a model scores with when none is named: its card's default (``DEFAULT_HEAD`` for a built-in
+    card that names none); None for a bare checkpoint. ``score``, crf-search, ladders and hooks all use it."""
+    if card is None:
+        return None
+    return card.default_head or (DEFAULT_HEAD if card.id.startswith("builtin") else None)
+
+
+def default_head(weights: str | os.PathLike | None = None) -> str | None:
+    """:func:`card_default_head` of ``weights`` (default: the built-in model), read without loading it."""
+    path = builtin_weights() if weights is None else model_path(weights)
+    return card_default_head(read_card(path)) if path is not None and is_card(path) else None
+
+
 @dataclass
 class VideoScore:
     """One input's result. ``frames`` has one row per sampled frame: frame, pts_time, score.
@@ -150,8 +164,7 @@ class Scorer:
         self.model_id = card.id if card else f"weights:{path.name}"
         self.feature_layout = card.feature_layout if card else None
         self.nss = bool(card and card.nss)
-        self.default_head = (card.default_head if card else None) or (
-            DEFAULT_HEAD if self.model_id.startswith("builtin") else None)
+        self.default_head = card_default_head(card)
         self.device = device
         self.backend = open_backend(path, backend or os.environ.get("CONTRIQUE_VIDEO_BACKEND") or "auto", precision,
                                     device, threads)

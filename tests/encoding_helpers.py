@@ -42,11 +42,36 @@ class StubScorer:
     def check_head(self) -> StubHead:
         return StubHead()
 
-    def score(self, path, sampling=None) -> StubResult:
+    def score(self, path, sampling=None, on_frames=None) -> StubResult:
         info = describe(path)
         self.sizes.append((info.width, info.height))
         s = 10 * math.log(info.kbps)
         return StubResult(s, {"p5": s})
+
+
+def photo_pan(path: Path, size: tuple[int, int] = (160, 90), frames: int = 48, fps: int = 24) -> Path:
+    """A slow pan over a photo (skimage's coffee), lossless FFV1: natural content the built-in head scores
+    in its range, unlike synthetic patterns."""
+    import av
+    import numpy as np
+    from skimage import data
+    from skimage.transform import resize
+
+    w, h = size
+    photo = data.coffee()
+    scale = (h + 8) / photo.shape[0]
+    big = (resize(photo, (h + 8, int(photo.shape[1] * scale) + 1), anti_aliasing=True) * 255).astype(np.uint8)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            x = round(i * (big.shape[1] - w) / max(1, frames - 1))
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(big[4:4 + h, x:x + w]), format="rgb24")
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
 
 
 def real_ffmpeg() -> str:
@@ -55,10 +80,12 @@ def real_ffmpeg() -> str:
 
 
 def fake_ffmpeg(folder: Path, fail_from_call: int, code: int = 7) -> Path:
-    """An ffmpeg that runs the real one for its first calls, then fails with ``code`` from call ``fail_from_call``."""
+    """An ffmpeg that runs the real one for its first encodes (calls with ``-crf``; questions and lossless
+    intermediates always run), then fails with ``code`` from encode ``fail_from_call``."""
     path = folder / "ffmpeg-flaky"
     path.write_text(
         "#!/bin/sh\n"
+        f'case " $* " in *" -crf "*) ;; *) exec "{real_ffmpeg()}" "$@";; esac\n'
         f'n=$(cat "{folder}/calls" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "{folder}/calls"\n'
         f'if [ "$n" -ge {fail_from_call} ]; then echo "simulated encoder crash" >&2; exit {code}; fi\n'
         f'exec "{real_ffmpeg()}" "$@"\n'
@@ -72,4 +99,4 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-__all__ = ["StubScorer", "fake_ffmpeg", "leftovers", "real_ffmpeg"]
+__all__ = ["StubScorer", "fake_ffmpeg", "leftovers", "photo_pan", "real_ffmpeg"]

@@ -1,5 +1,6 @@
 """``crf-search`` and ``ladder``: thin layers over :mod:`contrique_video.encoding.crf_search` and
-:mod:`contrique_video.encoding.ladder`. Encoders: PyAV's FFmpeg, or --ffmpeg PATH.
+:mod:`contrique_video.encoding.ladder`. Both take the same encode options (:func:`encode_options`); every
+encode runs the ffmpeg CLI (--ffmpeg PATH, else ffmpeg on PATH, else imageio-ffmpeg's).
 """
 
 from __future__ import annotations
@@ -33,17 +34,32 @@ from contrique_video.errors import ContriqueError, InputError
 log = logging.getLogger("contrique_video")
 
 
-def encoder_options(fn):
-    """Encoder flags shared by ``crf-search`` and ``ladder``."""
-    from contrique_video.encoding.encode import ENCODERS
-
+def encode_options(fn):
+    """The encode options of ``crf-search`` and ``ladder`` (ab-av1's encoder arguments), defined once."""
     return apply([
-        click.option("--encoder", type=click.Choice(list(ENCODERS)), default="libx264", show_default=True,
-                     help="Encoder under test (an FFmpeg encoder name)."),
-        click.option("--preset", help="Encoder preset (cpu-used for libvpx-vp9/libaom-av1; default: the encoder's)."),
+        click.option("--encoder", default="libx264", show_default=True,
+                     help="Any ffmpeg video encoder, hardware ones included (h264_nvenc, hevc_qsv, av1_vaapi, ...)."),
+        click.option("--quality-option", "quality_option", metavar="NAME",
+                     help="The encoder's CRF-like option, for an encoder not known here (known: -crf, -cq for "
+                          "*_nvenc, -global_quality for *_qsv, -qp for *_vaapi and librav1e)."),
+        click.option("--preset", help="Encoder preset (-cpu-used for libvpx-vp9/libaom-av1; default: libx264/libx265 "
+                                      "medium, libsvtav1 8, libvpx-vp9 4, libaom-av1 6, else the encoder's)."),
         click.option("--ffmpeg", "ffmpeg", type=click.Path(dir_okay=False),
-                     help="Encode with this ffmpeg binary instead of PyAV's FFmpeg (e.g. for libaom-av1)."),
-        click.option("--head", help="Head name or JSON file (default: the built-in model's head)."),
+                     help="The ffmpeg binary that encodes (default: ffmpeg on PATH, else imageio-ffmpeg's)."),
+        click.option("--enc", "enc", multiple=True, metavar="KEY=VALUE",
+                     help="Encoder option passed through (repeatable), e.g. --enc tune=grain --enc x265-params=aq-mode=3."),
+        click.option("--pix-format", "pix_format", default="yuv420p", show_default=True,
+                     help="Pixel format to encode in, e.g. yuv420p10le for 10-bit."),
+        click.option("--vfilter", help="ffmpeg filter chain run before encoding, e.g. 'scale=1280:-2' (the encodes, "
+                                       "and so the scores, are of the filtered video)."),
+        click.option("--keyint", type=int, help="Key frame interval in frames (ffmpeg's -g; default: the encoder's)."),
+    ], fn)
+
+
+def scoring_options(fn):
+    """How ``crf-search`` and ``ladder`` score their encodes."""
+    return apply([
+        click.option("--head", help="Head name or JSON file (default: the one `score` uses, the model card's)."),
         click.option("--frames", type=click.IntRange(1), default=8, show_default=True,
                      help="Frames scored per encode (spread uniformly)."),
         click.option("--workdir", type=click.Path(file_okay=False), help="Folder for temporary files (default: system temp)."),
@@ -60,11 +76,9 @@ def crf_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int
         raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
 
 
-def check_crf_range(encoder: str, option: str, *crfs: int | None) -> None:
+def check_crf_range(spec, option: str, *crfs: int | None) -> None:
     """CRFs outside the encoder's scale are usage errors, found before the model loads."""
-    from contrique_video.encoding.encode import ENCODERS
-
-    spec = ENCODERS[encoder]
+    encoder = spec.name
     for crf in crfs:
         if crf is not None and not spec.crf_min <= crf <= spec.crf_max:
             raise click.BadParameter(f"CRF {crf} is outside {encoder}'s range {spec.crf_min}..{spec.crf_max}",
@@ -90,21 +104,9 @@ def reference_option(measured: str):
                              "(implies --vmaf, which measures against INPUT itself).")
 
 
-def encode_settings_options(fn):
-    """ab-av1-style encoder arguments for ``crf-search`` (and its ``--encode``)."""
-    return apply([
-        click.option("--enc", "enc", multiple=True, metavar="KEY=VALUE",
-                     help="Encoder option passed through (repeatable), e.g. --enc tune=grain --enc x265-params=aq-mode=3."),
-        click.option("--pix-format", "pix_format", default="yuv420p", show_default=True,
-                     help="Pixel format to encode in, e.g. yuv420p10le for 10-bit."),
-        click.option("--vfilter", help="ffmpeg filter chain run before encoding, e.g. 'scale=1280:-2' (the encodes, "
-                                       "and so the scores, are of the filtered video)."),
-        click.option("--keyint", type=int, help="Key frame interval in frames (ffmpeg's -g; default: the encoder's)."),
-    ], fn)
-
-
-def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg):
-    """EncodeSettings from the options; a value the encoder or PyAV refuses is a usage error (exit 2)."""
+def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg, quality_option):
+    """The encoder's spec and EncodeSettings from the options; a value the encoder refuses is a usage error
+    (exit 2), an encoder or ffmpeg missing here an input error (exit 1)."""
     from contrique_video.encoding.encode import (
         EncodeSettings,
         check_encoder,
@@ -112,15 +114,15 @@ def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg
         parse_enc,
     )
 
-    check_encoder(encoder, ffmpeg)  # an encoder missing here is an input error (exit 1), checked first
+    spec = check_encoder(encoder, ffmpeg, quality_option)  # checked first: exit 1
     try:
         if keyint is not None and keyint < 1:
             raise InputError(f"--keyint {keyint}: give a positive number of frames")
-        settings = EncodeSettings(preset, pix_format, vfilter, keyint, parse_enc(enc))
+        settings = EncodeSettings(preset, pix_format, vfilter, keyint, parse_enc(enc), quality_option)
         check_settings(encoder, settings, ffmpeg)
     except ContriqueError as exc:
         raise click.UsageError(str(exc)) from None
-    return settings
+    return spec, settings
 
 
 @click.command("crf-search")
@@ -149,14 +151,14 @@ def make_settings(encoder: str, preset, pix_format, vfilter, keyint, enc, ffmpeg
               help="Also measure each probe (against the sample reel) and the --encode output (against INPUT) with "
                    "libvmaf; adds `vmaf` to those events. Needs imageio-ffmpeg's ffmpeg.")
 @reference_option("each probe (against REF cut at the same samples) and the --encode output")
-@encode_settings_options
-@encoder_options
+@encode_options
+@scoring_options
 @model_options
 @click.pass_context
 @guarded
 def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, min_crf, max_crf, max_probes,
-                       max_encoded_percent, encode_path, fmt, with_vmaf, reference, enc, pix_format, vfilter, keyint, encoder,
-                       preset, ffmpeg, head, frames, workdir, **model):
+                       max_encoded_percent, encode_path, fmt, with_vmaf, reference, encoder, quality_option, preset, ffmpeg, enc,
+                       pix_format, vfilter, keyint, head, frames, workdir, **model):
     """Find the CRF whose encode of INPUT scores --target, from scored samples (ab-av1 style).
 
     Exit 0 with a result, 1 when the target is out of reach, the CRF would be too big, or something failed
@@ -168,16 +170,19 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
         crf_search,
         encode_chosen,
     )
-    from contrique_video.encoding.encode import ENCODERS
-
-    check_crf_range(encoder, "--min-crf", min_crf)
-    check_crf_range(encoder, "--max-crf", max_crf)
-    spec = ENCODERS[encoder]
+    if encode_path:
+        try:
+            guard_outputs([input_path, reference], encode_path)
+        except InputError as exc:
+            raise click.UsageError(f"--encode: {exc}") from None
+    spec, settings = make_settings(encoder, preset, pix_format, vfilter, keyint, enc, ffmpeg, quality_option)
+    check_crf_range(spec, "--min-crf", min_crf)
+    check_crf_range(spec, "--max-crf", max_crf)
     lo = max(spec.crf_min, DEFAULT_MIN_CRF) if min_crf is None else min_crf
     hi = spec.crf_max if max_crf is None else max_crf
     if lo >= hi:
         raise click.UsageError(f"--min-crf {lo} must be below --max-crf {hi}")
-    head = check_target(target, head, model.get("weights")) or head
+    check_target(target, head, model.get("weights"))
 
     bars: list[tqdm] = []  # from the samples event: probes, at most --max-probes
 
@@ -194,9 +199,6 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
             log.info("crf %d: %s %.2f, %.0f kbps, encoded in %.1f s%s", event["crf"], pool, event["score"],
                      event["kbps"], event["encode_seconds"], f", VMAF {event['vmaf']:.2f}" if "vmaf" in event else "")
 
-    if encode_path:
-        guard_outputs([input_path, reference], encode_path)
-    settings = make_settings(encoder, preset, pix_format, vfilter, keyint, enc, ffmpeg)
     if with_vmaf or reference:
         from contrique_video.encoding.reference import vmaf_ffmpeg
 
@@ -214,7 +216,8 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
     if fmt == "table":
         size = f", {result.predicted_percent:.0f}% of the input" if result.predicted_percent is not None else ""
         took = f", about {result.predicted_encode_seconds:.0f} s to encode" if result.predicted_encode_seconds else ""
-        click.echo(f"{encoder} crf {result.crf}: predicted {pool} score {result.score:.2f} (target {target:g}), "
+        click.echo(f"{encoder} crf {result.crf}: predicted {pool} score {result.score:.2f} (target {target:g}, head "
+                   f"{result.head}), "
                    f"{result.kbps:.0f} kbps, {result.predicted_bytes / 1e6:.2f} MB for the whole input{size}{took}")
     if not result.reached:
         fail(f"target {target:g} not reached: even CRF {result.crf} scores {result.score:.2f} ({pool})")
@@ -224,9 +227,29 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
              f"--max-encoded-percent {max_encoded_percent:g}")
         sys.exit(1)
     if encode_path:
-        log.info("encoding %s at crf %d to %s", input_path, result.crf, encode_path)
-        event = encode_chosen(input_path, encode_path, result, scorer, frames=frames * samples, settings=settings,
-                              ffmpeg=ffmpeg, vmaf=with_vmaf, reference=reference)
+        log.info("encoding %s at crf %d to %s: ffmpeg %s", input_path, result.crf, encode_path,
+                 " ".join(result.ffmpeg_args[:-1] + [encode_path]))
+        from contrique_video.encoding.probe import media_info
+
+        info = media_info(input_path)
+        totals = {"encode": round((info.duration or 0) * info.fps) or None, "score": frames * samples}
+        stages: dict[str, tqdm] = {}
+
+        def on_progress(stage: str, n: int) -> None:  # one bar at a time: the encode's frames, then the scored
+            if stage not in stages:
+                for bar in stages.values():
+                    bar.close()
+                stages[stage] = progress_bar(ctx, stage, totals[stage])
+            stages[stage].update(n - stages[stage].n)
+
+        try:
+            with logs_above_bars():
+                event = encode_chosen(input_path, encode_path, result, scorer, frames=frames * samples,
+                                      settings=settings, ffmpeg=ffmpeg, vmaf=with_vmaf, reference=reference,
+                                      on_progress=on_progress)
+        finally:
+            for bar in stages.values():
+                bar.close()
         if fmt in ("json", "ndjson"):
             on_event(event)
         else:
@@ -253,12 +276,14 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
 @click.option("--vmaf", "with_vmaf", is_flag=True,
               help="Also measure every rendition (at the display size) against INPUT with libvmaf: a vmaf column.")
 @reference_option("every rendition (scaled to REF's size)")
-@encoder_options
+@encode_options
+@scoring_options
 @model_options
 @click.pass_context
 @guarded
 def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, out_alias, keep_renditions, fmt,
-                   with_vmaf, reference, encoder, preset, ffmpeg, head, frames, workdir, **model):
+                   with_vmaf, reference, encoder, quality_option, preset, ffmpeg, enc, pix_format, vfilter, keyint, head,
+                   frames, workdir, **model):
     """Encode INPUT at every height x CRF, score each rendition at the display size, and recommend rungs
     from the upper convex hull of score against bitrate.
 
@@ -277,7 +302,8 @@ def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, o
         raise click.BadParameter("give numbers: --heights 1080,720 and --display 1920x1080") from None
     if shown is not None and len(shown) != 2:
         raise click.BadParameter("give WxH, e.g. 1920x1080", param_hint="--display")
-    check_crf_range(encoder, "--crf", *crf_grid)
+    spec, settings = make_settings(encoder, preset, pix_format, vfilter, keyint, enc, ffmpeg, quality_option)
+    check_crf_range(spec, "--crf", *crf_grid)
     if with_vmaf or reference:
         from contrique_video.encoding.reference import vmaf_ffmpeg
 
@@ -295,7 +321,7 @@ def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, o
         with sigterm_as_exception(), logs_above_bars():
             try:
                 ladder = build_ladder(input_path, scorer, encoder, sizes, crf_grid, display=shown, frames=frames,
-                                      rungs=rungs, preset=preset, ffmpeg=ffmpeg, workdir=workdir,
+                                      rungs=rungs, ffmpeg=ffmpeg, workdir=workdir, settings=settings,
                                       keep=Path(outdir) / "renditions" if keep_renditions else None,
                                       on_rendition=on_rendition, vmaf=with_vmaf, reference=reference,
                                       on_plan=lambda n: bars.append(progress_bar(ctx, "ladder", n, unit="rendition")))

@@ -129,12 +129,13 @@ def open_scorer(head, model: dict):
 def known_head(head: str | None, weights: str | None):
     """The head read from its JSON alone (no model loaded), or None when it is only known with the model
     (custom weights and no --head: the model then says what is missing)."""
-    from contrique_video.api import DEFAULT_HEAD
+    from contrique_video.api import default_head
     from contrique_video.models.head import resolve_head
 
     if head is None and weights is not None:
         return None
-    return resolve_head(head or DEFAULT_HEAD)
+    name = head or default_head()
+    return None if name is None else resolve_head(name)
 
 
 def output_file(*suffixes: str):

@@ -1,8 +1,10 @@
 """CRF search to a target no-reference score, in the manner of ab-av1's ``crf-search``.
 
-Deterministic samples of the input are cut once into a lossless reel; each probe encodes the reel at one
-CRF and scores the encode with no reference. The next CRF is interpolated between the probes that bracket
-the target, and the answer is the highest CRF whose interpolated score still meets the target, with the
+Deterministic samples of the input are cut once into a lossless reel (FFV1, the source's own frames, pixel
+format and timing; the input itself when it is no longer than the samples); each probe encodes the reel at
+one CRF with the same ffmpeg command as the final encode and scores it with no reference. The first probe
+is mid-range and the second the bound on the side it missed, so an out-of-reach target is known in two;
+then the next CRF is interpolated between the probes that bracket the target, and the answer is the highest CRF whose interpolated score still meets the target, with the
 size a full encode is predicted to have. Scores are made monotone in CRF (isotonic regression) before any
 decision, because a no-reference score is noisy and a noisy probe must not make the bracket cross.
 
@@ -16,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +30,10 @@ from contrique_video.encoding.encode import (
     check_encoder,
     check_settings,
     encode,
+    ffmpeg_args,
     lossless_reel,
 )
-from contrique_video.encoding.probe import describe, media_info
+from contrique_video.encoding.probe import describe, frame_sizes, media_info
 from contrique_video.encoding.sampling import centred, sample_spans
 from contrique_video.errors import ContriqueError, InputError
 
@@ -40,6 +43,9 @@ POOLS = ("mean", "harmonic_mean", "p5", "p1", "min")  # what --target applies to
 
 @dataclass(frozen=True)
 class Probe:
+    """One encode of the reel: its score, its size, and the bitrate a full encode would have at this CRF
+    (``kbps``: see :func:`joinless_bytes`)."""
+
     crf: int
     score: float
     bytes: int
@@ -80,6 +86,8 @@ class SearchResult:
     predicted_encode_seconds: float | None = None  # from the probes' encode speed, scaled to the input
     max_encoded_percent: float | None = None
     too_big: bool = False  # predicted_percent exceeds max_encoded_percent: the CRF is refused
+    head: str | None = None  # the head the target and scores are on
+    ffmpeg_args: list[str] | None = None  # the final encode's command, for a user to run themselves
 
     def event(self) -> dict:
         return {"type": "result", **{k: v for k, v in asdict(self).items() if k != "probes"},
@@ -99,10 +107,10 @@ def next_crf(probes: list[Probe], target: float, lo: int, hi: int, higher_is_bet
     meets = fitted >= target if higher_is_better else fitted <= target
     good = crfs[meets].max() if meets.any() else None  # highest CRF meeting the target
     bad = crfs[~meets].min() if (~meets).any() else None  # lowest CRF missing it
-    if bad is None:
-        nxt = math.ceil((good + hi) / 2)
-    elif good is None:
-        nxt = math.floor((lo + bad) / 2)
+    if bad is None:  # every probe meets the target: try the highest CRF allowed
+        nxt = hi
+    elif good is None:  # none does: try the lowest, so an out-of-reach target costs two probes
+        nxt = lo
     else:
         sg, sb = fitted[crfs == good][0], fitted[crfs == bad][0]
         frac = (sg - target) / (sg - sb) if sg != sb else 0.5
@@ -164,10 +172,10 @@ def crf_search(
     settings = settings or EncodeSettings(preset=preset)
     vmaf = vmaf or reference is not None
     if preset and not settings.preset:
-        settings = EncodeSettings(preset, settings.pix_fmt, settings.vfilter, settings.keyint, settings.extra)
+        settings = replace(settings, preset=preset)
     if pool not in POOLS:
         raise InputError(f"--pool {pool}: use one of {', '.join(POOLS)}")
-    spec = check_encoder(encoder, ffmpeg)
+    spec = check_encoder(encoder, ffmpeg, settings.quality_option)
     check_settings(encoder, settings, ffmpeg)
     head = scorer.check_head()
     lo_r, hi_r = head.range
@@ -183,14 +191,16 @@ def crf_search(
     spans = sample_spans(info.duration, samples, sample_duration, str(path))
     probes: list[Probe] = []
     with tempfile.TemporaryDirectory(prefix="contrique-crf-", dir=workdir) as tmp:
-        reel = lossless_reel(path, Path(tmp) / "reel.mkv", spans, settings.pix_fmt)
-        ref_reel = reel if reference is None else lossless_reel(reference, Path(tmp) / "ref.mkv", spans,
-                                                                  settings.pix_fmt)
-        on_event({"type": "samples", "encoder": encoder, "target": target, "pool": pool,
+        whole = spans == [(0.0, info.duration)]
+        reel = describe(path) if whole else lossless_reel(path, Path(tmp) / "reel.mkv", spans, ffmpeg)
+        ref_reel = reel if reference is None else describe(reference) if whole else \
+            lossless_reel(reference, Path(tmp) / "ref.mkv", spans, ffmpeg)
+        on_event({"type": "samples", "encoder": encoder, "head": head.name, "target": target, "pool": pool,
                   "spans": [list(s) for s in spans], "frames": reel.frames, "seconds": reel.seconds,
                   "width": reel.width, "height": reel.height,
                   **settings.record(), "preset": settings.preset or spec.preset,
                   **({"reference": str(reference)} if reference is not None else {})})
+        joins = [round(k * reel.frames / len(spans)) for k in range(1, len(spans))]  # first frames of samples 2..n
         crf: int | None = round((lo + hi) / 2)
         try:
             while crf is not None and len(probes) < max_probes:
@@ -199,18 +209,20 @@ def crf_search(
                 took = time.perf_counter() - began
                 scored = scorer.score(out.path, sampling=centred(frames, out.seconds))
                 extra = {"vmaf": _vmaf(out.path, ref_reel)} if vmaf else {}
+                kbps = joinless_bytes(out.path, out.bytes, joins) * 8 / out.seconds / 1000
                 out.path.unlink()
-                probe = Probe(crf, pooled_score(scored, pool), out.bytes, out.kbps, round(took, 3))
+                probe = Probe(crf, pooled_score(scored, pool), out.bytes, kbps, round(took, 3))
                 probes.append(probe)
-                on_event({"type": "probe", **asdict(probe), **extra})
+                on_event({"type": "probe", "head": head.name, **asdict(probe), **extra})
                 crf = next_crf(probes, target, lo, hi, head.higher_is_better)
         except ContriqueError as exc:
             if probes:
                 on_event({"type": "error", "partial": True, "probes": len(probes), "message": str(exc)})
             raise
     result = choose(probes, target, head.higher_is_better, encoder, info.duration)
-    result.pool = pool
-    result.predicted_encode_seconds = predict_encode_seconds(probes, reel.seconds, info.duration)
+    result.pool, result.head = pool, head.name
+    result.ffmpeg_args = ffmpeg_args(path, "OUTPUT", encoder, result.crf, settings=settings, audio=True, ffmpeg=ffmpeg)
+    result.predicted_encode_seconds = predict_encode_seconds(probes, result.crf, reel.seconds, info.duration)
     input_bytes = Path(path).stat().st_size if Path(path).is_file() else 0
     if input_bytes:
         result.predicted_percent = round(100 * result.predicted_bytes / input_bytes, 2)
@@ -232,11 +244,33 @@ def _vmaf(encoded: Path, reference) -> float:
     return float(run_vmaf(encoded, ref.path, size=size).pooled["mean"])
 
 
-def predict_encode_seconds(probes: list[Probe], reel_seconds: float, duration: float) -> float | None:
-    """Wall time a full encode should take: the probes' median encode time per second of video, times the
-    input's duration (the probes nearest the answer run at much the same speed in CRF)."""
-    rates = [p.encode_seconds / reel_seconds for p in probes if math.isfinite(p.encode_seconds) and reel_seconds > 0]
-    return round(float(np.median(rates)) * duration, 2) if rates else None
+def joinless_bytes(path: Path, size: int, joins: list[int]) -> int:
+    """The size of a reel's encode with the frame that each join between samples made an intra frame
+    counted as an inter frame.
+
+    Where one sample ends and the next begins, the picture jumps, and the encoder codes the frame there
+    (within a frame of the join, as B-frames reorder) as a new picture; a full encode of the input has no
+    such jump. So the largest frame at each join is counted at the mean size of the inter frames away from
+    the joins, and a probe predicts the size of an encode shaped like the final one: the encoder's own key
+    frame interval and scene cuts stay in it."""
+    frames = frame_sizes(path)
+    near = {i for j in joins for i in (j - 1, j, j + 1)}
+    inter = [b for i, (b, key) in enumerate(frames) if i not in near and not key]
+    if not joins or not inter:
+        return size
+    typical = float(np.mean(inter))
+    extra = sum(max(0.0, max(b for b, _ in frames[max(0, j - 1):j + 2]) - typical) for j in joins if j < len(frames))
+    return int(round(size - extra))
+
+
+def predict_encode_seconds(probes: list[Probe], crf: int, reel_seconds: float, duration: float) -> float | None:
+    """Wall time a full encode should take: the probes' encode time per second of video, interpolated at the
+    chosen CRF (an encoder is slower at low CRFs), times the input's duration."""
+    timed = sorted((p.crf, p.encode_seconds / reel_seconds) for p in probes
+                   if math.isfinite(p.encode_seconds) and reel_seconds > 0)
+    if not timed:
+        return None
+    return round(float(np.interp(crf, [c for c, _ in timed], [r for _, r in timed])) * duration, 2)
 
 
 def encode_chosen(
@@ -250,18 +284,28 @@ def encode_chosen(
     ffmpeg: str | None = None,
     vmaf: bool = False,
     reference: str | os.PathLike | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
 ) -> dict:
     """ab-av1's auto-encode step: the whole input at the chosen CRF (audio copied), then scored (``frames``
     frames centred in equal parts, as the probes) on the same pool; the ``encode`` event. Its ``vmaf`` (with
-    ``vmaf`` or a ``reference``) is against ``reference``, else against ``path``."""
+    ``vmaf`` or a ``reference``) is against ``reference``, else against ``path``. ``on_progress(stage, n)``
+    is told the frames encoded (stage ``encode``), then the frames scored (``score``)."""
     vmaf = vmaf or reference is not None
     began = time.perf_counter()
-    out = encode(path, dst, result.encoder, result.crf, ffmpeg=ffmpeg, settings=settings, audio=True)
+    progress = on_progress or (lambda stage, n: None)
+    out = encode(path, dst, result.encoder, result.crf, ffmpeg=ffmpeg, settings=settings, audio=True,
+                 on_progress=lambda n: progress("encode", n))
     took = time.perf_counter() - began
-    scored = scorer.score(out.path, sampling=centred(frames, out.seconds))
+    done = [0]
+
+    def scored_rows(rows) -> None:
+        done[0] += len(rows)
+        progress("score", done[0])
+
+    scored = scorer.score(out.path, sampling=centred(frames, out.seconds), on_frames=scored_rows)
     input_bytes = Path(path).stat().st_size if Path(path).is_file() else 0
     table = getattr(scored, "frames", None)
-    return {"type": "encode", "path": str(out.path), "encoder": result.encoder, "crf": result.crf,
+    return {"type": "encode", "path": str(out.path), "encoder": result.encoder, "head": result.head, "crf": result.crf,
             "pool": result.pool, "target": result.target, "score": pooled_score(scored, result.pool),
             "predicted_score": result.score, "bytes": out.bytes, "kbps": out.kbps,
             "percent": round(100 * out.bytes / input_bytes, 2) if input_bytes else None,

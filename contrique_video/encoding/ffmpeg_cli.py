@@ -1,6 +1,7 @@
-"""The external ffmpeg a user points to (``--ffmpeg``): finding it, running it, and asking what it has.
+"""The ffmpeg binary every encode runs: finding it, running it, and asking what it has.
 
-Also imageio-ffmpeg's bundled binary, used only to read an encoder's option list when no ffmpeg is given.
+The one given (``--ffmpeg``), else ``ffmpeg`` on PATH, else imageio-ffmpeg's bundled static build
+(``pip install 'contrique-video[vmaf]'``).
 """
 
 from __future__ import annotations
@@ -9,15 +10,24 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable
 
-from contrique_video.errors import EncodeError, InputError
+from contrique_video.errors import EncodeError, InputError, UnsupportedError
 
 
-def resolve_ffmpeg(ffmpeg: str | os.PathLike) -> str:
-    """The external ffmpeg as an executable path (a name is looked up on PATH)."""
-    found = shutil.which(str(ffmpeg))
+def find_ffmpeg(ffmpeg: str | os.PathLike | None = None) -> str:
+    """The ffmpeg to run, as an executable path: ``ffmpeg`` (a path or a name on PATH), else ``ffmpeg`` on
+    PATH, else imageio-ffmpeg's; a one-line error when there is none."""
+    if ffmpeg:
+        found = shutil.which(str(ffmpeg))
+        if not found:
+            raise InputError(f"--ffmpeg {ffmpeg}: no such executable")
+        return found
+    found = shutil.which("ffmpeg") or _bundled_ffmpeg()
     if not found:
-        raise InputError(f"--ffmpeg {ffmpeg}: no such executable")
+        raise UnsupportedError("encoding needs the ffmpeg CLI: put ffmpeg on PATH, pass --ffmpeg PATH, or "
+                               "pip install 'contrique-video[vmaf]' (imageio-ffmpeg's static build)")
     return found
 
 
@@ -35,9 +45,9 @@ def ffmpeg_encoders(ffmpeg: str) -> set[str]:
 
 @functools.lru_cache(maxsize=16)
 def encoder_help(encoder: str, ffmpeg: str | None) -> str | None:
-    """``ffmpeg -h encoder=NAME`` of the user's ffmpeg, else of imageio-ffmpeg's (None if neither exists)."""
-    exe = resolve_ffmpeg(ffmpeg) if ffmpeg else _bundled_ffmpeg()
-    text = run_ffmpeg(exe, ["-h", f"encoder={encoder}"], f"asking about {encoder}") if exe else None
+    """``ffmpeg -h encoder=NAME`` of the ffmpeg that encodes (None if it lacks the encoder)."""
+    exe = find_ffmpeg(ffmpeg)
+    text = run_ffmpeg(exe, ["-h", f"encoder={encoder}"], f"asking about {encoder}")
     return text if text and f"Encoder {encoder}" in text else None  # a build without it: nothing to check against
 
 
@@ -58,22 +68,36 @@ def option_names(help_text: str) -> set[str]:
 @functools.lru_cache(maxsize=4)
 def generic_codec_options(ffmpeg: str | None) -> set[str]:
     """Options every encoder takes (FFmpeg's AVCodecContext options: g, bf, maxrate, ...)."""
-    exe = resolve_ffmpeg(ffmpeg) if ffmpeg else _bundled_ffmpeg()
-    if not exe:
-        return set()
+    exe = find_ffmpeg(ffmpeg)
     text = run_ffmpeg(exe, ["-h", "full"], "listing its options")
     section = text.split("AVCodecContext AVOptions:", 1)[-1].split("\n\n", 1)[0]
     return option_names(section)
 
 
-def run_ffmpeg(ffmpeg: str, args: list[str], what: str) -> str:
-    """Run the external ffmpeg (no shell); a failure is one line with its exit code and last message."""
-    try:
-        proc = subprocess.run([ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-                              capture_output=True, text=True, errors="replace")
-    except OSError as exc:
-        raise EncodeError(f"could not run {ffmpeg}: {exc.strerror or exc}") from None
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise EncodeError(f"ffmpeg exited with code {proc.returncode} while {what}: {last}")
-    return proc.stdout
+def run_ffmpeg(ffmpeg: str, args: list[str], what: str, on_progress: Callable[[int], None] | None = None) -> str:
+    """Run ffmpeg (no shell); a failure is one line with its exit code and last message. ``on_progress`` is
+    told the frames written so far (ffmpeg's ``-progress`` report); the process is stopped if we are."""
+    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    if on_progress is not None:
+        cmd += ["-progress", "pipe:1", "-nostats"]
+    lines = []
+    with tempfile.TemporaryFile("w+", errors="replace") as err:
+        try:
+            proc = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=err, text=True, errors="replace")
+        except OSError as exc:
+            raise EncodeError(f"could not run {ffmpeg}: {exc.strerror or exc}") from None
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if on_progress is not None and line.startswith("frame="):
+                    on_progress(int(line.split("=", 1)[1]))
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        err.seek(0)
+        last = (err.read().strip().splitlines() or ["no message"])[-1]
+    if code != 0:
+        raise EncodeError(f"ffmpeg exited with code {code} while {what}: {last}")
+    return "".join(lines)

@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contrique_video.encoding.encode import check_crf, check_encoder, encode
+from contrique_video.encoding.encode import EncodeSettings, check_crf, check_encoder, check_settings, encode
 from contrique_video.encoding.hooks import score_rendition
 from contrique_video.encoding.probe import media_info
-from contrique_video.encoding.transcode import scaled_size
 from contrique_video.errors import ContriqueError, InputError
 
 log = logging.getLogger("contrique_video")
@@ -54,6 +53,7 @@ class Ladder:
     head: str
     scale: str
     higher_is_better: bool
+    settings: dict = field(default_factory=dict)  # the encode options every rendition used (EncodeSettings.record)
     renditions: list[Rendition] = field(default_factory=list)
     partial: bool = False
     error: str | None = None
@@ -66,7 +66,7 @@ class Ladder:
 
     def record(self) -> dict:
         return {"input": self.input, "encoder": self.encoder, "display": list(self.display), "head": self.head,
-                "scale": self.scale, "higher_is_better": self.higher_is_better, "partial": self.partial,
+                "scale": self.scale, **self.settings, "higher_is_better": self.higher_is_better, "partial": self.partial,
                 "error": self.error, "reference": self.reference, "renditions": [asdict(r) for r in self.renditions],
                 "rungs": [asdict(r) for r in self.renditions if r.rung]}
 
@@ -148,6 +148,7 @@ def build_ladder(
     on_plan: Callable[[int], None] = lambda count: None,
     vmaf: bool = False,
     reference: str | os.PathLike | None = None,
+    settings: EncodeSettings | None = None,
 ) -> Ladder:
     """Encode every (height, CRF), score it upscaled to ``display`` (default: the source size), mark the hull.
 
@@ -162,7 +163,9 @@ def build_ladder(
     propagates, carrying the finished part (partial, hull marked) as its ``ladder`` attribute so the caller
     can still save it.
     """
-    spec = check_encoder(encoder, ffmpeg)
+    settings = settings or EncodeSettings()
+    spec = check_encoder(encoder, ffmpeg, settings.quality_option)
+    check_settings(encoder, settings, ffmpeg)
     for crf in crfs:
         check_crf(spec, crf)
     head = scorer.check_head()
@@ -179,6 +182,7 @@ def build_ladder(
     if not usable or not crfs:
         raise InputError(f"no rendition to make: heights {list(heights)} for a {info.height}-line source, CRFs {list(crfs)}")
     ladder = Ladder(str(path), encoder, size, head.name, head.scale, head.higher_is_better,
+                    {**settings.record(), "preset": preset or settings.preset or spec.preset},
                     reference=None if vmaf_ref is None else str(vmaf_ref))
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
@@ -188,8 +192,8 @@ def build_ladder(
             for height in usable:
                 for crf in crfs:
                     name = f"{height}p_crf{crf}.mkv"
-                    out = encode(path, Path(tmp) / name, encoder, crf, height=height, preset=preset, ffmpeg=ffmpeg)
-                    width = scaled_size(info.width, info.height, height)[0]
+                    out = encode(path, Path(tmp) / name, encoder, crf, height=None if height == info.height else height,
+                                 preset=preset, ffmpeg=ffmpeg, settings=settings)
                     measured: dict = {}
 
                     def seen(f, h=height, c=crf, measured=measured):
@@ -203,7 +207,7 @@ def build_ladder(
 
                     rec = score_rendition(out.path, size, scorer=scorer, frames=frames,
                                           workdir=tmp, inspect=seen if (inspect or vmaf_ref) else None)
-                    rendition = Rendition(height, width, crf, out.bytes, out.kbps, rec["score"], rec["pooled"]["p5"],
+                    rendition = Rendition(height, out.width, crf, out.bytes, out.kbps, rec["score"], rec["pooled"]["p5"],
                                           vmaf=measured.get("vmaf"))
                     ladder.renditions.append(rendition)
                     on_rendition(rendition)

@@ -49,10 +49,26 @@ def media_info(path: str | os.PathLike) -> MediaInfo:
 
 
 def describe(path: str | os.PathLike) -> Encoded:
-    """Size, frame count and duration of an encoded file, read from its packets (nothing is decoded)."""
+    """Size, frame count and duration of an encoded file, read from its packets (nothing is decoded): the
+    duration spans their timestamps, so a variable-frame-rate file is as long as it plays."""
     with av.open(str(path)) as c:
         vs = c.streams.video[0]
         rate = float(vs.average_rate or vs.guessed_rate or 25)
-        frames = sum(1 for p in c.demux(vs) if p.size)
+        timed = [(p.pts, p.duration or 0) for p in c.demux(vs) if p.size]
         w, h = vs.codec_context.width, vs.codec_context.height
-    return Encoded(Path(path), Path(path).stat().st_size, frames, frames / rate, w, h)
+        stamps = [(pts, d) for pts, d in timed if pts is not None]
+        seconds = len(timed) / rate
+        if len(stamps) == len(timed) and stamps and vs.time_base:
+            span = max(pts + d for pts, d in stamps) - min(pts for pts, _ in stamps)
+            if span > 0 and abs(float(span * vs.time_base) - seconds) > 1 / rate:  # not constant-rate
+                seconds = float(span * vs.time_base)
+    return Encoded(Path(path), Path(path).stat().st_size, len(timed), seconds, w, h)
+
+
+def frame_sizes(path: str | os.PathLike) -> list[tuple[int, bool]]:
+    """(bytes, is key frame) of each video packet of an encode, in presentation order."""
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        packets = sorted((p.pts if p.pts is not None else i, p.size, p.is_keyframe)
+                         for i, p in enumerate(c.demux(vs)) if p.size)
+    return [(size, key) for _, size, key in packets]

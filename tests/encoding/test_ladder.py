@@ -69,7 +69,7 @@ def test_grid_is_scored_at_display_size(clip, tmp_path):
 def test_failure_mid_way_gives_a_partial_ladder(clip, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    flaky = fake_ffmpeg(tmp_path, fail_from_call=4)  # 1: list encoders, 2-3: two renditions, 4: fails
+    flaky = fake_ffmpeg(tmp_path, fail_from_call=3)  # two renditions, then the third fails
     ladder = build_ladder(clip, StubScorer(), "libx264", [90, 64], [24, 36], preset="ultrafast", ffmpeg=str(flaky),
                           workdir=work)
     assert ladder.partial and "simulated encoder crash" in ladder.error
