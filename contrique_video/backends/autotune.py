@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, native, read_cpuinfo, torch_capability
-from contrique_video.backends.export import cache_dir
 from contrique_video.errors import ContriqueError, UnsupportedError
+from contrique_video.files import atomic_write, cache_dir
 from contrique_video.models.card import is_card, model_digest, read_card
 
 if TYPE_CHECKING:
@@ -224,7 +224,5 @@ def choose(weights: str | os.PathLike, offered: Sequence[Path_], timer: Callable
     also_time = [p for p in offered if p not in paths and p[1] != "fp32" and native(p[1], flags)]
     choice = decide(paths, skipped, timer, key, also_time)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(choice), indent=1))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(asdict(choice), indent=1))
     return choice

@@ -49,16 +49,22 @@ def bench(candidates, frames, size, repeats, threads, clive, clive_limit, speed,
                                      param_hint="--candidates")
     else:
         pairs = benchmark.default_candidates(path, threads)
+    accuracy = None
+    if clive:
+        from contrique_video.training.precision import precision_check
+
+        def accuracy(paths):
+            return precision_check(clive, paths, limit=clive_limit, threads=threads).entries
+
     click.echo(f"CPU: {cpu_summary()}")
-    result = benchmark.run(path, pairs, frames=frames, repeats=repeats, threads=threads,
-                           clive=Path(clive) if clive else None, clive_limit=clive_limit, memory=memory,
-                           speed=speed, size=size)
+    result = benchmark.run(path, pairs, frames=frames, repeats=repeats, threads=threads, accuracy=accuracy,
+                           memory=memory, speed=speed, size=size)
     if speed:
         click.echo(result["table"])
-    for name, check in result.get("clive", {}).items():
-        click.echo(f"CLIVE ({check['images']} images) {name}: SRCC {check['srcc']:.4f} vs fp32 {check['srcc_fp32']:.4f} "
-                   f"(change {check['srcc_change']:+.4f}); scores differ by {check['mean_abs_score_diff']:.3f} on "
-                   f"average, {check['max_abs_score_diff']:.3f} at most")
+    for name, check in result.get("accuracy", {}).items():
+        click.echo(f"CLIVE ({check['images']}) {name}: SRCC {check['srcc']:.4f} vs fp32 {check['srcc_fp32']:.4f} "
+                   f"(change {check['srcc_change']:+.4f}); scores differ by {check['mean_abs_score_change']:.3f} on "
+                   f"average, {check['max_abs_score_change']:.3f} at most")
     if "memory" in result:
         m = result["memory"]
         click.echo(f"peak memory: 10 s clip {m['peak_rss_mib_10s']:.0f} MiB, 60 s clip {m['peak_rss_mib_60s']:.0f} MiB "
