@@ -148,3 +148,22 @@ def test_a_package_outside_every_layer_is_reported(tmp_path):
         assert "'newthing' sits in no layer" in str(exc)
     else:
         raise AssertionError("an unplaced package passed")
+
+
+def test_the_lab_and_the_product_stay_apart():
+    """Nothing in the package or the tests reaches into experiments/, and no script or experiment reaches into
+    tests/ (their helpers are not an API)."""
+    import ast
+
+    root = PACKAGE.parent
+    test_helpers = {p.stem for p in (root / "tests").glob("*.py")}
+    for folder in ("scripts", "experiments"):
+        for path in sorted((root / folder).glob("*.py")):
+            text = path.read_text()
+            assert '"tests"' not in text and "'tests'" not in text, f"{path.name} puts tests/ on its path"
+            names = {a.name.split(".")[0] for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Import) for a in n.names}
+            names |= {(n.module or "").split(".")[0] for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)}
+            assert not names & test_helpers, f"{folder}/{path.name} imports test helpers {names & test_helpers}"
+    for path in [*PACKAGE.rglob("*.py"), *(root / "tests").rglob("*.py")]:
+        if path.name != "test_layers.py":
+            assert "experiments" not in path.read_text(), f"{path.relative_to(root)} names experiments/"

@@ -4,7 +4,7 @@
    a reduced precision only where the CPU runs it natively (bf16: ``avx512_bf16`` or ``amx_bf16`` in
    /proc/cpuinfo) *and* the model's card holds a measured accuracy entry for that backend and precision (keyed
    ``"openvino bf16"``: the same precision moves scores differently on another runtime) inside the bounds
-   (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``scripts/precision_check.py``). A
+   (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``contrique-video precision-check``). A
    checkpoint without a card has no such entries, so it stays at fp32. ``torch.compile`` is not a candidate:
    it costs 15-40 s per new frame size on two cores, which a short measurement cannot weigh; ask for it with
    ``--backend torch-compile``.
@@ -140,7 +140,7 @@ class Choice:
 
 def cache_key(weights: str | os.PathLike, threads: int | None) -> dict:
     """What the choice depends on. The card's measured accuracy entries are part of it, so a new entry
-    (``precision_check.py --write-card``) is timed, not hidden behind the choice made before it."""
+    (``contrique-video precision-check --write-card``) is timed, not hidden behind the choice made before it."""
     import torch
 
     name, flags = read_cpuinfo()

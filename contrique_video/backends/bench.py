@@ -50,8 +50,8 @@ def sample_frames(n: int, size: tuple[int, int] = FULL_HD) -> list[np.ndarray]:
     return [np.asarray(photo.crop((64 * k, 32 * k, 64 * k + w, 32 * k + h))) for k in range(n)]
 
 
-def write_clip(path: Path, seconds: int, size: tuple[int, int], fps: int = 24) -> None:
-    """An H.264 clip of a slow pan over a photo (for the memory check: only its length matters)."""
+def write_clip(path: Path, seconds: int, size: tuple[int, int], fps: int = 24) -> Path:
+    """An H.264 clip of a slow pan over a photo, ``size`` (H, W) (for the memory check: only its length matters)."""
     import av
 
     h, w = size
@@ -64,6 +64,7 @@ def write_clip(path: Path, seconds: int, size: tuple[int, int], fps: int = 24) -
             rgb = np.ascontiguousarray(np.roll(pan, shift, axis=1))
             out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         out.mux(stream.encode(None))
+    return path
 
 
 def network_gflop(size: tuple[int, int], model=None) -> float:

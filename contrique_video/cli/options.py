@@ -154,6 +154,20 @@ def output_file(*suffixes: str):
     return check
 
 
+def backend_pairs(ctx: click.Context, param: click.Parameter, value: str | None) -> list[tuple[str, str]] | None:
+    """``BACKEND:PRECISION,...`` -> pairs, each named by the backend registry (``auto`` is not a path)."""
+    from contrique_video.backends import BACKENDS, PRECISIONS
+
+    if value is None:
+        return None
+    pairs = [tuple(c.split(":", 1)) for c in value.split(",")]
+    if any(len(p) != 2 or p[0] not in BACKENDS or p[1] not in PRECISIONS or "auto" in p for p in pairs):
+        raise click.BadParameter(f"give BACKEND:PRECISION pairs, e.g. torch-compile:fp32 (backends: "
+                                 f"{', '.join(b for b in BACKENDS if b != 'auto')}; precisions: "
+                                 f"{', '.join(p for p in PRECISIONS if p != 'auto')})")
+    return pairs
+
+
 def frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
     """A callback for ``WIDTHxHEIGHT`` options (``1920x1080``): the (height, width) the code uses."""
     match = re.fullmatch(r"(\d+)[xX](\d+)", value, flags=re.ASCII)

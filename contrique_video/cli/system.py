@@ -8,13 +8,12 @@ from pathlib import Path
 import click
 
 from contrique_video import __version__
-from contrique_video.backends import BACKENDS, PRECISIONS
-from contrique_video.cli.options import frame_size, guarded, output_file, quiet_option
+from contrique_video.cli.options import backend_pairs, frame_size, guarded, output_file, quiet_option
 
 
 @click.command()
 @quiet_option
-@click.option("--candidates", default=None,
+@click.option("--candidates", default=None, callback=backend_pairs,
               help="BACKEND:PRECISION,... to time against the official eager fp32 path; the first is the one "
                    "checked on CLIVE and for memory (default: auto's choice, then every other CPU path).")
 @click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="Frames timed per candidate.")
@@ -41,14 +40,7 @@ def bench(candidates, frames, size, repeats, threads, clive, clive_limit, speed,
     from contrique_video.backends.cpu import cpu_summary
 
     path = Path(weights) if weights else builtin_weights()
-    if candidates:
-        pairs = [tuple(c.split(":", 1)) for c in candidates.split(",")]
-        if any(len(p) != 2 or p[0] not in BACKENDS or p[1] not in PRECISIONS for p in pairs):
-            raise click.BadParameter(f"give BACKEND:PRECISION pairs, e.g. torch-compile:fp32 (backends: "
-                                     f"{', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})",
-                                     param_hint="--candidates")
-    else:
-        pairs = benchmark.default_candidates(path, threads)
+    pairs = candidates or benchmark.default_candidates(path, threads)
     accuracy = None
     if clive:
         from contrique_video.training.precision import precision_check
