@@ -9,6 +9,7 @@ import click
 
 from contrique_video import __version__
 from contrique_video.cli.options import backend_pairs, frame_size, guarded, output_file, quiet_option
+from contrique_video.decode import DECODERS
 
 
 @click.command()
@@ -91,18 +92,13 @@ def info():
             return "not measured yet for the built-in model on this machine (the first --backend auto run measures it)"
         return f"{choice.backend} {choice.precision} for the built-in model ({choice.reason})"
 
-    def has(module: str) -> str:
-        import importlib.util
-
-        return "yes" if importlib.util.find_spec(module) else "no"
-
     weights = builtin_weights()
     lines = {
         "contrique-video": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "pyav": f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})",
-        "decoders": f"pyav yes, decord {has('decord')}",
+        "decoders": ", ".join(f"{d.name} {'yes' if d.installed() else 'no'}" for d in DECODERS.values()),
         "backends": available_backends(),
         "cpu": cpu_summary(),
         "auto": auto_line(weights),
