@@ -247,7 +247,8 @@ def precision_check(media, pairs, weights, step, threads, output, write_card):
 @click.option("--cache", required=True, type=click.Path(file_okay=False),
               help="Folder for each row's features (reused when they match) and the ImageNet cards.")
 @click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
+              help="A markdown table for the card, or one JSON list of rows.")
 @click.pass_context
 @guarded
 def model_table(ctx, media, mos, weights, models, imagenet, splits, cache, threads, fmt):
