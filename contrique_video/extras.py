@@ -1,7 +1,7 @@
 """Optional parts of the install: which extra of ``pip install 'contrique-video[EXTRA]'`` brings each optional
 package, and the one error a missing one gives.
 
-The core install scores (PyAV, PyTorch, ONNX Runtime and OpenVINO for ``--backend auto``); plots, training,
+The core install scores (PyAV, PyTorch, ONNX Runtime and OpenVINO for ``--backend auto``) and encodes; training,
 Dask, decord, TensorRT, Parquet and an ffmpeg with libvmaf are extras. :func:`require` imports an optional
 package where it is needed; the CLI turns any other missing optional import into the same line.
 """
@@ -15,7 +15,6 @@ from contrique_video.errors import UnsupportedError
 
 #: Import name -> (the extra that installs it, the distribution's name).
 EXTRAS: dict[str, tuple[str, str]] = {
-    "matplotlib": ("plots", "matplotlib"),
     "skimage": ("train", "scikit-image"),
     "distributed": ("dask", "dask[distributed]"),
     "dask": ("dask", "dask[distributed]"),

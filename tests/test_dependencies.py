@@ -60,7 +60,7 @@ def test_every_import_is_declared():
 def test_optional_packages_are_not_core():
     core = {name_of(r) for r in PROJECT["dependencies"]}
     assert not {DISTRIBUTIONS.get(m, m).lower() for m in EXTRAS} & core
-    assert {"matplotlib", "scikit-image"}.isdisjoint(core)
+    assert "scikit-image" not in core
 
 
 def test_require_names_the_extra(monkeypatch):
@@ -72,15 +72,25 @@ def test_require_names_the_extra(monkeypatch):
 
 
 def test_a_command_missing_an_extra_says_which_in_one_line(tmp_path):
-    """`score --plot` without matplotlib: exit 1 and one line naming [plots], not a traceback."""
+    """`score --parquet` without pyarrow: exit 1 and one line naming [parquet], not a traceback; `bench` without
+    scikit-image (its test frames), caught by the CLI where the import happens: one line naming [train]."""
     from media import make_clip
 
     clip = make_clip(tmp_path / "c.mp4", frames=4)
-    blocked = ("import sys; sys.modules['matplotlib'] = None; from contrique_video.cli import main; "
-               "main(sys.argv[1:])")
-    run = subprocess.run([sys.executable, "-c", blocked, "-q", "score", str(clip), "--frames", "2", "--backend",
-                          "torch", "--plot", str(tmp_path / "p.png")], capture_output=True, text=True, timeout=300)
+
+    def without(module, *args):
+        blocked = (f"import sys; sys.modules[{module!r}] = None; from contrique_video.cli import main; "
+                   "main(sys.argv[1:])")
+        return subprocess.run([sys.executable, "-c", blocked, *map(str, args)], capture_output=True, text=True,
+                              timeout=300)
+
+    run = without("pyarrow", "-q", "score", clip, "--frames", "2", "--backend", "torch", "--parquet",
+                  tmp_path / "f.parquet")
+    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "pip install 'contrique-video[parquet]'" in run.stderr
+    run = without("skimage", "-q", "bench", "--size", "96x64", "--frames", "1", "--repeats", "1", "--no-memory",
+                  "--candidates", "torch:fp32")
     assert run.returncode == 1, run.stderr
     assert run.stderr.strip().splitlines() == [
-        "contrique-video: error: contrique-video score needs matplotlib, which is not installed: "
-        "pip install 'contrique-video[plots]'"]
+        "contrique-video: error: contrique-video bench needs scikit-image, which is not installed: "
+        "pip install 'contrique-video[train]'"]
