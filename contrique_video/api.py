@@ -169,8 +169,8 @@ class Scorer:
         self.backend = open_backend(path, backend or os.environ.get("CONTRIQUE_VIDEO_BACKEND") or "auto", precision,
                                     device, threads)
         # Feature layout: encoder [full | half], then (cards with "nss": true) 36 NSS features.
-        encoder = Block("contrique", self.backend.feature_dim) if not card or card.family == "resnet" else \
-            Block("encoder", self.backend.feature_dim, card.standardize)
+        encoder = Block(card.spec.block, self.backend.feature_dim, card.standardize) if card else \
+            Block("contrique", self.backend.feature_dim)  # a bare checkpoint is the paper's ResNet
         self.blocks = [encoder] + ([Block("nss", NUM_NSS, True)] if self.nss else [])
         self.feature_dim = sum(b.size for b in self.blocks)
         self.batch_size = max(1, int(batch_size))

@@ -6,38 +6,23 @@ each in its own interpreter (`python -m contrique_video -q score FILE --format j
 tiny random ResNet-18 checkpoint), two at a time. No run may crash, hang past the timeout, print a
 traceback or other stray lines on stderr, or exit 0 without a valid JSON record.
 
-The mutators, the runner and the classifier live in scripts/fuzz.py, which also runs hundreds of random
-cases (`python scripts/fuzz.py --count 300`). Cases are named ``<seed file>-<mutation>-<rng seed>``: the
+The mutators, the runner and the classifier live in tests/fuzz.py, which also runs hundreds of random
+cases (`python tests/fuzz.py --count 300`). Cases are named ``<seed file>-<mutation>-<rng seed>``: the
 mutated bytes depend on nothing else, so a failing case is reproduced with
 ``fuzz.mutate(fuzz.Case(seed, mutation, rng_seed), workspace.seeds)``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
-import sys
 import zlib
-from pathlib import Path
 
+import fuzz
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_fuzz():
-    name = "contrique_fuzz"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "fuzz.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
 Case = fuzz.Case
 TIMEOUT_S = 30
 

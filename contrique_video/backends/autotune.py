@@ -4,7 +4,7 @@
    a reduced precision only where the CPU runs it natively (bf16: ``avx512_bf16`` or ``amx_bf16`` in
    /proc/cpuinfo) *and* the model's card holds a measured accuracy entry for that backend and precision (keyed
    ``"openvino bf16"``: the same precision moves scores differently on another runtime) inside the bounds
-   (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``scripts/precision_check.py``). A
+   (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``contrique-video precision-check``). A
    checkpoint without a card has no such entries, so it stays at fp32. ``torch.compile`` is not a candidate:
    it costs 15-40 s per new frame size on two cores, which a short measurement cannot weigh; ask for it with
    ``--backend torch-compile``.
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, native, read_cpuinfo, torch_capability
-from contrique_video.backends.export import cache_dir
 from contrique_video.errors import ContriqueError, UnsupportedError
+from contrique_video.files import atomic_write, cache_dir
 from contrique_video.models.card import is_card, model_digest, read_card
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class Choice:
 
 def cache_key(weights: str | os.PathLike, threads: int | None) -> dict:
     """What the choice depends on. The card's measured accuracy entries are part of it, so a new entry
-    (``precision_check.py --write-card``) is timed, not hidden behind the choice made before it."""
+    (``contrique-video precision-check --write-card``) is timed, not hidden behind the choice made before it."""
     import torch
 
     name, flags = read_cpuinfo()
@@ -224,7 +224,5 @@ def choose(weights: str | os.PathLike, offered: Sequence[Path_], timer: Callable
     also_time = [p for p in offered if p not in paths and p[1] != "fp32" and native(p[1], flags)]
     choice = decide(paths, skipped, timer, key, also_time)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(choice), indent=1))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(asdict(choice), indent=1))
     return choice

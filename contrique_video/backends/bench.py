@@ -50,8 +50,8 @@ def sample_frames(n: int, size: tuple[int, int] = FULL_HD) -> list[np.ndarray]:
     return [np.asarray(photo.crop((64 * k, 32 * k, 64 * k + w, 32 * k + h))) for k in range(n)]
 
 
-def write_clip(path: Path, seconds: int, size: tuple[int, int], fps: int = 24) -> None:
-    """An H.264 clip of a slow pan over a photo (for the memory check: only its length matters)."""
+def write_clip(path: Path, seconds: int, size: tuple[int, int], fps: int = 24) -> Path:
+    """An H.264 clip of a slow pan over a photo, ``size`` (H, W) (for the memory check: only its length matters)."""
     import av
 
     h, w = size
@@ -64,6 +64,7 @@ def write_clip(path: Path, seconds: int, size: tuple[int, int], fps: int = 24) -
             rgb = np.ascontiguousarray(np.roll(pan, shift, axis=1))
             out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         out.mux(stream.encode(None))
+    return path
 
 
 def network_gflop(size: tuple[int, int], model=None) -> float:
@@ -180,36 +181,6 @@ def speed_table(weights: Path, candidates: list[tuple[str, str]], frames: int, r
                   "cpu_flags": [f for f in RELEVANT_FLAGS if f in cpu_flags()], "cpu": cpu_summary()}
 
 
-def clive_check(backend: str, precision: str, clive: Path, cache: Path, limit: int | None,
-                threads: int | None) -> dict:
-    """SRCC against MOS and score differences of the built-in head, fp32 eager vs (backend, precision)."""
-    from scipy.stats import spearmanr
-
-    from contrique_video.api import Scorer
-    from contrique_video.training.fit import match_files, read_mos
-
-    table = read_mos(clive / "mos.csv")
-    if limit:
-        table = table.iloc[:limit]
-    paths = match_files(table, clive / "images")
-    scores = {}
-    for name, prec in (("torch", "fp32"), (backend, precision)):
-        path = cache / f"clive-{name}-{prec}-{len(paths)}.npy"
-        if path.is_file():
-            scores[(name, prec)] = np.load(path, allow_pickle=False)
-            continue
-        scorer = Scorer(backend=name, precision=prec, threads=threads)
-        values = np.array([scorer.score(p).score for p in paths])
-        cache.mkdir(parents=True, exist_ok=True)
-        np.save(path, values)
-        scores[(name, prec)] = values
-    ref, new = scores[("torch", "fp32")], scores[(backend, precision)]
-    mos = table["mos"].to_numpy()
-    return {"images": len(paths), "srcc_fp32": float(spearmanr(ref, mos)[0]), "srcc": float(spearmanr(new, mos)[0]),
-            "srcc_change": float(spearmanr(new, mos)[0] - spearmanr(ref, mos)[0]),
-            "max_abs_score_diff": float(np.abs(new - ref).max()), "mean_abs_score_diff": float(np.abs(new - ref).mean())}
-
-
 _MEASURED_RUN = """
 import resource, sys
 from contrique_video.cli import main
@@ -260,17 +231,20 @@ def markdown(rows: list[Row], info: dict) -> str:
 
 
 def run(weights: Path, candidates: list[tuple[str, str]], frames: int = 3, repeats: int = 2, threads: int | None = None,
-        clive: Path | None = None, clive_limit: int | None = None, memory: bool = True, speed: bool = True,
-        cache: Path = Path("runs/bench"), size: tuple[int, int] = FULL_HD) -> dict:
-    """The benchmark's parts; returns a JSON-ready dict, with the speed table as markdown under ``"table"``."""
+        accuracy: Callable[[list[tuple[str, str]]], dict[str, dict]] | None = None, memory: bool = True,
+        speed: bool = True, size: tuple[int, int] = FULL_HD) -> dict:
+    """The benchmark's parts; returns a JSON-ready dict, with the speed table as markdown under ``"table"``.
+
+    ``accuracy`` measures score changes of reduced-precision paths against fp32 (e.g.
+    :func:`contrique_video.training.precision.precision_check` on a MOS set); the bench passes it the paths."""
     result: dict = {}
     if speed:
         rows, info = speed_table(weights, candidates, frames, repeats, threads, size)
         result = {"rows": [asdict(r) for r in rows], **info, "table": markdown(rows, info)}
-    if clive:
+    if accuracy:
         # The default path and every reduced precision; other fp32 paths match eager to ~1e-6 in features.
         checked = [candidates[0]] + [c for c in candidates[1:] if c[1] != "fp32"]
-        result["clive"] = {f"{b} {p}": clive_check(b, p, clive, cache, clive_limit, threads) for b, p in checked}
+        result["accuracy"] = accuracy(checked)
     if memory:
         result["memory"] = memory_check(*candidates[0])
     return result

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from contrique_video import __version__
-from contrique_video.backends.export import cache_dir
 from contrique_video.errors import ModelError, UnsupportedError
+from contrique_video.files import atomic_write, cache_dir
 
 log = logging.getLogger("contrique_video")
 
@@ -135,9 +134,7 @@ def store_engine(engine: Path, data: bytes, components: dict[str, Any]) -> None:
             "contrique_video": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }, indent=1).encode()),
     ):
-        tmp = path.with_name(path.name + f".{os.getpid()}.partial")
-        tmp.write_bytes(payload)
-        tmp.replace(path)
+        atomic_write(path, payload)
 
 
 def load_or_build(components: dict[str, Any], build: Callable[[], bytes], deserialize: Callable[[bytes], T | None],

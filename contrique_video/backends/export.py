@@ -7,7 +7,6 @@ folded into the convolutions. ONNX Runtime runs it, and TensorRT builds its engi
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from contrique_video import __version__
 from contrique_video.errors import ModelError
+from contrique_video.files import atomic_path, sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -25,17 +25,7 @@ OPSET = 17
 
 def file_digest(path: str | os.PathLike) -> str:
     """First 16 hex digits of the file's SHA-256: names cached exports and engines after the weights."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    """Where exported models and engines are kept: $CONTRIQUE_VIDEO_CACHE or ~/.cache/contrique-video."""
-    root = os.environ.get("CONTRIQUE_VIDEO_CACHE") or Path.home() / ".cache" / "contrique-video"
-    return Path(root)
+    return sha256_file(path)[:16]
 
 
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, source: str = "") -> Path:
@@ -46,8 +36,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, source: str = "
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
         # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript and
         # produced no better graph for this plain convolutional network.
         warnings.simplefilter("ignore")
@@ -56,11 +45,10 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, source: str = "
             input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
             dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch"}},
         )
-    proto = onnx.load(str(tmp))
-    set_metadata(proto, {"contrique_video": __version__, "source": source, "precision": "fp32",
-                         "encoder": f"{model.encoder_name}/{model.layout}"})
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
+        proto = onnx.load(str(tmp))
+        set_metadata(proto, {"contrique_video": __version__, "source": source, "precision": "fp32",
+                             "encoder": f"{model.encoder_name}/{model.layout}"})
+        onnx.save(proto, str(tmp))
     return path
 
 
@@ -90,5 +78,5 @@ def check_io(names_in: list[str], names_out: list[str], path: str | os.PathLike)
         raise ModelError(f"{path}: not a contrique-video export (expects input {INPUT!r}, output {OUTPUT!r})")
 
 
-__all__ = ["INPUT", "OPSET", "OUTPUT", "cache_dir", "check_io", "export_onnx", "file_digest", "read_metadata",
+__all__ = ["INPUT", "OPSET", "OUTPUT", "check_io", "export_onnx", "file_digest", "read_metadata",
            "set_metadata"]

@@ -14,8 +14,9 @@ import logging
 import os
 from pathlib import Path
 
-from contrique_video.backends.export import cache_dir, check_io, file_digest, read_metadata, set_metadata
+from contrique_video.backends.export import check_io, file_digest, read_metadata, set_metadata
 from contrique_video.errors import ModelError
+from contrique_video.files import atomic_path, cache_dir
 
 log = logging.getLogger("contrique_video")
 
@@ -51,9 +52,8 @@ def convert_to_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -
     set_metadata(converted, {"precision": "fp16", "fp32_onnx": file_digest(fp32_path)})
     onnx.checker.check_model(converted)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".partial")
-    onnx.save(converted, str(tmp))
-    tmp.replace(out_path)
+    with atomic_path(out_path) as tmp:
+        onnx.save(converted, str(tmp))
     return out_path
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from contrique_video.backends.export import INPUT, cache_dir, read_metadata, set_metadata
+from contrique_video.backends.export import INPUT, read_metadata, set_metadata
 from contrique_video.errors import ModelError, UnsupportedError
+from contrique_video.files import atomic_path, cache_dir
 from contrique_video.models import family_of
 from contrique_video.models.card import is_card, read_card
 from contrique_video.models.transforms import TwoScale
@@ -67,28 +68,26 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
             x = next(self._batches, None)
             return None if x is None else {INPUT: x}
 
-    tmp = out_path.with_name(out_path.name + ".partial")
-    prepared = out_path.with_name(out_path.name + ".prep.partial")
-    try:
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        if calibration.is_file():
-            check_table(prepared, calibration)
-        quantize_static(
-            str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(calibration),
-        )
-    except (KeyError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"int8 calibration table {calibration} does not fit this model: {exc}") from None
-    finally:
-        prepared.unlink(missing_ok=True)
     import onnx
 
-    proto = onnx.load(str(tmp))
-    set_metadata(proto, {"precision": "int8"})
-    onnx.save(proto, str(tmp))
-    tmp.replace(out_path)
+    prepared = out_path.with_name(out_path.name + ".prep.partial")
+    with atomic_path(out_path) as tmp:
+        try:
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+            if calibration.is_file():
+                check_table(prepared, calibration)
+            quantize_static(
+                str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(calibration),
+            )
+        except (KeyError, ValueError) as exc:
+            raise ModelError(f"int8 calibration table {calibration} does not fit this model: {exc}") from None
+        finally:
+            prepared.unlink(missing_ok=True)
+        proto = onnx.load(str(tmp))
+        set_metadata(proto, {"precision": "int8"})
+        onnx.save(proto, str(tmp))
     return out_path
 
 

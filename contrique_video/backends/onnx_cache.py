@@ -1,4 +1,4 @@
-"""The ONNX files backends run, made from a model once and kept in :func:`~.export.cache_dir`.
+"""The ONNX files backends run, made from a model once and kept in :func:`contrique_video.files.cache_dir`.
 
 Files are named by the model's digest (:func:`contrique_video.models.card.model_digest`) and precision, and
 record both in their metadata; a cached file that does not parse or names other weights is rebuilt, with a
@@ -11,7 +11,8 @@ import logging
 import os
 from pathlib import Path
 
-from contrique_video.backends.export import cache_dir, export_onnx, read_metadata
+from contrique_video.backends.export import export_onnx, read_metadata
+from contrique_video.files import cache_dir
 from contrique_video.backends.fp16 import cached_fp16
 from contrique_video.backends.int8 import calibration_table, check_int8, quantize_int8
 from contrique_video.errors import ModelError, UnsupportedError

@@ -32,24 +32,17 @@ from contrique_video.backends.fp16 import cached_fp16
 from contrique_video.backends.onnx_cache import cached_export
 from contrique_video.backends.registry import is_onnx, register_backend
 from contrique_video.errors import ModelError, UnsupportedError
+from contrique_video.extras import require
 from contrique_video.models.transforms import TwoScale
 
 log = logging.getLogger("contrique_video")
 
 TRT_PRECISIONS = ("fp16", "fp32")
-INSTALL_HINT = "pip install 'contrique-video[tensorrt]'"
 
 
 def import_tensorrt():
     """``tensorrt``, imported on first use so the package works without it."""
-    try:
-        import tensorrt  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise UnsupportedError(
-            f"the tensorrt backend needs TensorRT, which is not installed ({exc}); run: {INSTALL_HINT} "
-            "on a machine with an NVIDIA GPU, or use --backend torch or onnxruntime"
-        ) from None
-    return tensorrt
+    return require("tensorrt", "--backend tensorrt (on a machine with an NVIDIA GPU; else use torch or onnxruntime)")
 
 
 def trt_major(version: str) -> int:

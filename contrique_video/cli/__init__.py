@@ -13,7 +13,7 @@ import click
 
 from contrique_video import __version__
 from contrique_video.cli.encoding import crf_search_command, ladder_command
-from contrique_video.cli.models import evaluate, export_onnx, features, fit, import_head
+from contrique_video.cli.models import evaluate, export_onnx, features, fit, import_head, model_table, precision_check
 from contrique_video.cli.options import fail
 from contrique_video.cli.score import score
 from contrique_video.cli.system import bench, info
@@ -52,6 +52,6 @@ def main(ctx: click.Context, quiet: bool) -> None:
                         stream=sys.stderr)
 
 
-for command in (score, features, import_head, export_onnx, bench, info, train, train_branch, fit, evaluate, crf_search_command,
-                ladder_command):
+for command in (score, features, import_head, export_onnx, bench, info, train, train_branch, fit, evaluate, precision_check,
+                model_table, crf_search_command, ladder_command):
     main.add_command(command)

@@ -1,4 +1,5 @@
-"""Model commands: ``features``, ``fit``, ``evaluate``, ``import-head``, ``export-onnx``.
+"""Model commands: ``features``, ``fit``, ``evaluate``, ``import-head``, ``export-onnx``, ``precision-check``,
+``model-table``.
 
 Each parses its options, calls the package's API (the Scorer, :mod:`contrique_video.training`,
 :mod:`contrique_video.backends.export`) and prints.
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from contrique_video.cli.options import (
+    backend_pairs,
     guard_outputs,
     guarded,
     make_sampling,
@@ -186,3 +188,81 @@ def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, c
     X = media_features(extractor.feature, paths, cache, extractor.key, progress=not ctx.obj["quiet"])
     res = run(X, table["mos"].to_numpy(), splits=splits, blocks=extractor.blocks)
     click.echo(json.dumps({"features": extractor.key, **res}))
+
+
+@click.command("precision-check")
+@quiet_option
+@click.argument("media", type=click.Path(file_okay=False))
+@click.option("--paths", "pairs", default="torch:bf16", show_default=True, callback=backend_pairs,
+              help="BACKEND:PRECISION,... compared with eager torch:fp32.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Model card or checkpoint (default: the built-in model).")
+@click.option("--step", type=click.IntRange(1), default=1, show_default=True, help="Every N-th image of mos.csv.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(".json"),
+              help="Also write the entries as JSON (and the raw scores beside it as .npy).")
+@click.option("--write-card", is_flag=True, help="Store the entries under \"precisions\" in the measured card (.json).")
+@guarded
+def precision_check(media, pairs, weights, step, threads, output, write_card):
+    """Score changes of reduced-precision paths against eager fp32 on a MOS set (MEDIA: mos.csv and images/):
+    the model card's "precisions" entries that `--backend auto` obeys. Prints them as JSON."""
+    import shlex
+
+    import numpy as np
+
+    from contrique_video.api import builtin_weights
+    from contrique_video.files import atomic_path, atomic_write
+    from contrique_video.training.precision import precision_check as check
+    from contrique_video.training.precision import write_card_precisions
+
+    card = Path(weights) if weights else builtin_weights()
+    if write_card and card.suffix != ".json":
+        raise click.BadParameter("--write-card needs a model card (.json)", param_hint="--weights")
+    words = ["contrique-video", "precision-check", media, "--paths", ",".join(f"{b}:{p}" for b, p in pairs),
+             "--step", str(step), *(["--weights", weights] if weights else []),
+             *(["--threads", str(threads)] if threads else []), *(["-o", output] if output else []),
+             *(["--write-card"] if write_card else [])]
+    command = " ".join(shlex.quote(str(w)) for w in words)
+    result = check(media, pairs, card, step=step, threads=threads, command=command)
+    text = json.dumps(result.entries, indent=1)
+    if output:
+        atomic_write(output, text)
+        with atomic_path(Path(output).with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
+            np.save(f, result.scores)
+    if write_card:
+        write_card_precisions(card, result.entries)
+        log.info("%s: precisions %s written", card, ", ".join(result.entries))
+    click.echo(text)
+
+
+@click.command("model-table")
+@quiet_option
+@click.argument("media", type=click.Path())
+@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="The model of the first rows (default: the built-in model).")
+@click.option("--model", "models", multiple=True, metavar="NAME=CARD", help="Another model's row (repeatable).")
+@click.option("--imagenet", default="lite0", show_default=True,
+              help="Comma-separated EfficientNet-Lite variants whose frozen ImageNet weights get a row ('' for none).")
+@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True,
+              help="Random 80/20 train/test splits; the medians are reported.")
+@click.option("--cache", required=True, type=click.Path(file_okay=False),
+              help="Folder for each row's features (reused when they match) and the ImageNet cards.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
+              help="A markdown table for the card, or one JSON list of rows.")
+@click.pass_context
+@guarded
+def model_table(ctx, media, mos, weights, models, imagenet, splits, cache, threads, fmt):
+    """The model card's accuracy table: the model, its frozen trunk, other models, ImageNet Lite and the
+    Laplacian baseline on one MOS set, each with the paper's protocol (median SRCC, PLCC, KRCC, RMSE)."""
+    from contrique_video.training.model_table import markdown
+    from contrique_video.training.model_table import model_table as table
+
+    named = {}
+    for item in models:
+        name, sep, card = item.partition("=")
+        if not sep or not name or not card:
+            raise click.BadParameter(f"give NAME=CARD, not {item!r}", param_hint="--model")
+        named[name] = Path(card)
+    rows = table(media, mos, cache, weights, named, tuple(v for v in imagenet.split(",") if v), splits, threads,
+                 progress=not ctx.obj["quiet"])
+    click.echo(json.dumps(rows) if fmt == "json" else markdown(rows, splits))

@@ -18,7 +18,9 @@ from tqdm import tqdm
 
 from contrique_video.backends import BACKENDS, PRECISIONS
 from contrique_video.decode.sampler import Sampling
+from contrique_video.decode import DECODERS
 from contrique_video.errors import ContriqueError, InputError
+from contrique_video.extras import EXTRAS, missing
 from contrique_video.models.transforms import TwoScale
 
 log = logging.getLogger("contrique_video")
@@ -38,6 +40,11 @@ def guarded(fn):
         except ContriqueError as exc:
             fail(str(exc))
             sys.exit(exc.exit_code)
+        except ModuleNotFoundError as exc:  # an optional package imported where it is used: name its extra
+            if (exc.name or "").split(".")[0] not in EXTRAS:
+                raise
+            fail(str(missing(exc.name, f"contrique-video {click.get_current_context().info_name}")))
+            sys.exit(1)
         except OSError as exc:  # e.g. an output folder that does not exist, a full disk
             fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
             sys.exit(1)
@@ -80,8 +87,9 @@ def sampling_options(verb: str):
         click.option("--start", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Start time in seconds."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True),
                      help="Length of the time range in seconds (default: to the end)."),
-        click.option("--decoder", type=click.Choice(["pyav", "decord"]), default="pyav", show_default=True,
-                     help="Frame decoder: pyav (FFmpeg; keeps 10-bit depth) or decord (if installed; decodes to 8-bit)."),
+        click.option("--decoder", type=click.Choice(DECODERS.keys()), default="pyav", show_default=True,
+                     help="Frame decoder for videos: " + "; ".join(f"{d.name}: {d.description}" for d in DECODERS.values())
+                     + "."),
     ])
 
 
@@ -153,6 +161,20 @@ def output_file(*suffixes: str):
         return value
 
     return check
+
+
+def backend_pairs(ctx: click.Context, param: click.Parameter, value: str | None) -> list[tuple[str, str]] | None:
+    """``BACKEND:PRECISION,...`` -> pairs, each named by the backend registry (``auto`` is not a path)."""
+    from contrique_video.backends import BACKENDS, PRECISIONS
+
+    if value is None:
+        return None
+    pairs = [tuple(c.split(":", 1)) for c in value.split(",")]
+    if any(len(p) != 2 or p[0] not in BACKENDS or p[1] not in PRECISIONS or "auto" in p for p in pairs):
+        raise click.BadParameter(f"give BACKEND:PRECISION pairs, e.g. torch-compile:fp32 (backends: "
+                                 f"{', '.join(b for b in BACKENDS if b != 'auto')}; precisions: "
+                                 f"{', '.join(p for p in PRECISIONS if p != 'auto')})")
+    return pairs
 
 
 def frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:

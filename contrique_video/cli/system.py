@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 
 from contrique_video import __version__
-from contrique_video.backends import BACKENDS, PRECISIONS
-from contrique_video.cli.options import frame_size, guarded, output_file, quiet_option
+from contrique_video.cli.options import backend_pairs, frame_size, guarded, output_file, quiet_option
+from contrique_video.decode import DECODERS
 
 
 @click.command()
 @quiet_option
-@click.option("--candidates", default=None,
+@click.option("--candidates", default=None, callback=backend_pairs,
               help="BACKEND:PRECISION,... to time against the official eager fp32 path; the first is the one "
                    "checked on CLIVE and for memory (default: auto's choice, then every other CPU path).")
 @click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="Frames timed per candidate.")
@@ -41,24 +41,23 @@ def bench(candidates, frames, size, repeats, threads, clive, clive_limit, speed,
     from contrique_video.backends.cpu import cpu_summary
 
     path = Path(weights) if weights else builtin_weights()
-    if candidates:
-        pairs = [tuple(c.split(":", 1)) for c in candidates.split(",")]
-        if any(len(p) != 2 or p[0] not in BACKENDS or p[1] not in PRECISIONS for p in pairs):
-            raise click.BadParameter(f"give BACKEND:PRECISION pairs, e.g. torch-compile:fp32 (backends: "
-                                     f"{', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)})",
-                                     param_hint="--candidates")
-    else:
-        pairs = benchmark.default_candidates(path, threads)
+    pairs = candidates or benchmark.default_candidates(path, threads)
+    accuracy = None
+    if clive:
+        from contrique_video.training.precision import precision_check
+
+        def accuracy(paths):
+            return precision_check(clive, paths, limit=clive_limit, threads=threads).entries
+
     click.echo(f"CPU: {cpu_summary()}")
-    result = benchmark.run(path, pairs, frames=frames, repeats=repeats, threads=threads,
-                           clive=Path(clive) if clive else None, clive_limit=clive_limit, memory=memory,
-                           speed=speed, size=size)
+    result = benchmark.run(path, pairs, frames=frames, repeats=repeats, threads=threads, accuracy=accuracy,
+                           memory=memory, speed=speed, size=size)
     if speed:
         click.echo(result["table"])
-    for name, check in result.get("clive", {}).items():
-        click.echo(f"CLIVE ({check['images']} images) {name}: SRCC {check['srcc']:.4f} vs fp32 {check['srcc_fp32']:.4f} "
-                   f"(change {check['srcc_change']:+.4f}); scores differ by {check['mean_abs_score_diff']:.3f} on "
-                   f"average, {check['max_abs_score_diff']:.3f} at most")
+    for name, check in result.get("accuracy", {}).items():
+        click.echo(f"CLIVE ({check['images']}) {name}: SRCC {check['srcc']:.4f} vs fp32 {check['srcc_fp32']:.4f} "
+                   f"(change {check['srcc_change']:+.4f}); scores differ by {check['mean_abs_score_change']:.3f} on "
+                   f"average, {check['max_abs_score_change']:.3f} at most")
     if "memory" in result:
         m = result["memory"]
         click.echo(f"peak memory: 10 s clip {m['peak_rss_mib_10s']:.0f} MiB, 60 s clip {m['peak_rss_mib_60s']:.0f} MiB "
@@ -93,18 +92,13 @@ def info():
             return "not measured yet for the built-in model on this machine (the first --backend auto run measures it)"
         return f"{choice.backend} {choice.precision} for the built-in model ({choice.reason})"
 
-    def has(module: str) -> str:
-        import importlib.util
-
-        return "yes" if importlib.util.find_spec(module) else "no"
-
     weights = builtin_weights()
     lines = {
         "contrique-video": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "pyav": f"{av.__version__} (FFmpeg {av.ffmpeg_version_info})",
-        "decoders": f"pyav yes, decord {has('decord')}",
+        "decoders": ", ".join(f"{d.name} {'yes' if d.installed() else 'no'}" for d in DECODERS.values()),
         "backends": available_backends(),
         "cpu": cpu_summary(),
         "auto": auto_line(weights),

@@ -8,6 +8,7 @@ import json
 import click
 
 from contrique_video.cli.options import guarded, output_dir_option, pick_output_dir, quiet_option
+from contrique_video.models.families import list_encoders
 
 
 def data_options(pristine: str, authentic: str):
@@ -36,8 +37,7 @@ def data_options(pristine: str, authentic: str):
 @click.option("--objective", type=click.Choice(["contrastive", "classify", "both"]), default="contrastive", show_default=True,
               help="contrastive: the official NT-Xent recipe; classify: cross-entropy over distortion type and level; "
                    "both: the sum of the two.")
-@click.option("--arch", type=click.Choice(["resnet18", "resnet34", "resnet50", "efficientnet-lite0", "efficientnet-lite1",
-                                           "efficientnet-lite2"]), default="resnet50", show_default=True,
+@click.option("--arch", type=click.Choice(list_encoders()), default="resnet50", show_default=True,
               help="Encoder architecture (resnet50 is CONTRIQUE's; efficientnet-lite* start from ImageNet with --init imagenet).")
 @click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True,
               help="Side in pixels of the square crops trained on.")

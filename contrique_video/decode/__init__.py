@@ -17,6 +17,7 @@ import logging
 import os
 from pathlib import Path
 
+from contrique_video.decode import decord as _decord  # noqa: F401  (registers the decoder)
 from contrique_video.decode.base import STDIN, FrameSource, check_path
 from contrique_video.decode.decord import DecordSource
 from contrique_video.decode.frames import Frame, frame_to_rgb
@@ -24,11 +25,11 @@ from contrique_video.decode.gpu import parse_device
 from contrique_video.decode.images import ImageSource
 from contrique_video.decode.metadata import VideoMetadata
 from contrique_video.decode.pyav import PyAVSource
+from contrique_video.decode.registry import DECODERS
 from contrique_video.errors import InputError, UnsupportedError
 
 log = logging.getLogger("contrique_video")
 
-DECODERS = ("pyav", "decord")
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 
 
@@ -36,7 +37,8 @@ def open_source(path: str | os.PathLike, decoder: str = "pyav", threads: int = 0
                 max_pixels: int | None = None, seek: bool = True) -> FrameSource:
     """Open a video, a still image, or ``"-"`` (a stream on stdin) for decoding.
 
-    ``decoder`` is "pyav" (default) or "decord" for videos; stills always use Pillow.
+    ``decoder`` names a registered decoder (:data:`DECODERS`: "pyav", the default, or "decord") for videos;
+    stills always use Pillow.
     ``threads`` is the decoder thread count (0: FFmpeg chooses). ``device`` "cuda" (or "cuda:N") decodes
     videos with NVDEC where FFmpeg can, else on the CPU with a warning (see :mod:`.gpu`).
     ``max_pixels`` refuses a still larger than that from its header, before it is decoded.
@@ -46,6 +48,7 @@ def open_source(path: str | os.PathLike, decoder: str = "pyav", threads: int = 0
     name = str(decoder).strip().lower() if decoder is not None else "pyav"
     if name not in DECODERS:
         raise InputError(f"unknown decoder {decoder!r}; available decoders: {', '.join(DECODERS)}")
+    spec = DECODERS[name]
     try:
         threads = int(threads)
     except (TypeError, ValueError):
@@ -57,19 +60,16 @@ def open_source(path: str | os.PathLike, decoder: str = "pyav", threads: int = 0
     if isinstance(text, bytes):
         text = os.fsdecode(text)
     if text == STDIN:
-        if name == "decord":
-            raise UnsupportedError("decord cannot read from stdin; use --decoder pyav for piped input")
-        return PyAVSource(STDIN, threads=threads, device=device, seek=False)
+        if not spec.stdin:
+            raise UnsupportedError(f"{name} cannot read from stdin; use --decoder pyav for piped input")
+        return spec.opener(STDIN, threads, device, False)
     p = Path(text)
     check_path(p)
     if p.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageSource(p, max_pixels)
-    if name == "decord":
-        if kind == "cuda":
-            log.warning("--device cuda: the decord decoder decodes on the CPU; use --decoder pyav for GPU decoding")
-        return DecordSource(p, threads=threads)
-    return PyAVSource(p, threads=threads, device=device, seek=seek)
-
+    if kind == "cuda" and not spec.gpu:
+        log.warning("--device cuda: the %s decoder decodes on the CPU; use --decoder pyav for GPU decoding", name)
+    return spec.opener(p, threads, device, seek)
 
 __all__ = [
     "DECODERS",

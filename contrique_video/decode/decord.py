@@ -20,20 +20,15 @@ from contrique_video.decode.frames import Frame, apply_transform, rematrix
 from contrique_video.decode.pyav import PyAVSource
 from contrique_video.decode.sampler import Sampling
 from contrique_video.decode.seeking import scan
-from contrique_video.errors import InputError, UnsupportedError
+from contrique_video.decode.registry import register_decoder
+from contrique_video.errors import InputError
+from contrique_video.extras import require
 
 log = logging.getLogger("contrique_video")
 
 
 def _import_decord():
-    try:
-        import decord  # type: ignore[import-not-found]
-    except ImportError:
-        raise UnsupportedError(
-            "the decord decoder is not installed; run: pip install 'contrique-video[decord]' "
-            "(it installs decord2), or use --decoder pyav"
-        ) from None
-    return decord
+    return require("decord", "--decoder decord (or use --decoder pyav)")
 
 
 class DecordSource(FrameSource):
@@ -153,3 +148,8 @@ def _unpad_rows(arr: np.ndarray, path: str) -> np.ndarray:
     if flat.shape[1] < 3 * w:
         raise InputError(f"{path}: decord returned frames of shape {arr.shape}, too small for {w}x{h} RGB")
     return flat[:, : 3 * w].reshape(h, w, 3)
+
+
+@register_decoder("decord", requires="decord", description="decord (pip install 'contrique-video[decord]'); decodes to 8-bit")
+def open_decord(path, threads: int, device: str, seek: bool) -> DecordSource:
+    return DecordSource(path, threads=threads)

@@ -36,6 +36,7 @@ from contrique_video.decode.frames import (
 from contrique_video.decode.metadata import probe, tagged_matrix
 from contrique_video.decode.sampler import FrameIndices, Sampling
 from contrique_video.decode.seeking import SEEKABLE_CONTAINERS, SeekFailed, Timeline, decode_at, scan
+from contrique_video.decode.registry import register_decoder
 from contrique_video.errors import ContriqueError, InputError, UnsupportedError
 
 log = logging.getLogger("contrique_video")
@@ -386,3 +387,9 @@ class PyAVSource(FrameSource):
                 container.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+@register_decoder("pyav", requires="av", stdin=True, gpu=True,
+                  description="FFmpeg through PyAV; keeps 10-bit depth, seeks exactly, reads stdin, NVDEC with --device cuda")
+def open_pyav(path, threads: int, device: str, seek: bool) -> PyAVSource:
+    return PyAVSource(path, threads=threads, device=device, seek=seek and path != STDIN)

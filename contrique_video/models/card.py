@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contrique_video.errors import ModelError
+from contrique_video.files import sha256_file
 from contrique_video.models.families import Family, encoder_for, family_of
 from contrique_video.models.layouts import feature_layout
 from contrique_video.models.transforms import TwoScale
@@ -126,13 +127,6 @@ def is_card(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".json"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def checked_weights(card: ModelCard) -> Path:
     """The card's weights file, refused in one line when missing or when its SHA-256 is not the card's."""
@@ -173,4 +167,4 @@ def load_card_model(card: ModelCard):
     return model
 
 
-__all__ = ["ModelCard", "checked_weights", "is_card", "load_card_model", "model_digest", "read_card", "sha256_file"]
+__all__ = ["ModelCard", "checked_weights", "is_card", "load_card_model", "model_digest", "read_card"]

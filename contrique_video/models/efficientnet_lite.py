@@ -11,7 +11,6 @@ the weights were converted with; the pads are then fixed numbers, so one graph s
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import math
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from contrique_video.errors import ModelError
+from contrique_video.files import sha256_file
 from contrique_video.models.layouts import LITE_LAYOUTS
 from contrique_video.models.quality_branch import QualityBranch, branch_from_state
 
@@ -248,7 +248,7 @@ def imagenet_weights(variant: str) -> tuple[Path, ImagenetWeights]:
     path = Path(pkg.__file__).parent / "models" / info.filename
     if not path.is_file():
         raise ModelError(f"{path} is missing from {info.package}; reinstall it: {install} --force-reinstall")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     if digest != info.sha256:
         raise ModelError(
             f"{path} has SHA-256 {digest[:12]}..., not the {info.sha256[:12]}... of {info.package} {info.version}; "

@@ -36,6 +36,7 @@ class Family:
     standardize: bool  # whether heads z-score these features (layouts mixing scales of very different spread)
     no_int8: str | None = None  # why int8 is refused for this family, or None when it is offered
     preprocess: TwoScale = field(default_factory=TwoScale)
+    block: str = "encoder"  # the name of its feature block in heads (the paper's ResNets: "contrique")
 
 
 FAMILIES: dict[str, Family] = {}
@@ -113,7 +114,7 @@ def _lite_load(encoder: str, layout: str, state: dict, source: str) -> nn.Module
 
 register_family(Family(
     "resnet", {a: (a, None) for a in ("resnet18", "resnet34", "resnet50")}, ("contrique",),
-    _resnet_build, _resnet_load, standardize=False,  # GAP then L2 norm, as the paper's
+    _resnet_build, _resnet_load, standardize=False, block="contrique",  # GAP then L2 norm, as the paper's
 ))
 register_family(Family(
     "efficientnet-lite", {f"efficientnet-{v}": ("efficientnet-lite", v) for v in ("lite0", "lite1", "lite2")},

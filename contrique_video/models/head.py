@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from contrique_video.errors import ModelError
+from contrique_video.files import atomic_write
 from contrique_video.models.plain_json import (
     finite_float,
     no_duplicate_keys,
@@ -186,7 +186,7 @@ class LinearHead:
         return doc
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the head as JSON, atomically: a temporary file beside ``path``, then ``os.replace``."""
+        """Write the head as JSON, atomically."""
         path = Path(path)
         try:
             text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
@@ -195,20 +195,9 @@ class LinearHead:
         parent = path.parent
         if not parent.is_dir():
             raise ModelError(f"cannot write head to {path}: directory {parent} does not exist")
-        tmp = parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
         try:
-            # 0o666 lets the umask decide the final permissions, as for an ordinary new file.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            atomic_write(path, text)
         except OSError as exc:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             raise ModelError(f"cannot write head to {path}: {exc.strerror or exc}") from None
 
     @classmethod

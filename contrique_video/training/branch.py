@@ -23,7 +23,6 @@ the trunk alone (step 0) and both, by the paper's protocol (standardised RidgeCV
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import time
@@ -39,6 +38,7 @@ from tqdm import tqdm
 
 from contrique_video.errors import InputError
 from contrique_video.features import Block
+from contrique_video.files import atomic_path, sha256_file
 from contrique_video.models.efficientnet_lite import (
     VARIANTS,
     EfficientNetLite,
@@ -221,16 +221,15 @@ def export_model(model: BranchTrainee, path: Path, cfg: BranchConfig, step: int)
     the branch's) and ``quality.json`` (the branch's alone, to stack beside other features)."""
     state = {k: v.detach().cpu().clone() for k, v in model.trunk.state_dict().items()}
     state |= {f"branch.{k}": v.detach().cpu().clone() for k, v in model.branch.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     write_cards(path, cfg, step)
 
 
 def write_cards(path: Path, cfg: BranchConfig, step: int) -> None:
     """``card.json`` and ``quality.json`` beside an exported model (see :func:`export_model`)."""
     _, imagenet = imagenet_weights(cfg.variant)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     for name, layout, suffix in (("card.json", "stages-meanstd-quality", ""), ("quality.json", "quality", "-quality")):
         card = {"id": f"{path.parent.name}-step{step}{suffix}", "arch": "efficientnet-lite", "variant": cfg.variant,
                 "layout": layout, "weights": {"file": path.name, "sha256": digest},
@@ -287,12 +286,11 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     def save_checkpoint(done: int) -> None:
-        tmp = out / "last.pt.tmp"
-        torch.save({"branch": model.branch.state_dict(), "scorer": model.scorer.state_dict(),
-                    "classifier": model.classifier.state_dict(), "optimizer": opt.state_dict(), "step": done,
-                    "config": asdict(cfg), "history": json.dumps(history), "train_seconds": train_seconds,
-                    "window": json.dumps(window), "interval": json.dumps(interval)}, tmp)
-        tmp.replace(last)
+        with atomic_path(last) as tmp:
+            torch.save({"branch": model.branch.state_dict(), "scorer": model.scorer.state_dict(),
+                        "classifier": model.classifier.state_dict(), "optimizer": opt.state_dict(), "step": done,
+                        "config": asdict(cfg), "history": json.dumps(history), "train_seconds": train_seconds,
+                        "window": json.dumps(window), "interval": json.dumps(interval)}, tmp)
 
     trunk_rows: list[np.ndarray] = []  # the frozen trunk's held-out features, computed once per session
 

@@ -16,6 +16,7 @@ from sklearn.linear_model import RidgeCV
 
 from contrique_video.errors import InputError
 from contrique_video.features import Block
+from contrique_video.files import atomic_path
 
 ALPHAS = np.logspace(-4, 3, 15)
 
@@ -160,10 +161,8 @@ def media_features(extract, paths: list[Path], cache: str | Path | None, key: st
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
-        tmp = Path(f"{cache}.partial")
-        with open(tmp, "wb") as f:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
             np.savez(f, names=np.array(list(known)), features=np.stack(list(known.values())), key=np.array(key))
-        tmp.replace(cache)
 
     added = 0
     try:

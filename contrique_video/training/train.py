@@ -46,6 +46,7 @@ from tqdm import tqdm
 from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import InputError
 from contrique_video.features import Block
+from contrique_video.files import atomic_path, atomic_write
 from contrique_video.training import distortions
 from contrique_video.training.batches import BatchMaker, list_images, load_rgb
 from contrique_video.training.fit import evaluate, read_mos
@@ -186,9 +187,7 @@ def write_curve(out: Path, history: list[dict], cols: tuple[str, ...] = CURVE_CO
     for h in history:
         rows.append(",".join("" if h.get(c) is None else (f"{h[c]:.4f}" if isinstance(h[c], float) else str(h[c]))
                              for c in cols))
-    tmp = out / "curve.csv.tmp"
-    tmp.write_text("\n".join(rows) + "\n")
-    tmp.replace(out / "curve.csv")
+    atomic_write(out / "curve.csv", "\n".join(rows) + "\n")
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
@@ -249,21 +248,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     lite = isinstance(model, LiteTrainee)
 
     def save_checkpoint(done: int) -> None:
-        tmp = out / "last.pt.tmp"
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "classifier": classifier.state_dict(),
-                "optimizer": opt.state_dict(),
-                "step": done,
-                "config": asdict(cfg),
-                "history": json.dumps(history),
-                "train_seconds": train_seconds,
-                "rng": _rng_state(device),
-            },
-            tmp,
-        )
-        tmp.replace(last)
+        with atomic_path(last) as tmp:
+            torch.save({"model": model.state_dict(), "classifier": classifier.state_dict(),
+                        "optimizer": opt.state_dict(), "step": done, "config": asdict(cfg),
+                        "history": json.dumps(history), "train_seconds": train_seconds, "rng": _rng_state(device)},
+                       tmp)
 
     def evaluation(done: int, loss: float | None, s_per_step: float | None) -> None:
         nonlocal best

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from contrique_video.errors import InputError
+from contrique_video.files import atomic_path
 from contrique_video.models.contrique import Contrique, load_weights, projector
 
 if TYPE_CHECKING:
@@ -107,9 +108,8 @@ def set_train_mode(model: nn.Module, cfg: TrainConfig) -> None:
 def export_trunk(model: nn.Module, path: Path) -> None:
     """A Lite trunk as a plain state_dict that ``EfficientNetLite(variant).load_state_dict`` takes strictly."""
     state = {k: v.detach().cpu().clone() for k, v in model.encoder.state_dict().items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def export_weights(model: nn.Module, path: Path, half: bool = False, projector: bool = True) -> None:
@@ -122,6 +122,5 @@ def export_weights(model: nn.Module, path: Path, half: bool = False, projector: 
         return
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
              for k, v in model.state_dict().items() if projector or not k.startswith("projector.")}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

@@ -127,7 +127,7 @@ def test_choice_is_cached_per_machine_and_model(bf16_machine, monkeypatch, caplo
     assert rebuilt.precision == "bf16" and len(calls) == 3
     assert any("unreadable" in r.getMessage() for r in caplog.records)
     assert json.loads(cached.read_text())["precision"] == "bf16"
-    # A new accuracy entry in the card (precision_check.py --write-card) is timed, not hidden by the cache.
+    # A new accuracy entry in the card (contrique-video precision-check --write-card) is timed, not hidden by the cache.
     card = json.loads(bf16_machine.read_text())
     card["precisions"]["openvino bf16"] = IN
     bf16_machine.write_text(json.dumps(card))

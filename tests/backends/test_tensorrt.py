@@ -17,6 +17,7 @@ import torch
 
 from contrique_video.backends import fp16
 from contrique_video.backends import tensorrt as trtb
+from contrique_video.files import cache_dir
 from contrique_video.backends.bench import sample_frames
 from contrique_video.backends.engine_cache import (
     Profile,
@@ -267,7 +268,7 @@ def test_engine_features_match_onnxruntime(resnet18_onnx, precision):
 @needs_engine
 def test_engine_cache_is_reused_and_a_corrupt_engine_rebuilt(resnet18_onnx, caplog):
     TensorRTBackend(resnet18_onnx, resolutions=[(64, 64)])
-    engines = sorted((trtb.cache_dir() / "engines").glob("*.engine"))
+    engines = sorted((cache_dir() / "engines").glob("*.engine"))
     with caplog.at_level(logging.INFO, logger="contrique_video"):
         TensorRTBackend(resnet18_onnx, resolutions=[(64, 64)])
     assert "loaded from the cache" in caplog.text

@@ -711,3 +711,38 @@ def test_max_pixels_refuses_a_still_from_its_header_before_decoding(tmp_path):
         open_source(path, max_pixels=1000)
     with pytest.raises(InputError, match="cannot decode image"):
         open_source(path)
+
+
+def test_a_registered_decoder_is_offered_everywhere(media_dir):
+    """A decoder is one registration: open_source, the CLI's --decoder choice and `info` read the registry."""
+    from contrique_video.decode import DECODERS
+
+    clip = make_clip(media_dir / "fake.mp4", frames=6)
+    register = ("import sys\n"
+                "from contrique_video.decode import PyAVSource, open_source\n"
+                "from contrique_video.decode.registry import register_decoder\n"
+                "@register_decoder('fake', requires='av', description='PyAV under another name')\n"
+                "def fake(path, threads, device, seek):\n"
+                "    print('fake opened', path, file=sys.stderr)\n"
+                "    return PyAVSource(path, threads=threads, device=device, seek=seek)\n"
+                "from contrique_video.cli import main\n"
+                "main(sys.argv[1:])\n")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-c", register, *map(str, args)], capture_output=True, text=True,
+                              timeout=300)
+
+    info = run("info")
+    assert info.returncode == 0 and "pyav yes, decord " in info.stdout and ", fake yes" in info.stdout
+    scored = run("-q", "score", clip, "--decoder", "fake", "--frames", "2", "--backend", "torch", "--format", "json")
+    assert scored.returncode == 0, scored.stderr
+    assert f"fake opened {clip}" in scored.stderr and json.loads(scored.stdout)["frames_scored"] == 2
+    stdin = run("-q", "score", "-", "--decoder", "fake")
+    assert stdin.returncode == 1 and "fake cannot read from stdin" in stdin.stderr
+    assert "fake" not in DECODERS  # registered in that process only
+    from click.testing import CliRunner
+
+    from contrique_video.cli import main
+
+    res = CliRunner().invoke(main, ["-q", "score", str(clip), "--decoder", "fake"])
+    assert res.exit_code == 2 and "'fake' is not one of 'pyav', 'decord'" in res.output

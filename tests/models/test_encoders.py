@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,17 +104,14 @@ def test_resnet_checkpoint_behind_a_card(tmp_path, frames):
 
 
 def test_last_layout_is_the_head_map_mean_inside_stages_meanstd(lite0, frames):
-    """scripts/model_eval.py reads the last-map row from the stages-meanstd features' columns."""
-    from importlib import util
+    """`model-table` reads the last-map row from the stages-meanstd features' columns."""
+    from contrique_video.training import model_table
 
-    spec = util.spec_from_file_location("model_eval", Path(__file__).parents[2] / "scripts" / "model_eval.py")
-    model_eval = util.module_from_spec(spec)
-    spec.loader.exec_module(model_eval)
     trunk = load_model(lite0).trunk
     full = TorchBackend(LayoutFeatures(trunk, "stages-meanstd"))(frames)
     last = TorchBackend(LayoutFeatures(trunk, "last"))(frames)
     assert full.shape[1] == 2 * 2 * sum(trunk.channels) and last.shape[1] == 2 * 1280
-    np.testing.assert_allclose(full[:, model_eval.last_map_columns(full.shape[1])], last, atol=1e-5)
+    np.testing.assert_allclose(full[:, model_table.last_map_columns(full.shape[1])], last, atol=1e-5)
 
 
 def test_builtin_on_onnxruntime_matches_torch_at_any_size_and_batch(frames):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contrique_video.files import sha256_file
 import json
 import shutil
 
@@ -29,7 +30,7 @@ def r18_card(tmp_path_factory):
     torch.save(Contrique("resnet18").encoder.state_dict(), folder / "r18.pt")
     state = {f"encoder.{k}": v for k, v in torch.load(folder / "r18.pt", weights_only=True).items()}
     torch.save(state, folder / "r18.pt")
-    sha = models.card.sha256_file(folder / "r18.pt")
+    sha = sha256_file(folder / "r18.pt")
     card = folder / "r18.json"
     card.write_text(json.dumps({"id": "r18", "arch": "resnet18", "weights": {"file": "r18.pt", "sha256": sha}}))
     return card

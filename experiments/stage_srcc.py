@@ -1,6 +1,7 @@
 """Held-out SRCC of each stage's block of a Lite training run's trunks (which part of the features moved).
+Answered: the distortion objectives turn the map they sit on into a distortion-class map, which predicts CLIVE MOS less well (issue #12).
 
-    python scripts/stage_srcc.py runs/lite0-classify-tlr001 0 100 [--variant lite0]
+    python experiments/stage_srcc.py runs/lite0-classify-tlr001 0 100 [--variant lite0]
 
 For each listed step it loads ``RUN/trunks/stepNNNNNN.pt``, extracts the two-scale stages-meanstd features
 of the ``train --holdout 0.3`` fold of clive-train (the fold every run's learning curve uses), and scores

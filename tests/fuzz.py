@@ -36,7 +36,7 @@ as a traceback.
 
 Usage::
 
-    python scripts/fuzz.py --count 300 --seed 0 --jobs 2 --timeout 60 [--keep DIR]
+    python tests/fuzz.py --count 300 --seed 0 --jobs 2 --timeout 60 [--keep DIR]
 
 Prints counts per outcome and per mutation kind, lists every failure with a one-line reason, and exits
 1 if there was any failure. ``--keep DIR`` keeps the mutated files (and ``results.jsonl``) in DIR.
@@ -64,8 +64,9 @@ import time
 import zlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = ROOT / "tests"
+import media  # tests/media.py, beside this file
+from checkpoints import random_official_checkpoint
+
 
 OUTCOMES = ("scored", "clean_error", "crash", "hang", "traceback", "bad_output")
 FAILURES = frozenset({"crash", "hang", "traceback", "bad_output"})
@@ -118,15 +119,6 @@ class Workspace:
     seeds: dict[str, Seed]
 
 
-def _import_test_helpers():
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    import media  # tests/media.py
-    from checkpoints import random_official_checkpoint  # tests/checkpoints.py
-
-    return media, random_official_checkpoint
-
-
 # Matroska/WebM get random segment and track UIDs unless written bit-exact; make_clip does not ask for it,
 # so those seeds are remuxed bit-exact here, keeping every run's mutated bytes identical.
 _BITEXACT = {"fflags": "+bitexact"}
@@ -170,7 +162,6 @@ def make_workspace(directory: Path) -> Workspace:
 
     from contrique_video.models.head import LinearHead
 
-    media, random_official_checkpoint = _import_test_helpers()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "r18.pt"

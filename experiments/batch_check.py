@@ -1,6 +1,7 @@
 """Batch reliability check: 100 generated files, 10 of them broken, a kill half way, then --resume.
+Answered: a batch killed half way (SIGKILL or SIGTERM) keeps only complete records and --resume scores exactly the rest (90 scores, 10 failures, exit 1).
 
-    python scripts/batch_check.py [--files 100] [--signal KILL|TERM] [--dir /tmp/batch-check]
+    python experiments/batch_check.py [--files 100] [--signal KILL|TERM] [--dir /tmp/batch-check]
 
 Scores with a small random ResNet-18 checkpoint (the pipeline, not the model, is under test). Prints what
 each phase did and exits 1 if any expectation fails: the killed run's output holds only complete records,
@@ -22,9 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from media import make_clip  # noqa: E402
-
+from contrique_video.backends.bench import write_clip  # noqa: E402
 from contrique_video.models.contrique import Contrique  # noqa: E402
 from contrique_video.models.head import LinearHead  # noqa: E402
 
@@ -47,7 +46,7 @@ def main() -> int:
     broken = set(rng.choice(args.files, size=args.files // 10, replace=False).tolist())
     for i in range(args.files):
         path = root / "media" / f"clip{i:03d}.mp4"
-        make_clip(path, size=(96, 64), frames=8)
+        write_clip(path, seconds=1, size=(64, 96), fps=8)
         if i in broken:  # cut the file to a third: the index is gone, FFmpeg cannot open it
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     out = root / "scores.jsonl"

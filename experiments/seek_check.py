@@ -1,4 +1,5 @@
 """Does seeking to the sampled frames change scores, and what does it save? (issue #13)
+Answered: seeking to the sampled frames gives identical frames and scores (difference 0.0000) and decodes about half as many frames on a 10-minute file.
 
 Writes a 10-minute 1080p H.264 file (libx264 ultrafast, key frame every 250 frames, 25 fps, moving test
 pattern) to a temporary folder, then decodes the default sampling (64 frames) twice -- seeking to the
@@ -7,7 +8,7 @@ sampled frames, and in one pass from the start (``seek=False``) -- and scores th
 1080p frames take seconds each on a CPU). Prints decoded-frame counts, decode times, and the largest
 per-frame and video score differences, which must stay within 0.1.
 
-Usage: python scripts/seek_check.py [--minutes 10] [--keep DIR] [--score-both]
+Usage: python experiments/seek_check.py [--minutes 10] [--keep DIR] [--score-both]
 
 The file is made with the ffmpeg of imageio-ffmpeg (testsrc2 for ``--base`` seconds, then copied
 end to end, so the long file costs seconds to make); without it, PyAV encodes the whole length.

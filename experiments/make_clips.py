@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Natural-looking test sources for CRF search and ladder checks: slow pans and zooms over scikit-image photos.
+Answered: not a study: the natural-looking sources crf_check and vmaf_check generate.
 
 Each content is one photo moved in its own way (pan speed, zoom, a little sensor-like grain on some), so
 the contents differ in detail and motion the way real titles do. Sources are written near-losslessly
 (x264 QP 4, BT.709 tags) at any size; the same arguments give the same pixels.
 
-    python scripts/make_clips.py runs/clips --size 1920x1080 --seconds 4 --contents astronaut,coffee
+    python experiments/make_clips.py runs/clips --size 1920x1080 --seconds 4 --contents astronaut,coffee
 """
 
 from __future__ import annotations

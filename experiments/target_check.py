@@ -1,11 +1,12 @@
 """Issue #14's speed targets, timed in one process against the official path (round-robin, ratios).
+Answered: issue #14's speed targets against the official eager fp32 path, as ratios in one process.
 
 Rows: the official code's path on a CONTRIQUE ResNet-50 (eager PyTorch fp32, NCHW; the 1.00x baseline), the
 ResNet-50 on each ``--resnet-paths`` path and on auto's choice for it, and the built-in model on auto's choice
 and on each ``--builtin-paths`` path. Per row: seconds per 1080p frame (both scales, preprocessing included),
 speed-up over the baseline, GFLOP/s and its share of this machine's measured matmul peak at the row's precision.
 
-    python scripts/target_check.py --resnet CONTRIQUE_checkpoint25.tar
+    python experiments/target_check.py --resnet CONTRIQUE_checkpoint25.tar
 
 Without official weights, a random-init ResNet-50 in the official layout stands in (``--resnet`` any file made
 by ``torch.save(Contrique("resnet50").state_dict(), path)``): speed does not depend on the weights.

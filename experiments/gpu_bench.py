@@ -1,12 +1,13 @@
 """One prepared GPU benchmark (issue #14): PyTorch on CUDA for the official-layout ResNet-50 and the built-in model.
+Answered: prepared for issue #14's GPU targets; not yet run on a GPU (its CPU --tiny mode ran).
 
 For each model and each path (fp32, fp16 and bf16 autocast, channels_last; eager, ``torch.compile``, and
 CUDA graphs of the eager bf16/fp16 model) it reports 1080p frames per second (both scales, one frame at a time
 and in batches of ``--batch``), the share of the GPU's measured matmul peak at that precision (a large
 square matmul, measured in the same process), and the minimum cosine of the features against CPU fp32.
 
-    python scripts/gpu_bench.py --device cuda -o gpu_bench.json                # on a machine with an NVIDIA GPU
-    python scripts/gpu_bench.py --device cpu --tiny                            # the CPU check used by the tests
+    python experiments/gpu_bench.py --device cuda -o gpu_bench.json                # on a machine with an NVIDIA GPU
+    python experiments/gpu_bench.py --device cpu --tiny                            # every CPU path, small
 
 ``--resnet CHECKPOINT`` times official CONTRIQUE weights; without it a random-init ResNet-50 is timed (speed
 does not depend on the weights; the cosine then says little). ``--tiny`` shrinks frames to 96x160, one

@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """How well does our no-reference score rank ladder renditions the way VMAF (full reference) does?
+Answered: how well our score ranks ladder renditions the way libvmaf does (SRCC within and across contents).
 
-For each content (scripts/make_clips.py), a ladder of heights x CRFs is built with ``build_ladder``; every
+For each content (experiments/make_clips.py), a ladder of heights x CRFs is built with ``build_ladder``; every
 rendition is scored by us upscaled (bicubic) to the display size, and the very same display-size file is
 measured with libvmaf (vmaf_v0.6.1) against the source, using the static FFmpeg of imageio-ffmpeg
 (``pip install 'contrique-video[vmaf]'``). Reported: Spearman rank correlation (SRCC) with VMAF within each
 content and across all renditions of all contents, for our score and for two trivial baselines, the
 encode's bitrate and the lossless (x264 QP 0) file size of the display-size rendition. The pooled
 features of every rendition go to ``features.npz`` next to ``results.csv``, for fitting a VMAF-calibrated
-head (scripts/fit_vmaf_head.py).
+head (experiments/fit_vmaf_head.py).
 
-    python scripts/vmaf_check.py --out runs/vmaf --size 1280x720 --heights 720,480,360 --crf 24,32,40
+    python experiments/vmaf_check.py --out runs/vmaf --size 1280x720 --heights 720,480,360 --crf 24,32,40
 """
 
 from __future__ import annotations

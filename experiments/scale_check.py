@@ -1,6 +1,7 @@
 """Local scaling of ``--engine local``: the same clips scored with 1 and then 2 worker processes (1 thread each).
+Answered: two local workers give the same records as one, and the speed-up on this 2-core machine.
 
-    python scripts/scale_check.py --clips 8 --frames 8 --size 320x240
+    python experiments/scale_check.py --clips 8 --frames 8 --size 320x240
 
 Generates the clips in a temporary folder, times each run end to end (cluster start and model loads
 included, as a user sees it) and with the models already loaded (the steady state), checks that both
@@ -17,11 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ.setdefault("CONTRIQUE_VIDEO_BACKEND", "torch")  # eager PyTorch: no per-size compile to skew the timing
 
-from media import make_clip  # noqa: E402
-
+from contrique_video.backends.bench import write_clip  # noqa: E402
 from contrique_video import score_many  # noqa: E402
 from contrique_video.decode.sampler import Sampling  # noqa: E402
 from contrique_video.runs.dask import connect, load_model, task_options  # noqa: E402
@@ -47,7 +46,7 @@ def main() -> int:
     args = parser.parse_args()
     w, h = map(int, args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [str(make_clip(Path(tmp) / f"c{i:02d}.mp4", size=(w, h), frames=2 * args.frames + i, content="moving"))
+        paths = [str(write_clip(Path(tmp) / f"c{i:02d}.mp4", seconds=1, size=(h, w), fps=2 * args.frames + i))
                  for i in range(args.clips)]
         print(f"load before: {os.getloadavg()[0]:.2f}; {args.clips} clips {args.size}, {args.frames} frames each, "
               f"built-in ResNet-50, eager fp32, 1 thread per worker")
