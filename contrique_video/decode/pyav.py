@@ -305,7 +305,7 @@ class PyAVSource(FrameSource):
     def frames(self, sampling: Sampling | None = None) -> Iterator[Frame]:
         """Yield the frames ``sampling`` selects (default: ``Sampling()``), in order."""
         sampling = sampling if sampling is not None else Sampling()
-        selector = sampling.selector(self.duration, self.fps)
+        selector = self.selector = sampling.selector(self.duration, self.fps)
         self.decoded_frames = 0
         self.seeked = False
         kept = 0
@@ -320,7 +320,7 @@ class PyAVSource(FrameSource):
             except SeekFailed as exc:
                 log.debug("%s: %s; decoding the whole stream instead", self._where, exc)
                 self._seek = False
-                selector = sampling.selector(self.duration, self.fps)
+                selector = self.selector = sampling.selector(self.duration, self.fps)
         if not self.seeked:
             done, kept = kept, 0  # the failed seeking pass gave the first ``done`` of these frames
             keyframes = selector.keyframes_only and self._packets_without_pts == 0
