@@ -375,7 +375,7 @@ class StreamSelector(Selector):
             chosen.append(held[best][0])
             after = best + 1
         how = "the frames a file would give" if self.stride == 1 else \
-            f"the nearest of every {self.stride}th frame to a file's choice"
+            f"those nearest a file's choice of 1 frame in every {self.stride}"
         self.description = (f"{len(chosen)} frame{'s' if len(chosen) != 1 else ''} uniformly over a stream of "
                             f"unknown length ({frames} frames; {how})")
         return chosen
