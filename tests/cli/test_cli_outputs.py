@@ -10,7 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
-from checkpoints import small_model_with_head
+from checkpoints import interrupt_on, small_model_with_head
 from click.testing import CliRunner
 from media import make_clip
 
@@ -96,19 +96,11 @@ def test_resume_carries_frame_rows_logs_and_parquet(media, tmp_path, monkeypatch
     names = [d / f"clip{i}.mp4" for i in range(3)]
     out, frames, table = tmp_path / "r.jsonl", tmp_path / "frames.csv", tmp_path / "t.parquet"
     outputs = ["-o", out, "--csv", frames, "--parquet", table, "--log", tmp_path / "{stem}.json"]
-    real, calls = Scorer.score, []
-
-    def score(self, path, **kwargs):
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, path, **kwargs)
-
-    monkeypatch.setattr(Scorer, "score", score)
+    interrupt_on(monkeypatch, 2)
     assert run("-q", "score", *names, *model(d), *outputs).exit_code == 130
     first = pd.read_csv(frames)
     assert set(first["file"]) == {str(names[0])} and len(first) == 2
-    monkeypatch.setattr(Scorer, "score", real)
+    monkeypatch.undo()
     res = run("-q", "score", *names, *model(d), *outputs, "--resume")
     assert res.exit_code == 0, res.output
     assert [r["file"] for r in lines(out)] == [str(n) for n in names]
