@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from contrique_video.backends import open_backend
-from contrique_video.decode.sampler import Sampling
+from contrique_video.decode.sampler import Sampling, StreamSelector
 from contrique_video.decode import Frame, open_source
 from contrique_video.errors import InputError, ModelError
 from contrique_video.features import Block
@@ -39,6 +39,8 @@ log = logging.getLogger("contrique_video")
 DEFAULT_HEAD = "clive"  # for a built-in card that names no default head
 DEFAULT_MAX_PIXELS = 4096 * 2304  # all 4K formats; larger frames are refused unless max_pixels says otherwise
 FRAME_COLUMNS = ["frame", "pts_time", "score"]
+# How a record's score is computed (its "pooling" field): the per-frame scores are not averaged.
+POOLING = "head applied to the mean feature of the scored frames; frame scores are the head applied to each frame"
 
 
 def builtin_weights() -> Path | None:
@@ -92,6 +94,7 @@ class VideoScore:
     warnings: list[str] = field(default_factory=list)
     reference: dict | None = None  # VMAF against a reference (score --reference): see reference.add_vmaf
     raw_score: float | None = None  # the head's linear value before its mapping into the range (same as score without one)
+    pooling: str = POOLING
 
     @property
     def frames_scored(self) -> int:
@@ -110,6 +113,7 @@ class VideoScore:
             "scale": self.scale,
             "higher_is_better": self.higher_is_better,
             "sampling": self.sampling,
+            "pooling": self.pooling,
             "backend": self.backend,
             "hdr": self.hdr,
             "warnings": list(self.warnings),
@@ -222,16 +226,34 @@ class Scorer:
                 raise InputError(f"{path}: {src.width}x{src.height} frames exceed --max-pixels {self.max_pixels}")
             if on_open is not None:
                 on_open(1 if src.is_image else sampling.expected_count(src.duration, src.fps))
-            batch: list[Frame] = []
-            for frame in prefetch(src.frames(sampling), self.batch_size):
-                batch.append(frame)
-                if len(batch) == self.batch_size:
-                    yield batch, self.frame_features([f.rgb for f in batch])
-                    batch = []
-            if batch:
-                yield batch, self.frame_features([f.rgb for f in batch])
+            frames = prefetch(src.frames(sampling), self.batch_size)
+            unknown_length = not src.is_image and sampling.on_stream(src.duration)
+            yield from self._stream_batches(frames, src) if unknown_length else self._batches(frames)
             if notes is not None:
-                notes.update(hdr=src.hdr, warnings=list(src.warnings))
+                notes.update(hdr=src.hdr, warnings=list(src.warnings),
+                             sampling=src.selector.description if src.selector else sampling.describe())
+
+    def _batches(self, frames: Iterator[Frame]) -> Iterator[tuple[list[Frame], np.ndarray]]:
+        batch: list[Frame] = []
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == self.batch_size:
+                yield batch, self.frame_features([f.rgb for f in batch])
+                batch = []
+        if batch:
+            yield batch, self.frame_features([f.rgb for f in batch])
+
+    def _stream_batches(self, frames: Iterator[Frame], src) -> Iterator[tuple[list[Frame], np.ndarray]]:
+        """A stream of unknown length: features of the frames its :class:`StreamSelector` still holds, computed as
+        they arrive (a frame dropped before its batch runs is never encoded) and dropped with them, so at most
+        about ``2N`` rows are held; one batch of the frames it chooses at the end."""
+        held: dict[int, tuple[Frame, np.ndarray]] = {}
+        for batch, feats in self._batches(f for f in frames if src.selector.holds(f.index)):
+            held.update((f.index, (Frame(f.index, f.pts_time, None), row)) for f, row in zip(batch, feats))
+            held = {i: item for i, item in held.items() if src.selector.holds(i)}
+        chosen = [held[i] for i in src.selector.choose() if i in held]
+        if chosen:
+            yield [f for f, _ in chosen], np.stack([row for _, row in chosen])
 
     def features(self, path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav") -> FrameFeatures:
         idx, pts, rows = [], [], []
@@ -287,7 +309,7 @@ class Scorer:
             head=head.name,
             scale=head.scale,
             higher_is_better=head.higher_is_better,
-            sampling=sampling.describe(),
+            sampling=notes.get("sampling", sampling.describe()),
             backend=self.backend.describe(),
             feature=feature,
             hdr=notes.get("hdr"),

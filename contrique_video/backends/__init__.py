@@ -73,10 +73,12 @@ def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: 
 
         choice = autotune.choose(weights, auto_paths(), timer, threads)
         picked = choice.fastest_at(precision) if precision != "auto" else (choice.backend, choice.precision)
+        say = log.debug if choice.cached else log.info  # once, on the run that measured; -v shows it again
+        log.debug("%s", choice.detail())
         if picked == (choice.backend, choice.precision):
-            log.info("%s", choice.line())
+            say("%s", choice.line())
         elif picked is not None:
-            log.info("backend auto: %s %s (the fastest %s path measured here)", *picked, precision)
+            say("backend auto: %s %s (the fastest %s path measured here)", *picked, precision)
         else:
             offering = [p for p in [*PREFERENCE[kind], *paths(device)] if p[1] == precision and REGISTRY[p[0]].installed()]
             # none offers it here (bf16 on a CPU without bf16): open_backend then says which precisions exist

@@ -126,8 +126,16 @@ class Choice:
     reason: str
     timings: dict  # "backend precision" -> seconds
     key: dict
+    cached: bool = False  # read from the cache (made by an earlier run), not measured by this one
 
     def line(self) -> str:
+        """One short line for the run that made the choice: what, and why in a few words."""
+        why = f"fastest of {len(self.timings)} paths measured here" if len(self.timings) > 1 else \
+            self.reason.split(";")[0]
+        return f"backend auto: {self.backend} {self.precision} ({why})"
+
+    def detail(self) -> str:
+        """The whole reason: the timings and the paths left out (``-v``)."""
         return f"backend auto: {self.backend} {self.precision} ({self.reason})"
 
     def fastest_at(self, precision: str) -> Path_ | None:
@@ -174,7 +182,7 @@ def read_cached(path: Path, key: dict) -> Choice | None:
         data = json.loads(path.read_text())
         if data["key"] != key:
             raise ValueError("another machine's or model's key")
-        return Choice(data["backend"], data["precision"], data["reason"], dict(data["timings"]), key)
+        return Choice(data["backend"], data["precision"], data["reason"], dict(data["timings"]), key, cached=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("auto: cached choice %s is unreadable (%s); measuring again", path, str(exc).splitlines()[0][:80])
         return None

@@ -17,7 +17,7 @@ from contrique_video.backends.fp16 import cached_fp16
 from contrique_video.backends.int8 import calibration_table, check_int8, quantize_int8
 from contrique_video.errors import ModelError, UnsupportedError
 from contrique_video.models import load_model
-from contrique_video.models.card import model_digest
+from contrique_video.models.card import is_card, model_digest, read_card
 
 log = logging.getLogger("contrique_video")
 
@@ -26,7 +26,7 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
     """The ONNX file for a checkpoint or card at fp32, fp16 (converted from the fp32 one) or int8 (quantised
     with the model's calibration table), exported once into the cache."""
     if precision == "fp16":
-        return cached_fp16(cached_export(weights, "fp32"))
+        return cached_fp16(cached_export(weights, "fp32"), model_label(Path(weights)))
     weights = Path(weights)
     digest = model_digest(weights)
     path = cache_dir() / "onnx" / f"{digest}-{precision}.onnx"
@@ -39,7 +39,7 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
         except ModelError as exc:
             log.warning("%s: rebuilding it", exc)
     if precision == "fp32":
-        log.info("exporting %s to ONNX (once; kept in %s)", weights.name, path.parent)
+        log.info("exporting %s to ONNX (once; kept in %s)", model_label(weights), path.parent)
         return export_onnx(load_model(weights), path, source=digest)
     if precision == "int8":
         fp32 = cached_export(weights, "fp32")
@@ -50,9 +50,14 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
                 f"int8 for {weights.name} needs a calibration table: run `contrique-video export-onnx --weights "
                 f"{weights} --precision int8 --calibrate MEDIA...` once"
             )
-        log.info("quantising %s to int8 (once; kept in %s)", weights.name, path.parent)
+        log.info("quantising %s to int8 (once; kept in %s)", model_label(weights), path.parent)
         return quantize_int8(fp32, path, table)
     raise UnsupportedError(f"no {precision} ONNX export; available: fp32, fp16, int8")
+
+
+def model_label(weights: Path) -> str:
+    """How messages name a model: a card's id (``builtin-v3``), else the checkpoint's file name."""
+    return read_card(weights).id if is_card(weights) else weights.name
 
 
 __all__ = ["cached_export"]
