@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import queue
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,9 @@ class VideoScore:
     warnings: list[str] = field(default_factory=list)
     reference: dict | None = None  # VMAF against a reference (score --reference): see reference.add_vmaf
     raw_score: float | None = None  # the head's linear value before its mapping into the range (same as score without one)
+    width: int | None = None  # the input's own frame size, as displayed
+    height: int | None = None
+    display: tuple[int, int] | None = None  # (width, height) the frames were scaled to and scored at; None: own size
 
     @property
     def frames_scored(self) -> int:
@@ -99,6 +103,9 @@ class VideoScore:
             "backend": self.backend,
             "hdr": self.hdr,
             "warnings": list(self.warnings),
+            "width": self.width,
+            "height": self.height,
+            "display": list(self.display) if self.display else None,
             **(self.reference or {}),
         }
 
@@ -218,7 +225,7 @@ class Scorer:
             if batch:
                 yield batch, self.frame_features([f.rgb for f in batch])
             if notes is not None:
-                notes.update(hdr=src.hdr, warnings=list(src.warnings))
+                notes.update(hdr=src.hdr, warnings=list(src.warnings), width=src.width, height=src.height)
 
     def features(self, path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav") -> FrameFeatures:
         idx, pts, rows = [], [], []
@@ -246,8 +253,23 @@ class Scorer:
         decoder: str = "pyav",
         on_frames: Callable[[pd.DataFrame], None] | None = None,
         on_open: Callable[[int | None], None] | None = None,
+        display: tuple[int, int] | None = None,
     ) -> VideoScore:
-        """Score one input. ``on_frames`` receives each batch's per-frame rows as they are scored."""
+        """Score one input. ``on_frames`` receives each batch's per-frame rows as they are scored.
+
+        ``display`` (width, height) scores the input as watched on that display: every frame is scaled to it
+        first, as ``ladder`` scales its renditions (:func:`~contrique_video.encoding.encode.upscale`), because
+        the model scores the pixels it gets: a 720p encode at its own size scores higher than the same encode
+        at 1080p. By default each input is scored at its own size.
+        """
+        if display is None:
+            return self._score(path, sampling, decoder, on_frames, on_open)
+        with _at_display(path, display) as (shown, native):
+            result = self._score(shown, sampling, decoder, on_frames, on_open)
+        result.file, (result.width, result.height), result.display = str(path), native, tuple(display)
+        return result
+
+    def _score(self, path, sampling, decoder, on_frames, on_open) -> VideoScore:
         head = self.check_head()
         pooled_feature = RunningMean()
         parts = []
@@ -279,12 +301,16 @@ class Scorer:
             feature=feature,
             hdr=notes.get("hdr"),
             warnings=notes.get("warnings", []),
+            width=notes.get("width"),
+            height=notes.get("height"),
         )
 
 
-def score(path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav", **scorer_options) -> VideoScore:
-    """Score one video or image with a fresh :class:`Scorer` (build one yourself to score many)."""
-    return Scorer(**scorer_options).score(path, sampling=sampling, decoder=decoder)
+def score(path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav",
+          display: tuple[int, int] | None = None, **scorer_options) -> VideoScore:
+    """Score one video or image with a fresh :class:`Scorer` (build one yourself to score many); ``display``
+    as in :meth:`Scorer.score`."""
+    return Scorer(**scorer_options).score(path, sampling=sampling, decoder=decoder, display=display)
 
 
 def prefetch(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
@@ -325,6 +351,24 @@ def prefetch(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
             with contextlib.suppress(queue.Empty):
                 buffer.get(timeout=0.05)
         thread.join()
+
+
+@contextlib.contextmanager
+def _at_display(path, display: tuple[int, int]) -> Iterator[tuple[Path, tuple[int, int]]]:
+    """(the file to score at ``display`` size, the input's own size): the input itself when it is already that
+    size, else a lossless scaled copy in a temporary folder, removed afterwards."""
+    from contrique_video.encoding.encode import upscale
+
+    if str(path) == "-":
+        raise InputError("display size: `-` (stdin) cannot be scaled; give a file")
+    with open_source(path) as src:
+        native = (src.width, src.height)
+    size = (int(display[0]), int(display[1]))
+    if native == size:
+        yield Path(path), native
+        return
+    with tempfile.TemporaryDirectory(prefix="contrique-display-") as tmp:
+        yield upscale(path, Path(tmp) / "display.mkv", size).path, native
 
 
 @contextlib.contextmanager

@@ -164,6 +164,18 @@ def frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
     return height, width
 
 
+def display_option(help: str):
+    """``--display WxH``, the size inputs are scaled to and scored at (``score``, ``ladder``): (width, height) or None."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+        if value is None:
+            return None
+        height, width = frame_size(ctx, param, value)
+        return width, height
+
+    return click.option("--display", metavar="WxH", callback=parse, help=help)
+
+
 def output_dir_option(help: str):
     """``-o/--output DIR``, as every other command names its output, plus the old ``--out`` as a hidden
     alias that still works (with one deprecation warning) so existing scripts keep running."""
