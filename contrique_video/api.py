@@ -40,6 +40,10 @@ log = logging.getLogger("contrique_video")
 DEFAULT_HEAD = "clive"  # for a built-in card that names no default head
 DEFAULT_MAX_PIXELS = 4096 * 2304  # all 4K formats; larger frames are refused unless max_pixels says otherwise
 FRAME_COLUMNS = ["frame", "pts_time", "score"]
+#: Pixels per encoder call on the CPU: one 1080p frame. The encoder's activations grow with the pixels in a call,
+#: so they, not the decoded frames, set the peak memory: the default score of a 1080p clip peaked at 4.1 GB
+#: with 4 frames per call and 1.4 GB with 1 (scripts/memory_bench.py). Smaller frames still go several at a time.
+CPU_BATCH_PIXELS = 1920 * 1088
 
 
 def builtin_weights() -> Path | None:
@@ -216,16 +220,24 @@ class Scorer:
                 raise InputError(f"{path}: {src.width}x{src.height} frames exceed --max-pixels {self.max_pixels}")
             if on_open is not None:
                 on_open(1 if src.is_image else sampling.expected_count(src.duration, src.fps))
+            size = self.frames_per_call(src.width, src.height)
             batch: list[Frame] = []
-            for frame in prefetch(src.frames(sampling), self.batch_size):
+            for frame in prefetch(src.frames(sampling), size):
                 batch.append(frame)
-                if len(batch) == self.batch_size:
+                if len(batch) == size:
                     yield batch, self.frame_features([f.rgb for f in batch])
                     batch = []
             if batch:
                 yield batch, self.frame_features([f.rgb for f in batch])
             if notes is not None:
                 notes.update(hdr=src.hdr, warnings=list(src.warnings), width=src.width, height=src.height)
+
+    def frames_per_call(self, width: int, height: int) -> int:
+        """Frames decoded ahead and sent to the encoder at once: ``batch_size``, and on the CPU no more than
+        :data:`CPU_BATCH_PIXELS` pixels (at least one frame). A GPU keeps ``batch_size``: its memory is not RSS."""
+        if str(self.device).startswith("cuda"):
+            return self.batch_size
+        return max(1, min(self.batch_size, CPU_BATCH_PIXELS // max(1, width * height)))
 
     def features(self, path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav") -> FrameFeatures:
         idx, pts, rows = [], [], []

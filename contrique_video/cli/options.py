@@ -105,7 +105,8 @@ def model_options(fn):
     """The Scorer's options (see :func:`open_scorer`)."""
     return apply([
         click.option("--weights", type=click.Path(dir_okay=False), help="CONTRIQUE checkpoint (default: the built-in model)."),
-        click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass."),
+        click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True,
+                     help="Frames per forward pass (on the CPU no more pixels than one 1080p frame, to bound memory)."),
         click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores)."),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
                      help="Run the encoder on the CPU or the first CUDA GPU."),
