@@ -16,6 +16,7 @@ import pandas as pd
 from click.core import ParameterSource
 
 from contrique_video.cli.options import (
+    display_option,
     fail,
     guard_outputs,
     guarded,
@@ -40,6 +41,9 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # formats matplotlib writes without ex
 @click.argument("inputs", nargs=-1)
 @click.option("--head", help="Head name (see `info`) or a head JSON file (default: the built-in model's head).")
 @sampling_options("Score")
+@display_option("Scale every frame to this size and score it there, e.g. 1920x1080: the size it is watched at, as "
+                "`ladder --display` does. Without it each input is scored at its own size, and inputs of different "
+                "sizes are not comparable (a warning says so).")
 @model_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
               help="stdout format: a table, one JSON object per input per line, or CSV with a header.")
@@ -84,8 +88,9 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # formats matplotlib writes without ex
                    "where they disagree most), and the same table for every frame as CSV beside it.")
 @click.pass_context
 @guarded
-def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
-          threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, overwrite, timeout, max_pixels,
+def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, display, weights,
+          batch_size, threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, overwrite, timeout,
+          max_pixels,
           engine, engine_workers, manifest, parquet_path, log_template, log_fmt, report_path, reference, vmaf_model,
           vmaf_ffmpeg, compare_path):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
@@ -104,6 +109,8 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     if not inputs and not manifest:
         raise click.UsageError("Missing argument 'INPUTS...' (or --manifest FILE)")
     names = expand_inputs(list(inputs))
+    if display and "-" in names:
+        raise click.UsageError("`-` (stdin) cannot be scaled to --display; give files")
     if manifest:
         names = list(dict.fromkeys(names + read_manifest(manifest)))
     guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path, report_path)
@@ -157,7 +164,7 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     outcomes = score_many(names, scorer=scorer, executor=executor, sampling=sampling, decoder=decoder, timeout=timeout,
                           output=output, resume=resume, overwrite=overwrite, frames_csv=frames_csv, parquet=parquet_path,
                           log_template=log_template, log_fmt=log_fmt, reference=reference, vmaf_model=vmaf_model,
-                          vmaf_ffmpeg=vmaf_ffmpeg, progress=not ctx.obj["quiet"])
+                          vmaf_ffmpeg=vmaf_ffmpeg, progress=not ctx.obj["quiet"], display=display)
     try:
         with logs_above_bars(), contextlib.closing(outcomes):
             for outcome in outcomes:

@@ -34,7 +34,8 @@ from contrique_video.decode.frames import (
     frame_to_rgb,
 )
 from contrique_video.decode.metadata import probe, tagged_matrix
-from contrique_video.decode.sampler import FrameIndices, Sampling
+from contrique_video.decode.indices import FrameIndices
+from contrique_video.decode.sampler import Sampling
 from contrique_video.decode.seeking import SEEKABLE_CONTAINERS, SeekFailed, Timeline, decode_at, scan
 from contrique_video.decode.registry import register_decoder
 from contrique_video.errors import ContriqueError, InputError, UnsupportedError

@@ -36,7 +36,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import Iterable, Iterator, TypeVar
 
 from contrique_video.errors import InputError
 
@@ -379,28 +379,3 @@ class StreamSelector(Selector):
         self.description = (f"{len(chosen)} frame{'s' if len(chosen) != 1 else ''} uniformly over a stream of "
                             f"unknown length ({frames} frames; {how})")
         return chosen
-
-
-@dataclass(frozen=True)
-class FrameIndices:
-    """A sampling of the frames with these indices (presentation order), for ``source.get_frames_at``."""
-
-    indices: tuple[int, ...]
-
-    def selector(self, total_duration: float | None = None, fps: float | None = None) -> Selector:
-        return _IndexSelector(self.indices)
-
-    def describe(self) -> str:
-        return f"frames {', '.join(map(str, sorted(self.indices)))}"
-
-
-class _IndexSelector(Selector):
-    def __init__(self, indices: Sequence[int]) -> None:
-        super().__init__(0.0, math.inf, f"frames {', '.join(map(str, sorted(indices)))}")
-        self.last = max(indices, default=-1)
-        self.wanted = set(indices)
-
-    def _accept(self, index, pts_time, is_keyframe):
-        if index >= self.last:
-            self.done = True
-        return index in self.wanted

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from contrique_video.decode.sampler import Sampling
+from contrique_video.extras import require
 from contrique_video.errors import ContriqueError, InputError, UsageError
 from contrique_video.runs.inputs import sigterm_as_exception
 from contrique_video.runs.records import (FrameLog, Outcome, RecordLog, check_output, read_records, require_parquet,
@@ -39,7 +40,7 @@ class Executor(Protocol):
     """Scores ``(index, name)`` inputs and yields an :class:`Outcome` for each as it finishes (in any order)."""
 
     def run(self, inputs: list[tuple[int, str]], *, sampling: Sampling, decoder: str, timeout: float | None,
-            progress: bool) -> Iterator[Outcome]: ...
+            progress: bool, display: tuple[int, int] | None = None) -> Iterator[Outcome]: ...
 
 
 def make_executor(executor: Executor | str | None, scorer: Scorer | dict | None) -> Executor:
@@ -78,6 +79,7 @@ def score_many(
     vmaf_model: str | None = None,
     vmaf_ffmpeg: str | None = None,
     progress: bool = False,
+    display: tuple[int, int] | None = None,
 ) -> Iterator[Outcome]:
     """Score ``inputs`` and yield an :class:`Outcome` per input as it finishes, its record already on disk.
 
@@ -88,7 +90,9 @@ def score_many(
     :class:`~contrique_video.errors.UsageError`). ``frames_csv`` gets every scored frame, ``parquet`` every
     record (with ``resume`` the earlier inputs' rows too, in both), ``log_template`` a libvmaf-style log per input
     (see :mod:`contrique_video.runs.logs`), and ``reference`` adds VMAF against that file. ``timeout`` gives up on
-    an input after that many seconds (a failure). Close the iterator (or exhaust it) to complete the outputs.
+    an input after that many seconds (a failure). ``display`` (width, height) scores every input scaled to that
+    display size (see :meth:`~contrique_video.api.Scorer.score`); without it, inputs of different sizes get one
+    warning that their scores are at their own sizes and not comparable. Close the iterator (or exhaust it) to complete the outputs.
 
     Arguments that cannot work (an output that would be lost, an output whose optional package is missing) raise
     :class:`~contrique_video.errors.UsageError` here, before any input is scored.
@@ -102,7 +106,7 @@ def score_many(
         check_log_template(log_template, len(names))
         log_fmt = log_format(log_template, log_fmt)
     outputs = Outputs(output, resume, frames_csv, parquet, log_template, log_fmt, reference, vmaf_model, vmaf_ffmpeg)
-    options = dict(sampling=sampling, decoder=decoder, timeout=timeout, progress=progress)
+    options = dict(sampling=sampling, decoder=decoder, timeout=timeout, progress=progress, display=display)
     return _run(names, make_executor(executor, scorer), options, outputs)
 
 
@@ -117,18 +121,9 @@ def check_run(*, output=None, resume: bool = False, overwrite: bool = False, par
     if parquet:
         require_parquet()
     if isinstance(executor, str):
-        _require("distributed", "--engine needs Dask", "dask")
+        require("distributed", "--engine", usage=True)
     if reference and not vmaf_ffmpeg:
-        _require("imageio_ffmpeg", "--reference needs an ffmpeg with libvmaf (or --ffmpeg PATH)", "vmaf")
-
-
-def _require(module: str, what: str, extra: str) -> None:
-    import importlib
-
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        raise UsageError(f"{what}, and {module} is not installed: pip install 'contrique-video[{extra}]'") from None
+        require("imageio_ffmpeg", "--reference without --ffmpeg", usage=True)
 
 
 @dataclass(frozen=True)
@@ -157,11 +152,13 @@ def _run(names: list[str], executor: Executor, options: dict, out: Outputs) -> I
     todo = [(i, name) for i, name in enumerate(names) if name not in done]
     frame_log = FrameLog(out.frames_csv, vmaf, keep=done) if out.frames_csv else None
     finished: list[tuple[int, dict]] = []  # for parquet, in input order at the end
+    sizes = SizeCheck(options["display"])
     try:
         with sigterm_as_exception():
             for outcome in executor.run(todo, **options):
                 if outcome.result is not None:
                     _finish(outcome, out)
+                    sizes.add(outcome.result)
                 if frame_log and outcome.result is not None:
                     frame_log.write(outcome.file, outcome.result.frames)
                 record = outcome.record()
@@ -177,6 +174,25 @@ def _run(names: list[str], executor: Executor, options: dict, out: Outputs) -> I
             records.close()
         if out.parquet and (earlier or finished):
             write_parquet(earlier + [r for _, r in sorted(finished, key=lambda f: f[0])], out.parquet)
+
+
+class SizeCheck:
+    """One warning when inputs of different sizes are scored at their own sizes: the model scores the pixels
+    it gets, so a 720p encode at 720p scores higher than at the 1080p it is watched at (use ``display``)."""
+
+    def __init__(self, display: tuple[int, int] | None):
+        self.sizes: set[tuple[int, int]] = set()
+        self.warned = display is not None
+
+    def add(self, result) -> None:
+        if self.warned or result.width is None:
+            return
+        self.sizes.add((result.width, result.height))
+        if len(self.sizes) > 1:
+            self.warned = True
+            shown = ", ".join(f"{w}x{h}" for w, h in sorted(self.sizes))
+            log.warning("inputs of different sizes (%s) are scored at their own size, so their scores are not "
+                        "comparable; pass --display WxH (display=) to score them as watched on one display", shown)
 
 
 def _finish(outcome: Outcome, out: Outputs) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from contrique_video.extras import require
 from contrique_video.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -89,10 +90,7 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
 
 def require_parquet() -> None:
     """Refuse ``--parquet`` before any work when pyarrow (the writer pandas uses) is not installed."""
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise UsageError("--parquet needs pyarrow, which is not installed: pip install 'contrique-video[parquet]'") from None
+    require("pyarrow", "--parquet", usage=True)
 
 
 def write_parquet(records: Iterable[dict], path: str | os.PathLike) -> Path:
