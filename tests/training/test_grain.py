@@ -1,0 +1,75 @@
+"""Grain ladders: the pairs and metrics the grain head is fit and checked on, and a guard on the shipped head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from contrique_video.errors import InputError
+from contrique_video.training import grain
+from contrique_video.training.ranking import PairTerm, fit_ranked
+
+
+def keys_of(source="a", grains=("clean", "t:8", "t:12"), crfs=grain.CRFS):
+    return [c.key for g in grains for c in grain.ladder(source, g, crfs=crfs)]
+
+
+def test_clip_keys_round_trip_and_plans_cover_the_grain_curve():
+    c = grain.Clip("gen:text/1", "t:12", "x264", 24)
+    assert grain.Clip.parse(c.key) == c
+    core = grain.plan("s", 1)
+    assert {x.grain for x in core} == {"clean", "t:4", "t:8", "t:12", "t:16"}
+    assert len(core) == len(set(core))
+    assert {x.encoder for x in grain.plan("s", 3)} >= {"x265", "svtav1", "x264grain"}
+
+
+def test_pairs_put_sources_above_encodes_lower_crf_above_higher_and_weaker_grain_above_stronger():
+    keys = keys_of()
+    p = {(b, w): kind for b, w, kind, _ in grain.pairs(keys)}
+    assert p[("a|t:12|lossless|0", "a|t:12|x264|48")] == "source"
+    assert p[("a|t:12|x264|16", "a|t:12|x264|24")] == "crf"
+    assert p[("a|clean|x264|16", "a|t:8|x264|16")] == "grain"
+    assert p[("a|t:8|lossless|0", "a|t:12|lossless|0")] == "grain"
+    assert ("a|clean|x264|16", "a|t:12|x264|16") not in p  # only adjacent strengths
+    counts = {k: sum(v == k for v in p.values()) for k in ("source", "crf", "grain")}
+    assert counts == {"source": 15, "crf": 12, "grain": 12}
+    bounds = grain.upper_bounds(keys, 12.0)
+    assert ("a|t:8|x264|16", "a|clean|x264|16", -8.0) in bounds and len(bounds) == 4
+
+
+def test_metrics_measure_rises_above_source_and_grain_cost():
+    keys = keys_of()
+    scores = {}
+    for k in keys:
+        c = grain.Clip.parse(k)
+        base = 60.0 - {"clean": 0, "t:8": 5, "t:12": 9}[c.grain]
+        scores[k] = base - (c.crf - 8) * 0.5 if c.crf else base + 1
+    scores["a|t:12|x264|24"] = scores["a|t:12|x264|16"] + 3  # the encoder smoothed the grain away
+    m = grain.metrics(scores)
+    assert m["max_rise_grainy"] == pytest.approx(3.0) and m["grainy_steps_rising_1"] == 1
+    assert m["clean_ordered"] == 1.0 and m["max_rise_clean"] == pytest.approx(-4.0)
+    assert m["max_above_source"] == pytest.approx(3.0 - 5.0)
+    assert m["cost"] == {"t:8": pytest.approx(5.0), "t:12": pytest.approx(9.0)}
+
+
+def test_generated_sharp_sources_are_deterministic_and_named():
+    a = grain.generated("text", 1, 200, 100)
+    np.testing.assert_array_equal(a, grain.generated("text", 1, 200, 100))
+    assert a.shape == (100, 200, 3) and (a < 128).any() and (a == 255).any()
+    assert not np.array_equal(a, grain.generated("text", 2, 200, 100))
+    with pytest.raises(InputError, match="unknown generated source"):
+        grain.generated("nope", 0, 10, 10)
+    with pytest.raises(InputError, match="wallpaper"):
+        grain.source_image("Storm", None)
+
+
+def test_pair_terms_with_negative_margins_bound_a_cost():
+    """A (worse, better, -c) pair caps how far the fit may put one row below another."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = X @ np.array([10.0, 0.0, 0.0, 0.0]) + 50
+    delta = np.array([[-3.0, 0.0, 0.0, 0.0]])  # grainy - clean features: a 30-point drop on the MOS fit
+    plain = fit_ranked(X, y, None, 0.0)
+    assert (delta @ plain.weights)[0] < -25
+    capped = fit_ranked(X, y, None, 0.0, terms=[PairTerm(delta, np.array([-5.0]), 100.0)])
+    assert (delta @ capped.weights)[0] > -7
