@@ -18,10 +18,6 @@ clive-v3's recipe (stills only) and this head on the same splits, and the grain 
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from contrique_video.models.head import LinearHead, resolve_head  # noqa: E402
 from contrique_video.training import fit as fitmod  # noqa: E402
 from contrique_video.training import grain  # noqa: E402
+from contrique_video.training.degradation_check import append_csv  # noqa: E402
 from contrique_video.training import ranking as rk  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clive-train"
@@ -163,15 +160,7 @@ def main() -> None:
             print(f"CLIVE protocol {label:<22} SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}", flush=True)
             results += [(label, "clive_median_srcc", r["srcc"]), (label, "clive_median_plcc", r["plcc"])]
     if args.csv:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        new_file = not args.csv.exists()
-        with open(args.csv, "a", newline="") as f:
-            w = csv.writer(f)
-            if new_file:
-                w.writerow(["date", "cpu", "commit", "command", "head", "metric", "value"])
-            for head, metric, value in results:
-                w.writerow([datetime.date.today().isoformat(), platform.processor() or platform.machine(), commit,
-                            "python " + " ".join(sys.argv), head, metric, f"{value:.4f}"])
+        append_csv(args.csv, results, "python " + " ".join(sys.argv))
     if args.out:
         new.fit = {
             "method": "fit_ranked (L-BFGS) with clip pair terms",

@@ -41,7 +41,8 @@ def main() -> None:
     sources = args.sources.split(",")
     for tier in (int(t) for t in args.tiers.split(",")):
         for source in sources:
-            grain.build(grain.plan(source, tier), cache, scorer.mean_feature, args.wallpapers, progress)
+            grain.build(grain.plan(source, tier), cache, scorer.mean_feature,
+                        lambda s: grain.pan(grain.source_image(s, args.wallpapers)), progress)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -207,20 +208,21 @@ def encode(src: Path, encoder: str, crf: int, path: Path) -> None:
     subprocess.run(cmd, check=True, env={**os.environ, "SVT_LOG": "1"})  # SVT-AV1's banner off
 
 
-def build(clips: list[Clip], cache, extract_file, wallpapers: Path | None = None, progress=None) -> None:
-    """Make and featurise every clip not yet in ``cache`` (``extract_file(path)`` -> the clip's mean feature),
-    sources first; the cache saves itself every few rows, so a killed run resumes."""
+def build(clips: list[Clip], cache, extract_file, frames: Callable[[str], np.ndarray], progress=None) -> None:
+    """Make and featurise every clip not yet in ``cache`` (``extract_file(path)`` -> the clip's mean feature;
+    ``frames(source)`` -> the source's clean frames, e.g. ``pan(source_image(name, wallpapers))``), one
+    lossless source per (source, grain); the cache saves itself every few rows, so a killed run resumes."""
     todo = [c for c in clips if c.key not in cache]
     by_source: dict[tuple[str, str], list[Clip]] = {}
     for c in todo:
         by_source.setdefault((c.source, c.grain), []).append(c)
-    stills: dict[str, np.ndarray] = {}
+    made: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="grain-") as tmp:
         for (source, grain), group in by_source.items():
-            if source not in stills:
-                stills = {source: source_image(source, wallpapers)}
+            if source not in made:
+                made = {source: frames(source)}
             src = Path(tmp) / "src.mkv"
-            write_source(pan(stills[source]), grain, src)
+            write_source(made[source], grain, src)
             for c in group:
                 path = src
                 if c.encoder != "lossless":
@@ -322,3 +324,34 @@ def metrics(scores: dict[str, float]) -> dict:
             "clean_ordered": float(np.mean([r < 0 for r in rises_c])) if rises_c else float("nan"),
             "max_above_source": top(above), "encodes_above_source_1": int(sum(a > 1 for a in above)),
             "cost": {g: top(costs[g]) for g in order}, "cost_mean": {g: float(np.mean(costs[g])) for g in order}}
+
+
+#: The targets of issue 30 (points): grainy CRF steps rise at most RISE, an encode at most ABOVE_SOURCE over
+#: its lossless source, grain N costs a clean CRF-16 encode at most COST[N].
+RISE, ABOVE_SOURCE, COST = 1.0, 1.0, {"t:8": 10.0, "t:12": 20.0}
+
+
+def missed(m: dict) -> list[str]:
+    """The grain targets :func:`metrics` ``m`` misses, as one line each (empty: all met)."""
+    out = []
+    if not m["max_rise_grainy"] <= RISE:
+        out.append(f"a grainy CRF step rises {m['max_rise_grainy']:+.2f}")
+    if not m["clean_ordered"] == 1.0:
+        out.append(f"clean CRF steps falling {100 * m['clean_ordered']:.0f}%")
+    if not m["max_above_source"] <= ABOVE_SOURCE:
+        out.append(f"an encode scores {m['max_above_source']:+.2f} above its source")
+    out += [f"grain {g} costs {m['cost'][g]:.1f} > {c:g}" for g, c in COST.items() if m["cost"].get(g, 0.0) > c]
+    return out
+
+
+def report(m: dict) -> str:
+    """:func:`metrics` as text lines."""
+    lines = [f"grain clips: {m['clips']}",
+             f"  grainy CRF steps (c -> c+8): most rise {m['max_rise_grainy']:+.2f}, {m['grainy_steps_rising_1']} of "
+             f"{m['grainy_steps']} rise > 1 point",
+             f"  clean CRF steps falling: {100 * m['clean_ordered']:.1f}% (most rise {m['max_rise_clean']:+.2f})",
+             f"  encodes above their lossless source: most {m['max_above_source']:+.2f}, "
+             f"{m['encodes_above_source_1']} by > 1 point",
+             "  grain cost at x264 CRF 16 (clean - grainy; max / mean over sources): "
+             + ", ".join(f"{g} {m['cost'][g]:.1f}/{m['cost_mean'][g]:.1f}" for g in m["cost"])]
+    return "\n".join(lines)

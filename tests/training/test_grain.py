@@ -73,3 +73,34 @@ def test_pair_terms_with_negative_margins_bound_a_cost():
     assert (delta @ plain.weights)[0] < -25
     capped = fit_ranked(X, y, None, 0.0, terms=[PairTerm(delta, np.array([-5.0]), 100.0)])
     assert (delta @ capped.weights)[0] > -7
+
+
+def test_shipped_head_never_rewards_grain_removal_and_grain_raises_nothing(tmp_path):
+    """CI guard (experiments/fit_grain_head.py holds the full check): the built-in model with its default head
+    on a small pan of a held-out photo. A grainy source's x264 CRF 16-48 ladder never rises by more than a
+    point, no encode scores more than a point above its lossless source, and more grain never scores higher.
+    clive-v3 fails all three here (CRF 24 scores 75 points above CRF 16)."""
+    from PIL import Image
+
+    from contrique_video.training import degradation as deg
+    from contrique_video.training.ranking import FeatureCache, model_features
+
+    _, scorer = model_features(None)
+    photo = Image.fromarray(deg.package_image(deg.SKLEARN_CHINA.split(":", 1)[1]))
+    w, h, n = 320, 180, 6
+    still = np.asarray(photo.resize((w + 4 * n, round(photo.height * (w + 4 * n) / photo.width)), Image.Resampling.LANCZOS))
+
+    def frames(source):
+        return np.stack([still[:h, 4 * i : 4 * i + w] for i in range(n)])
+
+    clips = grain.ladder("china", "t:12") + grain.ladder("china", "clean", crfs=(16,)) + grain.ladder("china", "t:8", crfs=())
+    cache = FeatureCache(tmp_path / "f.npz", "builtin", every=100)
+    grain.build(clips, cache, scorer.mean_feature, frames)
+    head = scorer.check_head()
+    s = {c.key: float(head.predict(cache.rows[c.key][None])[0]) for c in clips}
+    m = grain.metrics(s)
+    assert m["max_rise_grainy"] <= 1.0, s
+    assert m["max_above_source"] <= 1.0, s
+    lossless = [s[f"china|{g}|lossless|0"] for g in ("clean", "t:8", "t:12")]
+    assert np.all(np.diff(lossless) <= 0.0), s
+    assert s["china|t:12|x264|16"] <= s["china|clean|x264|16"], s
