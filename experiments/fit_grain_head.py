@@ -107,8 +107,12 @@ def main() -> None:
     ap.add_argument("--margin-grain", type=float, default=1.0)
     ap.add_argument("--lam-cap", type=float, default=1.0)
     ap.add_argument("--cap12", type=float, default=12.0, help="grain N may cost at most CAP12 * N / 12 raw points")
+    ap.add_argument("--half", type=int, choices=(0, 1), default=None,
+                    help="tuning: fit on every other clip source (0: the 1st, 3rd, ...; 1: the 2nd, ...) and report the "
+                         "others as unseen (held-out clips are not shown)")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--splits", type=int, default=10)
+    ap.add_argument("--recipes", default="ridge,clive-v3,new", help="which fits --evaluate runs on the protocol's splits")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--name", default="clive-v4")
     ap.add_argument("--csv", type=Path, default=None, help="append result rows here")
@@ -122,6 +126,13 @@ def main() -> None:
     rows: dict = {}
     for p in args.clips:
         rows.update(load(p))
+    unseen: dict = {}
+    if args.half is not None:
+        order = sorted({grain.Clip.parse(k).source for k in rows})
+        keep = set(order[args.half::2])
+        unseen = {k: v for k, v in rows.items() if grain.Clip.parse(k).source not in keep}
+        rows = {k: v for k, v in rows.items() if grain.Clip.parse(k).source in keep}
+        args.heldout = []
     terms = clip_terms(rows, args) if rows else []
     print(f"CLIVE {len(y)}; stills {rd.counts() if rd else None}; clip pairs "
           + ", ".join(f"{t.name} {len(t.margins)}" for t in terms), flush=True)
@@ -138,6 +149,9 @@ def main() -> None:
     fit_scores = clip_scores(new, rows) if rows else {}
     if fit_scores:
         print(show("fit clips", grain.metrics(fit_scores)))
+    if unseen:
+        print(show("unseen half", grain.metrics(clip_scores(new, unseen))))
+        print(show("  clive-v3", grain.metrics(clip_scores(heads["clive-v3"], unseen))))
     held: dict = {}
     for p in args.heldout:
         held.update(load(p))
@@ -152,9 +166,10 @@ def main() -> None:
                     results.append((label, f"heldout_clips.{k}", v))
     if args.evaluate:
         out = {}
-        for label, fitter in (("ridge (clive recipe)", lambda Xt, yt: rk.fit_ridge_std(Xt, yt)),
-                              ("clive-v3 recipe", lambda Xt, yt: rk.fit_ranked(Xt, yt, rd, 1.0, 30.0)),
-                              (f"{args.name} recipe", lambda Xt, yt: fit_new(Xt, yt))):
+        recipes = {"ridge": ("ridge (clive recipe)", lambda Xt, yt: rk.fit_ridge_std(Xt, yt)),
+                   "clive-v3": ("clive-v3 recipe", lambda Xt, yt: rk.fit_ranked(Xt, yt, rd, 1.0, 30.0)),
+                   "new": (f"{args.name} recipe", lambda Xt, yt: fit_new(Xt, yt))}
+        for label, fitter in (recipes[r] for r in args.recipes.split(",")):
             r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter)
             out[label] = r
             print(f"CLIVE protocol {label:<22} SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}", flush=True)

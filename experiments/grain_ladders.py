@@ -28,9 +28,11 @@ def main() -> None:
     ap.add_argument("--wallpapers", type=Path, default=None)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--frames", type=int, default=grain.FRAMES, help="frames per clip (fewer: cheaper fit clips)")
     args = ap.parse_args()
     extract, scorer = model_features(None, threads=args.threads)
-    cache = FeatureCache(args.cache, scorer.model_id + "/clip-mean", every=5)
+    tag = "" if args.frames == grain.FRAMES else f"/{args.frames}f"
+    cache = FeatureCache(args.cache, scorer.model_id + "/clip-mean" + tag, every=5)
     t0 = time.time()
     count = [0]
 
@@ -42,7 +44,7 @@ def main() -> None:
     for tier in (int(t) for t in args.tiers.split(",")):
         for source in sources:
             grain.build(grain.plan(source, tier), cache, scorer.mean_feature,
-                        lambda s: grain.pan(grain.source_image(s, args.wallpapers)), progress)
+                        lambda s: grain.pan(grain.source_image(s, args.wallpapers, args.frames), args.frames), progress)
 
 
 if __name__ == "__main__":

@@ -147,11 +147,11 @@ def generated(kind: str, seed: int, width: int, height: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def source_image(name: str, wallpapers: Path | None) -> np.ndarray:
+def source_image(name: str, wallpapers: Path | None, frames: int = FRAMES) -> np.ndarray:
     """The still a source's pan is cut from, at least (WIDTH + pan) x HEIGHT."""
     from PIL import Image
 
-    need_w, need_h = WIDTH + PAN * (FRAMES - 1), HEIGHT
+    need_w, need_h = WIDTH + PAN * (frames - 1), HEIGHT
     if name.startswith("gen:"):
         kind, _, seed = name[4:].partition("/")
         return generated(kind, int(seed or 0), need_w, need_h)
@@ -174,9 +174,9 @@ def source_image(name: str, wallpapers: Path | None) -> np.ndarray:
     return np.asarray(im.crop((left, top, left + need_w, top + need_h)))
 
 
-def pan(still: np.ndarray) -> np.ndarray:
-    """FRAMES frames of WIDTH x HEIGHT panning right by PAN px a frame: (FRAMES, H, W, 3) uint8."""
-    return np.stack([still[:HEIGHT, i * PAN : i * PAN + WIDTH] for i in range(FRAMES)])
+def pan(still: np.ndarray, frames: int = FRAMES) -> np.ndarray:
+    """``frames`` frames of WIDTH x HEIGHT panning right by PAN px a frame: (frames, H, W, 3) uint8."""
+    return np.stack([still[:HEIGHT, i * PAN : i * PAN + WIDTH] for i in range(frames)])
 
 
 # ---------------------------------------------------------------------------------- files
