@@ -135,7 +135,10 @@ def run_check(scorer: HeadScorer, sources: dict[str, np.ndarray], kinds: list[st
 
 
 def short_name(source: str) -> str:
-    """A source as its file stem, for report lines (``package:sklearn/.../china.jpg`` -> ``china``)."""
+    """A source as its file stem, for report lines (``package:sklearn/.../china.jpg`` -> ``china``); generated
+    sources keep their name (``gen:text/100``)."""
+    if source.startswith("gen:"):
+        return source
     return Path(source.split(":", 1)[-1]).stem
 
 
