@@ -162,18 +162,22 @@ def main(argv: list[str] | None = None) -> int:
     if clips and not s["min_clip_crf_share"] >= TARGET_CLIP_CRF:
         missed.append(f"a clip's CRF pairs fall in only {100 * s['min_clip_crf_share']:.0f}%")
     if args.grain:
-        from contrique_video.training import grain
-        from contrique_video.training.ranking import FeatureCache, model_features
+        try:
+            from contrique_video.training import grain
+            from contrique_video.training.ranking import FeatureCache, model_features
 
-        _, model = model_features(None, threads=args.threads)
-        gcache = FeatureCache(args.grain_cache, model.model_id + "/clip-mean", every=5)
-        for tier in (int(t) for t in args.grain_tiers.split(",")):
-            for source in args.grain.split(","):
-                grain.build(grain.plan(source, tier), gcache, model.mean_feature,
-                            lambda s: grain.pan(grain.source_image(s, args.wallpapers)))
-        keys = sorted(k for k in gcache.rows if grain.Clip.parse(k).source in args.grain.split(","))
-        gs = grain.metrics(dict(zip(keys, scorer.head.predict(np.stack([gcache.rows[k] for k in keys])).tolist())))
-        print(grain.report(gs))
+            _, model = model_features(None, threads=args.threads)
+            gcache = FeatureCache(args.grain_cache, model.model_id + "/clip-mean", every=5)
+            for tier in (int(t) for t in args.grain_tiers.split(",")):
+                for source in args.grain.split(","):
+                    grain.build(grain.plan(source, tier), gcache, model.mean_feature,
+                                lambda s: grain.pan(grain.source_image(s, args.wallpapers)))
+            keys = sorted(k for k in gcache.rows if grain.Clip.parse(k).source in args.grain.split(","))
+            gs = grain.metrics(dict(zip(keys, scorer.head.predict(np.stack([gcache.rows[k] for k in keys])).tolist())))
+            print(grain.report(gs))
+        except ContriqueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         missed += grain.missed(gs)
     print("targets: " + ("all met" if not missed else "; ".join(missed)))
     if args.csv:
