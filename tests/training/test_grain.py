@@ -76,7 +76,7 @@ def test_pair_terms_with_negative_margins_bound_a_cost():
 
 
 def test_shipped_head_never_rewards_grain_removal_and_grain_raises_nothing(tmp_path):
-    """CI guard (experiments/fit_grain_head.py holds the full check): the built-in model with its default head
+    """CI guard (the degradation check's --grain rows hold the full check): the built-in model with its default head
     on a 2-frame 960x540 pan of a held-out photo (grain is measured at the size the targets name). More grain
     never scores higher, and an encoder's smoothing of a grainy source gains at most 5 points: from one
     CRF to the next (x264 CRF 16-48) and over the lossless source. clive-v3 gains 68 points here (CRF 24
