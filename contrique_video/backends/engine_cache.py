@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from contrique_video import __version__
-from contrique_video.backends.export import cache_dir
+from contrique_video.cache import cache_dir
 from contrique_video.errors import ModelError, UnsupportedError
 
 log = logging.getLogger("contrique_video")

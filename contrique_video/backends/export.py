@@ -8,12 +8,14 @@ folded into the convolutions. ONNX Runtime runs it, and TensorRT builds its engi
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contrique_video import __version__
+from contrique_video.cache import atomic_write
 from contrique_video.errors import ModelError
 
 if TYPE_CHECKING:
@@ -32,36 +34,41 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_dir() -> Path:
-    """Where exported models and engines are kept: $CONTRIQUE_VIDEO_CACHE or ~/.cache/contrique-video."""
-    root = os.environ.get("CONTRIQUE_VIDEO_CACHE") or Path.home() / ".cache" / "contrique-video"
-    return Path(root)
+def onnx_bytes(model: torch.nn.Module) -> bytes:
+    """The encoder as an ONNX graph (fp32, opset 17, dynamic N, H and W), without metadata.
+
+    Traced on a 64x64 frame (the smallest size scored): the graph is the same for every size (the Lite trunk's
+    pads are fixed), and tracing a 224x224 frame cost 2-3 s more on two cores, most of a first run's preparation.
+    """
+    import torch
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript and
+        # produced no better graph for this plain convolutional network.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval().float(), (torch.zeros(1, 3, 64, 64),), buffer, dynamo=False, opset_version=OPSET,
+            input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
+            dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch"}},
+        )
+    return buffer.getvalue()
 
 
 def export_onnx(model: torch.nn.Module, path: str | os.PathLike, source: str = "") -> Path:
     """Write the encoder as ONNX (fp32, opset 17), atomically; ``source`` (the weights' digest) goes in metadata,
     with ``encoder`` (``<encoder>/<layout>``) so int8 can refuse a family."""
     import onnx
-    import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript and
-        # produced no better graph for this plain convolutional network.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval().float(), (torch.zeros(1, 3, 224, 224),), str(tmp), dynamo=False, opset_version=OPSET,
-            input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
-            dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch"}},
-        )
-    proto = onnx.load(str(tmp))
+    proto = onnx.load_from_string(onnx_bytes(model))
     set_metadata(proto, {"contrique_video": __version__, "source": source, "precision": "fp32",
-                         "encoder": f"{model.encoder_name}/{model.layout}"})
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
-    return path
+                         "encoder": encoder_id(model)})
+    return atomic_write(path, proto.SerializeToString())
+
+
+def encoder_id(model) -> str:
+    """``<encoder>/<layout>``: recorded with an export, so int8 can refuse a family."""
+    return f"{model.encoder_name}/{model.layout}"
 
 
 def set_metadata(proto, values: dict[str, str]) -> None:
@@ -90,5 +97,5 @@ def check_io(names_in: list[str], names_out: list[str], path: str | os.PathLike)
         raise ModelError(f"{path}: not a contrique-video export (expects input {INPUT!r}, output {OUTPUT!r})")
 
 
-__all__ = ["INPUT", "OPSET", "OUTPUT", "cache_dir", "check_io", "export_onnx", "file_digest", "read_metadata",
-           "set_metadata"]
+__all__ = ["INPUT", "OPSET", "OUTPUT", "check_io", "encoder_id", "export_onnx", "file_digest", "onnx_bytes",
+           "read_metadata", "set_metadata"]

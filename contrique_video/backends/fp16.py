@@ -14,7 +14,8 @@ import logging
 import os
 from pathlib import Path
 
-from contrique_video.backends.export import cache_dir, check_io, file_digest, read_metadata, set_metadata
+from contrique_video.backends.export import check_io, file_digest, read_metadata, set_metadata
+from contrique_video.cache import atomic_write, cache_dir
 from contrique_video.errors import ModelError
 
 log = logging.getLogger("contrique_video")
@@ -50,11 +51,7 @@ def convert_to_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -
     converted = model.model
     set_metadata(converted, {"precision": "fp16", "fp32_onnx": file_digest(fp32_path)})
     onnx.checker.check_model(converted)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".partial")
-    onnx.save(converted, str(tmp))
-    tmp.replace(out_path)
-    return out_path
+    return atomic_write(out_path, converted.SerializeToString())
 
 
 def cached_fp16(fp32_path: str | os.PathLike) -> Path:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from contrique_video.backends.export import INPUT, cache_dir, read_metadata, set_metadata
+from contrique_video.backends.export import INPUT, read_metadata, set_metadata
+from contrique_video.cache import cache_dir
 from contrique_video.errors import ModelError, UnsupportedError
 from contrique_video.models import family_of
 from contrique_video.models.card import is_card, read_card
@@ -67,8 +68,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
             x = next(self._batches, None)
             return None if x is None else {INPUT: x}
 
-    tmp = out_path.with_name(out_path.name + ".partial")
-    prepared = out_path.with_name(out_path.name + ".prep.partial")
+    tmp = out_path.with_name(f"{out_path.name}.{os.getpid()}.partial")  # per process: another may quantise too
+    prepared = out_path.with_name(f"{out_path.name}.{os.getpid()}.prep.partial")
     try:
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         if calibration.is_file():

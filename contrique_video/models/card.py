@@ -16,12 +16,14 @@ Preprocessing comes with the card from its family (:attr:`ModelCard.preprocess`)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contrique_video.cache import digest_memo
 from contrique_video.errors import ModelError
 from contrique_video.models.families import Family, encoder_for, family_of
 from contrique_video.models.layouts import feature_layout
@@ -71,8 +73,20 @@ class ModelCard:
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
-    """Parse and check a card; any problem is one :class:`ModelError` line naming the file."""
+    """Parse and check a card; any problem is one :class:`ModelError` line naming the file. A card is parsed
+    once per process while its size and modification time stay the same (a run reads it from several places)."""
     path = Path(path)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ModelError(f"model card not found: {path}") from None
+    except OSError as exc:
+        raise ModelError(f"model card {path} is not readable JSON ({type(exc).__name__})") from None
+    return _parse_card(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_card(path: Path, size: int, mtime_ns: int) -> ModelCard:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
@@ -127,6 +141,11 @@ def is_card(path: str | os.PathLike) -> bool:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """The file's SHA-256, remembered in the cache by path, size and modification time (no re-hash at start-up)."""
+    return digest_memo(Path(path), _sha256)
+
+
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -159,6 +178,15 @@ def model_digest(path: str | os.PathLike) -> str:
     return hashlib.sha256(network.encode()).hexdigest()[:16]
 
 
+def model_label(path: str | os.PathLike) -> str:
+    """How logs name a model: a card's id (``builtin-v3``), else the checkpoint's file name."""
+    path = Path(path)
+    try:
+        return read_card(path).id if is_card(path) else path.name
+    except ModelError:
+        return path.name
+
+
 def load_card_model(card: ModelCard):
     """The card's one-scale encoder module, its weights checked by SHA-256 first."""
     from contrique_video.models.contrique import (
@@ -173,4 +201,5 @@ def load_card_model(card: ModelCard):
     return model
 
 
-__all__ = ["ModelCard", "checked_weights", "is_card", "load_card_model", "model_digest", "read_card", "sha256_file"]
+__all__ = ["ModelCard", "checked_weights", "is_card", "load_card_model", "model_digest", "model_label", "read_card",
+           "sha256_file"]
