@@ -1,0 +1,109 @@
+"""The per-machine cache a first run fills: prepared once, shared by processes, checked before use."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from checkpoints import random_official_checkpoint
+
+from contrique_video import cache
+from contrique_video.backends import cpu as cpu_mod
+from contrique_video.backends import open_backend
+from contrique_video.backends.openvino import cached_ir, ir_path
+from contrique_video.models import card as card_mod
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONTRIQUE_VIDEO_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def r18(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("r18") / "r18.pt"
+    random_official_checkpoint(path, arch="resnet18")
+    return path
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    path = cache.atomic_write(tmp_path / "a" / "x.json", "one")
+    cache.atomic_write(path, b"two")
+    assert path.read_text() == "two" and [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_digest_is_remembered_by_size_and_mtime(fresh_cache, tmp_path):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"a" * 1000)
+    calls = []
+
+    def sha(path):
+        calls.append(path)
+        return card_mod._sha256(path)
+
+    first = cache.digest_memo(weights, sha)
+    assert cache.digest_memo(weights, sha) == first and len(calls) == 1  # no second read of the weights
+    weights.write_bytes(b"b" * 1001)  # another file: another size (and mtime)
+    assert cache.digest_memo(weights, sha) != first and len(calls) == 2
+    assert card_mod.sha256_file(weights) == card_mod._sha256(weights)
+
+
+def test_a_card_is_parsed_once_while_unchanged(tmp_path):
+    from contrique_video.api import builtin_weights
+
+    card = tmp_path / "c.json"
+    card.write_text(builtin_weights().read_text().replace('"builtin.json"', '"x"'))
+    first = card_mod.read_card(card)
+    assert card_mod.read_card(card) is first
+    card.write_text(card.read_text().replace('"id": "builtin-v3"', '"id": "builtin-v3-copy"'))
+    assert card_mod.read_card(card).id == "builtin-v3-copy"
+
+
+def test_threads_do_not_import_torch(monkeypatch):
+    assert cpu_mod.inference_threads(3) == 3
+    monkeypatch.setitem(sys.modules, "torch", None)  # "torch not loaded" is what matters: no import is tried
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_mod.inference_threads() == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu_mod.inference_threads() == 0  # the runtime's own default
+
+
+def test_openvino_ir_is_made_once_checked_and_remade(fresh_cache, r18, caplog):
+    with caplog.at_level(logging.INFO, logger="contrique_video"):
+        path = cached_ir(r18)
+    assert path == ir_path(r18) and path.with_suffix(".bin").is_file()
+    made = [r.getMessage() for r in caplog.records if r.getMessage().startswith("prepared")]
+    assert len(made) == 1 and made[0].startswith("prepared r18.pt for OpenVINO in ") and "\n" not in made[0]
+    stamp = path.stat().st_mtime_ns
+    assert cached_ir(r18) == path and path.stat().st_mtime_ns == stamp  # used as it is
+    frame = np.random.default_rng(0).integers(0, 255, (72, 96, 3), dtype=np.uint8)
+    want = open_backend(r18, "torch", "fp32")([frame])
+    np.testing.assert_allclose(open_backend(r18, "openvino", "fp32")([frame]), want, rtol=1e-4, atol=1e-4)
+    path.write_text("<damaged")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="contrique_video"):
+        cached_ir(r18)
+    assert any("remaking it" in r.getMessage() for r in caplog.records)
+    np.testing.assert_allclose(open_backend(r18, "openvino", "fp32")([frame]), want, rtol=1e-4, atol=1e-4)
+
+
+def test_processes_filling_one_cache_at_once_prepare_once(fresh_cache, r18):
+    """Two processes asking for the same model at once: one converts it, the other waits and uses it."""
+    script = ("import logging, sys; logging.basicConfig(level=logging.INFO, format='%(message)s'); "
+              "from contrique_video.backends.openvino import cached_ir; print(cached_ir(sys.argv[1]))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(r18)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert len({o.strip() for o, _ in outs}) == 1
+    assert sum(e.count("prepared r18.pt for OpenVINO") for _, e in outs) == 1
+    leftovers = [p.name for p in Path(outs[0][0].strip()).parent.iterdir() if p.suffix not in (".xml", ".bin", ".lock")]
+    assert not leftovers
