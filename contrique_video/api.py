@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -132,10 +133,8 @@ class Scorer:
         threads: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
-        if threads:
-            import torch  # only to set its threads: the OpenVINO and ONNX Runtime paths run without torch
-
-            torch.set_num_threads(threads)
+        if threads and "torch" in sys.modules:  # a torch backend sets them when it opens (backends/pytorch.py)
+            sys.modules["torch"].set_num_threads(threads)
         if weights is None:
             path = builtin_weights()
             if path is None:

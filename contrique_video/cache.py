@@ -16,10 +16,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-#: How long a process waits for another one preparing the same entry before it makes its own (seconds).
-LOCK_TIMEOUT = 600
-
-
 def cache_dir() -> Path:
     """Where exported models, compiled graphs and engines are kept: $CONTRIQUE_VIDEO_CACHE or ~/.cache/contrique-video."""
     root = os.environ.get("CONTRIQUE_VIDEO_CACHE") or Path.home() / ".cache" / "contrique-video"
@@ -44,21 +40,23 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
 
 @contextlib.contextmanager
 def preparing(path: str | os.PathLike) -> Iterator[None]:
-    """Hold ``<path>.lock`` while this process makes ``path``; another process waits, then finds it made."""
-    from filelock import FileLock, Timeout
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path) + ".lock")
+    """Hold an exclusive lock on ``<path>.lock`` while this process makes ``path``; another process waits, then
+    finds it made. ``fcntl.flock`` (POSIX): the kernel drops the lock when a process dies, so a crash never leaves
+    it held (filelock 4.3's fork handler printed a traceback when the export forked while holding its lock).
+    Without fcntl (Windows) nothing is locked: the atomic writes still keep every file whole."""
     try:
-        lock.acquire(timeout=LOCK_TIMEOUT)
-    except Timeout:  # a stuck process must not stop this one: its own atomic writes keep the cache whole
+        import fcntl
+    except ImportError:
         yield
         return
-    try:
-        yield
-    finally:
-        lock.release()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def digest_memo(path: Path, compute) -> str:
@@ -80,4 +78,4 @@ def digest_memo(path: Path, compute) -> str:
     return digest
 
 
-__all__ = ["LOCK_TIMEOUT", "atomic_write", "cache_dir", "digest_memo", "preparing"]
+__all__ = ["atomic_write", "cache_dir", "digest_memo", "preparing"]

@@ -34,8 +34,10 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
-def onnx_bytes(model: torch.nn.Module) -> bytes:
-    """The encoder as an ONNX graph (fp32, opset 17, dynamic N, H and W), without metadata.
+def onnx_bytes(model: torch.nn.Module, fold: bool = True) -> bytes:
+    """The encoder as an ONNX graph (fp32, opset 17, dynamic N, H and W), without metadata; ``fold``: fold batch
+    norm and other constants into the graph (OpenVINO folds them itself when it compiles, and the exporter's
+    folding cost the built-in model 1-1.5 s of CPU on this two-core machine).
 
     Traced on a 64x64 frame (the smallest size scored): the graph is the same for every size (the Lite trunk's
     pads are fixed), and tracing a 224x224 frame cost 2-3 s more on two cores, most of a first run's preparation.
@@ -49,7 +51,7 @@ def onnx_bytes(model: torch.nn.Module) -> bytes:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model.eval().float(), (torch.zeros(1, 3, 64, 64),), buffer, dynamo=False, opset_version=OPSET,
-            input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
+            input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=fold,
             dynamic_axes={INPUT: {0: "batch", 2: "height", 3: "width"}, OUTPUT: {0: "batch"}},
         )
     return buffer.getvalue()

@@ -44,7 +44,7 @@ PRECISION_OPTIONS = {"fp32": {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE
                      "bf16": {"INFERENCE_PRECISION_HINT": "bf16", "EXECUTION_MODE_HINT": "PERFORMANCE"}}
 #: Where a converted model's IR records what it was made from (``rt_info``), checked before it is used.
 RT_KEY = "contrique_video"
-IR_LAYOUT = "1"  # bump when the IR's graph or rt_info changes
+IR_LAYOUT = "2"  # bump when the IR's graph or rt_info changes
 
 
 def import_openvino():
@@ -91,7 +91,7 @@ def cached_ir(weights: str | os.PathLike) -> Path:
             log.warning("cached OpenVINO model %s is %s: remaking it", path, problem)
         start = time.perf_counter()
         model = load_model(weights)
-        converted = ov.convert_model(io.BytesIO(onnx_bytes(model)))
+        converted = ov.convert_model(io.BytesIO(onnx_bytes(model, fold=False)))
         for key, value in {"source": digest, "layout": IR_LAYOUT, "encoder": encoder_id(model)}.items():
             converted.set_rt_info(value, [RT_KEY, key])
         staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.stem}."))
