@@ -107,3 +107,18 @@ def test_processes_filling_one_cache_at_once_prepare_once(fresh_cache, r18):
     assert sum(e.count("prepared r18.pt for OpenVINO") for _, e in outs) == 1
     leftovers = [p.name for p in Path(outs[0][0].strip()).parent.iterdir() if p.suffix not in (".xml", ".bin", ".lock")]
     assert not leftovers
+
+
+def test_bench_autotune_measures_and_keeps_the_choice(fresh_cache, monkeypatch):
+    from click.testing import CliRunner
+
+    from contrique_video import backends
+    from contrique_video.backends import autotune
+    from contrique_video.cli import main
+
+    monkeypatch.setattr(autotune, "measure", lambda open_path, paths: {p: 0.1 if p == ("torch", "fp32") else 0.3
+                                                                          for p in paths})
+    result = CliRunner().invoke(main, ["bench", "--autotune"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("backend auto: torch fp32 (fastest on a 1280x720 frame")
+    assert backends.auto_choice("cpu", backends.model_path("builtin-v3")) == ("torch", "fp32")  # kept for auto
