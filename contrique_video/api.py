@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from contrique_video.backends import open_backend
 from contrique_video.decode.sampler import Sampling
@@ -29,10 +29,9 @@ from contrique_video.decode import Frame, open_source
 from contrique_video.errors import InputError, ModelError
 from contrique_video.features import Block
 from contrique_video.models import model_path
+from contrique_video.models.card import NSS_FEATURES as NUM_NSS
 from contrique_video.models.card import is_card, read_card
 from contrique_video.models.head import LinearHead, resolve_head
-from contrique_video.models.nss import NUM_FEATURES as NUM_NSS
-from contrique_video.models.nss import nss_features
 from contrique_video.pooling import RunningMean, score_stats
 
 log = logging.getLogger("contrique_video")
@@ -148,8 +147,8 @@ class Scorer:
         threads: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
-        if threads:
-            torch.set_num_threads(threads)
+        if threads and "torch" in sys.modules:  # a torch backend sets them when it opens (backends/pytorch.py)
+            sys.modules["torch"].set_num_threads(threads)
         if weights is None:
             path = builtin_weights()
             if path is None:
@@ -201,6 +200,8 @@ class Scorer:
         """
         if not self.nss:
             return self.backend(frames)
+        from contrique_video.models.nss import nss_features  # SciPy: only for a card with NSS features
+
         nss = self._worker.submit(lambda: np.stack([nss_features(f) for f in frames]))
         return np.hstack([self.backend(frames), nss.result()])
 
