@@ -11,9 +11,8 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import sys
-import threading
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from contrique_video.backends import open_backend
-from contrique_video.decode.sampler import Sampling
 from contrique_video.decode import Frame, open_source
+from contrique_video.decode.prefetch import prefetch
+from contrique_video.decode.sampler import Sampling
 from contrique_video.errors import InputError, ModelError
 from contrique_video.features import Block
 from contrique_video.models import model_path
@@ -38,6 +38,12 @@ log = logging.getLogger("contrique_video")
 DEFAULT_HEAD = "clive"  # for a built-in card that names no default head
 DEFAULT_MAX_PIXELS = 4096 * 2304  # all 4K formats; larger frames are refused unless max_pixels says otherwise
 FRAME_COLUMNS = ["frame", "pts_time", "score"]
+# How a record's score is computed (its "pooling" field): the per-frame scores are not averaged.
+POOLING = "head applied to the mean feature of the scored frames; frame scores are the head applied to each frame"
+#: Pixels per encoder call on the CPU: one 1080p frame. The encoder's activations grow with the pixels in a call,
+#: so they, not the decoded frames, set the peak memory: the default score of a 1080p clip peaked at 4.1 GB
+#: with 4 frames per call and 1.4 GB with 1 (scripts/memory_bench.py). Smaller frames still go several at a time.
+CPU_BATCH_PIXELS = 1920 * 1088
 
 
 def builtin_weights() -> Path | None:
@@ -91,6 +97,10 @@ class VideoScore:
     warnings: list[str] = field(default_factory=list)
     reference: dict | None = None  # VMAF against a reference (score --reference): see reference.add_vmaf
     raw_score: float | None = None  # the head's linear value before its mapping into the range (same as score without one)
+    pooling: str = POOLING
+    width: int | None = None  # the input's own frame size, as displayed
+    height: int | None = None
+    display: tuple[int, int] | None = None  # (width, height) the frames were scaled to and scored at; None: own size
 
     @property
     def frames_scored(self) -> int:
@@ -109,9 +119,13 @@ class VideoScore:
             "scale": self.scale,
             "higher_is_better": self.higher_is_better,
             "sampling": self.sampling,
+            "pooling": self.pooling,
             "backend": self.backend,
             "hdr": self.hdr,
             "warnings": list(self.warnings),
+            "width": self.width,
+            "height": self.height,
+            "display": list(self.display) if self.display else None,
             **(self.reference or {}),
         }
 
@@ -223,16 +237,42 @@ class Scorer:
                 raise InputError(f"{path}: {src.width}x{src.height} frames exceed --max-pixels {self.max_pixels}")
             if on_open is not None:
                 on_open(1 if src.is_image else sampling.expected_count(src.duration, src.fps))
-            batch: list[Frame] = []
-            for frame in prefetch(src.frames(sampling), self.batch_size):
-                batch.append(frame)
-                if len(batch) == self.batch_size:
-                    yield batch, self.frame_features([f.rgb for f in batch])
-                    batch = []
-            if batch:
-                yield batch, self.frame_features([f.rgb for f in batch])
+            size = self.frames_per_call(src.width, src.height)
+            frames = prefetch(src.frames(sampling), size)
+            unknown_length = not src.is_image and sampling.on_stream(src.duration)
+            yield from self._stream_batches(frames, src, size) if unknown_length else self._batches(frames, size)
             if notes is not None:
-                notes.update(hdr=src.hdr, warnings=list(src.warnings))
+                notes.update(hdr=src.hdr, warnings=list(src.warnings), width=src.width, height=src.height,
+                             sampling=src.selector.description if src.selector else sampling.describe())
+
+    def frames_per_call(self, width: int, height: int) -> int:
+        """Frames decoded ahead and sent to the encoder at once: ``batch_size``, and on the CPU no more than
+        :data:`CPU_BATCH_PIXELS` pixels (at least one frame). A GPU keeps ``batch_size``: its memory is not RSS."""
+        if str(self.device).startswith("cuda"):
+            return self.batch_size
+        return max(1, min(self.batch_size, CPU_BATCH_PIXELS // max(1, width * height)))
+
+    def _batches(self, frames: Iterator[Frame], size: int) -> Iterator[tuple[list[Frame], np.ndarray]]:
+        batch: list[Frame] = []
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == size:
+                yield batch, self.frame_features([f.rgb for f in batch])
+                batch = []
+        if batch:
+            yield batch, self.frame_features([f.rgb for f in batch])
+
+    def _stream_batches(self, frames: Iterator[Frame], src, size: int) -> Iterator[tuple[list[Frame], np.ndarray]]:
+        """A stream of unknown length: features of the frames its :class:`StreamSelector` still holds, computed as
+        they arrive (a frame dropped before its batch runs is never encoded) and dropped with them, so at most
+        about ``2N`` rows are held; one batch of the frames it chooses at the end."""
+        held: dict[int, tuple[Frame, np.ndarray]] = {}
+        for batch, feats in self._batches((f for f in frames if src.selector.holds(f.index)), size):
+            held.update((f.index, (Frame(f.index, f.pts_time, None), row)) for f, row in zip(batch, feats))
+            held = {i: item for i, item in held.items() if src.selector.holds(i)}
+        chosen = [held[i] for i in src.selector.choose() if i in held]
+        if chosen:
+            yield [f for f, _ in chosen], np.stack([row for _, row in chosen])
 
     def features(self, path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav") -> FrameFeatures:
         idx, pts, rows = [], [], []
@@ -260,8 +300,23 @@ class Scorer:
         decoder: str = "pyav",
         on_frames: Callable[[pd.DataFrame], None] | None = None,
         on_open: Callable[[int | None], None] | None = None,
+        display: tuple[int, int] | None = None,
     ) -> VideoScore:
-        """Score one input. ``on_frames`` receives each batch's per-frame rows as they are scored."""
+        """Score one input. ``on_frames`` receives each batch's per-frame rows as they are scored.
+
+        ``display`` (width, height) scores the input as watched on that display: every frame is scaled to it
+        first, as ``ladder`` scales its renditions (:func:`~contrique_video.encoding.encode.upscale`), because
+        the model scores the pixels it gets: a 720p encode at its own size scores higher than the same encode
+        at 1080p. By default each input is scored at its own size.
+        """
+        if display is None:
+            return self._score(path, sampling, decoder, on_frames, on_open)
+        with _at_display(path, display) as (shown, native):
+            result = self._score(shown, sampling, decoder, on_frames, on_open)
+        result.file, (result.width, result.height), result.display = str(path), native, tuple(display)
+        return result
+
+    def _score(self, path, sampling, decoder, on_frames, on_open) -> VideoScore:
         head = self.check_head()
         pooled_feature = RunningMean()
         parts = []
@@ -288,57 +343,39 @@ class Scorer:
             head=head.name,
             scale=head.scale,
             higher_is_better=head.higher_is_better,
-            sampling=sampling.describe(),
+            sampling=notes.get("sampling", sampling.describe()),
             backend=self.backend.describe(),
             feature=feature,
             hdr=notes.get("hdr"),
             warnings=notes.get("warnings", []),
+            width=notes.get("width"),
+            height=notes.get("height"),
         )
 
 
-def score(path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav", **scorer_options) -> VideoScore:
-    """Score one video or image with a fresh :class:`Scorer` (build one yourself to score many)."""
-    return Scorer(**scorer_options).score(path, sampling=sampling, decoder=decoder)
+def score(path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav",
+          display: tuple[int, int] | None = None, **scorer_options) -> VideoScore:
+    """Score one video or image with a fresh :class:`Scorer` (build one yourself to score many); ``display``
+    as in :meth:`Scorer.score`."""
+    return Scorer(**scorer_options).score(path, sampling=sampling, decoder=decoder, display=display)
 
 
-def prefetch(frames: Iterator[Frame], depth: int) -> Iterator[Frame]:
-    """Decode on a background thread, up to ``depth`` frames ahead, so decoding overlaps inference.
+@contextlib.contextmanager
+def _at_display(path, display: tuple[int, int]) -> Iterator[tuple[Path, tuple[int, int]]]:
+    """(the file to score at ``display`` size, the input's own size): the input itself when it is already that
+    size, else a lossless scaled copy in a temporary folder, removed afterwards."""
+    from contrique_video.ffmpeg import scale_lossless
 
-    Memory stays bounded by the queue; an error in the decoder is re-raised here, and stopping early (an
-    error downstream, a timeout) tells the decoder to stop before the source is closed.
-    """
-    buffer: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for frame in frames:
-                while not stop.is_set():
-                    try:
-                        buffer.put(frame, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put(done)
-        except BaseException as exc:  # handed to the consumer, which raises it in its own thread
-            buffer.put(exc)
-
-    thread = threading.Thread(target=produce, name="contrique-decode", daemon=True)
-    thread.start()
-    try:
-        while (item := buffer.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                buffer.get(timeout=0.05)
-        thread.join()
+    if str(path) == "-":
+        raise InputError("display size: `-` (stdin) cannot be scaled; give a file")
+    with open_source(path) as src:
+        native = (src.width, src.height)
+    size = (int(display[0]), int(display[1]))
+    if native == size:
+        yield Path(path), native
+        return
+    with tempfile.TemporaryDirectory(prefix="contrique-display-") as tmp:
+        yield Path(scale_lossless(path, Path(tmp) / "display.mkv", size)), native
 
 
 @contextlib.contextmanager

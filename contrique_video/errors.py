@@ -21,3 +21,10 @@ class UnsupportedError(ContriqueError):
 
 class EncodeError(ContriqueError):
     """An encoder or an external ffmpeg that failed; results finished before it are kept and marked partial."""
+
+
+class UsageError(ContriqueError, ValueError):
+    """Arguments that cannot work as given (an output that would be lost, an optional package an output needs
+    and this install lacks): refused before any work, exit 2 as the CLI's other usage errors."""
+
+    exit_code = 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from contrique_video.errors import UnsupportedError
+from contrique_video.errors import UnsupportedError, UsageError
 
 #: Import name -> (the extra that installs it, the distribution's name).
 EXTRAS: dict[str, tuple[str, str]] = {
@@ -37,12 +37,14 @@ def missing(module: str, needed_for: str) -> MissingExtraError:
                              f"pip install 'contrique-video[{extra}]'")
 
 
-def require(module: str, needed_for: str) -> ModuleType:
-    """Import an optional ``module``, or raise :class:`MissingExtraError` naming its extra."""
+def require(module: str, needed_for: str, usage: bool = False) -> ModuleType:
+    """Import an optional ``module``, or raise :class:`MissingExtraError` naming its extra; with ``usage``, a
+    :class:`~contrique_video.errors.UsageError` (exit 2) instead, for an option checked before any work."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise missing(module, needed_for) from None
+        error = missing(module, needed_for)
+        raise (UsageError(str(error)) if usage else error) from None
 
 
 __all__ = ["EXTRAS", "MissingExtraError", "missing", "require"]

@@ -111,21 +111,31 @@ def main(argv: list[str] | None = None) -> int:
                     help="append another model's features to --features (for heads fit with fit_ranked_head.py --also); repeatable")
     ap.add_argument("--wallpapers", type=Path, default=None, help="extracted wallpaper packages (for those held-out photos)")
     ap.add_argument("--images", nargs="*", default=None, help="pristine sources (default: the held-out set)")
+    ap.add_argument("--sharp", action="store_true", help="also the generated sharp-detail sources (degradation.HELDOUT_SHARP)")
+    ap.add_argument("--grain", default=None, metavar="SOURCES",
+                    help="also grain clips (contrique_video.training.grain) of these comma-separated held-out sources: "
+                         "the grain curve and grainy x264 CRF ladders at 960x540 (tier 1; --grain-tiers for more), "
+                         "with the built-in model; features cached in --grain-cache")
+    ap.add_argument("--grain-tiers", default="1")
+    ap.add_argument("--grain-cache", type=Path, default=Path("runs/grain_heldout.npz"))
     ap.add_argument("--types", default="all", help="'all', 'noise' or a comma-separated list of degradation types")
     ap.add_argument("--size", type=int, default=deg.SIZE, help="side of the square crops (default %(default)s)")
     ap.add_argument("--clips", type=int, default=3, help="clips made from the first N sources (default %(default)s)")
     ap.add_argument("--clip-frames", type=int, default=8)
     ap.add_argument("--cache", type=Path, default=None, help=".npz feature cache (reused across heads)")
     ap.add_argument("--json", type=Path, default=None, help="write every score and the summary here")
+    ap.add_argument("--csv", type=Path, default=None, help="append the summary as (head, metric, value) rows here")
     ap.add_argument("--worst", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     args = ap.parse_args(argv)
+    if args.grain and (args.features or args.weights):
+        ap.error("--grain scores clips with the built-in model's features: it goes without --features and --weights")
     try:
         import torch
 
         torch.set_num_threads(args.threads)
-        names = args.images or [n for n in deg.HELDOUT if args.wallpapers or ":" in n]
+        names = args.images or [n for n in deg.HELDOUT if args.wallpapers or ":" in n] + (deg.HELDOUT_SHARP if args.sharp else [])
         sources = {n: deg.load_pristine(n, args.wallpapers, args.size) for n in names}
         kinds = None if args.types == "all" else list(deg.NOISE_TYPES) if args.types == "noise" else args.types.split(",")
         clip_side = args.size * 2 // 3 // 2 * 2
@@ -151,7 +161,32 @@ def main(argv: list[str] | None = None) -> int:
         missed.append(f"a level scores {s['max_above_clean']:+.2f} above its clean source")
     if clips and not s["min_clip_crf_share"] >= TARGET_CLIP_CRF:
         missed.append(f"a clip's CRF pairs fall in only {100 * s['min_clip_crf_share']:.0f}%")
+    if args.grain:
+        try:
+            from contrique_video.training import grain
+            from contrique_video.training.ranking import FeatureCache, model_features
+
+            _, model = model_features(None, threads=args.threads)
+            gcache = FeatureCache(args.grain_cache, model.model_id + "/clip-mean", every=5)
+            for tier in (int(t) for t in args.grain_tiers.split(",")):
+                for source in args.grain.split(","):
+                    grain.build(grain.plan(source, tier), gcache, model.mean_feature,
+                                lambda s: grain.pan(grain.source_image(s, args.wallpapers)))
+            keys = sorted(k for k in gcache.rows if grain.Clip.parse(k).source in args.grain.split(","))
+            gs = grain.metrics(dict(zip(keys, scorer.head.predict(np.stack([gcache.rows[k] for k in keys])).tolist())))
+            print(grain.report(gs))
+        except ContriqueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        missed += grain.missed(gs)
     print("targets: " + ("all met" if not missed else "; ".join(missed)))
+    if args.csv:
+        rows = [(scorer.head.name, f"stills.{k}", v) for k, v in s.items() if isinstance(v, (int, float))]
+        rows += [(scorer.head.name, f"stills.ordered.{k}", v) for k, v in s["per_kind"].items()]
+        if args.grain:
+            rows += [(scorer.head.name, f"grain_clips.{k}", v) for k, v in gs.items() if isinstance(v, (int, float))]
+            rows += [(scorer.head.name, f"grain_clips.{k}.{g}", v) for k in ("cost", "cost_mean") for g, v in gs[k].items()]
+        check.append_csv(args.csv, rows, "python scripts/degradation_check.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     return 1 if args.strict and missed else 0
 
 

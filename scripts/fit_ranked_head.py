@@ -104,7 +104,7 @@ def ladder_rows(args, extract, tag, name, sources):
     cache = store(args, "fit", tag, name, extract)
     rows = {}
     for src_name in sources:
-        kinds = deg.ladder_kinds(authentic=src_name.startswith(AUTHENTIC))
+        kinds = [k for k in deg.ladder_kinds(authentic=src_name.startswith(AUTHENTIC)) if not args.types or k in args.types]
         lads: dict = {}  # the source's ladders, made only if some row is missing from the cache
 
         def ladder(kind, src_name=src_name, kinds=kinds, lads=lads):
@@ -163,6 +163,8 @@ def main() -> None:
                     help="append another model's features (Re-IQA's content + quality encoders); repeatable")
     ap.add_argument("--authentic", type=int, default=0, help="also N clive-train images as ranking sources, "
                     "degraded only by types that harm any photo; a protocol split drops its test images' pairs")
+    ap.add_argument("--types", type=lambda v: v.split(","), default=None,
+                    help="only these degradation types (comma-separated; default: all)")
     ap.add_argument("--cache-dir", default="runs")
     ap.add_argument("--lam-rank", type=float, default=1.0)
     ap.add_argument("--margin", type=float, default=1.0)

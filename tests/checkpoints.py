@@ -70,3 +70,19 @@ def reference_features(state, pil: Image.Image) -> np.ndarray:
     w, h = pil.size
     with torch.no_grad():
         return np.concatenate([feat(pil), feat(pil.resize((w // 2, h // 2)))])
+
+
+def interrupt_on(monkeypatch, call: int) -> list[str]:
+    """Make the scorer raise KeyboardInterrupt (Ctrl-C) when it is asked for its ``call``-th input."""
+    from contrique_video.api import Scorer
+
+    real, calls = Scorer.score, []
+
+    def score(self, path, **kwargs):
+        calls.append(str(path))
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(Scorer, "score", score)
+    return calls

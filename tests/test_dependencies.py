@@ -72,7 +72,8 @@ def test_require_names_the_extra(monkeypatch):
 
 
 def test_a_command_missing_an_extra_says_which_in_one_line(tmp_path):
-    """`score --parquet` without pyarrow: exit 1 and one line naming [parquet], not a traceback; `bench` without
+    """`score --parquet` without pyarrow: a usage error (exit 2) before any work, one line naming [parquet], not a
+    traceback; `bench` without
     scikit-image (its test frames), caught by the CLI where the import happens: one line naming [train]."""
     from media import make_clip
 
@@ -86,7 +87,7 @@ def test_a_command_missing_an_extra_says_which_in_one_line(tmp_path):
 
     run = without("pyarrow", "-q", "score", clip, "--frames", "2", "--backend", "torch", "--parquet",
                   tmp_path / "f.parquet")
-    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "pip install 'contrique-video[parquet]'" in run.stderr
     run = without("skimage", "-q", "bench", "--size", "96x64", "--frames", "1", "--repeats", "1", "--no-memory",
                   "--candidates", "torch:fp32")

@@ -75,10 +75,12 @@ def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: 
     if kind == "cpu" and weights is not None:
         choice = autotune.cached_choice(weights, threads) or autotune.prefer(weights, auto_paths(), PREFERENCE[kind])
         picked = choice.fastest_at(precision) if precision != "auto" else (choice.backend, choice.precision)
+        # -v only: a run measures nothing (`bench --autotune` prints what it measured), and a first run's
+        # "prepared ... for OpenVINO" line already names the backend
         if picked == (choice.backend, choice.precision):
-            log.info("%s", choice.line())
+            log.debug("%s", choice.line())
         elif picked is not None:
-            log.info("backend auto: %s %s (the fastest %s path measured here)", *picked, precision)
+            log.debug("backend auto: %s %s (the fastest %s path measured here)", *picked, precision)
         else:
             offering = [p for p in [*PREFERENCE[kind], *paths(device)] if p[1] == precision and REGISTRY[p[0]].installed()]
             # none offers it here (bf16 on a CPU without bf16): open_backend then says which precisions exist

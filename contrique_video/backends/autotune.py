@@ -134,6 +134,7 @@ class Choice:
     key: dict
 
     def line(self) -> str:
+        """What auto runs and why: the timings (when measured) and the paths left out."""
         return f"backend auto: {self.backend} {self.precision} ({self.reason})"
 
     def fastest_at(self, precision: str) -> Path_ | None:
@@ -178,7 +179,7 @@ def read_cached(path: Path, key: dict) -> Choice | None:
             raise ValueError("another machine's or model's key")
         return Choice(data["backend"], data["precision"], data["reason"], dict(data["timings"]), key)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("auto: cached choice %s is unreadable (%s); measuring again", path, str(exc).splitlines()[0][:80])
+        log.warning("auto: cached choice %s is unreadable (%s); not using it", path, str(exc).splitlines()[0][:80])
         return None
 
 

@@ -56,8 +56,9 @@ def convert_to_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -
     return atomic_write(out_path, converted.SerializeToString())
 
 
-def cached_fp16(fp32_path: str | os.PathLike) -> Path:
-    """The fp16 copy of an fp32 export, made once into the cache; one that names another source is remade."""
+def cached_fp16(fp32_path: str | os.PathLike, label: str | None = None) -> Path:
+    """The fp16 copy of an fp32 export, made once into the cache; one that names another source is remade.
+    ``label`` names the model in the message (default: the export's file name)."""
     digest = file_digest(fp32_path)
     path = cache_dir() / "engines" / "onnx" / f"{digest}-fp16.onnx"
     if path.is_file():
@@ -68,5 +69,5 @@ def cached_fp16(fp32_path: str | os.PathLike) -> Path:
             log.warning("%s was made from another model: remaking it", path)
         except ModelError as exc:
             log.warning("%s: remaking it", exc)
-    log.info("converting %s to fp16 (once; kept in %s)", Path(fp32_path).name, path.parent)
+    log.info("converting %s to fp16 (once; kept in %s)", label or Path(fp32_path).name, path.parent)
     return convert_to_fp16(fp32_path, path)

@@ -27,7 +27,7 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
     """The ONNX file for a checkpoint or card at fp32, fp16 (converted from the fp32 one) or int8 (quantised
     with the model's calibration table), exported once into the cache."""
     if precision == "fp16":
-        return cached_fp16(cached_export(weights, "fp32"))
+        return cached_fp16(cached_export(weights, "fp32"), model_label(Path(weights)))
     weights = Path(weights)
     digest = model_digest(weights)
     path = cache_dir() / "onnx" / f"{digest}-{precision}.onnx"
@@ -51,7 +51,7 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
                 f"int8 for {weights.name} needs a calibration table: run `contrique-video export-onnx --weights "
                 f"{weights} --precision int8 --calibrate MEDIA...` once"
             )
-        log.info("quantising %s to int8 (once; kept in %s)", weights.name, path.parent)
+        log.info("quantising %s to int8 (once; kept in %s)", model_label(weights), path.parent)
         return quantize_int8(fp32, path, table)
     raise UnsupportedError(f"no {precision} ONNX export; available: fp32, fp16, int8")
 

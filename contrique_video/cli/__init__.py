@@ -69,9 +69,15 @@ class OneLineGroup(click.Group):
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="contrique-video")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or informational logs on stderr.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also the details behind the informational logs (e.g. which path backend auto runs and why).")
 @click.pass_context
-def main(ctx: click.Context, quiet: bool) -> None:
+def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     """No-reference video quality scores from CONTRIQUE features."""
+    if quiet and verbose:
+        raise click.UsageError("choose -q or -v, not both")
     ctx.obj = {"quiet": quiet}
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="contrique-video: %(message)s",
                         stream=sys.stderr)
+    # -v: our own details only, not every library's debug output
+    logging.getLogger("contrique_video").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.NOTSET)

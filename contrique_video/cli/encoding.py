@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from contrique_video.cli.options import (
     apply,
+    display_option,
     fail,
     guard_outputs,
     guarded,
@@ -266,7 +267,7 @@ def crf_search_command(ctx, input_path, target, pool, samples, sample_duration, 
               help="Rendition heights; those above the source's are skipped.")
 @click.option("--crf", "crf_grid", default="18:42:4", show_default=True, callback=crf_list,
               help="CRFs: START:STOP:STEP (ascending, STOP included) or a list a,b,c.")
-@click.option("--display", help="WxH the renditions are upscaled to and scored at (default: the source size).")
+@display_option("The size the renditions are upscaled to and scored at, e.g. 1920x1080 (default: the source size).")
 @click.option("--rungs", type=click.IntRange(1), default=4, show_default=True, help="Rungs to recommend from the hull.")
 @output_dir_option("Folder for ladder.csv, ladder.json and ladder.png (ladder.partial.* if the run stops early).")
 @click.option("--keep-renditions", is_flag=True, help="Keep the encodes in OUTPUT/renditions.")
@@ -297,11 +298,8 @@ def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, o
     outdir = pick_output_dir(outdir, out_alias)
     try:
         sizes = [int(h) for h in heights.split(",")]
-        shown = tuple(int(v) for v in display.lower().split("x")) if display else None
     except ValueError:
-        raise click.BadParameter("give numbers: --heights 1080,720 and --display 1920x1080") from None
-    if shown is not None and len(shown) != 2:
-        raise click.BadParameter("give WxH, e.g. 1920x1080", param_hint="--display")
+        raise click.BadParameter("give numbers, e.g. --heights 1080,720", param_hint="--heights") from None
     spec, settings = make_settings(encoder, preset, pix_format, vfilter, keyint, enc, ffmpeg, quality_option)
     check_crf_range(spec, "--crf", *crf_grid)
     if with_vmaf or reference:
@@ -320,7 +318,7 @@ def ladder_command(ctx, input_path, heights, crf_grid, display, rungs, outdir, o
     try:
         with sigterm_as_exception(), logs_above_bars():
             try:
-                ladder = build_ladder(input_path, scorer, encoder, sizes, crf_grid, display=shown, frames=frames,
+                ladder = build_ladder(input_path, scorer, encoder, sizes, crf_grid, display=display, frames=frames,
                                       rungs=rungs, ffmpeg=ffmpeg, workdir=workdir, settings=settings,
                                       keep=Path(outdir) / "renditions" if keep_renditions else None,
                                       on_rendition=on_rendition, vmaf=with_vmaf, reference=reference,

@@ -113,13 +113,16 @@ def model_options(fn):
     """The Scorer's options (see :func:`open_scorer`)."""
     return apply([
         click.option("--weights", type=click.Path(dir_okay=False), help="CONTRIQUE checkpoint (default: the built-in model)."),
-        click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass."),
+        click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True,
+                     help="Frames per forward pass (on the CPU no more pixels than one 1080p frame, to bound memory)."),
         click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores)."),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
                      help="Run the encoder on the CPU or the first CUDA GPU."),
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      envvar="CONTRIQUE_VIDEO_BACKEND",
-                     help="Encoder path; auto picks the fastest that keeps fp32 scores and says which on stderr."),
+                     help="Encoder path; auto picks, without timing, the preferred path that keeps fp32 scores "
+                          "(`contrique-video bench --autotune` times them here instead; `contrique-video -v` says "
+                          "which and why)."),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      help="Compute precision where the backend supports it (int8: onnxruntime on CPU)."),
     ], fn)
@@ -185,6 +188,18 @@ def frame_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[
     if not (low <= width <= 8192 and low <= height <= 8192):
         raise click.BadParameter(f"{value}: give WIDTHxHEIGHT, each {low}-8192, e.g. 1280x720")
     return height, width
+
+
+def display_option(help: str):
+    """``--display WxH``, the size inputs are scaled to and scored at (``score``, ``ladder``): (width, height) or None."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+        if value is None:
+            return None
+        height, width = frame_size(ctx, param, value)
+        return width, height
+
+    return click.option("--display", metavar="WxH", callback=parse, help=help)
 
 
 def output_dir_option(help: str):

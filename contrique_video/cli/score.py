@@ -16,6 +16,7 @@ import pandas as pd
 from click.core import ParameterSource
 
 from contrique_video.cli.options import (
+    display_option,
     fail,
     guard_outputs,
     guarded,
@@ -40,15 +41,23 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # formats matplotlib writes without ex
 @click.argument("inputs", nargs=-1)
 @click.option("--head", help="Head name (see `info`) or a head JSON file (default: the built-in model's head).")
 @sampling_options("Score")
+@display_option("Scale every frame to this size and score it there, e.g. 1920x1080: the size it is watched at, as "
+                "`ladder --display` does. Without it each input is scored at its own size, and inputs of different "
+                "sizes are not comparable (a warning says so).")
 @model_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
               help="stdout format: a table, one JSON object per input per line, or CSV with a header.")
-@click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), callback=output_file(), help="Write per-frame scores (file,frame,pts_time,score) here.")
+@click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), callback=output_file(), help="Write per-frame scores (file,frame,pts_time,score, and vmaf with --reference) here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
               help="Write a PNG (or .pdf, .svg) of per-frame scores over time, with the pooled score and the worst segments marked.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(".jsonl", ".ndjson", ".csv"),
-              help="Also append one record per input (.jsonl/.ndjson or .csv), failures included, synced to disk as each finishes.")
-@click.option("--resume", is_flag=True, help="Skip inputs already recorded in --output.")
+              help="Also write one record per input (.jsonl/.ndjson or .csv), failures included, synced to disk as each "
+                   "finishes. A file that already holds records is refused (exit 2, before any work) unless --resume "
+                   "or --overwrite says what to do with them.")
+@click.option("--resume", is_flag=True,
+              help="Keep the records already in --output and score only the inputs not in it; --csv, --log and "
+                   "--parquet keep the earlier inputs' rows and files too.")
+@click.option("--overwrite", is_flag=True, help="Replace an --output file that already holds records.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up on an input after this many seconds.")
 @click.option("--max-pixels", type=click.IntRange(1),
               help="Refuse frames larger than this (default: 4096x2304, so all 4K).")
@@ -79,8 +88,9 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # formats matplotlib writes without ex
                    "where they disagree most), and the same table for every frame as CSV beside it.")
 @click.pass_context
 @guarded
-def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights, batch_size,
-          threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, timeout, max_pixels,
+def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, display, weights,
+          batch_size, threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, overwrite, timeout,
+          max_pixels,
           engine, engine_workers, manifest, parquet_path, log_template, log_fmt, report_path, reference, vmaf_model,
           vmaf_ffmpeg, compare_path):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
@@ -88,7 +98,8 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
     record in --output), 2 for usage errors, 130 on Ctrl-C and 143 on SIGTERM (finished results are kept).
     """
-    from contrique_video.runs.batch import score_many
+    from contrique_video.errors import UsageError
+    from contrique_video.runs.batch import check_run, score_many
     from contrique_video.runs.inputs import Terminated, expand_inputs, read_manifest
     from contrique_video.runs.logs import check_log_template
 
@@ -98,6 +109,8 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     if not inputs and not manifest:
         raise click.UsageError("Missing argument 'INPUTS...' (or --manifest FILE)")
     names = expand_inputs(list(inputs))
+    if display and "-" in names:
+        raise click.UsageError("`-` (stdin) cannot be scaled to --display; give files")
     if manifest:
         names = list(dict.fromkeys(names + read_manifest(manifest)))
     guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path, report_path)
@@ -114,6 +127,11 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         raise click.UsageError("--ffmpeg and --vmaf-model are for --reference REF")
     if compare_path and not reference:
         raise click.UsageError("--compare needs --reference REF (it sets our score beside VMAF)")
+    try:
+        check_run(output=output, resume=resume, overwrite=overwrite, parquet=parquet_path,
+                  executor=engine, reference=reference, vmaf_ffmpeg=vmaf_ffmpeg)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
     if compare_path:
         guard_outputs([*names, reference], compare_path, str(Path(compare_path).with_suffix(".csv")))
     if reference:
@@ -141,12 +159,12 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         head_range = h.range
         log.info("model %s, head %s (%s, %s), sampling: %s", scorer.model_id, h.name, h.scale,
                  "higher is better" if h.higher_is_better else "lower is better", sampling.describe())
-    printer = Printer(fmt, head_range, in_order=bool(engine))
+    printer = Printer(fmt, head_range, in_order=bool(engine), vmaf=bool(reference))
     failures, stopped = 0, None
     outcomes = score_many(names, scorer=scorer, executor=executor, sampling=sampling, decoder=decoder, timeout=timeout,
-                          output=output, resume=resume, frames_csv=frames_csv, parquet=parquet_path,
+                          output=output, resume=resume, overwrite=overwrite, frames_csv=frames_csv, parquet=parquet_path,
                           log_template=log_template, log_fmt=log_fmt, reference=reference, vmaf_model=vmaf_model,
-                          vmaf_ffmpeg=vmaf_ffmpeg, progress=not ctx.obj["quiet"])
+                          vmaf_ffmpeg=vmaf_ffmpeg, progress=not ctx.obj["quiet"], display=display)
     try:
         with logs_above_bars(), contextlib.closing(outcomes):
             for outcome in outcomes:
@@ -169,11 +187,15 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
 
 class Printer:
     """stdout of ``score``: each input's result as soon as it is done, so an interrupted run keeps what it
-    printed; ``in_order`` holds the table's rows until the end (a cluster finishes inputs out of order)."""
+    printed; ``in_order`` holds the table's rows until the end (a cluster finishes inputs out of order);
+    ``vmaf`` (a run with --reference) adds the VMAF columns."""
 
-    def __init__(self, fmt: str, head_range: tuple[float, float] | None, in_order: bool):
+    def __init__(self, fmt: str, head_range: tuple[float, float] | None, in_order: bool, vmaf: bool = False):
+        from contrique_video.runs.records import record_columns
+
         self.fmt, self.in_order = fmt, in_order
-        self.table = ScoreTable(head_range) if fmt == "table" else None
+        self.columns = record_columns(vmaf)
+        self.table = ScoreTable(head_range, vmaf) if fmt == "table" else None
         self.results: list[tuple[int, object]] = []
 
     def add(self, index: int, result) -> None:
@@ -184,9 +206,9 @@ class Printer:
         elif self.fmt == "json":
             click.echo(json.dumps(result.record()))
         else:
-            from contrique_video.runs.records import COLUMNS, flat_row
+            from contrique_video.runs.records import flat_row
 
-            row = pd.DataFrame([flat_row(result.record())], columns=COLUMNS)
+            row = pd.DataFrame([flat_row(result.record(), self.columns)], columns=self.columns)
             click.echo(row.to_csv(index=False, header=len(self.results) == 1, float_format="%.4f"), nl=False)
         sys.stdout.flush()
 
@@ -205,21 +227,28 @@ class ScoreTable:
     (so Ctrl-C keeps the rows printed), and a legend of the scale and columns after the last row.
 
     Bands are given for heads on a 0-100 scale where higher is better (the built-in head's); ``-`` otherwise.
+    ``vmaf`` adds VMAF's mean and 5th percentile over the scored frames (a run with --reference).
     """
 
     FILE_WIDTH = 40
 
-    def __init__(self, head_range: tuple[float, float] | None):
+    def __init__(self, head_range: tuple[float, float] | None, vmaf: bool = False):
         self.range = tuple(head_range) if head_range is not None else None
+        self.vmaf = vmaf
         self.first = None
 
     def row(self, r) -> None:
         if self.first is None:
             self.first = r
-            click.echo(f"{'file':<{self.FILE_WIDTH}} {'score':>7} {'band':<9} {'p5':>7} {'min':>7} {'frames':>6}")
+            click.echo(f"{'file':<{self.FILE_WIDTH}} {'score':>7} {'band':<9} {'p5':>7} {'min':>7} {'frames':>6}"
+                       + (f" {'vmaf':>7} {'vmaf_p5':>7}" if self.vmaf else ""))
         word = band(r.score) if self.bands(r) else "-"
-        click.echo(f"{shorten(r.file, self.FILE_WIDTH):<{self.FILE_WIDTH}} {r.score:7.2f} {word:<9} "
-                   f"{r.pooled['p5']:7.2f} {r.pooled['min']:7.2f} {r.frames_scored:6d}")
+        line = (f"{shorten(r.file, self.FILE_WIDTH):<{self.FILE_WIDTH}} {r.score:7.2f} {word:<9} "
+                f"{r.pooled['p5']:7.2f} {r.pooled['min']:7.2f} {r.frames_scored:6d}")
+        if self.vmaf:
+            ref = r.reference or {}
+            line += f" {_cell(ref.get('vmaf'))} {_cell((ref.get('vmaf_pooled') or {}).get('p5'))}"
+        click.echo(line)
         sys.stdout.flush()
 
     def bands(self, r) -> bool:
@@ -232,10 +261,17 @@ class ScoreTable:
         direction = "higher is better" if r.higher_is_better else "lower is better"
         scale = f"{r.scale} on {self.range[0]:g}-{self.range[1]:g}" if self.range else r.scale
         worst = "the worst frame" if r.higher_is_better else "the best frame"
-        click.echo(f"score: predicted {scale} ({direction}) by head '{r.head}', the mean over frames; model {r.model}")
-        click.echo(f"p5: 5th percentile of the frame scores; min: lowest frame score ({worst})"
-                   + (f"; {BAND_LEGEND}" if self.bands(r) else ""))
+        click.echo(f"score: predicted {scale} ({direction}) by head '{r.head}' from the mean of the frames' features "
+                   f"(not the mean of the frame scores); model {r.model}")
+        click.echo(f"p5: 5th percentile of the frame scores (the head applied to each frame); min: lowest frame score "
+                   f"({worst})" + (f"; {BAND_LEGEND}" if self.bands(r) else ""))
+        if self.vmaf:
+            click.echo("vmaf, vmaf_p5: VMAF against the reference, mean and 5th percentile over the scored frames")
         sys.stdout.flush()
+
+
+def _cell(value: float | None) -> str:
+    return f"{value:7.2f}" if value is not None else f"{'-':>7}"
 
 
 def write_figures(results: list, plot_path: str | None, report_path: str | None, compare_path: str | None) -> None:

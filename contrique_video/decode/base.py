@@ -9,7 +9,7 @@ from typing import Iterator
 
 from contrique_video.decode.frames import Frame
 from contrique_video.decode.metadata import VideoMetadata
-from contrique_video.decode.sampler import Sampling
+from contrique_video.decode.sampler import Sampling, Selector
 from contrique_video.errors import InputError
 
 log = logging.getLogger("contrique_video")
@@ -81,6 +81,9 @@ class FrameSource:
     decoded_frames: int = 0
     #: Whether the last :meth:`frames` call seeked to its frames (False: one pass from the start).
     seeked: bool = False
+    #: The selector of the last :meth:`frames` call: what chose its frames (a
+    #: :class:`~contrique_video.decode.sampler.StreamSelector` on a pipe says which of them to score at the end).
+    selector: Selector | None = None
     #: "pq" or "hlg" for a stream tagged with an HDR transfer function (it is scored as decoded, as SDR).
     hdr: str | None = None
 

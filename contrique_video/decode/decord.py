@@ -85,7 +85,7 @@ class DecordSource(FrameSource):
 
     def frames(self, sampling: Sampling | None = None) -> Iterator[Frame]:
         sampling = sampling if sampling is not None else Sampling()
-        selector = sampling.selector(self.duration, self.fps)
+        selector = self.selector = sampling.selector(self.duration, self.fps)
         entries = ((i, t, i in self._keys, None) for i, t in enumerate(self._times))
         chosen = [index for index, _, _ in selector.pick(entries)]
         self.decoded_frames = 0

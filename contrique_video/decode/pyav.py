@@ -34,7 +34,8 @@ from contrique_video.decode.frames import (
     frame_to_rgb,
 )
 from contrique_video.decode.metadata import probe, tagged_matrix
-from contrique_video.decode.sampler import FrameIndices, Sampling
+from contrique_video.decode.indices import FrameIndices
+from contrique_video.decode.sampler import Sampling
 from contrique_video.decode.seeking import SEEKABLE_CONTAINERS, SeekFailed, Timeline, decode_at, scan
 from contrique_video.decode.registry import register_decoder
 from contrique_video.errors import ContriqueError, InputError, UnsupportedError
@@ -44,12 +45,11 @@ log = logging.getLogger("contrique_video")
 # FFmpeg demuxers that turn any text file (.txt, .nfo, ...) into "video" of rendered text.
 _TEXT_DEMUXERS = frozenset({"tty", "bin", "xbin", "adf", "idf"})
 # What ffmpeg encodes a pipe's video to when no -c:v is given (the muxer's default codec), for the
-# muxers whose default is an old lossy codec nobody picks on purpose to carry a picture to a scorer.
+# muxers whose default is an old lossy codec nobody picks on purpose to carry a picture to a scorer. Muxers
+# whose default is a modern one (Matroska, MP4: libx264) are left out: a stream copy (-c:v copy) of an H.264
+# file carries the source's "Lavc libx264" encoder tag too, so nothing in the stream tells the two apart.
 _FFMPEG_DEFAULT_CODECS = {"nut": "mpeg4", "avi": "mpeg4", "mpegts": "mpeg2video", "mpeg": "mpeg1video",
                           "flv": "flv1", "asf": "msmpeg4v3"}
-# Muxers whose default encoder is a modern one (libx264 at CRF 23, libvpx-vp9): a stream of that codec
-# may be a copy, so it only counts as ffmpeg's default re-encode when ffmpeg's encoder tag says so.
-_FFMPEG_DEFAULT_ENCODERS = {"matroska": "libx264", "webm": "libvpx-vp9", "mp4": "libx264", "mov": "libx264"}
 
 
 class PyAVSource(FrameSource):
@@ -82,10 +82,7 @@ class PyAVSource(FrameSource):
     def _check_pipe_codec(self) -> None:
         """Note a piped stream in the codec ffmpeg picks when no -c:v is given: the score is of that re-encode."""
         fmt = self._container.format.name.split(",")[0]
-        tag = next((str(v) for k, v in self._stream.metadata.items() if k.lower() == "encoder"), "")
-        default = _FFMPEG_DEFAULT_CODECS.get(fmt)
-        encoder = _FFMPEG_DEFAULT_ENCODERS.get(fmt)
-        if self.codec == default or (encoder and tag.startswith("Lavc") and tag.split()[-1] == encoder):
+        if self.codec == _FFMPEG_DEFAULT_CODECS.get(fmt):
             self._warn(f"the piped stream is {self.codec} in {fmt}, what ffmpeg encodes to when no -c:v is given, "
                        f"so this scores that lossy re-encode; pipe with -c:v rawvideo (or -c:v copy) to score "
                        f"the source")
@@ -306,7 +303,7 @@ class PyAVSource(FrameSource):
     def frames(self, sampling: Sampling | None = None) -> Iterator[Frame]:
         """Yield the frames ``sampling`` selects (default: ``Sampling()``), in order."""
         sampling = sampling if sampling is not None else Sampling()
-        selector = sampling.selector(self.duration, self.fps)
+        selector = self.selector = sampling.selector(self.duration, self.fps)
         self.decoded_frames = 0
         self.seeked = False
         kept = 0
@@ -321,7 +318,7 @@ class PyAVSource(FrameSource):
             except SeekFailed as exc:
                 log.debug("%s: %s; decoding the whole stream instead", self._where, exc)
                 self._seek = False
-                selector = sampling.selector(self.duration, self.fps)
+                selector = self.selector = sampling.selector(self.duration, self.fps)
         if not self.seeked:
             done, kept = kept, 0  # the failed seeking pass gave the first ``done`` of these frames
             keyframes = selector.keyframes_only and self._packets_without_pts == 0

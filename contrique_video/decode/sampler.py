@@ -21,8 +21,11 @@ after ``start``):
   once). Centred targets do not favour the first frame, a key frame that lossy coding treats
   better than the rest. If the pass ends with nothing kept (a one-frame video whose rate is
   unknown, a file cut short), the source scores the last frame in range
-  (:attr:`Selector.fallback_last`). With no known duration (a pipe) this falls back to
-  1 fps and says so in an info log line.
+  (:attr:`Selector.fallback_last`). With no known duration (a pipe) the targets cannot be placed
+  while frames arrive, so :class:`StreamSelector` keeps candidates at a stride that doubles
+  whenever more than ``2N`` are held (dropping every other one), and once the stream has ended
+  chooses, for each centred target of the length it had, the held frame nearest the one a file
+  of that length would give (the same frame while the stride is 1, i.e. up to ``2N`` frames).
 - ``every K``: frames whose position among the frames in range is a multiple of ``K``.
 - ``keyframes``: key frames in range only.
 """
@@ -33,7 +36,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import Iterable, Iterator, TypeVar
 
 from contrique_video.errors import InputError
 
@@ -125,6 +128,13 @@ class Sampling:
         n = max(1, round(span * fps))
         return n if self.mode == "all" else math.ceil(n / int(self.value))
 
+    def on_stream(self, total_duration: float | None) -> bool:
+        """Whether this is ``frames N`` over a range whose end is unknown until the stream ends (a pipe): its
+        selector is then a :class:`StreamSelector`, which chooses the frames to score only at the end."""
+        if total_duration is not None and (not math.isfinite(total_duration) or total_duration <= 0):
+            total_duration = None
+        return self.mode == "frames" and self.duration is None and total_duration is None
+
     def selector(self, total_duration: float | None, fps: float | None = None) -> "Selector":
         """A fresh selector for one pass over a video of ``total_duration`` seconds at about ``fps``
         frames a second (None: unknown)."""
@@ -157,12 +167,9 @@ class Sampling:
             span_end = min(end, total_duration)
         if span_end is None or math.isinf(span_end):
             # Info, not a warning: it is what reading a pipe always means, and -q must silence it.
-            log.info(
-                "video duration is unknown (a pipe?): cannot spread %d frames uniformly, "
-                "sampling 1 fps instead",
-                n,
-            )
-            return _GridSelector(start, end, [], 1.0, "1 fps (duration unknown)")
+            log.info("video duration is unknown (a pipe?): choosing %d frames from candidates kept at a stride "
+                     "that doubles as frames arrive", n)
+            return StreamSelector(start, n, fps)
         span = span_end - start
         targets = [start + (k + 0.5) * span / n for k in range(n)]
         selector = _GridSelector(start, end, targets, None, self.describe(), lead=1.0 / fps if fps else 0.0)
@@ -302,26 +309,73 @@ class _GridSelector(Selector):
         return True
 
 
-@dataclass(frozen=True)
-class FrameIndices:
-    """A sampling of the frames with these indices (presentation order), for ``source.get_frames_at``."""
+class StreamSelector(Selector):
+    """``frames N`` on a stream whose length is unknown until it ends (a pipe).
 
-    indices: tuple[int, ...]
+    Frames in range are candidates while their position is a multiple of :attr:`stride`; when more than
+    ``2N`` are held the stride doubles and the candidates off the new stride are dropped, so at most
+    ``2N + 1`` are ever held. :meth:`holds` tells the caller which frames to keep (their features, say) and
+    :meth:`choose`, once the stream has ended, which ``N`` of them are scored: for each target of
+    ``frames N`` over the length the stream had, the held frame nearest the one on screen at that time (the
+    file's choice whenever the stride is still 1). :attr:`description` then says what was done.
+    """
 
-    def selector(self, total_duration: float | None = None, fps: float | None = None) -> Selector:
-        return _IndexSelector(self.indices)
-
-    def describe(self) -> str:
-        return f"frames {', '.join(map(str, sorted(self.indices)))}"
-
-
-class _IndexSelector(Selector):
-    def __init__(self, indices: Sequence[int]) -> None:
-        super().__init__(0.0, math.inf, f"frames {', '.join(map(str, sorted(indices)))}")
-        self.last = max(indices, default=-1)
-        self.wanted = set(indices)
+    def __init__(self, start: float, n: int, fps: float | None) -> None:
+        super().__init__(start, math.inf, f"{n} frame{'s' if n != 1 else ''} uniformly (stream of unknown length)")
+        self.n = n
+        self.fps = fps
+        self.stride = 1
+        self.candidates: dict[int, tuple[int, float]] = {}  # frame index -> (position in range, pts_time)
+        self._position = 0
+        self._first: float | None = None
+        self._last: float | None = None
 
     def _accept(self, index, pts_time, is_keyframe):
-        if index >= self.last:
-            self.done = True
-        return index in self.wanted
+        position = self._position
+        self._position += 1
+        self._first = pts_time if self._first is None else self._first
+        self._last = pts_time
+        if position % self.stride:
+            return False
+        self.candidates[index] = (position, pts_time)
+        if len(self.candidates) > 2 * self.n:
+            self.stride *= 2
+            self.candidates = {i: c for i, c in self.candidates.items() if c[0] % self.stride == 0}
+        return True
+
+    def holds(self, index: int) -> bool:
+        """Whether frame ``index`` is still a candidate (once dropped, never again)."""
+        return index in self.candidates
+
+    def choose(self) -> list[int]:
+        """The indices to score, in order, once the stream has ended; sets :attr:`description`."""
+        if not self.candidates:
+            return []
+        frames = self._position
+        interval = 1.0 / self.fps if self.fps else (self._last - self._first) / max(1, frames - 1)
+        span = max(self._last + interval - self.start, interval)
+        lead = 1.0 / self.fps if self.fps else 0.0
+        held = sorted(self.candidates.items(), key=lambda item: item[1][0])
+        chosen: list[int] = []
+        after = 0  # candidates before this one are taken or passed
+        for k in range(self.n):
+            target = self.start + (k + 0.5) * span / self.n
+            # The middle of the frame a file of this length would keep: the one on screen at the target (starting
+            # in (target - lead, target]) with a known rate, else the first at or after it; _EPS settles the ties
+            # at the ends of that interval as the file's rule does.
+            ideal = target - lead / 2 + _EPS if lead else target + interval / 2 - _EPS
+            best = None
+            for j in range(after, len(held)):
+                if best is None or abs(held[j][1][1] - ideal) < abs(held[best][1][1] - ideal):
+                    best = j
+                elif held[j][1][1] > ideal:
+                    break
+            if best is None:
+                break
+            chosen.append(held[best][0])
+            after = best + 1
+        how = "the frames a file would give" if self.stride == 1 else \
+            f"those nearest a file's choice of 1 frame in every {self.stride}"
+        self.description = (f"{len(chosen)} frame{'s' if len(chosen) != 1 else ''} uniformly over a stream of "
+                            f"unknown length ({frames} frames; {how})")
+        return chosen

@@ -18,21 +18,21 @@ from pathlib import Path
 
 import av
 
-from contrique_video.encoding.ffmpeg_cli import (
+from contrique_video.encoding.probe import Encoded, describe
+from contrique_video.errors import ContriqueError, InputError, UnsupportedError
+from contrique_video.ffmpeg import (
+    LOSSLESS,
     encoder_help,
     ffmpeg_encoders,
     find_ffmpeg,
     generic_codec_options,
     option_names,
     run_ffmpeg,
+    scale_lossless,
 )
-from contrique_video.encoding.probe import Encoded, describe
-from contrique_video.errors import ContriqueError, InputError, UnsupportedError
 
 PIX_FMT = "yuv420p"
 DOWNSCALE = "lanczos"  # renditions below the source height (ffmpeg's scale flags name)
-UPSCALE = "bicubic"  # back to the display size, as VMAF practice does (ffmpeg's scale filter default)
-LOSSLESS = ["-c:v", "ffv1"]  # intermediates: lossless in any pixel format, so a reel holds what the source holds
 
 
 @dataclass(frozen=True)
@@ -248,6 +248,4 @@ def lossless_reel(src: str | os.PathLike, dst: str | os.PathLike, spans: Sequenc
 
 def upscale(src: str | os.PathLike, dst: str | os.PathLike, size: tuple[int, int], ffmpeg: str | None = None) -> Encoded:
     """``src`` resized to ``size`` (the display size) with bicubic filtering, losslessly (FFV1)."""
-    run_ffmpeg(find_ffmpeg(ffmpeg), ["-i", str(src), "-map", "0:v:0", "-vf", f"scale={size[0]}:{size[1]}:flags={UPSCALE}",
-                                     *LOSSLESS, str(dst)], f"scaling {Path(src).name} to {size[0]}x{size[1]}")
-    return describe(dst)
+    return describe(scale_lossless(src, dst, size, ffmpeg))

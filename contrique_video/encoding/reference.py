@@ -29,7 +29,7 @@ DEFAULT_MODEL = "vmaf_v0.6.1"
 def vmaf_ffmpeg(ffmpeg: str | os.PathLike | None = None) -> str:
     """The ffmpeg that will run libvmaf: ``ffmpeg`` if given, else imageio-ffmpeg's static build."""
     if ffmpeg:
-        from contrique_video.encoding.ffmpeg_cli import find_ffmpeg
+        from contrique_video.ffmpeg import find_ffmpeg
 
         return find_ffmpeg(ffmpeg)
     try:

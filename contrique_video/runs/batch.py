@@ -6,8 +6,10 @@
 
 The runner owns what a batch writes, so an executor (:class:`~contrique_video.runs.local.LocalExecutor`,
 :class:`~contrique_video.runs.dask.DaskExecutor`) only turns inputs into :class:`Outcome` s. Every record is
-flushed to ``output`` as its input finishes; ``resume`` skips inputs already there; ``frames_csv``, ``log`` and
-``parquet`` are completed from the finished inputs when the run stops early. SIGTERM is raised as
+flushed to ``output`` as its input finishes. An ``output`` that already holds records is refused unless
+``resume`` (skip the inputs already there and carry their ``frames_csv`` rows, logs and ``parquet`` rows over)
+or ``overwrite`` (start it afresh) says what to do. ``frames_csv``, ``log`` and ``parquet`` are completed from
+the finished inputs when the run stops early. SIGTERM is raised as
 :class:`~contrique_video.runs.inputs.Terminated` (Ctrl-C as ``KeyboardInterrupt``) after those outputs are
 closed, so the caller chooses the exit code.
 """
@@ -22,9 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from contrique_video.decode.sampler import Sampling
-from contrique_video.errors import ContriqueError, InputError
+from contrique_video.extras import require
+from contrique_video.errors import ContriqueError, InputError, UsageError
 from contrique_video.runs.inputs import sigterm_as_exception
-from contrique_video.runs.records import FrameLog, Outcome, RecordLog, read_records, write_parquet
+from contrique_video.runs.records import (FrameLog, Outcome, RecordLog, check_output, read_records, require_parquet,
+                                          write_parquet)
 
 if TYPE_CHECKING:
     from contrique_video.api import Scorer
@@ -36,7 +40,7 @@ class Executor(Protocol):
     """Scores ``(index, name)`` inputs and yields an :class:`Outcome` for each as it finishes (in any order)."""
 
     def run(self, inputs: list[tuple[int, str]], *, sampling: Sampling, decoder: str, timeout: float | None,
-            progress: bool) -> Iterator[Outcome]: ...
+            progress: bool, display: tuple[int, int] | None = None) -> Iterator[Outcome]: ...
 
 
 def make_executor(executor: Executor | str | None, scorer: Scorer | dict | None) -> Executor:
@@ -66,6 +70,7 @@ def score_many(
     timeout: float | None = None,
     output: str | os.PathLike | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     frames_csv: str | os.PathLike | None = None,
     parquet: str | os.PathLike | None = None,
     log_template: str | None = None,
@@ -74,28 +79,51 @@ def score_many(
     vmaf_model: str | None = None,
     vmaf_ffmpeg: str | None = None,
     progress: bool = False,
+    display: tuple[int, int] | None = None,
 ) -> Iterator[Outcome]:
     """Score ``inputs`` and yield an :class:`Outcome` per input as it finishes, its record already on disk.
 
     ``scorer`` is a :class:`~contrique_video.api.Scorer` or its options (default: the built-in model);
     ``executor`` is None (this process), ``"local"`` or a Dask scheduler address (a Dask cluster), or an
-    :class:`Executor`. ``output`` (.jsonl/.ndjson/.csv) gets one record per input, failures included;
-    ``resume`` skips the inputs it already holds. ``frames_csv`` gets every scored frame, ``parquet`` every
-    record (with ``resume`` the earlier ones too), ``log_template`` a libvmaf-style log per input (see
-    :mod:`contrique_video.runs.logs`), and ``reference`` adds VMAF against that file. ``timeout`` gives up on
-    an input after that many seconds (a failure). Close the iterator (or exhaust it) to complete the outputs.
+    :class:`Executor`. ``output`` (.jsonl/.ndjson/.csv) gets one record per input, failures included; when it
+    already holds records, ``resume`` skips the inputs it holds and ``overwrite`` replaces it (with neither,
+    :class:`~contrique_video.errors.UsageError`). ``frames_csv`` gets every scored frame, ``parquet`` every
+    record (with ``resume`` the earlier inputs' rows too, in both), ``log_template`` a libvmaf-style log per input
+    (see :mod:`contrique_video.runs.logs`), and ``reference`` adds VMAF against that file. ``timeout`` gives up on
+    an input after that many seconds (a failure). ``display`` (width, height) scores every input scaled to that
+    display size (see :meth:`~contrique_video.api.Scorer.score`); without it, inputs of different sizes get one
+    warning that their scores are at their own sizes and not comparable. Close the iterator (or exhaust it) to complete the outputs.
+
+    Arguments that cannot work (an output that would be lost, an output whose optional package is missing) raise
+    :class:`~contrique_video.errors.UsageError` here, before any input is scored.
     """
     names = [str(p) for p in inputs]
-    if resume and not output:
-        raise ValueError("resume needs output (the file that records finished inputs)")
+    check_run(output=output, resume=resume, overwrite=overwrite, parquet=parquet, executor=executor,
+              reference=reference, vmaf_ffmpeg=vmaf_ffmpeg, flags=("resume=True", "overwrite=True"))
     if log_template:
         from contrique_video.runs.logs import check_log_template, log_format
 
         check_log_template(log_template, len(names))
         log_fmt = log_format(log_template, log_fmt)
     outputs = Outputs(output, resume, frames_csv, parquet, log_template, log_fmt, reference, vmaf_model, vmaf_ffmpeg)
-    options = dict(sampling=sampling, decoder=decoder, timeout=timeout, progress=progress)
+    options = dict(sampling=sampling, decoder=decoder, timeout=timeout, progress=progress, display=display)
     return _run(names, make_executor(executor, scorer), options, outputs)
+
+
+def check_run(*, output=None, resume: bool = False, overwrite: bool = False, parquet=None, executor=None,
+              reference=None, vmaf_ffmpeg: str | None = None, flags: tuple[str, str] = ("--resume", "--overwrite")) -> None:
+    """What :func:`score_many` refuses before any work (the CLI calls it before loading a model): ``resume``
+    without ``output``, an ``output`` whose records would be lost, and outputs whose optional package is not
+    installed, each naming the extra to install. ``flags`` name resume and overwrite in the messages."""
+    if resume and not output:
+        raise UsageError("resume needs output (the file that records finished inputs)")
+    check_output(output, resume, overwrite, flags)
+    if parquet:
+        require_parquet()
+    if isinstance(executor, str):
+        require("distributed", "--engine", usage=True)
+    if reference and not vmaf_ffmpeg:
+        require("imageio_ffmpeg", "--reference without --ffmpeg", usage=True)
 
 
 @dataclass(frozen=True)
@@ -115,19 +143,22 @@ class Outputs:
 
 def _run(names: list[str], executor: Executor, options: dict, out: Outputs) -> Iterator[Outcome]:
     """:func:`score_many` once its arguments are checked: the outputs open on the first ``next``."""
-    records = RecordLog(out.output, out.resume) if out.output else None
+    vmaf = bool(out.reference)
+    records = RecordLog(out.output, out.resume, vmaf) if out.output else None
     done = records.done if records else set()
     if done:
         log.info("resuming: %d of %d inputs are already in %s", len(set(names) & done), len(names), out.output)
     earlier = read_records(out.output) if out.parquet and done else []
     todo = [(i, name) for i, name in enumerate(names) if name not in done]
-    frame_log = FrameLog(out.frames_csv) if out.frames_csv else None
+    frame_log = FrameLog(out.frames_csv, vmaf, keep=done) if out.frames_csv else None
     finished: list[tuple[int, dict]] = []  # for parquet, in input order at the end
+    sizes = SizeCheck(options["display"])
     try:
         with sigterm_as_exception():
             for outcome in executor.run(todo, **options):
                 if outcome.result is not None:
                     _finish(outcome, out)
+                    sizes.add(outcome.result)
                 if frame_log and outcome.result is not None:
                     frame_log.write(outcome.file, outcome.result.frames)
                 record = outcome.record()
@@ -143,6 +174,25 @@ def _run(names: list[str], executor: Executor, options: dict, out: Outputs) -> I
             records.close()
         if out.parquet and (earlier or finished):
             write_parquet(earlier + [r for _, r in sorted(finished, key=lambda f: f[0])], out.parquet)
+
+
+class SizeCheck:
+    """One warning when inputs of different sizes are scored at their own sizes: the model scores the pixels
+    it gets, so a 720p encode at 720p scores higher than at the 1080p it is watched at (use ``display``)."""
+
+    def __init__(self, display: tuple[int, int] | None):
+        self.sizes: set[tuple[int, int]] = set()
+        self.warned = display is not None
+
+    def add(self, result) -> None:
+        if self.warned or result.width is None:
+            return
+        self.sizes.add((result.width, result.height))
+        if len(self.sizes) > 1:
+            self.warned = True
+            shown = ", ".join(f"{w}x{h}" for w, h in sorted(self.sizes))
+            log.warning("inputs of different sizes (%s) are scored at their own size, so their scores are not "
+                        "comparable; pass --display WxH (display=) to score them as watched on one display", shown)
 
 
 def _finish(outcome: Outcome, out: Outputs) -> None:

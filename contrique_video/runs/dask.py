@@ -174,7 +174,8 @@ def load_model(options: dict) -> str:
         return _scorer(options).backend.describe()
 
 
-def _score_task(name: str, path: str, sampling: Sampling, decoder: str, options: dict, timeout: float | None):
+def _score_task(name: str, path: str, sampling: Sampling, decoder: str, options: dict, timeout: float | None,
+                display: tuple[int, int] | None = None):
     """One input on a worker: its VideoScore, or its error line. Model errors are raised (they end the run)."""
     from contrique_video.runs.inputs import TimedOut
 
@@ -187,7 +188,8 @@ def _score_task(name: str, path: str, sampling: Sampling, decoder: str, options:
                 raise TimedOut(f"{path}: timed out after {timeout:g} s (--timeout)")
 
         try:
-            result = scorer.score(path, sampling=sampling, decoder=decoder, on_frames=check_time, on_open=check_time)
+            result = scorer.score(path, sampling=sampling, decoder=decoder, on_frames=check_time, on_open=check_time,
+                                  display=display)
         except ContriqueError as exc:
             return str(exc).replace(path, name)
         except Exception as exc:  # a decoder bug on one file must not lose the rest of the run
@@ -211,19 +213,19 @@ class DaskExecutor:
         self.address, self.workers, self.options = address, workers, task_options(scorer_options)
 
     def run(self, inputs: list[tuple[int, str]], *, sampling: Sampling, decoder: str, timeout: float | None,
-            progress: bool) -> Iterator[Outcome]:
+            progress: bool, display: tuple[int, int] | None = None) -> Iterator[Outcome]:
         if not inputs:
             return
         with connect(self.address, self.workers) as client:  # first: it says how to install Dask if it is missing
             bar = tqdm(total=len(inputs), unit="file", disable=not progress, leave=False, dynamic_ncols=True)
             try:
-                for outcome in self._outcomes(client, inputs, sampling, decoder, timeout):
+                for outcome in self._outcomes(client, inputs, sampling, decoder, timeout, display):
                     bar.update(1)
                     yield outcome
             finally:
                 bar.close()
 
-    def _outcomes(self, client, inputs, sampling, decoder, timeout) -> Iterator[Outcome]:
+    def _outcomes(self, client, inputs, sampling, decoder, timeout, display) -> Iterator[Outcome]:
         from distributed import as_completed
         from distributed.client import FutureCancelledError
 
@@ -250,7 +252,7 @@ class DaskExecutor:
                     return
                 i, name = item
                 path = os.path.abspath(name) if not os.path.isabs(name) and os.path.exists(name) else name
-                future = client.submit(_score_task, name, path, sampling, decoder, self.options, timeout,
+                future = client.submit(_score_task, name, path, sampling, decoder, self.options, timeout, display,
                                        key=f"contrique-score-{run}-{i}", priority=-i, resources=resources or None,
                                        pure=False)
                 meta[future.key] = item

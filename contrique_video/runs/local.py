@@ -31,7 +31,7 @@ class LocalExecutor:
         self.scorer = scorer if isinstance(scorer, Scorer) else Scorer(**(scorer or {}))
 
     def run(self, inputs: list[tuple[int, str]], *, sampling: Sampling, decoder: str, timeout: float | None,
-            progress: bool) -> Iterator[Outcome]:
+            progress: bool, display: tuple[int, int] | None = None) -> Iterator[Outcome]:
         for n, (index, name) in enumerate(inputs, 1):
             bars: list[tqdm] = []  # created once the input is open and its frame count known
             desc = f"[{n}/{len(inputs)}] {shorten(Path(name).name, 30, keep_end=False)}"
@@ -44,7 +44,8 @@ class LocalExecutor:
             try:
                 with time_limit(timeout):
                     result = self.scorer.score(name, sampling=sampling, decoder=decoder, on_open=on_open,
-                                               on_frames=lambda rows, bars=bars: bars[0].update(len(rows)))
+                                               on_frames=lambda rows, bars=bars: bars[0].update(len(rows)),
+                                               display=display)
                 outcome = Outcome(index, name, result, seconds=time.perf_counter() - began)
             except ContriqueError as exc:
                 outcome = Outcome(index, name, error=str(exc))

@@ -66,7 +66,7 @@ def pooled_metrics(frames: pd.DataFrame) -> dict[str, dict[str, float | None]]:
 def log_document(result, fps: float | None = None) -> dict:
     """The JSON log of one :class:`~contrique_video.api.VideoScore`: libvmaf's keys (``version``, ``fps``,
     ``frames`` with ``frameNum`` and ``metrics``, ``pooled_metrics``, ``aggregate_metrics``) plus ours
-    (``file``, ``model``, ``head``, ``scale``, ``sampling``, ``pts_time`` per frame).
+    (``file``, ``model``, ``head``, ``scale``, ``sampling``, ``pooling``, ``pts_time`` per frame).
 
     ``fps`` is, as in libvmaf, frames processed per second of wall time. ``aggregate_metrics.contrique``
     is the video score (the head applied to the pooled feature), the number ``score`` prints.
@@ -91,6 +91,7 @@ def log_document(result, fps: float | None = None) -> dict:
         "scale": result.scale,
         "higher_is_better": result.higher_is_better,
         "sampling": result.sampling,
+        "pooling": result.pooling,
         "frames": entries,
         "pooled_metrics": pooled_metrics(frames),
         "aggregate_metrics": aggregate,

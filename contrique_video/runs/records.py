@@ -1,8 +1,8 @@
 """A batch's outcomes, and one record schema for every batch output: ``--output``, ``--format csv``, ``--parquet``.
 
 A record is the JSON object of :meth:`~contrique_video.api.VideoScore.record` (a failure has only ``file`` and
-``error``). :func:`flat_row` is the one flattener to :data:`COLUMNS`, so the CSV and Parquet tables carry the
-same columns. Every record is flushed and fsynced as soon as its input is done, so a crash, Ctrl-C or SIGTERM
+``error``). :func:`flat_row` is the one flattener to :data:`COLUMNS` (and, for runs with a reference,
+:data:`VMAF_COLUMNS` after them), so the CSV and Parquet tables carry the same columns. Every record is flushed and fsynced as soon as its input is done, so a crash, Ctrl-C or SIGTERM
 leaves each finished line on disk; ``resume`` reads the file back and skips inputs it already holds.
 """
 
@@ -18,14 +18,19 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from contrique_video.errors import InputError
+from contrique_video.extras import require
+from contrique_video.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from contrique_video.api import VideoScore
 
 POOLED = ["mean", "harmonic_mean", "min", "max", "median", "p5", "std"]
 COLUMNS = ["file", "score", "frames_scored", *POOLED, "raw_score", "model", "head", "scale", "higher_is_better",
-           "sampling", "backend", "hdr", "warnings", "error"]
+           "sampling", "pooling", "backend", "hdr", "warnings", "error"]
+# With a reference (score --reference): VMAF over the scored frames, its pooled values, libvmaf's mean over every
+# frame, and what it was measured with (see contrique_video.encoding.reference.add_vmaf).
+VMAF_POOLED = ["min", "max", "harmonic_mean", "p5", "p1"]
+VMAF_COLUMNS = ["vmaf", *(f"vmaf_{how}" for how in VMAF_POOLED), "vmaf_all_frames", "vmaf_model", "reference"]
 FRAME_COLUMNS = ["file", "frame", "pts_time", "score"]
 RECORD_SUFFIXES = (".jsonl", ".ndjson", ".csv")
 
@@ -45,11 +50,18 @@ class Outcome:
         return self.result.record() if self.result is not None else {"file": self.file, "error": self.error}
 
 
-def flat_row(record: dict) -> dict:
-    """A :data:`COLUMNS` row from a JSON record, or from a flat row read back from a CSV ``--output``."""
-    flat = {**record, **(record.get("pooled") or {})}
-    row = {column: flat.get(column) for column in COLUMNS}
-    row["warnings"] = join_warnings(flat.get("warnings"))
+def record_columns(vmaf: bool) -> list[str]:
+    """The flat tables' columns: :data:`COLUMNS`, then :data:`VMAF_COLUMNS` for a run with a reference."""
+    return COLUMNS + VMAF_COLUMNS if vmaf else list(COLUMNS)
+
+
+def flat_row(record: dict, columns: list[str] = COLUMNS) -> dict:
+    """A ``columns`` row from a JSON record, or from a flat row read back from a CSV ``--output``."""
+    vmaf = {f"vmaf_{how}": value for how, value in (record.get("vmaf_pooled") or {}).items()}
+    flat = {**vmaf, **record, **(record.get("pooled") or {})}
+    row = {column: flat.get(column) for column in columns}
+    if "warnings" in row:
+        row["warnings"] = join_warnings(flat.get("warnings"))
     return row
 
 
@@ -61,28 +73,50 @@ def join_warnings(warnings: list[str] | str | None) -> str | None:
 
 
 def records_frame(records: Iterable[dict]) -> pd.DataFrame:
-    """A typed table of records, one row per input, :data:`COLUMNS` (what ``--parquet`` writes)."""
-    table = pd.DataFrame([flat_row(r) for r in records], columns=COLUMNS)
-    for column in ("score", "raw_score", *POOLED):
+    """A typed table of records, one row per input (what ``--parquet`` writes): :data:`COLUMNS`, and
+    :data:`VMAF_COLUMNS` when a record has VMAF."""
+    records = list(records)
+    columns = record_columns(any("vmaf" in r for r in records))
+    table = pd.DataFrame([flat_row(r, columns) for r in records], columns=columns)
+    numbers = [c for c in columns if c in ("score", "raw_score", *POOLED) or (c.startswith("vmaf") and c != "vmaf_model")]
+    for column in numbers:
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("float64")
     table["frames_scored"] = pd.to_numeric(table["frames_scored"], errors="coerce").astype("Int64")
     table["higher_is_better"] = table["higher_is_better"].astype("boolean")
-    for column in ("file", "model", "head", "scale", "sampling", "backend", "hdr", "warnings", "error"):
+    for column in set(columns) - set(numbers) - {"frames_scored", "higher_is_better"}:
         table[column] = table[column].astype("string")
     return table
 
 
+def require_parquet() -> None:
+    """Refuse ``--parquet`` before any work when pyarrow (the writer pandas uses) is not installed."""
+    require("pyarrow", "--parquet", usage=True)
+
+
 def write_parquet(records: Iterable[dict], path: str | os.PathLike) -> Path:
     """Write :func:`records_frame` atomically (beside the target, then renamed)."""
+    require_parquet()
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    try:
-        records_frame(records).to_parquet(tmp, index=False)
-    except ImportError:
-        tmp.unlink(missing_ok=True)
-        raise InputError("--parquet needs pyarrow: pip install 'contrique-video[parquet]'") from None
+    records_frame(records).to_parquet(tmp, index=False, engine="pyarrow")
     tmp.replace(path)
     return path
+
+
+def check_output(path: str | os.PathLike | None, resume: bool, overwrite: bool,
+                 flags: tuple[str, str] = ("--resume", "--overwrite")) -> None:
+    """Never lose earlier records: an ``--output`` that already holds records is refused unless ``resume``
+    (keep them and score only the inputs not in it) or ``overwrite`` (replace it) says what to do."""
+    if resume and overwrite:
+        raise UsageError(f"choose {flags[0]} or {flags[1]}, not both")
+    if path is None or resume or overwrite:
+        return
+    path = Path(path)
+    if path.is_file() and path.stat().st_size > 0:
+        lines = sum(1 for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip())
+        held = lines - (path.suffix.lower() == ".csv")
+        raise UsageError(f"{path} already holds {held} record{'s' if held != 1 else ''}: add {flags[0]} to keep them "
+                         f"and score only the inputs not in it, or {flags[1]} to replace it")
 
 
 def read_records(path: str | os.PathLike) -> list[dict]:
@@ -99,10 +133,11 @@ def read_records(path: str | os.PathLike) -> list[dict]:
 class RecordLog:
     """``--output`` file: one record per input, NDJSON (.jsonl/.ndjson) or CSV (.csv), appended durably.
 
-    Resuming a CSV keeps the columns its header has, so a file begun by an older version stays one table.
+    Resuming a CSV keeps the columns its header has, so a file begun by an older version stays one table;
+    a new CSV has :func:`record_columns` (``vmaf``: with the VMAF columns).
     """
 
-    def __init__(self, path: str | os.PathLike, resume: bool):
+    def __init__(self, path: str | os.PathLike, resume: bool, vmaf: bool = False):
         self.path = Path(path)
         if self.path.suffix.lower() not in RECORD_SUFFIXES:
             raise InputError(f"--output {self.path}: use a .jsonl, .ndjson or .csv file name")
@@ -113,7 +148,7 @@ class RecordLog:
         self._file = open(self.path, "a" if append else "w", newline="", encoding="utf-8")
         self._csv = None
         if self.kind == "csv":
-            self._csv = csv.DictWriter(self._file, columns or COLUMNS, extrasaction="ignore")
+            self._csv = csv.DictWriter(self._file, columns or record_columns(vmaf), extrasaction="ignore")
             if not columns:
                 self._csv.writeheader()
 
@@ -140,7 +175,7 @@ class RecordLog:
 
     def write(self, record: dict) -> None:
         if self._csv:
-            self._csv.writerow(flat_row(record))
+            self._csv.writerow(flat_row(record, self._csv.fieldnames))
         else:
             self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -153,18 +188,33 @@ class RecordLog:
 class FrameLog:
     """``--csv`` per-frame scores, written as inputs finish to ``NAME.partial``, renamed when the run ends.
 
-    A run that scored nothing removes its partial file and leaves any older file alone.
+    ``vmaf`` adds a ``vmaf`` column (runs with a reference). ``keep`` (a resumed run: the inputs already
+    recorded) first copies those inputs' rows from the earlier file, so the file ends with every input's rows
+    once. A run that scored nothing and kept nothing removes its partial file and leaves any older file alone.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, vmaf: bool = False, keep: set[str] | None = None):
         self.path = Path(path)
         self.partial = Path(f"{path}.partial")
+        self.columns = FRAME_COLUMNS + (["vmaf"] if vmaf else [])
         self._file = open(self.partial, "w", newline="", encoding="utf-8")
-        self._file.write(",".join(FRAME_COLUMNS) + "\n")
+        self._file.write(",".join(self.columns) + "\n")
         self.rows = 0
+        if keep and self.path.is_file():
+            self._carry(keep)
+
+    def _carry(self, keep: set[str]) -> None:
+        with open(self.path, newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(self._file, self.columns, extrasaction="ignore", lineterminator="\n")
+            for row in csv.DictReader(f):
+                if row.get("file") in keep:
+                    writer.writerow(row)
+                    self.rows += 1
+        self._file.flush()
 
     def write(self, name: str, rows: pd.DataFrame) -> None:
-        rows.assign(file=name)[FRAME_COLUMNS].to_csv(self._file, header=False, index=False, float_format="%.6f")
+        table = rows.assign(file=name).reindex(columns=self.columns)
+        table.to_csv(self._file, header=False, index=False, float_format="%.6f", lineterminator="\n")
         self._file.flush()
         self.rows += len(rows)
 

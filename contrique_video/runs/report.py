@@ -10,53 +10,28 @@ those frames, so the report costs a decode, not another scoring run.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 from PIL import Image
 
-from contrique_video.decode.sampler import Selector
+from contrique_video.decode.indices import FrameIndices
 from contrique_video.errors import ContriqueError
 from contrique_video.runs.bands import BANDS, band
+from contrique_video.runs.inputs import shorten
 from contrique_video.runs.plot import shared_range, worst_segments
 
 log = logging.getLogger("contrique_video")
 BAND_COLOURS = ["#d73027", "#fc8d59", "#fee08b", "#d9ef8b", "#91cf60"]
 THUMB_WIDTH = 480
-
-
-class _IndexSelector(Selector):
-    """Keeps the frames with the given indices, and stops the decode after the last of them."""
-
-    def __init__(self, indices: Sequence[int]) -> None:
-        super().__init__(0.0, math.inf, f"frames {', '.join(map(str, sorted(indices)))}")
-        self.wanted = set(int(i) for i in indices)
-
-    def _accept(self, index, pts_time, is_keyframe):
-        keep = index in self.wanted
-        self.wanted.discard(index)
-        if not self.wanted or index > max(self.wanted, default=-1):
-            self.done = True
-        return keep
-
-
-@dataclass(frozen=True)
-class FrameIndices:
-    """A sampling (as :class:`~contrique_video.decode.sampler.Sampling` is to a source) of given frame indices."""
-
-    indices: tuple[int, ...]
-
-    def selector(self, total_duration: float | None, fps: float | None = None) -> Selector:
-        return _IndexSelector(self.indices)
-
-    def describe(self) -> str:
-        return f"frames {', '.join(map(str, sorted(self.indices)))}"
+FILE_CHARS = 40  # file names in the --compare table: longer ones keep their end, after an ellipsis
 
 
 def extremes(frames, higher_is_better: bool = True, count: int = 2) -> tuple[list[int], list[int]]:
@@ -96,6 +71,17 @@ def centre_crop(rgb: np.ndarray) -> np.ndarray:
     return rgb[top:top + ch, left:left + cw]
 
 
+# The report's layout, in inches. Axes are placed at exact positions rather than in a grid, so each picture
+# row is exactly as tall as its pictures are at the column width: a grid row sized by ratios leaves a blank
+# band above and below pictures of another shape.
+DPI = 150
+COLUMN = THUMB_WIDTH / DPI  # width of a thumbnail column: a centre crop is drawn one pixel per page pixel
+GAP = 0.12  # between thumbnail columns
+MARGIN = (0.9, 0.9)  # left (y label) and right (band names) of the curve
+CURVE = 2.4  # height of a curve
+SPACE = {"title": 0.45, "below_curve": 0.95, "below_thumbs": 0.35, "between_inputs": 0.2}
+
+
 def report_figure(results: Sequence, y_range: tuple[float, float] | None = None, thumbs: int = 2) -> Figure:
     """One block per input: the per-frame curve across the page, and below it the worst and the best
     ``thumbs`` frames (whole, and a 1:1 centre crop when the frames are wider than a thumbnail). Every
@@ -108,55 +94,84 @@ def report_figure(results: Sequence, y_range: tuple[float, float] | None = None,
         picked = [("worst", i) for i in worst] + [("best", i) for i in best]
         blocks.append((r, frames, picked, _thumbnails(r.file, [int(frames.at[i, "frame"]) for _, i in picked])))
     detail = any(rgb.shape[1] > THUMB_WIDTH for *_, pixels in blocks for rgb in pixels.values())
-    rows, cols = (3 if detail else 2), 2 * thumbs
-    fig = Figure(figsize=(3.4 * cols, (8.8 if detail else 6.2) * len(results)))
-    grid = fig.add_gridspec(rows * len(results), cols, height_ratios=[1.25, 1.0, 1.0][:rows] * len(results),
-                            hspace=0.45, wspace=0.08)
-    for k, (r, frames, picked, pixels) in enumerate(blocks):
-        ax = fig.add_subplot(grid[rows * k, :])
-        scaled_0_100 = lo <= 0 and hi >= 100 and r.higher_is_better
-        if scaled_0_100:
-            for (b_lo, b_hi, name), colour in zip(BANDS, BAND_COLOURS):
-                ax.axhspan(b_lo, b_hi, color=colour, alpha=0.18, lw=0)
-                ax.text(1.005, (b_lo + b_hi) / 2, name, transform=ax.get_yaxis_transform(), va="center", fontsize=8)
-        ax.plot(frames["pts_time"], frames["score"], ".-", color="tab:blue", lw=1, ms=4, label="frame score")
-        ax.axhline(r.score, color="black", lw=1.5, label=f"pooled {r.score:.1f}")
-        for a, b, _ in worst_segments(frames, r.higher_is_better):
-            ax.axvspan(a, b, color="tab:red", alpha=0.08, lw=0)
-        for n, (kind, i) in enumerate(picked, 1):
-            t, s = frames.at[i, "pts_time"], frames.at[i, "score"]
-            ax.plot([t], [s], "v" if kind == "worst" else "^", color="tab:red" if kind == "worst" else "tab:green",
-                    ms=9, zorder=3)
-            ax.annotate(str(n), (t, s), xytext=(0, 8 if kind == "best" else -14), textcoords="offset points",
-                        ha="center", fontsize=9, weight="bold")
-        ax.set_ylim(lo, hi)
-        reading = f" ({band(r.score)})" if scaled_0_100 else ""
-        ax.set_title(f"{Path(r.file).name}: {r.score:.1f}{reading}, {len(frames)} frames scored, "
-                     f"worst {frames['score'].min():.1f}, best {frames['score'].max():.1f}", fontsize=11)
-        ax.set_xlabel("time (s)", fontsize=10)
-        ax.set_ylabel(f"{r.scale} ({'higher' if r.higher_is_better else 'lower'} is better)", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
-        for n, (kind, i) in enumerate(picked):
+    cols = 2 * thumbs
+    width = MARGIN[0] + cols * COLUMN + (cols - 1) * GAP + MARGIN[1]
+    placed = []  # (what, block, column, top, height) in inches from the top
+    top = 0.0
+    for k, (*_, pixels) in enumerate(blocks):
+        shape = next(iter(pixels.values())).shape if pixels else (9, 16)
+        row = COLUMN * shape[0] / shape[1]  # a picture row as tall as its pictures at the column width
+        top += SPACE["title"]
+        placed.append(("curve", k, None, top, CURVE))
+        top += CURVE + SPACE["below_curve"]
+        crops = top + row + SPACE["below_thumbs"]
+        for n in range(cols):  # each frame's thumbnail, then its crop below
+            placed += [("thumb", k, n, top, row)] + ([("crop", k, n, crops, row)] if detail else [])
+        top = (crops + row if detail else top + row) + SPACE["between_inputs"]
+    height = top
+    fig = Figure(figsize=(width, height))
+
+    def axes(column, top, tall):
+        left = MARGIN[0] if column is None else MARGIN[0] + column * (COLUMN + GAP)
+        wide = width - sum(MARGIN) if column is None else COLUMN
+        return fig.add_axes((left / width, 1 - (top + tall) / height, wide / width, tall / height))
+
+    for what, k, n, top, tall in placed:
+        r, frames, picked, pixels = blocks[k]
+        if what == "curve":
+            _curve(axes(None, top, tall), r, frames, picked, lo, hi)
+        elif n < len(picked):
+            kind, i = picked[n]
             index = int(frames.at[i, "frame"])
-            colour = "tab:red" if kind == "worst" else "tab:green"
-            views = [(thumbnail, f"{n + 1}. {kind}: {frames.at[i, 'score']:.1f}\n"
-                                 f"frame {index} at {frames.at[i, 'pts_time']:.2f} s")]
-            if detail:
-                views.append((centre_crop, f"{n + 1}. centre crop, full resolution"))
-            for row, (view, title) in enumerate(views, 1):
-                tax = fig.add_subplot(grid[rows * k + row, n])
-                tax.set_xticks([])
-                tax.set_yticks([])
-                if index in pixels:
-                    tax.imshow(view(pixels[index]), interpolation="nearest" if view is centre_crop else "antialiased")
-                else:
-                    tax.text(0.5, 0.5, "not decoded", ha="center", va="center", transform=tax.transAxes)
-                for spine in tax.spines.values():
-                    spine.set_edgecolor(colour)
-                    spine.set_linewidth(2)
-                tax.set_title(title, fontsize=9, color=colour)
+            if what == "thumb":
+                view, title = thumbnail, (f"{n + 1}. {kind}: {frames.at[i, 'score']:.1f}\n"
+                                          f"frame {index} at {frames.at[i, 'pts_time']:.2f} s")
+            else:
+                view, title = centre_crop, f"{n + 1}. centre crop, full resolution"
+            _picture(axes(n, top, tall), pixels.get(index), view, title,
+                     "tab:red" if kind == "worst" else "tab:green")
     return fig
+
+
+def _curve(ax, r, frames: pd.DataFrame, picked: list, lo: float, hi: float) -> None:
+    """The per-frame curve of one input, with its quality bands, pooled score and numbered extremes."""
+    scaled_0_100 = lo <= 0 and hi >= 100 and r.higher_is_better
+    if scaled_0_100:
+        for (b_lo, b_hi, name), colour in zip(BANDS, BAND_COLOURS):
+            ax.axhspan(b_lo, b_hi, color=colour, alpha=0.18, lw=0)
+            ax.text(1.005, (b_lo + b_hi) / 2, name, transform=ax.get_yaxis_transform(), va="center", fontsize=8)
+    ax.plot(frames["pts_time"], frames["score"], ".-", color="tab:blue", lw=1, ms=4, label="frame score")
+    ax.axhline(r.score, color="black", lw=1.5, label=f"pooled {r.score:.1f}")
+    for a, b, _ in worst_segments(frames, r.higher_is_better):
+        ax.axvspan(a, b, color="tab:red", alpha=0.08, lw=0)
+    for n, (kind, i) in enumerate(picked, 1):
+        t, s = frames.at[i, "pts_time"], frames.at[i, "score"]
+        ax.plot([t], [s], "v" if kind == "worst" else "^", color="tab:red" if kind == "worst" else "tab:green",
+                ms=9, zorder=3)
+        ax.annotate(str(n), (t, s), xytext=(0, 8 if kind == "best" else -14), textcoords="offset points",
+                    ha="center", fontsize=9, weight="bold")
+    ax.set_ylim(lo, hi)
+    reading = f" ({band(r.score)})" if scaled_0_100 else ""
+    ax.set_title(f"{Path(r.file).name}: {r.score:.1f}{reading}, {len(frames)} frames scored, "
+                 f"worst {frames['score'].min():.1f}, best {frames['score'].max():.1f}", fontsize=11)
+    ax.set_xlabel("time (s)", fontsize=10)
+    ax.set_ylabel(f"{r.scale} ({'higher' if r.higher_is_better else 'lower'} is better)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+
+
+def _picture(ax, rgb: np.ndarray | None, view, title: str, colour: str) -> None:
+    """One thumbnail or crop, filling its axes (which have the picture's shape), framed in its colour."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if rgb is not None:
+        ax.imshow(view(rgb), aspect="auto", interpolation="nearest" if view is centre_crop else "antialiased")
+    else:
+        ax.text(0.5, 0.5, "not decoded", ha="center", va="center", transform=ax.transAxes)
+    for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(2)
+    ax.set_title(title, fontsize=9, color=colour)
 
 
 def _thumbnails(path: str, indices: list[int]) -> dict[int, np.ndarray]:
@@ -189,7 +204,7 @@ def write_reports(results: Sequence, template: str | os.PathLike) -> list[Path]:
 def write_report(results: Sequence, path: str | os.PathLike, y_range: tuple[float, float] | None = None) -> Path:
     """The report of ``results`` (one page, one block per input) as a PNG."""
     fig = report_figure(results, y_range)
-    fig.savefig(path, dpi=150, bbox_inches="tight")  # a crop column is then about as wide as its 480 pixels
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return Path(path)
 
 
@@ -241,9 +256,6 @@ def compare_figure(results: Sequence, top: int = 8) -> Figure:
     right.scatter(table["vmaf"], table["contrique"], s=14, alpha=0.6, color="tab:blue")
     shown = table.head(top)
     right.scatter(shown["vmaf"], shown["contrique"], s=60, facecolors="none", edgecolors="tab:red", lw=1.5)
-    for n, row in enumerate(shown.itertuples(), 1):
-        right.annotate(str(n), (row.vmaf, row.contrique), xytext=(4, 4), textcoords="offset points", fontsize=9,
-                       color="tab:red", weight="bold")
     right.set_xlim(lo, hi)
     right.set_ylim(lo, hi)
     right.set_xlabel("VMAF")
@@ -252,17 +264,50 @@ def compare_figure(results: Sequence, top: int = 8) -> Figure:
     right.grid(alpha=0.3)
     tax = fig.add_subplot(grid[1, :])
     tax.axis("off")
-    rows = [[str(n), Path(r.file).name[-28:], str(int(r.frame)), f"{r.pts_time:.2f}", f"{r.contrique:.1f}",
+    rows = [[str(n), shorten(Path(r.file).name, FILE_CHARS), str(int(r.frame)), f"{r.pts_time:.2f}", f"{r.contrique:.1f}",
              f"{r.vmaf:.1f}", f"{r.contrique_rank:.0f}", f"{r.vmaf_rank:.0f}", f"{r.gap:+.0f}"]
             for n, r in enumerate(shown.itertuples(), 1)]
     cells = tax.table(cellText=rows, colLabels=["#", "file", "frame", "time (s)", "contrique", "VMAF", "rank ours",
                                                 "rank VMAF", "gap"], loc="upper center", cellLoc="center")
     cells.auto_set_font_size(False)
     cells.set_fontsize(9)
+    cells.auto_set_column_width(range(len(rows[0])))  # each column as wide as its longest text
     cells.scale(1, 1.3)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    label_points(right, list(zip(shown["vmaf"], shown["contrique"])), renderer)
     tax.set_title("where the two disagree most (percentile ranks among all frames; gap > 0: we rate it higher)",
                   fontsize=11)
     return fig
+
+
+def label_points(ax, points: Sequence[tuple[float, float]], renderer, size: int = 9) -> list:
+    """Number ``points`` 1, 2, ... with labels that overlap neither each other nor the numbered markers: each
+    label takes the first free place on rings around its point (a thin line leads to it when it is moved out),
+    as frames that disagree most often sit close together."""
+    taken = []  # display-space boxes of the labels placed, and of the markers
+    for x, y in points:
+        px, py = ax.transData.transform((x, y))
+        taken.append(Bbox.from_extents(px - 5, py - 5, px + 5, py + 5))
+    labels = []
+    candidates = [(r * np.cos(a), r * np.sin(a)) for r in (8, 16, 24, 34, 46, 60, 76, 94)
+                  for a in np.deg2rad(np.arange(45, 405, 30))]
+    inside = ax.get_window_extent(renderer)
+    for n, (x, y) in enumerate(points, 1):
+        for k, (dx, dy) in enumerate(candidates):
+            label = ax.annotate(str(n), (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=size,
+                                color="tab:red", weight="bold", ha="center", va="center",
+                                arrowprops=dict(arrowstyle="-", color="tab:red", lw=0.6, shrinkA=0, shrinkB=4)
+                                if k >= 12 else None)
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer).expanded(1.1, 1.1)  # the text, not its leader line
+            clear = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1) and \
+                not any(box.overlaps(other) for other in taken)
+            if clear or k == len(candidates) - 1:  # no free place near: the farthest keeps it readable
+                break
+            label.remove()
+        taken.append(box)
+        labels.append(label)
+    return labels
 
 
 def write_compare(results: Sequence, path: str | os.PathLike) -> tuple[Path, Path]:

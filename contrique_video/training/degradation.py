@@ -67,6 +67,9 @@ HELDOUT = [
     SKLEARN_CHINA, SKLEARN_FLOWER,
     "Blinds", "Bridge_by_Sander_Klootwijk", "ColdRipple", "Grey", "RainDrops", "Storm", "TwoWings",
 ]
+#: Held-out sharp-detail sources drawn here (text, line art, small objects on white: see
+#: contrique_video.training.grain.generated); the grain head's fit uses other seeds of the same drawings.
+HELDOUT_SHARP = ["gen:text/100", "gen:product/100", "gen:lineart/100"]
 #: Sources of the ranking constraints, in the order their features are computed (varied content first,
 #: so a run cut short still covers it).
 FIT = [
@@ -167,6 +170,11 @@ def load_pristine(name: str, wallpapers: Path | None = None, size: int = SIZE) -
     if name.endswith("#smooth"):
         big = load_pristine(name[: -len("#smooth")], wallpapers, 2 * size)
         return smoothest_crop(big, size)
+    if name.startswith("gen:"):  # a sharp-detail image drawn by contrique_video.training.grain
+        from contrique_video.training.grain import generated
+
+        kind, _, seed = name[4:].partition("/")
+        return generated(kind, int(seed or 0), size, size)
     if name.startswith("skimage:"):
         return crop_square(skimage_image(name.split(":", 1)[1]), size)
     if name.startswith("package:"):

@@ -135,7 +135,10 @@ def run_check(scorer: HeadScorer, sources: dict[str, np.ndarray], kinds: list[st
 
 
 def short_name(source: str) -> str:
-    """A source as its file stem, for report lines (``package:sklearn/.../china.jpg`` -> ``china``)."""
+    """A source as its file stem, for report lines (``package:sklearn/.../china.jpg`` -> ``china``); generated
+    sources keep their name (``gen:text/100``)."""
+    if source.startswith("gen:"):
+        return source
     return Path(source.split(":", 1)[-1]).stem
 
 
@@ -160,3 +163,28 @@ def report(result: CheckResult, worst: int = 12) -> str:
         lines.append(f"  {'clip ' if p['clip'] else ''}{p['kind']:<24} {short_name(p['source']):<28} {str(p['label']):>6} "
                      f"{p['score']:7.2f} {p['vs_previous']:+7.2f} {p['vs_clean']:+7.2f}")
     return "\n".join(lines)
+
+
+def append_csv(path: Path, rows: list[tuple[str, str, float]], command: str) -> None:
+    """Append (head, metric, value) rows to a results CSV with the columns date, cpu, commit, command, head,
+    metric, value (the header is written with the first rows)."""
+    import csv
+    import datetime
+    import platform
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["date", "cpu", "commit", "command", "head", "metric", "value"])
+        for head, metric, value in rows:
+            w.writerow([datetime.date.today().isoformat(), cpu, commit, command, head, metric, f"{value:.4f}"])

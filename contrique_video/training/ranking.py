@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -260,8 +260,23 @@ def fit_ridge_std(X: np.ndarray, y: np.ndarray, alphas: np.ndarray = RIDGE_ALPHA
     return RankedFit(w, float(model.intercept_ - w @ mu), {"alpha": float(model.alpha_)})
 
 
+@dataclass
+class PairTerm:
+    """Extra ranking pairs with a margin each: ``s(better) - s(worse) >= margins`` in raw points, penalised as
+    ``lam * mean(relu(margins - (s_better - s_worse))^2) / scale^2``. ``diffs`` holds the raw feature
+    differences (better - worse). A negative margin is an upper bound: (grainy, clean) with margin -12 says
+    grain costs at most 12 points."""
+
+    diffs: np.ndarray  # (P, D)
+    margins: np.ndarray  # (P,)
+    lam: float
+    scale: float = 1.0
+    name: str = ""
+
+
 def fit_ranked(X: np.ndarray, y: np.ndarray, rank: RankData | None, lam_rank: float = 1.0, margin: float = 1.0,
-               alpha: float | None = None, max_iter: int = 300, alphas: np.ndarray = RIDGE_ALPHAS) -> RankedFit:
+               alpha: float | None = None, max_iter: int = 300, alphas: np.ndarray = RIDGE_ALPHAS,
+               terms: Sequence[PairTerm] = ()) -> RankedFit:
     """Linear head fit on MOS with a squared-hinge ranking loss on the synthetic pairs.
 
     On features standardised with the MOS set's statistics, minimises::
@@ -271,7 +286,8 @@ def fit_ranked(X: np.ndarray, y: np.ndarray, rank: RankData | None, lam_rank: fl
 
     (the first and last terms are RidgeCV's objective scaled by 1 / (n var y), so with ``lam_rank=0`` the
     result is the ridge solution). ``alpha`` defaults to RidgeCV's leave-one-out choice on (X, y);
-    ``margin`` is in MOS points. Solved with L-BFGS from the ridge solution (the problem is convex).
+    ``margin`` is in MOS points. Each of ``terms`` (:class:`PairTerm`: clip pairs with their own margins)
+    adds its own squared-hinge term. Solved with L-BFGS from the ridge solution (the problem is convex).
     """
     from scipy.optimize import minimize
 
@@ -295,34 +311,35 @@ def fit_ranked(X: np.ndarray, y: np.ndarray, rank: RankData | None, lam_rank: fl
     K = Zc @ Zc.T
     w0 = Zc.T @ np.linalg.solve(K + alpha * np.eye(n), y - ym)
     b0 = ym - float(Z.mean(axis=0) @ w0)
-    if rank is None or lam_rank == 0 or len(rank.pairs) == 0:
+    groups = []  # (pair differences on standardised features, margins, weight of the mean squared hinge)
+    if rank is not None and lam_rank > 0 and len(rank.pairs):
+        S = (rank.X - mu) / sd
+        groups.append((S[rank.pairs[:, 0]] - S[rank.pairs[:, 1]], np.full(len(rank.pairs), float(margin)),
+                       lam_rank / (len(rank.pairs) * margin * margin)))
+    for t in terms:
+        if t.lam > 0 and len(t.diffs):
+            groups.append((np.asarray(t.diffs, np.float64) / sd, np.asarray(t.margins, np.float64),
+                           t.lam / (len(t.diffs) * t.scale * t.scale)))
+    if not groups:
         w, b = w0, b0
         info.update(iterations=0, pairs=0)
     else:
-        S = (rank.X - mu) / sd
-        pb, pw = rank.pairs[:, 0], rank.pairs[:, 1]
-        # Pair differences as a sparse +1/-1 operator over the synthetic rows: d = D @ (S w).
-        from scipy import sparse
-
-        P = len(pb)
-        D = sparse.csr_matrix((np.r_[np.ones(P), -np.ones(P)], (np.r_[np.arange(P), np.arange(P)], np.r_[pb, pw])),
-                              shape=(P, len(S)))
-        DS = np.asarray(D @ S)  # (P, d): pair feature differences
-        m2 = margin * margin
-
         def fun(theta):
             w, b = theta[:d], theta[d]
             r = Z @ w + b - y
-            h = np.maximum(0.0, margin - DS @ w)
-            loss = r @ r / (n * var) + lam_rank * (h @ h) / (P * m2) + lam2 * (w @ w)
-            gw = 2 * (Z.T @ r) / (n * var) - 2 * lam_rank * (DS.T @ h) / (P * m2) + 2 * lam2 * w
+            loss = r @ r / (n * var) + lam2 * (w @ w)
+            gw = 2 * (Z.T @ r) / (n * var) + 2 * lam2 * w
+            for DS, m, c in groups:
+                h = np.maximum(0.0, m - DS @ w)
+                loss += c * (h @ h)
+                gw -= 2 * c * (DS.T @ h)
             gb = 2 * r.sum() / (n * var)
             return loss, np.r_[gw, gb]
 
         res = minimize(fun, np.r_[w0, b0], jac=True, method="L-BFGS-B",
                        options={"maxiter": max_iter, "maxcor": 20, "gtol": 1e-9, "ftol": 1e-12})
         w, b = res.x[:d], float(res.x[d])
-        info.update(iterations=int(res.nit), loss=float(res.fun), pairs=int(P))
+        info.update(iterations=int(res.nit), loss=float(res.fun), pairs=int(sum(len(g[1]) for g in groups)))
     wr = w / sd
     return RankedFit(wr, float(b - wr @ mu), info)
 

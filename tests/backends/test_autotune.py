@@ -73,7 +73,7 @@ def test_fitting_asks_for_the_fastest_measured_fp32_path(monkeypatch, caplog):
     monkeypatch.setattr(autotune, "cached_choice", lambda *a, **k: choice)
     from contrique_video import backends
 
-    with caplog.at_level(logging.INFO, logger="contrique_video"):
+    with caplog.at_level(logging.DEBUG, logger="contrique_video"):
         assert backends.auto_choice("cpu", builtin_weights(), precision="fp32") == ("openvino", "fp32")
         assert backends.auto_choice("cpu", builtin_weights()) == ("torch", "bf16")
         assert backends.auto_choice("cpu", builtin_weights(), precision="int8") == ("onnxruntime", "int8")
@@ -135,14 +135,15 @@ def test_choice_is_cached_per_machine_and_model(bf16_machine, monkeypatch, caplo
     assert len(calls) == 4 and ("openvino", "bf16") in calls[-1]
 
 
-def test_open_backend_auto_logs_one_line(bf16_machine, monkeypatch, caplog):
-    """After ``bench --autotune`` measured this machine, auto runs the measured choice, not the preference."""
+def test_open_backend_auto_logs_one_line_with_v(bf16_machine, monkeypatch, caplog):
+    """After ``bench --autotune`` measured this machine, auto runs the measured choice, not the preference, and
+    says so (with the timings) at -v only."""
     from contrique_video.backends import autotune_here
 
     monkeypatch.setattr(autotune, "measure", lambda open_path, paths: {
         p: {"torch": 0.2}.get(p[0], 0.4) if p[1] == "fp32" else 0.5 for p in paths})
     assert autotune_here(bf16_machine).line().startswith("backend auto: torch fp32 (fastest")
-    with caplog.at_level(logging.INFO, logger="contrique_video"):
+    with caplog.at_level(logging.DEBUG, logger="contrique_video"):
         backend = open_backend(bf16_machine)
     assert backend.describe() == "torch eager fp32 on cpu"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("backend auto:")]

@@ -13,7 +13,8 @@ import pytest
 import torch
 from media import make_clip
 
-from contrique_video.api import Scorer, builtin_weights, prefetch
+from contrique_video.api import Scorer, builtin_weights
+from contrique_video.decode.prefetch import prefetch
 from contrique_video.backends import cpu as cpu_mod
 from contrique_video.backends import auto_choice, open_backend
 from contrique_video.backends.bench import sample_frames

@@ -8,7 +8,7 @@ import math
 import pytest
 from media import expected_times, make_clip
 
-from contrique_video.decode.sampler import Sampling
+from contrique_video.decode.sampler import Sampling, StreamSelector
 from contrique_video.decode import open_source
 from contrique_video.errors import InputError
 
@@ -151,13 +151,49 @@ def test_frames_duration_is_clamped_to_the_video():
     assert kept == [30, 42]  # targets 1.25 and 1.75 s
 
 
-def test_frames_without_duration_falls_back_to_1fps(caplog):
-    times = cfr(72)
+def stream(n, times, fps=None):
+    """frames N over ``times`` as a pipe gives them (no duration): the chosen indices, the most candidates ever
+    held, and the selector."""
+    sel = Sampling("frames", n).selector(None, fps)
+    assert isinstance(sel, StreamSelector) and Sampling("frames", n).on_stream(None)
+    most = 0
+    for i, t in enumerate(times):
+        sel.offer(i, t)
+        most = max(most, len(sel.candidates))
+    return sel.choose(), most, sel
+
+
+@pytest.mark.parametrize("frames, fps", [(64, 24.0), (50, 30.0), (33, 25.0), (10, 24.0)])
+def test_a_short_stream_gives_the_frames_a_file_gives(frames, fps, caplog):
+    """Up to 2N frames every frame is held, so a pipe scores the frames the file of the same length scores."""
+    times = cfr(frames, fps)
     with caplog.at_level(logging.INFO, logger="contrique_video"):
-        kept, _ = run(Sampling("frames", 32), times, total=None)
-    assert kept == [0, 24, 48]
+        chosen, most, sel = stream(32, times, fps)
+    file, _ = run(Sampling("frames", 32), times, total=frames / fps, fps=fps)
+    assert chosen == file and most <= 64
+    assert sel.description.startswith(f"{len(file)} frames uniformly over a stream of unknown length ({frames} frames")
     # an info line, not a warning: a pipe always has no duration, and -q must silence it
-    assert [r.levelno for r in caplog.records if "1 fps" in r.getMessage()] == [logging.INFO]
+    assert [r.levelno for r in caplog.records if "unknown" in r.getMessage()] == [logging.INFO]
+
+
+@pytest.mark.parametrize("frames", [100, 1800, 18000])
+def test_a_long_stream_holds_at_most_2n_and_ends_near_the_file_choice(frames):
+    fps = 30.0
+    times = cfr(frames, fps)
+    chosen, most, sel = stream(64, times, fps)
+    file, _ = run(Sampling("frames", 64), times, total=frames / fps, fps=fps)
+    assert len(chosen) == len(file) == 64 and most <= 2 * 64 + 1
+    assert chosen == sorted(set(chosen))
+    # each chosen frame is the held one nearest the file's: within half a stride of it
+    assert max(abs(a - b) for a, b in zip(chosen, file)) <= sel.stride / 2
+    assert sel.stride == 1 or f"1 frame in every {sel.stride})" in sel.description
+
+
+def test_a_stream_without_a_rate_uses_its_timestamps():
+    times = cfr(500, 24.0)
+    chosen, _, sel = stream(16, times, fps=None)
+    file, _ = run(Sampling("frames", 16), times, total=500 / 24.0, fps=None)
+    assert len(chosen) == 16 and max(abs(a - b) for a, b in zip(chosen, file)) <= sel.stride / 2
 
 
 def test_frames_with_explicit_duration_needs_no_total(caplog):

@@ -11,7 +11,8 @@ import pytest
 from media import expected_times, make_clip
 
 from contrique_video.decode import open_source, seeking
-from contrique_video.decode.sampler import FrameIndices, Sampling
+from contrique_video.decode.indices import FrameIndices
+from contrique_video.decode.sampler import Sampling
 from contrique_video.errors import InputError
 
 SAMPLINGS = [

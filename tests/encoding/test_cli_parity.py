@@ -15,7 +15,7 @@ import pytest
 from encoding_helpers import real_ffmpeg
 
 from contrique_video.encoding.encode import encode
-from contrique_video.encoding.ffmpeg_cli import ffmpeg_encoders, find_ffmpeg
+from contrique_video.ffmpeg import ffmpeg_encoders, find_ffmpeg
 
 PICT = "?IPBSipb"  # AVPictureType: 1 I, 2 P, 3 B, ...
 SOURCE = ["-f", "lavfi", "-i", "testsrc2=s=320x180:r=24:d=2"]  # 48 moving frames

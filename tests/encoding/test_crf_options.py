@@ -150,7 +150,7 @@ def test_bad_values_are_usage_errors_in_one_line(d, args, message, monkeypatch):
 
 
 def test_options_are_not_checked_against_an_ffmpeg_that_lacks_the_encoder():
-    from contrique_video.encoding.ffmpeg_cli import encoder_help
+    from contrique_video.ffmpeg import encoder_help
 
     assert encoder_help("libnosuch", real_ffmpeg()) is None  # "not recognized" is not a list of no options
     assert "Supported pixel formats" in encoder_help("libx264", real_ffmpeg())

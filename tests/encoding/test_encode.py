@@ -73,7 +73,7 @@ def test_any_encoder_by_name_with_its_quality_option():
 
 
 def test_no_ffmpeg_is_one_line_naming_the_extra(monkeypatch):
-    import contrique_video.encoding.ffmpeg_cli as cli
+    import contrique_video.ffmpeg as cli
 
     monkeypatch.setenv("PATH", "")
     monkeypatch.setattr(cli, "_bundled_ffmpeg", lambda: None)

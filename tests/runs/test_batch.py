@@ -12,7 +12,7 @@ import time
 import pytest
 from click.testing import CliRunner
 from media import make_clip, make_text
-from checkpoints import small_model_with_head
+from checkpoints import interrupt_on, small_model_with_head
 
 from contrique_video.cli import main
 
@@ -112,22 +112,6 @@ def test_awkward_file_names(batch, tmp_path, monkeypatch, name):
     res = CliRunner().invoke(main, ["-q", "score", *model_args(d), "--format", "json", "--", name])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["file"] == name
-
-
-def interrupt_on(monkeypatch, call: int) -> list[str]:
-    """Make the scorer raise KeyboardInterrupt (Ctrl-C) when it is asked for its ``call``-th input."""
-    from contrique_video.api import Scorer
-
-    real, calls = Scorer.score, []
-
-    def score(self, path, **kwargs):
-        calls.append(str(path))
-        if len(calls) == call:
-            raise KeyboardInterrupt
-        return real(self, path, **kwargs)
-
-    monkeypatch.setattr(Scorer, "score", score)
-    return calls
 
 
 def test_ctrl_c_keeps_the_table_rows_and_the_plot_of_finished_inputs(batch, tmp_path, monkeypatch):

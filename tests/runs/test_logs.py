@@ -115,6 +115,7 @@ def test_atomic_write_leaves_the_old_file_when_rendering_fails(tmp_path, monkeyp
 def test_sub_scores_and_vmaf_columns_are_logged_beside_contrique():
     class Result:
         file, model, head, scale, sampling, higher_is_better, score = "a.mp4", "m", "h", "MOS", "all", True, 50.0
+        pooling = "head of the mean feature"
         frames = pd.DataFrame({"frame": [0, 1], "pts_time": [0.0, 0.04], "score": [40.0, 60.0], "raw": [0.1, 0.2],
                                "vmaf": [90.0, float("nan")]})
         reference = {"vmaf": 90.0}

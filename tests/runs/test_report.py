@@ -16,8 +16,8 @@ from checkpoints import small_model_with_head
 from contrique_video.cli import main
 from contrique_video.decode.sampler import Sampling
 from contrique_video.decode import open_source
+from contrique_video.decode.indices import FrameIndices
 from contrique_video.runs.report import (
-    FrameIndices,
     band,
     decode_frames,
     extremes,

@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
-from checkpoints import small_model_with_head
+from checkpoints import interrupt_on, small_model_with_head
 from media import make_clip, make_text
 
 from contrique_video import score_many
@@ -55,15 +55,7 @@ def test_interrupted_run_keeps_finished_outputs_and_resume_completes_them(batch,
     pytest.importorskip("pyarrow")
     names = [str(batch / f"clip{i}.mp4") for i in range(3)]
     out, frames, table = tmp_path / "out.jsonl", tmp_path / "frames.csv", tmp_path / "t.parquet"
-    real, calls = Scorer.score, []
-
-    def score(self, path, **kwargs):
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, path, **kwargs)
-
-    monkeypatch.setattr(Scorer, "score", score)
+    interrupt_on(monkeypatch, 2)
     seen = []
     with pytest.raises(KeyboardInterrupt):
         for outcome in score_many(names, scorer=scorer, sampling=Sampling("frames", 2), output=out,
@@ -74,7 +66,7 @@ def test_interrupted_run_keeps_finished_outputs_and_resume_completes_them(batch,
     assert list(pd.read_parquet(table)["file"]) == names[:1]
     assert set(pd.read_csv(frames)["file"]) == {names[0]} and not (tmp_path / "frames.csv.partial").exists()
 
-    monkeypatch.setattr(Scorer, "score", real)
+    monkeypatch.undo()
     rest = [o.file for o in score_many(names, scorer=scorer, sampling=Sampling("frames", 2), output=out, resume=True,
                                       parquet=table)]
     assert rest == names[1:]  # the finished input was not scored again

@@ -101,3 +101,18 @@ def run_ffmpeg(ffmpeg: str, args: list[str], what: str, on_progress: Callable[[i
     if code != 0:
         raise EncodeError(f"ffmpeg exited with code {code} while {what}: {last}")
     return "".join(lines)
+
+
+#: Scaling to a display size, as VMAF practice does (ffmpeg's scale filter default), into a lossless file
+#: (FFV1 keeps any pixel format), so the scaled copy holds what the scaler made.
+UPSCALE = "bicubic"
+LOSSLESS = ["-c:v", "ffv1"]
+
+
+def scale_lossless(src: str | os.PathLike, dst: str | os.PathLike, size: tuple[int, int],
+                   ffmpeg: str | os.PathLike | None = None) -> str:
+    """``src``'s video resized to ``size`` (width, height) with bicubic filtering, losslessly; returns ``dst``.
+    Both ``score --display`` and the ladder's display-size renditions go through it."""
+    run_ffmpeg(find_ffmpeg(ffmpeg), ["-i", str(src), "-map", "0:v:0", "-vf", f"scale={size[0]}:{size[1]}:flags={UPSCALE}",
+                                     *LOSSLESS, str(dst)], f"scaling {os.path.basename(src)} to {size[0]}x{size[1]}")
+    return str(dst)
