@@ -42,7 +42,7 @@ FRAME_COLUMNS = ["frame", "pts_time", "score"]
 POOLING = "head applied to the mean feature of the scored frames; frame scores are the head applied to each frame"
 #: Pixels per encoder call on the CPU: one 1080p frame. The encoder's activations grow with the pixels in a call,
 #: so they, not the decoded frames, set the peak memory: the default score of a 1080p clip peaked at 4.1 GB
-#: with 4 frames per call and 1.4 GB with 1 (scripts/memory_bench.py). Smaller frames still go several at a time.
+#: with 4 frames per call and 1.4 GB with 1 (results/memory.csv). Smaller frames still go several at a time.
 CPU_BATCH_PIXELS = 1920 * 1088
 
 

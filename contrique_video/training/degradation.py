@@ -68,7 +68,7 @@ HELDOUT = [
     "Blinds", "Bridge_by_Sander_Klootwijk", "ColdRipple", "Grey", "RainDrops", "Storm", "TwoWings",
 ]
 #: Held-out sharp-detail sources drawn here (text, line art, small objects on white: see
-#: contrique_video.training.grain.generated); the grain head's fit uses other seeds of the same drawings.
+#: contrique_video.training.sharp.generated); the grain head's fit uses other seeds of the same drawings.
 HELDOUT_SHARP = ["gen:text/100", "gen:product/100", "gen:lineart/100"]
 #: Sources of the ranking constraints, in the order their features are computed (varied content first,
 #: so a run cut short still covers it).
@@ -170,8 +170,8 @@ def load_pristine(name: str, wallpapers: Path | None = None, size: int = SIZE) -
     if name.endswith("#smooth"):
         big = load_pristine(name[: -len("#smooth")], wallpapers, 2 * size)
         return smoothest_crop(big, size)
-    if name.startswith("gen:"):  # a sharp-detail image drawn by contrique_video.training.grain
-        from contrique_video.training.grain import generated
+    if name.startswith("gen:"):  # a sharp-detail image drawn by contrique_video.training.sharp
+        from contrique_video.training.sharp import generated
 
         kind, _, seed = name[4:].partition("/")
         return generated(kind, int(seed or 0), size, size)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from contrique_video.errors import InputError
-from contrique_video.training import grain
+from contrique_video.training import grain, sharp
 from contrique_video.training.ranking import PairTerm, fit_ranked
 
 
@@ -53,12 +53,12 @@ def test_metrics_measure_rises_above_source_and_grain_cost():
 
 
 def test_generated_sharp_sources_are_deterministic_and_named():
-    a = grain.generated("text", 1, 200, 100)
-    np.testing.assert_array_equal(a, grain.generated("text", 1, 200, 100))
+    a = sharp.generated("text", 1, 200, 100)
+    np.testing.assert_array_equal(a, sharp.generated("text", 1, 200, 100))
     assert a.shape == (100, 200, 3) and (a < 128).any() and (a == 255).any()
-    assert not np.array_equal(a, grain.generated("text", 2, 200, 100))
+    assert not np.array_equal(a, sharp.generated("text", 2, 200, 100))
     with pytest.raises(InputError, match="unknown generated source"):
-        grain.generated("nope", 0, 10, 10)
+        sharp.generated("nope", 0, 10, 10)
     with pytest.raises(InputError, match="wallpaper"):
         grain.source_image("Storm", None)
 
@@ -76,12 +76,12 @@ def test_pair_terms_with_negative_margins_bound_a_cost():
 
 
 def test_shipped_head_never_rewards_grain_removal_and_grain_raises_nothing(tmp_path):
-    """CI guard (experiments/fit_grain_head.py holds the full check): the built-in model with its default head
+    """CI guard (the degradation check's --grain rows hold the full check): the built-in model with its default head
     on a 2-frame 960x540 pan of a held-out photo (grain is measured at the size the targets name). More grain
     never scores higher, and an encoder's smoothing of a grainy source gains at most 5 points: from one
     CRF to the next (x264 CRF 16-48) and over the lossless source. clive-v3 gains 68 points here (CRF 24
     over CRF 16); clive-v4 gains 3.9 on this soft (upscaled) photo, above the 1-point target that it meets
-    on the held-out clips of experiments/fit_grain_head.py, so the guard's bound is 5."""
+    on the held-out clips the head was fit on, so the guard's bound is 5."""
     from PIL import Image
 
     from contrique_video.training import degradation as deg

@@ -1,7 +1,7 @@
 """Peak resident memory (RSS) of the default ``contrique-video score`` at 720p, 1080p and 2160p.
 
-    python scripts/memory_bench.py --label after                  # appends to results/memory.csv
-    python scripts/memory_bench.py --label before --heights 720,1080 --extra "--batch-size 4"
+    python experiments/memory_bench.py --label after                  # appends to results/memory.csv
+    python experiments/memory_bench.py --label before --heights 720,1080 --extra "--batch-size 4"
 
 Each measurement is one fresh ``python -m contrique_video score CLIP`` process; its peak RSS is the kernel's
 ``ru_maxrss`` for that child (``os.wait4``), the number ``/usr/bin/time -f %M`` prints. The clips are the

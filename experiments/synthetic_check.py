@@ -1,6 +1,6 @@
 """Can a cheap per-frame test tell synthetic pictures (test patterns) from natural ones? (issue #29, item 10)
 
-    python scripts/synthetic_check.py --clips /tmp/syn --clive ../shared/data/clive-train/images \
+    python experiments/synthetic_check.py --clips /tmp/syn --clive ../shared/data/clive-train/images \
         --natural samples/sample.mp4 /tmp/contrique-memory-bench/clip_*p.mp4 \
         --out results/synthetic_check.csv
 
