@@ -212,7 +212,7 @@ def test_messages_name_the_model_not_its_file(monkeypatch, tmp_path, caplog):
     monkeypatch.setattr(onnx_cache, "load_model", lambda weights: None)
     with caplog.at_level(logging.INFO, logger="contrique_video"):
         onnx_cache.cached_export(builtin_weights())
-    assert f"exporting {builtin_card()['id']} to ONNX" in caplog.text and "builtin.json" not in caplog.text
+    assert f"prepared {builtin_card()['id']} for ONNX Runtime" in caplog.text and "builtin.json" not in caplog.text
 
 
 def test_verbose_flag(media):
