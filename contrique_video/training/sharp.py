@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from contrique_video.errors import InputError
+
 
 def _font(size: int):
     from matplotlib import font_manager
