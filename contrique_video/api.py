@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from contrique_video.backends import open_backend
 from contrique_video.decode import Frame, open_source
@@ -29,10 +29,9 @@ from contrique_video.decode.sampler import Sampling
 from contrique_video.errors import InputError, ModelError
 from contrique_video.features import Block
 from contrique_video.models import model_path
+from contrique_video.models.card import NSS_FEATURES as NUM_NSS
 from contrique_video.models.card import is_card, read_card
 from contrique_video.models.head import LinearHead, resolve_head
-from contrique_video.models.nss import NUM_FEATURES as NUM_NSS
-from contrique_video.models.nss import nss_features
 from contrique_video.pooling import RunningMean, score_stats
 
 log = logging.getLogger("contrique_video")
@@ -162,8 +161,8 @@ class Scorer:
         threads: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
-        if threads:
-            torch.set_num_threads(threads)
+        if threads and "torch" in sys.modules:  # a torch backend sets them when it opens (backends/pytorch.py)
+            sys.modules["torch"].set_num_threads(threads)
         if weights is None:
             path = builtin_weights()
             if path is None:
@@ -215,6 +214,8 @@ class Scorer:
         """
         if not self.nss:
             return self.backend(frames)
+        from contrique_video.models.nss import nss_features  # SciPy: only for a card with NSS features
+
         nss = self._worker.submit(lambda: np.stack([nss_features(f) for f in frames]))
         return np.hstack([self.backend(frames), nss.result()])
 

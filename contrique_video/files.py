@@ -1,26 +1,48 @@
-"""Files the package writes and checks: atomic writes, SHA-256 digests, the cache folder.
+"""Files the package writes and checks: atomic writes and SHA-256 digests.
 
-One of each, so that every output, checkpoint and cached export is replaced whole or not at all (a crash or
-Ctrl-C leaves the old file or the new one, never a part), and every digest is computed the same way.
+One of each, so that every output, checkpoint and cached export is replaced whole or not at all (a crash, a
+Ctrl-C or another process writing the same file leaves the old file or a new one, never a part), and every
+digest is computed the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-
-def cache_dir() -> Path:
-    """Where exports, engines and auto's timings are kept: $CONTRIQUE_VIDEO_CACHE or ~/.cache/contrique-video."""
-    root = os.environ.get("CONTRIQUE_VIDEO_CACHE") or Path.home() / ".cache" / "contrique-video"
-    return Path(root)
+from contrique_video.cache import cache_dir
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """The file's SHA-256 (hex), read in 1 MiB blocks."""
+def sha256_file(path: str | os.PathLike, remember: bool = False) -> str:
+    """The file's SHA-256 (hex), read in 1 MiB blocks.
+
+    ``remember``: keep it in the cache (``digests/``) by the file's resolved path, size and modification time and
+    answer from there while those hold, so a start-up does not read and hash the model's weights again."""
+    if not remember:
+        return _sha256(path)
+    path = Path(path).resolve()
+    stat = path.stat()
+    stamp = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    memo = cache_dir() / "digests" / f"{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.json"
+    try:
+        saved = json.loads(memo.read_text())
+        if {k: saved.get(k) for k in stamp} == stamp and isinstance(saved.get("sha256"), str):
+            return saved["sha256"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    digest = _sha256(path)
+    with contextlib.suppress(OSError):  # a read-only cache only costs the hashing
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(memo, json.dumps({**stamp, "sha256": digest}))
+    return digest
+
+
+def _sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -28,13 +50,16 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to (with any library's save); on success it replaces ``path``
-    (``os.replace``), on any exception it is removed. The file gets the permissions of the one it replaces,
-    or a new file's under the umask."""
+    (``os.replace``), on any exception it is removed. The temporary's name is made unique by ``mkstemp`` (created
+    exclusively), so processes writing the same file at once never share one. The file gets the permissions of
+    the one it replaces, or a new file's under the umask."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}.partial")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, _mode(path))
@@ -62,4 +87,4 @@ def _mode(path: Path) -> int:
     return 0o666 & ~umask
 
 
-__all__ = ["atomic_path", "atomic_write", "cache_dir", "sha256_file"]
+__all__ = ["atomic_path", "atomic_write", "sha256_file"]

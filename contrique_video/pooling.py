@@ -7,7 +7,6 @@ exactly the mean of the per-frame scores. The other statistics help find bad seg
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 
 class RunningMean:
@@ -33,7 +32,7 @@ def score_stats(scores: np.ndarray) -> dict[str, float | None]:
     """Pooled statistics of per-frame scores, as reported in JSON output."""
     s = np.asarray(scores, dtype=np.float64)
     # The harmonic mean weighs low scores more (as VMAF users know it); undefined (None) unless all scores > 0.
-    harmonic = float(stats.hmean(s)) if np.all(s > 0) else None
+    harmonic = float(1.0 / np.mean(1.0 / s)) if np.all(s > 0) else None  # scipy.stats.hmean, without its 1.5 s import
     return {
         "mean": float(s.mean()),
         "harmonic_mean": harmonic,

@@ -29,9 +29,14 @@ log = logging.getLogger("contrique_video")
 
 BACKENDS = ("auto", *REGISTRY)
 PRECISIONS = ("auto", *dict.fromkeys(p for spec in REGISTRY.values() for ps in spec.precisions.values() for p in ps))
-#: What auto runs without measuring, best first: the first whose package is installed (CPU: when there is no
-#: model to measure, or a precision was asked for).
-PREFERENCE = {"cuda": (("tensorrt", "fp16"), ("torch", "fp16")), "cpu": (("onnxruntime", "fp32"), ("torch", "fp32"))}
+#: What auto runs, best first: the first installed path the CPU runs natively (a reduced precision only with an
+#: in-bounds accuracy entry in the model's card; see autotune.prefer). On a CPU: OpenVINO fp32 was the fastest
+#: path for the built-in model on the AVX2-only AMD and the Intel AMX machines, 1.3-1.5x ONNX Runtime; OpenVINO
+#: bf16 3.4x eager bf16 on the AMX one (README, Backends and speed). ``contrique-video bench --autotune`` times
+#: the candidates on this machine instead and auto then uses that measurement.
+PREFERENCE = {"cuda": (("tensorrt", "fp16"), ("torch", "fp16")),
+              "cpu": (("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32"), ("openvino", "bf16"),
+                      ("torch", "bf16"))}
 
 
 def paths(device: str = "cpu") -> list[tuple[str, str]]:
@@ -57,36 +62,46 @@ def available(cuda: bool) -> str:
 
 def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: int | None = None,
                 precision: str = "auto") -> tuple[str, str]:
-    """What ``--backend auto`` runs: the fastest path whose scores stay inside the accuracy bounds.
+    """What ``--backend auto`` runs: the best path whose scores stay inside the accuracy bounds.
 
-    CPU with ``weights``: the per-machine, per-model choice of :func:`contrique_video.backends.autotune.choose`
-    (measured once, cached); with a ``precision`` (fp32 for fitting, or asked for), the fastest path at that
-    precision in the same measurement, else the first installed path offering it. Otherwise the first installed
-    path of :data:`PREFERENCE` for the device.
+    CPU with ``weights``: this machine's measured choice when ``bench --autotune`` made one, else the first path
+    of :data:`PREFERENCE` the CPU and the model's card allow (:func:`contrique_video.backends.autotune.prefer`:
+    nothing is timed, so a first run pays no measurement); with a ``precision`` (fp32 for fitting, or asked
+    for), the best path at that precision. Otherwise the first installed path of :data:`PREFERENCE` for the device.
     """
     from contrique_video.backends import autotune
 
     kind = "cuda" if device.startswith("cuda") else "cpu"
     if kind == "cpu" and weights is not None:
-        def timer(paths: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
-            return autotune.measure(lambda p: open_backend(weights, *p, "cpu", threads), paths)
-
-        choice = autotune.choose(weights, auto_paths(), timer, threads)
+        choice = autotune.cached_choice(weights, threads) or autotune.prefer(weights, auto_paths(), PREFERENCE[kind])
         picked = choice.fastest_at(precision) if precision != "auto" else (choice.backend, choice.precision)
-        say = log.debug if choice.cached else log.info  # once, on the run that measured; -v shows it again
-        log.debug("%s", choice.detail())
+        # -v only: a run measures nothing (`bench --autotune` prints what it measured), and a first run's
+        # "prepared ... for OpenVINO" line already names the backend
         if picked == (choice.backend, choice.precision):
-            say("%s", choice.line())
+            log.debug("%s", choice.line())
         elif picked is not None:
-            say("backend auto: %s %s (the fastest %s path measured here)", *picked, precision)
+            log.debug("backend auto: %s %s (the fastest %s path measured here)", *picked, precision)
         else:
             offering = [p for p in [*PREFERENCE[kind], *paths(device)] if p[1] == precision and REGISTRY[p[0]].installed()]
             # none offers it here (bf16 on a CPU without bf16): open_backend then says which precisions exist
             picked = offering[0] if offering else (next(n for n, _ in PREFERENCE[kind] if REGISTRY[n].installed()),
                                                    precision)
-            log.info("backend auto: %s %s (no %s path was measured here)", *picked, precision)
+            log.info("backend auto: %s %s (the preferred %s path here)", *picked, precision)
         return picked
     return next(p for p in PREFERENCE[kind] if REGISTRY[p[0]].installed())
+
+
+def autotune_here(weights: str | os.PathLike, threads: int | None = None):
+    """Time auto's CPU candidates for ``weights`` on this machine (10-30 s on two cores) and keep the result, which
+    ``--backend auto`` then uses instead of :data:`PREFERENCE`; returns the :class:`~.autotune.Choice`."""
+    from contrique_video.backends import autotune
+
+    weights = model_path(weights)
+
+    def timer(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        return autotune.measure(lambda p: open_backend(weights, *p, "cpu", threads), pairs)
+
+    return autotune.choose(weights, auto_paths(), timer, threads, remeasure=True)
 
 
 def preprocess_for(weights: Path) -> TwoScale:
@@ -110,7 +125,7 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
         if onnx_file:
             backend = "onnxruntime"  # an ONNX file runs at the precision it was exported at
         elif measured:
-            backend, precision = auto_choice(device, weights, threads, precision)  # measured per machine; logs why
+            backend, precision = auto_choice(device, weights, threads, precision)  # per machine and model; logs why
         else:
             backend, auto_precision = auto_choice(device)
             if precision == "auto":
@@ -136,5 +151,5 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
     return spec.opener(weights, precision, device, threads, preprocess_for(weights))
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "PREFERENCE", "REGISTRY", "Backend", "BackendSpec", "auto_choice", "available",
-           "auto_paths", "open_backend", "paths", "preprocess_for"]
+__all__ = ["BACKENDS", "PRECISIONS", "PREFERENCE", "REGISTRY", "Backend", "BackendSpec", "auto_choice", "autotune_here",
+           "available", "auto_paths", "open_backend", "paths", "preprocess_for"]

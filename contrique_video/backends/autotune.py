@@ -1,4 +1,5 @@
-"""What ``--backend auto`` runs on a CPU: per machine and per model, from what the CPU has and a short measurement.
+"""What ``--backend auto`` runs on a CPU: per machine and per model, from what the CPU has and the installed
+runtimes; measured only when asked (``contrique-video bench --autotune``).
 
 1. **Candidates.** The registry's installed CPU paths that auto may pick (``BackendSpec.auto``): fp32 always,
    a reduced precision only where the CPU runs it natively (bf16: ``avx512_bf16`` or ``amx_bf16`` in
@@ -6,22 +7,26 @@
    ``"openvino bf16"``: the same precision moves scores differently on another runtime) inside the bounds
    (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``contrique-video precision-check``). A
    checkpoint without a card has no such entries, so it stays at fp32. ``torch.compile`` is not a candidate:
-   it costs 15-40 s per new frame size on two cores, which a short measurement cannot weigh; ask for it with
-   ``--backend torch-compile``.
-2. **Measurement.** Each candidate scores one 720p frame (both scales): one warm-up, then
-   :data:`REPEATS` timed runs round-robin over the candidates; the fastest best time wins. 10-30 s on
-   two cores, once per machine and model. Native reduced-precision paths without an in-bounds entry are
-   timed too but never picked, so an explicit ``--precision bf16`` gets the fastest bf16 path.
-3. **Cache.** The result is kept in ``$CONTRIQUE_VIDEO_CACHE/auto/<key>.json`` (default
-   ``~/.cache/contrique-video``), keyed by CPU model, the relevant flags, torch's CPU capability, thread
+   it costs 15-40 s per new frame size on two cores; ask for it with ``--backend torch-compile``.
+2. **Choice without measuring** (:func:`prefer`, the default): the first candidate in a fixed preference order
+   (``backends.PREFERENCE``), an in-bounds reduced precision before fp32. Timing every candidate on a 720p
+   frame cost a first run 10-30 s on two cores, more than scoring a short clip; the order comes from those
+   measurements on three CPUs (README, Backends and speed).
+3. **Measurement** (:func:`choose`, for ``bench --autotune``). Each candidate scores one 720p frame (both scales):
+   one warm-up, then :data:`REPEATS` timed runs round-robin over the candidates; the fastest best time wins.
+   Native reduced-precision paths without an in-bounds entry are timed too but never picked, so an explicit
+   ``--precision bf16`` gets the fastest bf16 path.
+4. **Cache.** A measured result is kept in ``$CONTRIQUE_VIDEO_CACHE/auto/<key>.json`` (default
+   ``~/.cache/contrique-video``) and used by auto from then on, keyed by CPU model, the relevant flags, thread
    count, the model's digest, its card's accuracy entries, the measured frame size and the torch, onnxruntime
-   and openvino versions. A file that does not parse or holds another key is measured again, with a warning.
+   and openvino versions (read without importing them). A file that does not parse or holds another key is
+   ignored, with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -34,9 +39,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, native, read_cpuinfo, torch_capability
+from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, inference_threads, native, read_cpuinfo
+from contrique_video.cache import cache_dir
 from contrique_video.errors import ContriqueError, UnsupportedError
-from contrique_video.files import atomic_write, cache_dir
+from contrique_video.files import atomic_write
 from contrique_video.models.card import is_card, model_digest, read_card
 
 if TYPE_CHECKING:
@@ -126,16 +132,9 @@ class Choice:
     reason: str
     timings: dict  # "backend precision" -> seconds
     key: dict
-    cached: bool = False  # read from the cache (made by an earlier run), not measured by this one
 
     def line(self) -> str:
-        """One short line for the run that made the choice: what, and why in a few words."""
-        why = f"fastest of {len(self.timings)} paths measured here" if len(self.timings) > 1 else \
-            self.reason.split(";")[0]
-        return f"backend auto: {self.backend} {self.precision} ({why})"
-
-    def detail(self) -> str:
-        """The whole reason: the timings and the paths left out (``-v``)."""
+        """What auto runs and why: the timings (when measured) and the paths left out."""
         return f"backend auto: {self.backend} {self.precision} ({self.reason})"
 
     def fastest_at(self, precision: str) -> Path_ | None:
@@ -148,21 +147,17 @@ class Choice:
 
 def cache_key(weights: str | os.PathLike, threads: int | None) -> dict:
     """What the choice depends on. The card's measured accuracy entries are part of it, so a new entry
-    (``contrique-video precision-check --write-card``) is timed, not hidden behind the choice made before it."""
-    import torch
-
+    (``contrique-video precision-check --write-card``) is not hidden behind the choice made before it. Nothing
+    here imports a runtime (torch alone costs a second of start-up)."""
     name, flags = read_cpuinfo()
-    versions = {"torch": torch.__version__}
-    if importlib.util.find_spec("onnxruntime"):
-        import onnxruntime
-
-        versions["onnxruntime"] = onnxruntime.__version__
-    if importlib.util.find_spec("openvino"):
-        versions["openvino"] = metadata.version("openvino")  # without importing it (0.4 s)
+    versions = {}
+    for package in ("torch", "onnxruntime", "openvino"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
     accuracy = json.dumps(model_precisions(weights), sort_keys=True)
-    return {"cpu": name, "flags": sorted(flags & set(RELEVANT_FLAGS)), "torch_capability": torch_capability(),
-            "threads": threads or torch.get_num_threads(), "model": model_digest(weights),
-            "accuracy": hashlib.sha256(accuracy.encode()).hexdigest()[:16], "frame": list(FRAME_SIZE), **versions}
+    return {"cpu": name, "flags": sorted(flags & set(RELEVANT_FLAGS)), "threads": inference_threads(threads),
+            "model": model_digest(weights), "accuracy": hashlib.sha256(accuracy.encode()).hexdigest()[:16],
+            "frame": list(FRAME_SIZE), **versions}
 
 
 def model_precisions(weights: str | os.PathLike) -> dict:
@@ -182,9 +177,9 @@ def read_cached(path: Path, key: dict) -> Choice | None:
         data = json.loads(path.read_text())
         if data["key"] != key:
             raise ValueError("another machine's or model's key")
-        return Choice(data["backend"], data["precision"], data["reason"], dict(data["timings"]), key, cached=True)
+        return Choice(data["backend"], data["precision"], data["reason"], dict(data["timings"]), key)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("auto: cached choice %s is unreadable (%s); measuring again", path, str(exc).splitlines()[0][:80])
+        log.warning("auto: cached choice %s is unreadable (%s); not using it", path, str(exc).splitlines()[0][:80])
         return None
 
 
@@ -213,18 +208,32 @@ def decide(paths: list[Path_], skipped: list[str], timer: Callable[[list[Path_]]
 
 
 def cached_choice(weights: str | os.PathLike, threads: int | None = None) -> Choice | None:
-    """auto's cached CPU choice for these weights on this machine, or None when not measured yet."""
+    """The measured CPU choice for these weights on this machine (``bench --autotune``), or None."""
     key = cache_key(weights, threads)
     return read_cached(cache_path(key), key)
 
 
+def prefer(weights: str | os.PathLike, offered: Sequence[Path_], order: Sequence[Path_]) -> Choice:
+    """auto's CPU choice without measuring: among ``offered``, the first candidate in ``order`` (paths it does not
+    name come after it), an in-bounds reduced precision before fp32; the reason names what was left out."""
+    _, flags = read_cpuinfo()
+    rank = {p: i for i, p in enumerate(order)}
+    ranked = sorted(offered, key=lambda p: rank.get(p, len(rank)))
+    paths, skipped = candidates(flags, model_precisions(weights), ranked)
+    if not paths:
+        raise UnsupportedError("backend auto: no CPU path is installed here; pass --backend explicitly")
+    best = next((p for p in paths if p[1] != "fp32"), paths[0])
+    reason = "preferred on this CPU; `contrique-video bench --autotune` times the paths here instead"
+    return Choice(*best, reason + (f"; {'; '.join(skipped)}" if skipped else ""), {}, {})
+
+
 def choose(weights: str | os.PathLike, offered: Sequence[Path_], timer: Callable[[list[Path_]], dict[Path_, float]],
-           threads: int | None = None) -> Choice:
-    """auto's CPU choice among ``offered`` for these weights on this machine: from the cache, else timed
-    (``timer``, e.g. :func:`measure`) and cached."""
+           threads: int | None = None, remeasure: bool = False) -> Choice:
+    """The measured CPU choice among ``offered`` for these weights on this machine: from the cache (unless
+    ``remeasure``), else timed (``timer``, e.g. :func:`measure`) and cached for auto to use."""
     key = cache_key(weights, threads)
     path = cache_path(key)
-    cached = read_cached(path, key)
+    cached = None if remeasure else read_cached(path, key)
     if cached is not None:
         return cached
     _, flags = read_cpuinfo()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import platform
+import sys
 
 #: The CPU flags that decide which precisions run natively (shown by ``bench`` and ``info``).
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
@@ -10,6 +13,7 @@ RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_v
 NATIVE = {"bf16": {"avx512_bf16", "amx_bf16"}, "int8": {"avx512_vnni", "avx_vnni", "amx_int8"}}
 
 
+@functools.lru_cache(maxsize=1)
 def read_cpuinfo() -> tuple[str, set[str]]:
     """The CPU's model name and feature flags from /proc/cpuinfo (Linux); platform's name and no flags elsewhere."""
     name, flags = "", set()
@@ -54,6 +58,20 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def inference_threads(threads: int | None = None) -> int:
+    """Threads for a runtime's session: ``threads``; else torch's count when torch is loaded (``--threads`` set
+    it); else $OMP_NUM_THREADS; else 0, the runtime's own default (one per physical core, as torch's).
+    Importing torch only to ask it costs a second of start-up."""
+    if threads:
+        return threads
+    if "torch" in sys.modules:
+        return torch_threads()
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "0")))
+    except ValueError:
+        return 0
+
+
 def cpu_summary() -> str:
     """One line: the CPU's name, its relevant flags and torch's CPU capability, e.g. for ``bench`` and ``info``."""
     name, flags = read_cpuinfo()
@@ -61,5 +79,5 @@ def cpu_summary() -> str:
     return f"{name}; flags: {' '.join(have) or 'none of ' + ', '.join(RELEVANT_FLAGS)}; torch capability: {torch_capability()}"
 
 
-__all__ = ["NATIVE", "RELEVANT_FLAGS", "cpu_flags", "cpu_summary", "native", "read_cpuinfo", "torch_capability",
-           "torch_threads"]
+__all__ = ["NATIVE", "RELEVANT_FLAGS", "cpu_flags", "cpu_summary", "inference_threads", "native", "read_cpuinfo",
+           "torch_capability", "torch_threads"]

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from contrique_video import __version__
+from contrique_video.cache import cache_dir
 from contrique_video.errors import ModelError, UnsupportedError
-from contrique_video.files import atomic_write, cache_dir
+from contrique_video.files import atomic_write
 
 log = logging.getLogger("contrique_video")
 

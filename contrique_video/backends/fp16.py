@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 
 from contrique_video.backends.export import check_io, file_digest, read_metadata, set_metadata
+from contrique_video.cache import cache_dir
 from contrique_video.errors import ModelError
-from contrique_video.files import atomic_path, cache_dir
+from contrique_video.files import atomic_write
 
 log = logging.getLogger("contrique_video")
 
@@ -52,9 +53,7 @@ def convert_to_fp16(fp32_path: str | os.PathLike, out_path: str | os.PathLike) -
     set_metadata(converted, {"precision": "fp16", "fp32_onnx": file_digest(fp32_path)})
     onnx.checker.check_model(converted)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_path) as tmp:
-        onnx.save(converted, str(tmp))
-    return out_path
+    return atomic_write(out_path, converted.SerializeToString())
 
 
 def cached_fp16(fp32_path: str | os.PathLike, label: str | None = None) -> Path:

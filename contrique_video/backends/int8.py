@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from contrique_video.backends.export import INPUT, read_metadata, set_metadata
+from contrique_video.cache import cache_dir
 from contrique_video.errors import ModelError, UnsupportedError
-from contrique_video.files import atomic_path, cache_dir
+from contrique_video.files import atomic_path
 from contrique_video.models import family_of
 from contrique_video.models.card import is_card, read_card
 from contrique_video.models.transforms import TwoScale
@@ -70,8 +71,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
 
     import onnx
 
-    prepared = out_path.with_name(out_path.name + ".prep.partial")
     with atomic_path(out_path) as tmp:
+        prepared = tmp.with_name(tmp.name + ".prep")  # named after the unique temporary: another may quantise too
         try:
             quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
             if calibration.is_file():

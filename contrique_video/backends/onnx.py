@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from contrique_video.backends.base import Backend
-from contrique_video.backends.cpu import torch_threads
+from contrique_video.backends.cpu import inference_threads
 from contrique_video.backends.export import INPUT, OUTPUT, check_io, read_metadata
 from contrique_video.backends.onnx_cache import cached_export
 from contrique_video.backends.registry import is_onnx, register_backend
@@ -35,7 +35,7 @@ class OnnxRuntimeBackend(Backend):
                 raise UnsupportedError("--device cuda with onnxruntime needs onnxruntime-gpu (CUDAExecutionProvider)")
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch_threads()
+        options.intra_op_num_threads = inference_threads(threads)
         options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)

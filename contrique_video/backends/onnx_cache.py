@@ -1,4 +1,4 @@
-"""The ONNX files backends run, made from a model once and kept in :func:`contrique_video.files.cache_dir`.
+"""The ONNX files backends run, made from a model once and kept in :func:`contrique_video.cache.cache_dir`.
 
 Files are named by the model's digest (:func:`contrique_video.models.card.model_digest`) and precision, and
 record both in their metadata; a cached file that does not parse or names other weights is rebuilt, with a
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from contrique_video.backends.export import export_onnx, read_metadata
-from contrique_video.files import cache_dir
 from contrique_video.backends.fp16 import cached_fp16
 from contrique_video.backends.int8 import calibration_table, check_int8, quantize_int8
+from contrique_video.cache import cache_dir, preparing
 from contrique_video.errors import ModelError, UnsupportedError
 from contrique_video.models import load_model
-from contrique_video.models.card import is_card, model_digest, read_card
+from contrique_video.models.card import model_digest, model_label
 
 log = logging.getLogger("contrique_video")
 
@@ -30,17 +31,17 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
     weights = Path(weights)
     digest = model_digest(weights)
     path = cache_dir() / "onnx" / f"{digest}-{precision}.onnx"
-    if path.is_file():
-        try:
-            meta = read_metadata(path)
-            if meta.get("source") == digest and meta.get("precision") == precision:
-                return path
-            log.warning("%s was made from other weights or at another precision: rebuilding it", path)
-        except ModelError as exc:
-            log.warning("%s: rebuilding it", exc)
+    if _usable(path, digest, precision):
+        return path
     if precision == "fp32":
-        log.info("exporting %s to ONNX (once; kept in %s)", model_label(weights), path.parent)
-        return export_onnx(load_model(weights), path, source=digest)
+        with preparing(path):  # several processes may ask at once: one exports, the others wait for it
+            if _usable(path, digest, precision, warn=False):
+                return path
+            start = time.perf_counter()
+            export_onnx(load_model(weights), path, source=digest)
+            log.info("prepared %s for ONNX Runtime in %.1f s (once per machine; kept in %s)", model_label(weights),
+                     time.perf_counter() - start, path.parent)
+            return path
     if precision == "int8":
         fp32 = cached_export(weights, "fp32")
         check_int8(fp32)
@@ -55,9 +56,20 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
     raise UnsupportedError(f"no {precision} ONNX export; available: fp32, fp16, int8")
 
 
-def model_label(weights: Path) -> str:
-    """How messages name a model: a card's id (``builtin-v3``), else the checkpoint's file name."""
-    return read_card(weights).id if is_card(weights) else weights.name
+def _usable(path: Path, digest: str, precision: str, warn: bool = True) -> bool:
+    """Whether the cached export at ``path`` was made from these weights at this precision."""
+    if not path.is_file():
+        return False
+    try:
+        meta = read_metadata(path)
+        if meta.get("source") == digest and meta.get("precision") == precision:
+            return True
+        if warn:
+            log.warning("%s was made from other weights or at another precision: rebuilding it", path)
+    except ModelError as exc:
+        if warn:
+            log.warning("%s: rebuilding it", exc)
+    return False
 
 
 __all__ = ["cached_export"]

@@ -1,27 +1,40 @@
-"""The OpenVINO backend: the model's ONNX export compiled by OpenVINO's CPU plugin, fp32 or bf16.
+"""The OpenVINO backend: the model compiled by OpenVINO's CPU plugin, fp32 or bf16.
 
 It exists for speed: on the project's AVX2 machine it ran the built-in EfficientNet-Lite2 1.3-1.5x faster than
 ONNX Runtime, with features equal to eager PyTorch to 5e-7, and on an AMX CPU its bf16 runs a ResNet-50 about
 3x faster than its fp32 (README, Backends and speed). OpenVINO would pick bf16 on its own on a CPU with bf16 or
 AMX instructions, which moves the built-in model's scores beyond the accuracy bounds; so fp32 is pinned unless
 bf16 is asked for (auto asks only when the model's card measured it inside the bounds).
+
+A model (card or checkpoint) is converted once per machine to OpenVINO's own format (IR: ``.xml`` + ``.bin``)
+in the cache: its ONNX graph goes to OpenVINO in memory, never through the ``onnx`` package, and later runs
+read the IR without importing torch or onnx (about 2 s of a start-up on two cores).
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import shutil
+import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
 from contrique_video.backends.base import Backend
-from contrique_video.backends.cpu import torch_threads
-from contrique_video.backends.export import INPUT, OUTPUT, check_io, read_metadata
-from contrique_video.backends.onnx_cache import cached_export
+from contrique_video.backends.cpu import inference_threads
+from contrique_video.backends.export import INPUT, OUTPUT, check_io, encoder_id, onnx_bytes, read_metadata
 from contrique_video.backends.registry import is_onnx, register_backend
+from contrique_video.cache import cache_dir, preparing
 from contrique_video.errors import ModelError, UnsupportedError
+from contrique_video.models import load_model
+from contrique_video.models.card import model_digest, model_label
 from contrique_video.models.transforms import TwoScale
+
+log = logging.getLogger("contrique_video")
 
 #: One request at a time (frames come in small batches); no pinning, so processes sharing a machine
 #: (``score --workers``, Dask) are not all pinned to the same cores.
@@ -29,27 +42,86 @@ COMPILE_OPTIONS = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
 #: Per precision: fp32 held on every CPU; bf16 everywhere OpenVINO's CPU plugin runs it.
 PRECISION_OPTIONS = {"fp32": {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE_HINT": "ACCURACY"},
                      "bf16": {"INFERENCE_PRECISION_HINT": "bf16", "EXECUTION_MODE_HINT": "PERFORMANCE"}}
+#: Where a converted model's IR records what it was made from (``rt_info``), checked before it is used.
+RT_KEY = "contrique_video"
+IR_LAYOUT = "2"  # bump when the IR's graph or rt_info changes
+
+
+def import_openvino():
+    try:
+        import openvino as ov
+    except ImportError as exc:  # a broken install must not take --backend auto down with it
+        raise UnsupportedError(f"the openvino backend needs the openvino package ({exc}); "
+                               "run: pip install openvino, or use --backend onnxruntime") from None
+    return ov
+
+
+def ir_path(weights: str | os.PathLike) -> Path:
+    return cache_dir() / "openvino" / f"{model_digest(weights)}-fp32.xml"
+
+
+def _ir_problem(path: Path, digest: str, ov) -> str | None:
+    """Why the cached IR at ``path`` must not be used for ``digest``, or None."""
+    if not (path.is_file() and path.with_suffix(".bin").is_file()):
+        return "missing"
+    try:
+        model = ov.Core().read_model(str(path))
+        made = {k: model.get_rt_info([RT_KEY, k]).astype(str) for k in ("source", "layout")}
+    except Exception as exc:  # OpenVINO raises RuntimeError for a damaged file or a missing key
+        return f"unreadable ({str(exc).strip().splitlines()[0][:80] if str(exc).strip() else type(exc).__name__})"
+    if made != {"source": digest, "layout": IR_LAYOUT}:
+        return "made from other weights or by another version"
+    return None
+
+
+def cached_ir(weights: str | os.PathLike) -> Path:
+    """The model's fp32 IR, converted once per machine into the cache (several processes may ask at once: one
+    converts, the others wait for it); a damaged or stale one is remade with a warning."""
+    ov = import_openvino()
+    weights = Path(weights)
+    digest = model_digest(weights)
+    path = ir_path(weights)
+    if _ir_problem(path, digest, ov) is None:
+        return path
+    with preparing(path):
+        problem = _ir_problem(path, digest, ov)  # another process may have made it while this one waited
+        if problem is None:
+            return path
+        if problem != "missing":
+            log.warning("cached OpenVINO model %s is %s: remaking it", path, problem)
+        start = time.perf_counter()
+        model = load_model(weights)
+        converted = ov.convert_model(io.BytesIO(onnx_bytes(model, fold=False)))
+        for key, value in {"source": digest, "layout": IR_LAYOUT, "encoder": encoder_id(model)}.items():
+            converted.set_rt_info(value, [RT_KEY, key])
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.stem}."))
+        try:
+            ov.save_model(converted, str(staging / path.name), compress_to_fp16=False)
+            os.replace(staging / path.with_suffix(".bin").name, path.with_suffix(".bin"))
+            os.replace(staging / path.name, path)  # the .xml last: a reader checks it names these weights
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("prepared %s for OpenVINO in %.1f s (once per machine; kept in %s)", model_label(weights),
+                 time.perf_counter() - start, path.parent)
+    return path
 
 
 class OpenVinoBackend(Backend):
-    """One fp32 ONNX export compiled for OpenVINO's CPU plugin at ``precision``."""
+    """One fp32 model (an IR from :func:`cached_ir`, or an ONNX export) compiled for OpenVINO's CPU plugin at
+    ``precision``."""
 
     name = "openvino"
 
     def __init__(self, onnx_path: str | os.PathLike, threads: int | None = None, preprocess: TwoScale | None = None,
                  precision: str = "fp32"):
-        try:
-            import openvino as ov
-        except ImportError as exc:  # a broken install must not take --backend auto down with it
-            raise UnsupportedError(f"the openvino backend needs the openvino package ({exc}); "
-                                   "run: pip install openvino, or use --backend onnxruntime") from None
-
+        ov = import_openvino()
         if precision not in PRECISION_OPTIONS:
             raise UnsupportedError(f"the openvino backend runs {' or '.join(PRECISION_OPTIONS)}, not {precision}")
-        meta = read_metadata(onnx_path)
-        if meta.get("precision", "fp32") != "fp32":
-            raise UnsupportedError(f"{onnx_path} is a {meta['precision']} export; the openvino backend compiles fp32 "
-                                   "exports (at fp32 or bf16)")
+        if is_onnx(onnx_path):  # a user's file: check it is one of our fp32 exports (an IR from cached_ir is)
+            meta = read_metadata(onnx_path)
+            if meta.get("precision", "fp32") != "fp32":
+                raise UnsupportedError(f"{onnx_path} is a {meta['precision']} export; the openvino backend compiles "
+                                       "fp32 exports (at fp32 or bf16)")
         try:
             core = ov.Core()
             model = core.read_model(str(onnx_path))
@@ -58,7 +130,7 @@ class OpenVinoBackend(Backend):
             if not width.is_static:
                 raise ModelError(f"{onnx_path}: its output {OUTPUT!r} has no fixed feature count")
             self.compiled = core.compile_model(model, "CPU", {**COMPILE_OPTIONS, **PRECISION_OPTIONS[precision],
-                                                              "INFERENCE_NUM_THREADS": threads or torch_threads()})
+                                                              "INFERENCE_NUM_THREADS": inference_threads(threads)})
         except ModelError:
             raise
         except Exception as exc:  # OpenVINO raises RuntimeError with multi-line reports
@@ -83,10 +155,10 @@ class OpenVinoBackend(Backend):
                   needs_native=("bf16",))
 def open_openvino(weights: Path, precision: str, device: str, threads: int | None,
                   preprocess: TwoScale) -> OpenVinoBackend:
-    """OpenVINO on a model (its fp32 ONNX export, made once and cached) or on an fp32 ``.onnx`` file (``auto``:
+    """OpenVINO on a model (its fp32 IR, converted once and cached) or on an fp32 ``.onnx`` file (``auto``:
     fp32, the precision it was exported at)."""
-    return OpenVinoBackend(weights if is_onnx(weights) else cached_export(weights, "fp32"), threads, preprocess,
+    return OpenVinoBackend(weights if is_onnx(weights) else cached_ir(weights), threads, preprocess,
                            "fp32" if precision == "auto" else precision)
 
 
-__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "open_openvino"]
+__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "open_openvino"]

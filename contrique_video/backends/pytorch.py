@@ -66,13 +66,23 @@ class TorchBackend(Backend):
             return self.forward(x).float().cpu().numpy()
 
 
+def set_torch_threads(threads: int | None) -> None:
+    """``--threads`` for torch, set here rather than by every caller, so paths without torch never import it."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 @register_backend("torch", requires="torch", precisions=TORCH_PRECISIONS, needs_native=("bf16",))
 def open_eager(weights: Path, precision: str, device: str, threads: int | None, preprocess: TwoScale) -> TorchBackend:
+    set_torch_threads(threads)
     return TorchBackend(load_model(weights), device, precision, preprocess=preprocess)
 
 
 @register_backend("torch-compile", requires="torch", precisions=TORCH_PRECISIONS, needs_native=("bf16",), auto=False)
 def open_compiled(weights: Path, precision: str, device: str, threads: int | None, preprocess: TwoScale) -> TorchBackend:
+    set_torch_threads(threads)
     return TorchBackend(load_model(weights), device, precision, compile=True, preprocess=preprocess)
 
 

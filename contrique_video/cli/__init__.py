@@ -6,22 +6,47 @@ failed (each failure is one line on stderr), 2 a usage error, 130 on Ctrl-C, 143
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
 import click
 
 from contrique_video import __version__
-from contrique_video.cli.encoding import crf_search_command, ladder_command
-from contrique_video.cli.models import evaluate, export_onnx, features, fit, import_head, model_table, precision_check
 from contrique_video.cli.options import fail
-from contrique_video.cli.score import score
-from contrique_video.cli.system import bench, info
-from contrique_video.cli.train import train, train_branch
+
+#: Command name -> "module:function". A command's module (and what it imports: pandas, PyAV, torch) loads only
+#: when that command runs or its help is shown, so a one-image `score` does not pay for `ladder`'s imports.
+COMMANDS = {
+    "score": "contrique_video.cli.score:score",
+    "features": "contrique_video.cli.models:features",
+    "import-head": "contrique_video.cli.models:import_head",
+    "export-onnx": "contrique_video.cli.models:export_onnx",
+    "bench": "contrique_video.cli.system:bench",
+    "info": "contrique_video.cli.system:info",
+    "train": "contrique_video.cli.train:train",
+    "train-branch": "contrique_video.cli.train:train_branch",
+    "fit": "contrique_video.cli.models:fit",
+    "evaluate": "contrique_video.cli.models:evaluate",
+    "precision-check": "contrique_video.cli.models:precision_check",
+    "model-table": "contrique_video.cli.models:model_table",
+    "crf-search": "contrique_video.cli.encoding:crf_search_command",
+    "ladder": "contrique_video.cli.encoding:ladder_command",
+}
 
 
 class OneLineGroup(click.Group):
-    """Usage errors (unknown option, bad value) as one line and exit 2, like every other error here."""
+    """Commands loaded on first use (:data:`COMMANDS`); usage errors (unknown option, bad value) as one line and
+    exit 2, like every other error here."""
+
+    def list_commands(self, ctx: click.Context | None) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context | None, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            module, _, attr = COMMANDS[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return self.commands.get(name)
 
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
@@ -45,7 +70,7 @@ class OneLineGroup(click.Group):
 @click.version_option(__version__, prog_name="contrique-video")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or informational logs on stderr.")
 @click.option("-v", "--verbose", is_flag=True,
-              help="Also the details behind the informational logs (e.g. the backend auto timings, every run).")
+              help="Also the details behind the informational logs (e.g. which path backend auto runs and why).")
 @click.pass_context
 def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     """No-reference video quality scores from CONTRIQUE features."""
@@ -56,8 +81,3 @@ def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
                         stream=sys.stderr)
     # -v: our own details only, not every library's debug output
     logging.getLogger("contrique_video").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.NOTSET)
-
-
-for command in (score, features, import_head, export_onnx, bench, info, train, train_branch, fit, evaluate, precision_check,
-                model_table, crf_search_command, ladder_command):
-    main.add_command(command)

@@ -120,8 +120,9 @@ def model_options(fn):
                      help="Run the encoder on the CPU or the first CUDA GPU."),
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      envvar="CONTRIQUE_VIDEO_BACKEND",
-                     help="Encoder path; auto picks the fastest that keeps fp32 scores, measured once per machine and model "
-                          "(the run that measures says which on stderr; `contrique-video -v` says it every run)."),
+                     help="Encoder path; auto picks, without timing, the preferred path that keeps fp32 scores "
+                          "(`contrique-video bench --autotune` times them here instead; `contrique-video -v` says "
+                          "which and why)."),
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      help="Compute precision where the backend supports it (int8: onnxruntime on CPU)."),
     ], fn)

@@ -32,15 +32,22 @@ from contrique_video.decode import DECODERS
               help="Also write the full results as JSON.")
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="Checkpoint or model card to time (default: the built-in model); --clive and memory use the built-in one.")
+@click.option("--autotune", is_flag=True,
+              help="Only time auto's CPU candidates on a 1280x720 frame (10-30 s) and keep the fastest for this "
+                   "machine and model: --backend auto then runs it instead of its fixed preference.")
 @guarded
-def bench(candidates, frames, size, repeats, threads, clive, clive_limit, speed, memory, output, weights):
+def bench(candidates, frames, size, repeats, threads, clive, clive_limit, speed, memory, output, weights, autotune):
     """Seconds per frame (1080p unless --size), speed-up over eager fp32, share of peak, feature error; prints a
     markdown table."""
     from contrique_video.api import builtin_weights
+    from contrique_video.backends import autotune_here
     from contrique_video.backends import bench as benchmark
     from contrique_video.backends.cpu import cpu_summary
 
     path = Path(weights) if weights else builtin_weights()
+    if autotune:
+        click.echo(autotune_here(path, threads).line())
+        return
     pairs = candidates or benchmark.default_candidates(path, threads)
     accuracy = None
     if clive:
@@ -85,11 +92,10 @@ def info():
             from contrique_video.backends import auto_choice
 
             return "{} {}".format(*auto_choice("cuda" if torch.cuda.is_available() else "cpu"))
-        from contrique_video.backends.autotune import cached_choice
+        from contrique_video.backends import PREFERENCE, auto_paths
+        from contrique_video.backends.autotune import cached_choice, prefer
 
-        choice = cached_choice(weights)  # info measures nothing: the first auto run does, once per machine and model
-        if choice is None:
-            return "not measured yet for the built-in model on this machine (the first --backend auto run measures it)"
+        choice = cached_choice(weights) or prefer(weights, auto_paths(), PREFERENCE["cpu"])  # info measures nothing
         return f"{choice.backend} {choice.precision} for the built-in model ({choice.reason})"
 
     weights = builtin_weights()

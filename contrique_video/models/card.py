@@ -16,6 +16,7 @@ Preprocessing comes with the card from its family (:attr:`ModelCard.preprocess`)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -72,8 +73,20 @@ class ModelCard:
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
-    """Parse and check a card; any problem is one :class:`ModelError` line naming the file."""
+    """Parse and check a card; any problem is one :class:`ModelError` line naming the file. A card is parsed
+    once per process while its size and modification time stay the same (a run reads it from several places)."""
     path = Path(path)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ModelError(f"model card not found: {path}") from None
+    except OSError as exc:
+        raise ModelError(f"model card {path} is not readable JSON ({type(exc).__name__})") from None
+    return _parse_card(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_card(path: Path, size: int, mtime_ns: int) -> ModelCard:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
@@ -127,13 +140,12 @@ def is_card(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".json"
 
 
-
 def checked_weights(card: ModelCard) -> Path:
     """The card's weights file, refused in one line when missing or when its SHA-256 is not the card's."""
     if not card.weights.is_file():
         raise ModelError(f"model {card.id}: weights file not found: {card.weights}")
     if card.sha256:
-        digest = sha256_file(card.weights)
+        digest = sha256_file(card.weights, remember=True)
         if digest != card.sha256.lower():
             raise ModelError(f"model {card.id}: {card.weights.name} has SHA-256 {digest[:12]}..., not the card's "
                              f"{card.sha256[:12]}...; the file is damaged or not this model's (reinstall it)")
@@ -145,12 +157,21 @@ def model_digest(path: str | os.PathLike) -> str:
     network (arch, variant, layout) and its weights' SHA-256, so editing documentation fields keeps the cache."""
     path = Path(path)
     if not is_card(path):
-        return sha256_file(path)[:16]
+        return sha256_file(path, remember=True)[:16]
     card = read_card(path)
     weights = checked_weights(card)
     network = json.dumps([card.raw.get("arch"), card.raw.get("variant"), card.layout,
-                          card.sha256 or sha256_file(weights)])
+                          card.sha256 or sha256_file(weights, remember=True)])
     return hashlib.sha256(network.encode()).hexdigest()[:16]
+
+
+def model_label(path: str | os.PathLike) -> str:
+    """How logs name a model: a card's id (``builtin-v3``), else the checkpoint's file name."""
+    path = Path(path)
+    try:
+        return read_card(path).id if is_card(path) else path.name
+    except ModelError:
+        return path.name
 
 
 def load_card_model(card: ModelCard):
@@ -167,4 +188,4 @@ def load_card_model(card: ModelCard):
     return model
 
 
-__all__ = ["ModelCard", "checked_weights", "is_card", "load_card_model", "model_digest", "read_card"]
+__all__ = ["ModelCard", "checked_weights", "is_card", "load_card_model", "model_digest", "model_label", "read_card"]

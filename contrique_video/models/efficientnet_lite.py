@@ -248,7 +248,7 @@ def imagenet_weights(variant: str) -> tuple[Path, ImagenetWeights]:
     path = Path(pkg.__file__).parent / "models" / info.filename
     if not path.is_file():
         raise ModelError(f"{path} is missing from {info.package}; reinstall it: {install} --force-reinstall")
-    digest = sha256_file(path)
+    digest = sha256_file(path, remember=True)
     if digest != info.sha256:
         raise ModelError(
             f"{path} has SHA-256 {digest[:12]}..., not the {info.sha256[:12]}... of {info.package} {info.version}; "

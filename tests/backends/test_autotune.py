@@ -70,15 +70,15 @@ def test_fitting_asks_for_the_fastest_measured_fp32_path(monkeypatch, caplog):
     choice = autotune.decide(list(times), [], lambda ps: times, {})
     assert choice.fastest_at("bf16") == ("torch", "bf16") and choice.fastest_at("fp32") == ("openvino", "fp32")
     assert choice.fastest_at("int8") is None
-    monkeypatch.setattr(autotune, "choose", lambda *a, **k: choice)
+    monkeypatch.setattr(autotune, "cached_choice", lambda *a, **k: choice)
     from contrique_video import backends
 
-    with caplog.at_level(logging.INFO, logger="contrique_video"):
+    with caplog.at_level(logging.DEBUG, logger="contrique_video"):
         assert backends.auto_choice("cpu", builtin_weights(), precision="fp32") == ("openvino", "fp32")
         assert backends.auto_choice("cpu", builtin_weights()) == ("torch", "bf16")
         assert backends.auto_choice("cpu", builtin_weights(), precision="int8") == ("onnxruntime", "int8")
     assert "backend auto: openvino fp32 (the fastest fp32 path measured here)" in caplog.text
-    assert "backend auto: onnxruntime int8 (no int8 path was measured here)" in caplog.text
+    assert "backend auto: onnxruntime int8 (the preferred int8 path here)" in caplog.text
     assert open_backend(builtin_weights(), "auto", "fp32").describe() == "openvino fp32"
 
 
@@ -135,10 +135,15 @@ def test_choice_is_cached_per_machine_and_model(bf16_machine, monkeypatch, caplo
     assert len(calls) == 4 and ("openvino", "bf16") in calls[-1]
 
 
-def test_open_backend_auto_logs_one_line(bf16_machine, monkeypatch, caplog):
+def test_open_backend_auto_logs_one_line_with_v(bf16_machine, monkeypatch, caplog):
+    """After ``bench --autotune`` measured this machine, auto runs the measured choice, not the preference, and
+    says so (with the timings) at -v only."""
+    from contrique_video.backends import autotune_here
+
     monkeypatch.setattr(autotune, "measure", lambda open_path, paths: {
         p: {"torch": 0.2}.get(p[0], 0.4) if p[1] == "fp32" else 0.5 for p in paths})
-    with caplog.at_level(logging.INFO, logger="contrique_video"):
+    assert autotune_here(bf16_machine).line().startswith("backend auto: torch fp32 (fastest")
+    with caplog.at_level(logging.DEBUG, logger="contrique_video"):
         backend = open_backend(bf16_machine)
     assert backend.describe() == "torch eager fp32 on cpu"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("backend auto:")]
@@ -190,13 +195,13 @@ def test_an_asked_precision_gets_its_fastest_measured_path(bf16_machine, monkeyp
     assert (choice.backend, choice.precision) == ("openvino", "fp32")  # the fastest in bounds
     assert set(timed[0]) == set(offered) and choice.fastest_at("bf16") == ("openvino", "bf16")
     assert "torch bf16: accuracy out of bounds" in choice.reason
-    monkeypatch.setattr(autotune, "choose", lambda *a, **k: choice)
+    monkeypatch.setattr(autotune, "cached_choice", lambda *a, **k: choice)
     from contrique_video import backends
 
     assert backends.auto_choice("cpu", bf16_machine, precision="bf16") == ("openvino", "bf16")
     # On a CPU without bf16 nothing at bf16 is timed, and nothing offers it: open_backend refuses in one line.
     monkeypatch.setattr(cpu_mod, "cpu_flags", lambda: {"avx2", "fma"})
-    monkeypatch.setattr(autotune, "choose", lambda *a, **k: autotune.decide(
+    monkeypatch.setattr(autotune, "cached_choice", lambda *a, **k: autotune.decide(
         [("openvino", "fp32"), ("torch", "fp32")], [], lambda ps: {p: times[p] for p in ps}, {}))
     with pytest.raises(UnsupportedError, match="not bf16"):
         open_backend(bf16_machine, "auto", "bf16")
@@ -219,3 +224,24 @@ def test_when_no_path_runs_the_error_says_why_not_that_no_path_ran():
         return lambda frames: None
 
     assert set(autotune.measure(only_bf16_fails, [("torch", "bf16"), ("torch", "fp32")], repeats=1)) == {("torch", "fp32")}
+
+
+def test_auto_prefers_without_timing(bf16_machine, monkeypatch):
+    """Without a measurement (``bench --autotune``), auto takes the first allowed path of the fixed preference:
+    nothing is timed, so a first run pays no measurement."""
+    from contrique_video import backends
+
+    order = backends.PREFERENCE["cpu"]
+    offered = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")]
+    choice = autotune.prefer(bf16_machine, offered, order)  # the card holds an in-bounds torch bf16 entry only
+    assert (choice.backend, choice.precision) == ("torch", "bf16") and choice.timings == {}
+    assert "openvino bf16: no measured accuracy in the model card" in choice.reason
+    monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("AVX2 CPU", {"avx2", "fma"}))
+    choice = autotune.prefer(bf16_machine, offered, order)
+    assert (choice.backend, choice.precision) == ("openvino", "fp32") and "bf16: no amx_bf16/avx512_bf16" in choice.line()
+    no_openvino = [p for p in offered if p[0] != "openvino"]
+    assert (autotune.prefer(bf16_machine, no_openvino, order).backend) == "onnxruntime"
+    with pytest.raises(UnsupportedError, match="no CPU path"):
+        autotune.prefer(bf16_machine, [], order)
+    assert autotune.cached_choice(bf16_machine) is None  # auto measured nothing
+    assert backends.auto_choice("cpu", bf16_machine) == ("openvino", "fp32")

@@ -43,7 +43,7 @@ def test_backends_and_precisions_are_the_registry_s():
     assert set(backends.PRECISIONS) == {"auto", "fp32", "bf16", "fp16", "int8"}
     from contrique_video.cli import main
 
-    choices = {p.name: p.type.choices for c in main.commands.values() for p in c.params if p.name == "backend"}
+    choices = {p.name: p.type.choices for c in map(lambda n: main.get_command(None, n), main.list_commands(None)) for p in c.params if p.name == "backend"}
     assert choices and all(tuple(c) == backends.BACKENDS for c in choices.values())
 
 

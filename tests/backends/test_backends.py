@@ -195,8 +195,11 @@ def test_auto_choice(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
+    assert auto_choice("cpu") == ("openvino", "fp32")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n: None if n == "openvino" else real(n))
     assert auto_choice("cpu") == ("onnxruntime", "fp32")
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n: None if n in ("tensorrt", "onnxruntime") else real(n))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n: None if n in ("tensorrt", "onnxruntime", "openvino") else real(n))
     assert auto_choice("cpu") == ("torch", "fp32")
     assert auto_choice("cuda") == ("torch", "fp16")
     monkeypatch.setattr(importlib.util, "find_spec", lambda n: object() if n == "tensorrt" else real(n))

@@ -17,7 +17,7 @@ import torch
 
 from contrique_video.backends import fp16
 from contrique_video.backends import tensorrt as trtb
-from contrique_video.files import cache_dir
+from contrique_video.cache import cache_dir
 from contrique_video.backends.bench import sample_frames
 from contrique_video.backends.engine_cache import (
     Profile,
