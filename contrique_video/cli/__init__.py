@@ -80,4 +80,4 @@ def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="contrique-video: %(message)s",
                         stream=sys.stderr)
     # -v: our own details only, not every library's debug output
-    logging.getLogger("contrique_video").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.NOTSET)
+    logging.getLogger("contrique_video").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)

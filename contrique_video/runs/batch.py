@@ -185,7 +185,7 @@ class SizeCheck:
         self.warned = display is not None
 
     def add(self, result) -> None:
-        if self.warned or result.width is None:
+        if self.warned or result is None or result.width is None:  # a failed input has no result
             return
         self.sizes.add((result.width, result.height))
         if len(self.sizes) > 1:

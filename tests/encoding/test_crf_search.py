@@ -154,9 +154,12 @@ def test_cli_bad_input_is_one_line(clip, args, message):
 
 
 def test_target_outside_the_heads_range_is_a_usage_error(clip):
+    """Checked against the head crf-search scores with: the model card's default, as `score` uses."""
+    from contrique_video.api import default_head
+
     res = cli(clip, "--target", 150)
     assert res.exit_code == 2
-    assert "Invalid value for '--target': 150 is outside the range 0..100 of head 'clive-v3' (MOS)" in res.stderr
+    assert f"Invalid value for '--target': 150 is outside the range 0..100 of head '{default_head()}' (MOS)" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 
