@@ -263,16 +263,16 @@ class Scorer:
             yield batch, self.frame_features([f.rgb for f in batch])
 
     def _stream_batches(self, frames: Iterator[Frame], src, size: int) -> Iterator[tuple[list[Frame], np.ndarray]]:
-        """A stream of unknown length: features of the frames its :class:`StreamSelector` still holds, computed as
-        they arrive (a frame dropped before its batch runs is never encoded) and dropped with them, so at most
-        about ``2N`` rows are held; one batch of the frames it chooses at the end."""
-        held: dict[int, tuple[Frame, np.ndarray]] = {}
-        for batch, feats in self._batches((f for f in frames if src.selector.holds(f.index)), size):
-            held.update((f.index, (Frame(f.index, f.pts_time, None), row)) for f, row in zip(batch, feats))
-            held = {i: item for i, item in held.items() if src.selector.holds(i)}
-        chosen = [held[i] for i in src.selector.choose() if i in held]
-        if chosen:
-            yield [f for f, _ in chosen], np.stack([row for _, row in chosen])
+        """A stream of unknown length: the frames its :class:`StreamSelector` still holds are kept as the decoder
+        gave them (at most ``2N + 1``, unconverted), and only the ``N`` it chooses at the end are converted and
+        encoded, so a pipe costs the encoder what the file's sampling does."""
+        held: dict[int, Frame] = {}
+        for frame in frames:
+            if src.selector.holds(frame.index):
+                held[frame.index] = frame
+                held = {i: f for i, f in held.items() if src.selector.holds(i)}
+        chosen = [held[i].loaded() for i in src.selector.choose() if i in held]
+        yield from self._batches(iter(chosen), size)
 
     def features(self, path: str | os.PathLike, sampling: Sampling = Sampling(), decoder: str = "pyav") -> FrameFeatures:
         idx, pts, rows = [], [], []

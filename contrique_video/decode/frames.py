@@ -17,7 +17,8 @@ Colour handling (PyAV frames):
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,11 +47,21 @@ RANGE_JPEG = 2
 
 @dataclass(frozen=True, eq=False)
 class Frame:
-    """One decoded frame, as displayed."""
+    """One decoded frame, as displayed.
+
+    On a stream of unknown length a frame may be held before it is known whether it will be scored; it then
+    comes with ``rgb`` None and ``pending``, which converts the decoder's own (YUV) picture when called, so
+    that only the frames chosen are converted and encoded (see ``StreamSelector``).
+    """
 
     index: int  # 0-based position in presentation order in the whole stream
     pts_time: float  # seconds from the first frame, from PTS * time_base; 0.0 for stills
-    rgb: np.ndarray  # HxWx3 RGB, C-contiguous; uint8 (8-bit sources) or uint16 (0..65535)
+    rgb: np.ndarray | None  # HxWx3 RGB, C-contiguous; uint8 (8-bit sources) or uint16 (0..65535)
+    pending: Callable[[], np.ndarray] | None = field(default=None, repr=False)
+
+    def loaded(self) -> Frame:
+        """This frame with its pixels converted (itself when they already are)."""
+        return self if self.rgb is not None else Frame(self.index, self.pts_time, self.pending())
 
 
 def display_transform(matrix: np.ndarray | None) -> tuple[bool, bool, bool]:

@@ -14,6 +14,7 @@ same frames, times and indices.
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import os
 import sys
@@ -35,7 +36,7 @@ from contrique_video.decode.frames import (
 )
 from contrique_video.decode.metadata import probe, tagged_matrix
 from contrique_video.decode.indices import FrameIndices
-from contrique_video.decode.sampler import Sampling
+from contrique_video.decode.sampler import Sampling, StreamSelector
 from contrique_video.decode.seeking import SEEKABLE_CONTAINERS, SeekFailed, Timeline, decode_at, scan
 from contrique_video.decode.registry import register_decoder
 from contrique_video.errors import ContriqueError, InputError, UnsupportedError
@@ -327,10 +328,12 @@ class PyAVSource(FrameSource):
                 cc.skip_frame = "NONKEY" if keyframes else "DEFAULT"
             except Exception:  # noqa: BLE001
                 keyframes = False
+            lazy = isinstance(selector, StreamSelector)  # converted only if chosen when the stream ends
             for index, t, frame in selector.pick(self._entries(keyframes)):
                 kept += 1
                 if kept > done:
-                    yield Frame(index=index, pts_time=t, rgb=self._to_rgb(frame))
+                    yield (Frame(index, t, None, functools.partial(self._to_rgb, frame)) if lazy
+                           else Frame(index=index, pts_time=t, rgb=self._to_rgb(frame)))
         self._report_damage()
         if kept == 0:
             raise self._nothing_selected(sampling)

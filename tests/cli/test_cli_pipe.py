@@ -93,3 +93,36 @@ def test_a_stream_copy_is_not_called_a_re_encode_and_ffmpegs_default_is(tmp_path
     assert copy["warnings"] == []
     default = piped(clip, "-f", "nut", score_args=("--frames", "4"))  # ffmpeg's own default: mpeg4
     assert len(default["warnings"]) == 1 and "lossy re-encode" in default["warnings"][0]
+
+
+COUNT_ENCODED = """
+import sys
+import contrique_video.api as cv
+from contrique_video.decode.sampler import Sampling
+
+encoded = []
+plain = cv.Scorer.frame_features
+def counted(self, rgbs):
+    encoded.extend(rgbs)
+    return plain(self, rgbs)
+cv.Scorer.frame_features = counted
+result = cv.score("-", sampling=Sampling("frames", 8), backend="torch")
+print(len(encoded), result.frames_scored)
+"""
+
+
+def test_a_pipe_encodes_only_the_frames_it_scores(tmp_path):
+    """A 4 s stream of 96 frames held at a doubling stride for --frames 8: the frames it holds stay as the
+    decoder gave them, and only the 8 chosen at the end reach the encoder, as a file's sampling does."""
+    clip = pan_clip(tmp_path / "c.mp4", seconds=4)
+    feed = subprocess.Popen([ffmpeg_exe(), "-v", "error", "-i", str(clip), "-c:v", "rawvideo", "-f", "nut", "-"],
+                            stdout=subprocess.PIPE)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    try:
+        proc = subprocess.run([sys.executable, "-c", COUNT_ENCODED], stdin=feed.stdout, capture_output=True,
+                              text=True, env=env, timeout=600, cwd=ROOT)
+    finally:
+        feed.stdout.close()
+        feed.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["8", "8"]
