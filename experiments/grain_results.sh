@@ -24,6 +24,6 @@ $PY experiments/fit_grain_head.py $FIT --heldout runs/grain_heldout.npz --out ru
 $PY experiments/fit_grain_head.py $FIT --evaluate --csv results/grain_protocol.csv
 # 4. the degradation check before/after: held-out stills (+ generated sharp-detail images) and held-out grain clips
 for h in clive-v3 clive-v4 clive; do
-  $PY scripts/degradation_check.py --wallpapers /tmp/wp/x --sharp --clips 0 --types $T --cache runs/dcheck.npz \
-      --grain $G --grain-cache runs/grain_heldout.npz --head $h --csv results/damage_check.csv
+  $PY -m contrique_video -q degradation-check --wallpapers /tmp/wp/x --sharp --clips 0 --types $T --cache runs/dcheck.npz \
+      --grain $G --grain-cache runs/grain_heldout.npz --head $h --threads 1 --csv results/damage_check.csv
 done

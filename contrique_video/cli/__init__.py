@@ -30,6 +30,7 @@ COMMANDS = {
     "evaluate": "contrique_video.cli.models:evaluate",
     "precision-check": "contrique_video.cli.models:precision_check",
     "model-table": "contrique_video.cli.models:model_table",
+    "degradation-check": "contrique_video.cli.models:degradation_check",
     "crf-search": "contrique_video.cli.encoding:crf_search_command",
     "ladder": "contrique_video.cli.encoding:ladder_command",
 }

@@ -1,5 +1,5 @@
 """Model commands: ``features``, ``fit``, ``evaluate``, ``import-head``, ``export-onnx``, ``precision-check``,
-``model-table``.
+``model-table``, ``degradation-check``.
 
 Each parses its options, calls the package's API (the Scorer, :mod:`contrique_video.training`,
 :mod:`contrique_video.backends.export`) and prints.
@@ -16,6 +16,8 @@ import click
 
 from contrique_video.cli.options import (
     backend_pairs,
+    command_line,
+    fail,
     guard_outputs,
     guarded,
     make_sampling,
@@ -266,3 +268,82 @@ def model_table(ctx, media, mos, weights, models, imagenet, splits, cache, threa
     rows = table(media, mos, cache, weights, named, tuple(v for v in imagenet.split(",") if v), splits, threads,
                  progress=not ctx.obj["quiet"])
     click.echo(json.dumps(rows) if fmt == "json" else markdown(rows, splits))
+
+
+def names(ctx, param, value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated list of names (None when not given)."""
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise click.BadParameter("give one or more comma-separated names")
+    return items
+
+
+def tiers(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"give comma-separated tiers such as 1,2, not {value!r}") from None
+
+
+@click.command("degradation-check")
+@quiet_option
+@click.option("--weights", type=click.Path(dir_okay=False), help="Model card or checkpoint (default: the built-in model).")
+@click.option("--head", help="Head name or .json path (default: the model's own head).")
+@click.option("--features", metavar="lite0|lite1|lite2[/LAYOUT]",
+              help="Score frozen ImageNet EfficientNet-Lite features with --head instead of a model (layouts "
+                   "stages-meanstd, stages-meanstd+nss, last).")
+@click.option("--also", multiple=True, metavar="CARD",
+              help="Append another model's features to --features (for heads fit on stacked features); repeatable.")
+@click.option("--wallpapers", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of the extracted Debian wallpaper packages (the held-out wallpaper photos); without it, "
+                   "the held-out photos that ship with scikit-learn only.")
+@click.option("--images", callback=names, metavar="NAMES",
+              help="Comma-separated pristine sources instead of the held-out set (wallpaper names, "
+                   "package:PKG/PATH, skimage:NAME, gen:KIND/SEED).")
+@click.option("--sharp", is_flag=True, help="Also the generated sharp-detail sources (text, line art, product shots).")
+@click.option("--types", default="all", show_default=True, callback=names,
+              help="Degradation types, comma-separated; all, or noise for the five noise types.")
+@click.option("--size", type=click.IntRange(64, 2048), default=384, show_default=True, help="Side of the square crops.")
+@click.option("--clips", type=click.IntRange(0), default=3, show_default=True,
+              help="Panning clips (CRF ladders, temporal noise) made from the first N sources.")
+@click.option("--clip-frames", type=click.IntRange(1, 64), default=8, show_default=True, help="Frames per clip.")
+@click.option("--cache", type=click.Path(dir_okay=False, path_type=Path),
+              help="Feature cache (.npz) of the stills and clips, reused across heads.")
+@click.option("--grain", callback=names, metavar="SOURCES",
+              help="Also 960x540 grain clips of these comma-separated held-out sources, scored on the built-in "
+                   "model's features with the head under test.")
+@click.option("--grain-tiers", default="1", show_default=True, callback=tiers,
+              help="Grain clips: 1 the grain curve and x264 CRF ladders, 2 static and luma grain, 3 other encoders.")
+@click.option("--grain-cache", type=click.Path(dir_okay=False, path_type=Path),
+              help="Feature cache of the grain clips (default: grain_heldout.npz in the cache folder).")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@click.option("--worst", type=click.IntRange(0), default=12, show_default=True, help="Worst cases listed in the table.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="A text table, or one JSON object with the summary, the grain metrics, the targets missed and "
+                   "every score.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append the summary as (head, metric, value) rows, with the date, CPU, commit and command.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a target is missed.")
+@click.pass_context
+@guarded
+def degradation_check(ctx, weights, head, features, also, wallpapers, images, sharp, types, size, clips, clip_frames,
+                      cache, grain, grain_tiers, grain_cache, threads, worst, fmt, csv_path, strict):
+    """Does the score fall as held-out pristine images are damaged more, and does an encoder that smooths grain
+    away gain from it? Damage of every type at 5 levels, CRF ladders, panning clips and grain clips; prints the
+    share of adjacent levels ordered, levels above their clean source, the worst cases and the targets."""
+    from contrique_video.training.degradation_check import append_csv
+    from contrique_video.training.head_check import CheckPlan
+    from contrique_video.training.head_check import degradation_check as check
+
+    plan = CheckPlan(weights=weights, head=head, features=features, also=also, images=images, wallpapers=wallpapers,
+                     sharp=sharp, types=types, size=size, clips=clips, clip_frames=clip_frames, cache=cache,
+                     grain=grain or (), grain_tiers=grain_tiers, grain_cache=grain_cache, threads=threads)
+    result = check(plan)
+    click.echo(json.dumps(result.to_dict()) if fmt == "json" else result.text(worst))
+    if csv_path:
+        append_csv(csv_path, result.csv_rows(), command_line(ctx))
+    if strict and result.missed:
+        fail("targets missed: " + "; ".join(result.missed))
+        ctx.exit(1)

@@ -55,6 +55,27 @@ def guarded(fn):
     return wrapper
 
 
+def command_line(ctx: click.Context) -> str:
+    """The command as typed, less the options left at their defaults: how a results row was made."""
+    import shlex
+
+    words = ["contrique-video", ctx.info_name]
+    for param in ctx.command.params:
+        if param.name not in ctx.params or ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        values = [str(v) for v in value] if isinstance(value, (tuple, list)) else [str(value)]
+        if isinstance(param, click.Argument):
+            words += values
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[-1])
+        elif param.multiple:
+            words += [w for v in values for w in (param.opts[-1], v)]
+        else:
+            words += [param.opts[-1], ",".join(values)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def quiet_option(fn):
     """`-q` after the subcommand too (`score in.mp4 -q`), as users type it."""
 

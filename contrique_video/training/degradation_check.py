@@ -1,7 +1,8 @@
 """The degradation check: score every ladder of held-out pristine images and report where a score fails to fall.
 
-Ladders come from :mod:`contrique_video.training.degradation`; ``scripts/degradation_check.py`` runs the check
-on a head, and a CI version of it guards the shipped head (``tests/training/test_degradation.py``).
+Ladders come from :mod:`contrique_video.training.degradation`; :mod:`contrique_video.training.head_check` runs
+the whole check on a head (``contrique-video degradation-check``), and a CI version of it guards the shipped head
+(``tests/training/test_degradation.py``).
 """
 
 from __future__ import annotations
@@ -188,3 +189,4 @@ def append_csv(path: Path, rows: list[tuple[str, str, float]], command: str) -> 
             w.writerow(["date", "cpu", "commit", "command", "head", "metric", "value"])
         for head, metric, value in rows:
             w.writerow([datetime.date.today().isoformat(), cpu, commit, command, head, metric, f"{value:.4f}"])
+

@@ -119,7 +119,7 @@ def test_pairs_whose_damage_left_the_image_unchanged_are_left_out():
 
 
 def test_noise_never_scores_above_its_clean_source():
-    """CI version of scripts/degradation_check.py: the built-in model with its default head, 2 held-out photos,
+    """CI version of `contrique-video degradation-check`: the built-in model with its default head, 2 held-out photos,
     every noise type at 5 levels."""
     from contrique_video.training.ranking import model_features
 
