@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from contrique_video.cli.options import (
+    RegisteredChoice,
     backend_pairs,
     guard_outputs,
     guarded,
@@ -25,6 +26,7 @@ from contrique_video.cli.options import (
     sampling_options,
 )
 from contrique_video.decode.sampler import Sampling
+from contrique_video.models.families import list_encoders
 
 log = logging.getLogger("contrique_video")
 
@@ -163,7 +165,7 @@ def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_
 @click.argument("media", type=click.Path())
 @click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Model to evaluate (default: the built-in model).")
-@click.option("--random-init", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
+@click.option("--random-init", type=RegisteredChoice(list_encoders),
               help="Evaluate an untrained encoder of this architecture instead (a baseline).")
 @click.option("--baseline", type=click.Choice(["laplacian", "nss"]),
               help="Evaluate a classical baseline instead: Laplacian variance, or the 36 NSS (BRISQUE-style) features.")
