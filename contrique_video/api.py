@@ -162,7 +162,8 @@ class Scorer:
     a head to score, none for features). ``weights`` is a CONTRIQUE ResNet checkpoint or a model card (JSON
     naming a state_dict and its arch, variant and layout: :mod:`contrique_video.models.card`). ``backend=None`` means $CONTRIQUE_VIDEO_BACKEND, else ``"auto"``
     (see :func:`contrique_video.backends.auto_choice`). ``max_pixels`` refuses larger frames before they
-    are decoded (the default admits 4096x2304, so all 4K; None admits any size).
+    are decoded (the default admits 4096x2304, so all 4K; None admits any size). ``model``: the model resolved
+    once (:class:`~contrique_video.models.ResolvedModel`), which ``weights`` may also be; ``choice``: as asked.
     """
 
     def __init__(
