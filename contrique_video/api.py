@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contrique_video.backends import open_backend
+from contrique_video.backends import BackendChoice, open_choice
 from contrique_video.decode import Frame, open_source
 from contrique_video.decode.prefetch import prefetch
 from contrique_video.decode.sampler import Sampling
 from contrique_video.errors import InputError, ModelError
 from contrique_video.features import Block
-from contrique_video.models import model_path
+from contrique_video.models import ResolvedModel, model_path, resolve_model
 from contrique_video.models.card import NSS_FEATURES as NUM_NSS
 from contrique_video.models.card import is_card, read_card
 from contrique_video.models.head import LinearHead, resolve_head
@@ -49,10 +49,25 @@ CPU_BATCH_PIXELS = 1920 * 1088
 def builtin_weights() -> Path | None:
     """The built-in model's card (assets/builtin.json), which every backend loads like a checkpoint path;
     None when this install lacks it or the weights file the card names."""
-    path = Path(str(resources.files("contrique_video") / "assets" / "builtin.json"))
-    if not path.is_file():
-        return None
-    return path if read_card(path).weights.is_file() else None
+    path = _builtin_path()
+    return path if path.is_file() and read_card(path).weights.is_file() else None
+
+
+def _builtin_path() -> Path:
+    return Path(str(resources.files("contrique_video") / "assets" / "builtin.json"))
+
+
+def _builtin_model() -> ResolvedModel:
+    """The built-in model resolved, or a one-line error saying what to pass when this install lacks it."""
+    path = _builtin_path()
+    try:
+        if path.is_file():
+            return resolve_model(path)
+    except ModelError:
+        if read_card(path).weights.is_file():
+            raise  # the weights are there but damaged: that error says so
+    raise ModelError("this install has no built-in model; pass --weights PATH (e.g. the official "
+                     "CONTRIQUE_checkpoint25.tar) and --head NAME|PATH (see `contrique-video import-head`)")
 
 
 def builtin_card() -> dict:
@@ -147,7 +162,8 @@ class Scorer:
     a head to score, none for features). ``weights`` is a CONTRIQUE ResNet checkpoint or a model card (JSON
     naming a state_dict and its arch, variant and layout: :mod:`contrique_video.models.card`). ``backend=None`` means $CONTRIQUE_VIDEO_BACKEND, else ``"auto"``
     (see :func:`contrique_video.backends.auto_choice`). ``max_pixels`` refuses larger frames before they
-    are decoded (the default admits 4096x2304, so all 4K; None admits any size).
+    are decoded (the default admits 4096x2304, so all 4K; None admits any size). ``model``: the model resolved
+    once (:class:`~contrique_video.models.ResolvedModel`), which ``weights`` may also be; ``choice``: as asked.
     """
 
     def __init__(
@@ -163,24 +179,18 @@ class Scorer:
     ):
         if threads and "torch" in sys.modules:  # a torch backend sets them when it opens (backends/pytorch.py)
             sys.modules["torch"].set_num_threads(threads)
-        if weights is None:
-            path = builtin_weights()
-            if path is None:
-                raise ModelError(
-                    "this install has no built-in model; pass --weights PATH (e.g. the official "
-                    "CONTRIQUE_checkpoint25.tar) and --head NAME|PATH (see `contrique-video import-head`)"
-                )
-        else:
-            path = model_path(weights)
-        card = read_card(path) if is_card(path) else None
+        # Resolved once (card read, weights checked) and handed to the backend and its caches as it is.
+        self.model = _builtin_model() if weights is None else resolve_model(weights)
+        card = self.model.card
         # A card names its model and its feature layout, which heads are matched by; a bare checkpoint its file.
-        self.model_id = card.id if card else f"weights:{path.name}"
-        self.feature_layout = card.feature_layout if card else None
+        self.model_id = self.model.id
+        self.feature_layout = self.model.feature_layout
         self.nss = bool(card and card.nss)
         self.default_head = card_default_head(card)
         self.device = device
-        self.backend = open_backend(path, backend or os.environ.get("CONTRIQUE_VIDEO_BACKEND") or "auto", precision,
-                                    device, threads)
+        self.choice = BackendChoice(backend or os.environ.get("CONTRIQUE_VIDEO_BACKEND") or "auto", precision, device,
+                                    threads)
+        self.backend = open_choice(self.model, self.choice)
         # Feature layout: encoder [full | half], then (cards with "nss": true) 36 NSS features.
         encoder = Block(card.spec.block, self.backend.feature_dim, card.standardize) if card else \
             Block("contrique", self.backend.feature_dim)  # a bare checkpoint is the paper's ResNet

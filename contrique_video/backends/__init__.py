@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+from dataclasses import replace
 
 # Each module registers its backend; this order is the order of the CLI's --backend choices.
 from contrique_video.backends import pytorch, onnx, openvino, tensorrt  # noqa: F401, I001
 from contrique_video.backends.base import Backend
-from contrique_video.backends.registry import REGISTRY, BackendSpec, is_onnx
+from contrique_video.backends.registry import REGISTRY, BackendChoice, BackendSpec
 from contrique_video.errors import UnsupportedError
-from contrique_video.models import get_card, model_path
-from contrique_video.models.card import is_card
-from contrique_video.models.transforms import TwoScale
+from contrique_video.models import ResolvedModel, resolve_model
 
 log = logging.getLogger("contrique_video")
 
@@ -60,7 +58,7 @@ def available(cuda: bool) -> str:
     return "; ".join(parts)
 
 
-def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: int | None = None,
+def auto_choice(device: str, weights: str | os.PathLike | ResolvedModel | None = None, threads: int | None = None,
                 precision: str = "auto") -> tuple[str, str]:
     """What ``--backend auto`` runs: the best path whose scores stay inside the accuracy bounds.
 
@@ -73,6 +71,7 @@ def auto_choice(device: str, weights: str | os.PathLike | None = None, threads: 
 
     kind = "cuda" if device.startswith("cuda") else "cpu"
     if kind == "cpu" and weights is not None:
+        weights = resolve_model(weights)
         choice = autotune.cached_choice(weights, threads) or autotune.prefer(weights, auto_paths(), PREFERENCE[kind])
         picked = choice.fastest_at(precision) if precision != "auto" else (choice.backend, choice.precision)
         # -v only: a run measures nothing (`bench --autotune` prints what it measured), and a first run's
@@ -96,7 +95,7 @@ def autotune_here(weights: str | os.PathLike, threads: int | None = None):
     ``--backend auto`` then uses instead of :data:`PREFERENCE`; returns the :class:`~.autotune.Choice`."""
     from contrique_video.backends import autotune
 
-    weights = model_path(weights)
+    weights = resolve_model(weights)
 
     def timer(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
         return autotune.measure(lambda p: open_backend(weights, *p, "cpu", threads), pairs)
@@ -104,28 +103,35 @@ def autotune_here(weights: str | os.PathLike, threads: int | None = None):
     return autotune.choose(weights, auto_paths(), timer, threads, remeasure=True)
 
 
-def preprocess_for(weights: Path) -> TwoScale:
-    """The model's preprocessing: its card's; a checkpoint or an export gets the CONTRIQUE one."""
-    return get_card(weights).preprocess if is_card(weights) else TwoScale()
+def open_backend(weights: str | os.PathLike | ResolvedModel, backend: str = "auto", precision: str = "auto",
+                 device: str = "cpu", threads: int | None = None) -> Backend:
+    """The encoder for a built-in model's id, a card (``.json``), a checkpoint (``.pt``/``.tar``), an ONNX
+    export (``.onnx``) or a model resolved already (:func:`~contrique_video.models.resolve_model`). ONNX files
+    the backends need are exported from the model once and cached."""
+    return open_choice(resolve_model(weights), BackendChoice(backend, precision, device, threads))
 
 
-def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: str = "auto", device: str = "cpu",
-                 threads: int | None = None) -> Backend:
-    """The encoder for a built-in model's id, a card (``.json``), a checkpoint (``.pt``/``.tar``) or an ONNX
-    export (``.onnx``). ONNX files the backends need are exported from the model once and cached."""
+def open_choice(model: ResolvedModel, choice: BackendChoice) -> Backend:
+    """:func:`open_backend` for a resolved model and a :class:`BackendChoice` (auto and precision resolved here)."""
+    choice = resolve_choice(model, choice)
+    return REGISTRY[choice.backend].opener(model, choice)
+
+
+def resolve_choice(model: ResolvedModel, choice: BackendChoice) -> BackendChoice:
+    """``choice`` with ``auto`` replaced by the backend and precision it runs, refused in one line where the
+    backend does not run the model at that precision on that device."""
+    backend, precision, device = choice.backend, choice.precision, choice.device
     if backend != "auto" and backend not in REGISTRY:
         raise UnsupportedError(f"unknown backend {backend!r}; available: auto, {', '.join(REGISTRY)}")
     if precision not in PRECISIONS:
         raise UnsupportedError(f"unknown precision {precision!r}; available: {', '.join(PRECISIONS)}")
-    weights = model_path(weights)
-    onnx_file = is_onnx(weights)
-    cuda = device.startswith("cuda")
+    onnx_file = model.is_onnx
     if backend == "auto":
-        measured = not onnx_file and not cuda
+        measured = not onnx_file and not choice.cuda
         if onnx_file:
             backend = "onnxruntime"  # an ONNX file runs at the precision it was exported at
         elif measured:
-            backend, precision = auto_choice(device, weights, threads, precision)  # per machine and model; logs why
+            backend, precision = auto_choice(device, model, choice.threads, precision)  # per machine and model
         else:
             backend, auto_precision = auto_choice(device)
             if precision == "auto":
@@ -137,9 +143,9 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
     spec: BackendSpec = REGISTRY[backend]
     if onnx_file and not spec.onnx_files:
         onnx_names = [s.name for s in REGISTRY.values() if s.onnx_files]
-        raise UnsupportedError(f"{weights.name} is an ONNX file: use --backend {' or '.join(onnx_names)}")
+        raise UnsupportedError(f"{model.path.name} is an ONNX file: use --backend {' or '.join(onnx_names)}")
     offered = spec.offered(device)
-    kind = "cuda" if cuda else "cpu"
+    kind = "cuda" if choice.cuda else "cpu"
     if not offered:
         where = " or ".join(spec.precisions)
         raise UnsupportedError(f"the {backend} backend runs on {where.upper()} only, not on {device!r}; "
@@ -148,8 +154,8 @@ def open_backend(weights: str | os.PathLike, backend: str = "auto", precision: s
         precision = offered[0]
     elif precision != "auto" and precision not in offered:
         raise UnsupportedError(f"the {backend} backend on {kind} supports precision {', '.join(offered)}, not {precision}")
-    return spec.opener(weights, precision, device, threads, preprocess_for(weights))
+    return replace(choice, backend=backend, precision=precision)
 
 
-__all__ = ["BACKENDS", "PRECISIONS", "PREFERENCE", "REGISTRY", "Backend", "BackendSpec", "auto_choice", "autotune_here",
-           "available", "auto_paths", "open_backend", "paths", "preprocess_for"]
+__all__ = ["BACKENDS", "PRECISIONS", "PREFERENCE", "REGISTRY", "Backend", "BackendChoice", "BackendSpec", "auto_choice",
+           "autotune_here", "available", "auto_paths", "open_backend", "open_choice", "paths", "resolve_choice"]

@@ -43,7 +43,7 @@ from contrique_video.backends.cpu import NATIVE, RELEVANT_FLAGS, inference_threa
 from contrique_video.cache import cache_dir
 from contrique_video.errors import ContriqueError, UnsupportedError
 from contrique_video.files import atomic_write
-from contrique_video.models.card import is_card, model_digest, read_card
+from contrique_video.models import ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
     from contrique_video.backends.base import Backend
@@ -145,7 +145,7 @@ class Choice:
         return min(timed, key=timed.get) if timed else None
 
 
-def cache_key(weights: str | os.PathLike, threads: int | None) -> dict:
+def cache_key(weights: str | os.PathLike | ResolvedModel, threads: int | None) -> dict:
     """What the choice depends on. The card's measured accuracy entries are part of it, so a new entry
     (``contrique-video precision-check --write-card``) is not hidden behind the choice made before it. Nothing
     here imports a runtime (torch alone costs a second of start-up)."""
@@ -154,15 +154,16 @@ def cache_key(weights: str | os.PathLike, threads: int | None) -> dict:
     for package in ("torch", "onnxruntime", "openvino"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
-    accuracy = json.dumps(model_precisions(weights), sort_keys=True)
+    model = resolve_model(weights)
+    accuracy = json.dumps(model.precisions, sort_keys=True)
     return {"cpu": name, "flags": sorted(flags & set(RELEVANT_FLAGS)), "threads": inference_threads(threads),
-            "model": model_digest(weights), "accuracy": hashlib.sha256(accuracy.encode()).hexdigest()[:16],
+            "model": model.digest, "accuracy": hashlib.sha256(accuracy.encode()).hexdigest()[:16],
             "frame": list(FRAME_SIZE), **versions}
 
 
-def model_precisions(weights: str | os.PathLike) -> dict:
+def model_precisions(weights: str | os.PathLike | ResolvedModel) -> dict:
     """The card's measured accuracy per path; a checkpoint has none."""
-    return read_card(weights).precisions if is_card(weights) else {}
+    return resolve_model(weights).precisions
 
 
 def cache_path(key: dict) -> Path:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from contrique_video.backends import auto_choice, open_backend, paths, preprocess_for
+from contrique_video.backends import auto_choice, open_backend, paths
 from contrique_video.backends.base import Backend
 from contrique_video.backends.cpu import RELEVANT_FLAGS, cpu_flags, cpu_summary, native, torch_threads
 from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import ContriqueError
-from contrique_video.models import load_model
+from contrique_video.models import resolve_model
 
 log = logging.getLogger("contrique_video")
 FULL_HD = (1080, 1920)
@@ -157,15 +157,16 @@ def speed_table(weights: Path, candidates: list[tuple[str, str]], frames: int, r
     if threads:
         torch.set_num_threads(threads)
     test = sample_frames(frames, size)
-    gflop = network_gflop(size, load_model(weights))
+    model = resolve_model(weights)
+    gflop = network_gflop(size, model.load())
     peaks = {"fp32": matmul_peak("fp32"), "int8": int8_peak()}
     if native("bf16"):
         peaks["bf16"] = matmul_peak("bf16")
     # The official code's eager NCHW fp32 is the baseline.
-    backends = [TorchBackend(load_model(weights), channels_last=False, preprocess=preprocess_for(weights))]
+    backends = [TorchBackend(model.load(), channels_last=False, preprocess=model.preprocess)]
     for name, precision in candidates:
         try:
-            backends.append(open_backend(weights, name, precision, "cpu", threads))
+            backends.append(open_backend(model, name, precision, "cpu", threads))
         except ContriqueError as exc:  # a backend this machine lacks is reported, not fatal
             log.warning("skipping %s %s: %s", name, precision, exc)
     timings = time_backends(backends, test, repeats)
@@ -259,9 +260,10 @@ def compare_models(models: dict[str, Path], backend: str = "auto", precision: st
     if threads:
         torch.set_num_threads(threads)
     test = sample_frames(frames)
-    backends = [open_backend(path, backend, precision, "cpu", threads) for path in models.values()]
+    resolved = [resolve_model(path) for path in models.values()]
+    backends = [open_backend(model, backend, precision, "cpu", threads) for model in resolved]
     timings = time_backends(backends, test, repeats)
     base = timings[0][0]
     return [{"model": name, "backend": b.describe(), "seconds_per_frame": t, "speedup": base / t,
-             "gflop_per_frame": network_gflop(FULL_HD, load_model(path))}
-            for (name, path), b, (t, _) in zip(models.items(), backends, timings)]
+             "gflop_per_frame": network_gflop(FULL_HD, model.load())}
+            for name, model, b, (t, _) in zip(models, resolved, backends, timings)]

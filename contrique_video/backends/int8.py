@@ -16,8 +16,7 @@ from contrique_video.backends.export import INPUT, read_metadata, set_metadata
 from contrique_video.cache import cache_dir
 from contrique_video.errors import ModelError, UnsupportedError
 from contrique_video.files import atomic_path
-from contrique_video.models import family_of
-from contrique_video.models.card import is_card, read_card
+from contrique_video.models import ResolvedModel, family_of, resolve_model
 from contrique_video.models.transforms import TwoScale
 
 
@@ -29,10 +28,10 @@ def check_int8(fp32_path: str | os.PathLike) -> None:
         raise UnsupportedError(f"int8 is not offered for {encoder}: {refusal}")
 
 
-def calibration_table(weights: str | os.PathLike, digest: str) -> Path:
+def calibration_table(weights: str | os.PathLike | ResolvedModel, digest: str) -> Path:
     """The int8 activation ranges for a model: its card's table, else the one ``export-onnx --precision int8
     --calibrate`` made in the cache for weights with this digest."""
-    card = read_card(weights) if is_card(weights) else None
+    card = resolve_model(weights).card
     if card is not None and card.int8_table is not None:
         return card.int8_table
     return cache_dir() / "onnx" / f"{digest}-int8-calibration.json"

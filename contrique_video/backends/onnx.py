@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -11,8 +10,9 @@ from contrique_video.backends.base import Backend
 from contrique_video.backends.cpu import inference_threads
 from contrique_video.backends.export import INPUT, OUTPUT, check_io, read_metadata
 from contrique_video.backends.onnx_cache import cached_export
-from contrique_video.backends.registry import is_onnx, register_backend
+from contrique_video.backends.registry import BackendChoice, register_backend
 from contrique_video.errors import ModelError, UnsupportedError
+from contrique_video.models import ResolvedModel
 from contrique_video.models.transforms import TwoScale
 
 ORT_PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")}
@@ -50,14 +50,14 @@ class OnnxRuntimeBackend(Backend):
 
 
 @register_backend("onnxruntime", requires="onnxruntime", precisions=ORT_PRECISIONS, onnx_files=True)
-def open_onnxruntime(weights: Path, precision: str, device: str, threads: int | None,
-                     preprocess: TwoScale) -> OnnxRuntimeBackend:
+def open_onnxruntime(model: ResolvedModel, choice: BackendChoice) -> OnnxRuntimeBackend:
     """ONNX Runtime on a model (exported and cached at ``precision``) or on an ``.onnx`` file as it is."""
-    if not is_onnx(weights):
-        return OnnxRuntimeBackend(cached_export(weights, precision), device, threads, preprocess)
-    backend = OnnxRuntimeBackend(weights, device, threads, preprocess)
-    if precision not in ("auto", backend.precision):
-        raise UnsupportedError(f"{weights} is a {backend.precision} export; it cannot run at {precision}")
+    if not model.is_onnx:
+        return OnnxRuntimeBackend(cached_export(model, choice.precision), choice.device, choice.threads,
+                                  model.preprocess)
+    backend = OnnxRuntimeBackend(model.path, choice.device, choice.threads, model.preprocess)
+    if choice.precision not in ("auto", backend.precision):
+        raise UnsupportedError(f"{model.path} is a {backend.precision} export; it cannot run at {choice.precision}")
     return backend
 
 

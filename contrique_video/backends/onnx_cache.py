@@ -17,19 +17,18 @@ from contrique_video.backends.fp16 import cached_fp16
 from contrique_video.backends.int8 import calibration_table, check_int8, quantize_int8
 from contrique_video.cache import cache_dir, preparing
 from contrique_video.errors import ModelError, UnsupportedError
-from contrique_video.models import load_model
-from contrique_video.models.card import model_digest, model_label
+from contrique_video.models import ResolvedModel, resolve_model
 
 log = logging.getLogger("contrique_video")
 
 
-def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
+def cached_export(weights: str | os.PathLike | ResolvedModel, precision: str = "fp32") -> Path:
     """The ONNX file for a checkpoint or card at fp32, fp16 (converted from the fp32 one) or int8 (quantised
     with the model's calibration table), exported once into the cache."""
+    model = resolve_model(weights)
     if precision == "fp16":
-        return cached_fp16(cached_export(weights, "fp32"), model_label(Path(weights)))
-    weights = Path(weights)
-    digest = model_digest(weights)
+        return cached_fp16(cached_export(model, "fp32"), model.label)
+    digest = model.digest
     path = cache_dir() / "onnx" / f"{digest}-{precision}.onnx"
     if _usable(path, digest, precision):
         return path
@@ -38,20 +37,20 @@ def cached_export(weights: str | os.PathLike, precision: str = "fp32") -> Path:
             if _usable(path, digest, precision, warn=False):
                 return path
             start = time.perf_counter()
-            export_onnx(load_model(weights), path, source=digest)
-            log.info("prepared %s for ONNX Runtime in %.1f s (once per machine; kept in %s)", model_label(weights),
+            export_onnx(model.load(), path, source=digest)
+            log.info("prepared %s for ONNX Runtime in %.1f s (once per machine; kept in %s)", model.label,
                      time.perf_counter() - start, path.parent)
             return path
     if precision == "int8":
-        fp32 = cached_export(weights, "fp32")
+        fp32 = cached_export(model, "fp32")
         check_int8(fp32)
-        table = calibration_table(weights, digest)
+        table = calibration_table(model, digest)
         if not table.is_file():
             raise UnsupportedError(
-                f"int8 for {weights.name} needs a calibration table: run `contrique-video export-onnx --weights "
-                f"{weights} --precision int8 --calibrate MEDIA...` once"
+                f"int8 for {model.path.name} needs a calibration table: run `contrique-video export-onnx --weights "
+                f"{model.path} --precision int8 --calibrate MEDIA...` once"
             )
-        log.info("quantising %s to int8 (once; kept in %s)", model_label(weights), path.parent)
+        log.info("quantising %s to int8 (once; kept in %s)", model.label, path.parent)
         return quantize_int8(fp32, path, table)
     raise UnsupportedError(f"no {precision} ONNX export; available: fp32, fp16, int8")
 

@@ -27,11 +27,10 @@ import numpy as np
 from contrique_video.backends.base import Backend
 from contrique_video.backends.cpu import inference_threads
 from contrique_video.backends.export import INPUT, OUTPUT, check_io, encoder_id, onnx_bytes, read_metadata
-from contrique_video.backends.registry import is_onnx, register_backend
+from contrique_video.backends.registry import BackendChoice, is_onnx, register_backend
 from contrique_video.cache import cache_dir, preparing
 from contrique_video.errors import ModelError, UnsupportedError
-from contrique_video.models import load_model
-from contrique_video.models.card import model_digest, model_label
+from contrique_video.models import ResolvedModel, resolve_model
 from contrique_video.models.transforms import TwoScale
 
 log = logging.getLogger("contrique_video")
@@ -56,8 +55,8 @@ def import_openvino():
     return ov
 
 
-def ir_path(weights: str | os.PathLike) -> Path:
-    return cache_dir() / "openvino" / f"{model_digest(weights)}-fp32.xml"
+def ir_path(weights: str | os.PathLike | ResolvedModel) -> Path:
+    return cache_dir() / "openvino" / f"{resolve_model(weights).digest}-fp32.xml"
 
 
 def _ir_problem(path: Path, digest: str, ov) -> str | None:
@@ -74,12 +73,12 @@ def _ir_problem(path: Path, digest: str, ov) -> str | None:
     return None
 
 
-def cached_ir(weights: str | os.PathLike) -> Path:
+def cached_ir(weights: str | os.PathLike | ResolvedModel) -> Path:
     """The model's fp32 IR, converted once per machine into the cache (several processes may ask at once: one
     converts, the others wait for it); a damaged or stale one is remade with a warning."""
     ov = import_openvino()
-    weights = Path(weights)
-    digest = model_digest(weights)
+    weights = resolve_model(weights)
+    digest = weights.digest
     path = ir_path(weights)
     if _ir_problem(path, digest, ov) is None:
         return path
@@ -90,7 +89,7 @@ def cached_ir(weights: str | os.PathLike) -> Path:
         if problem != "missing":
             log.warning("cached OpenVINO model %s is %s: remaking it", path, problem)
         start = time.perf_counter()
-        model = load_model(weights)
+        model = weights.load()
         converted = ov.convert_model(io.BytesIO(onnx_bytes(model, fold=False)))
         for key, value in {"source": digest, "layout": IR_LAYOUT, "encoder": encoder_id(model)}.items():
             converted.set_rt_info(value, [RT_KEY, key])
@@ -101,7 +100,7 @@ def cached_ir(weights: str | os.PathLike) -> Path:
             os.replace(staging / path.name, path)  # the .xml last: a reader checks it names these weights
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        log.info("prepared %s for OpenVINO in %.1f s (once per machine; kept in %s)", model_label(weights),
+        log.info("prepared %s for OpenVINO in %.1f s (once per machine; kept in %s)", weights.label,
                  time.perf_counter() - start, path.parent)
     return path
 
@@ -153,12 +152,11 @@ class OpenVinoBackend(Backend):
 
 @register_backend("openvino", requires="openvino", precisions={"cpu": ("fp32", "bf16")}, onnx_files=True,
                   needs_native=("bf16",))
-def open_openvino(weights: Path, precision: str, device: str, threads: int | None,
-                  preprocess: TwoScale) -> OpenVinoBackend:
+def open_openvino(model: ResolvedModel, choice: BackendChoice) -> OpenVinoBackend:
     """OpenVINO on a model (its fp32 IR, converted once and cached) or on an fp32 ``.onnx`` file (``auto``:
     fp32, the precision it was exported at)."""
-    return OpenVinoBackend(weights if is_onnx(weights) else cached_ir(weights), threads, preprocess,
-                           "fp32" if precision == "auto" else precision)
+    return OpenVinoBackend(model.path if model.is_onnx else cached_ir(model), choice.threads, model.preprocess,
+                           "fp32" if choice.precision == "auto" else choice.precision)
 
 
 __all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "open_openvino"]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from contrique_video.backends.base import Backend
-from contrique_video.backends.registry import register_backend
+from contrique_video.backends.registry import BackendChoice, register_backend
 from contrique_video.errors import UnsupportedError
-from contrique_video.models import load_model
 from contrique_video.models.transforms import TwoScale
 
 if TYPE_CHECKING:  # torch loads on first use, so `contrique-video --help` stays fast
     import torch
+
+    from contrique_video.models import ResolvedModel
 
 #: Precisions per device type; bf16 on a CPU only where it has bf16 instructions (registry.needs_native).
 TORCH_PRECISIONS = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")}
@@ -75,15 +75,15 @@ def set_torch_threads(threads: int | None) -> None:
 
 
 @register_backend("torch", requires="torch", precisions=TORCH_PRECISIONS, needs_native=("bf16",))
-def open_eager(weights: Path, precision: str, device: str, threads: int | None, preprocess: TwoScale) -> TorchBackend:
-    set_torch_threads(threads)
-    return TorchBackend(load_model(weights), device, precision, preprocess=preprocess)
+def open_eager(model: ResolvedModel, choice: BackendChoice) -> TorchBackend:
+    set_torch_threads(choice.threads)
+    return TorchBackend(model.load(), choice.device, choice.precision, preprocess=model.preprocess)
 
 
 @register_backend("torch-compile", requires="torch", precisions=TORCH_PRECISIONS, needs_native=("bf16",), auto=False)
-def open_compiled(weights: Path, precision: str, device: str, threads: int | None, preprocess: TwoScale) -> TorchBackend:
-    set_torch_threads(threads)
-    return TorchBackend(load_model(weights), device, precision, compile=True, preprocess=preprocess)
+def open_compiled(model: ResolvedModel, choice: BackendChoice) -> TorchBackend:
+    set_torch_threads(choice.threads)
+    return TorchBackend(model.load(), choice.device, choice.precision, compile=True, preprocess=model.preprocess)
 
 
 __all__ = ["TORCH_PRECISIONS", "TorchBackend", "open_compiled", "open_eager"]

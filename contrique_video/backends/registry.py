@@ -18,11 +18,27 @@ from contrique_video.backends.cpu import native
 
 if TYPE_CHECKING:
     from contrique_video.backends.base import Backend
-    from contrique_video.models.transforms import TwoScale
+    from contrique_video.models.resolved import ResolvedModel
 
-#: ``opener(weights, precision, device, threads, preprocess)``; ``precision`` is resolved (never "auto"), except
-#: for an ``.onnx`` file, which runs at the precision it was exported at unless one is asked for.
-Opener = Callable[[Path, str, str, "int | None", "TwoScale"], "Backend"]
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """How to run a model's encoder: ``backend`` (a registered name or ``"auto"``), ``precision`` (or ``"auto"``),
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) and CPU ``threads`` (None: the runtime's default)."""
+
+    backend: str = "auto"
+    precision: str = "auto"
+    device: str = "cpu"
+    threads: int | None = None
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+#: ``opener(model, choice)``: the resolved model and a choice whose backend and precision are resolved (never
+#: "auto"), except for an ``.onnx`` file, which runs at the precision it was exported at unless one is asked for.
+Opener = Callable[["ResolvedModel", BackendChoice], "Backend"]
 
 
 @dataclass(frozen=True)
@@ -65,4 +81,4 @@ def is_onnx(weights: str | os.PathLike) -> bool:
     return Path(weights).suffix.lower() == ".onnx"
 
 
-__all__ = ["REGISTRY", "BackendSpec", "Opener", "is_onnx", "register_backend"]
+__all__ = ["REGISTRY", "BackendChoice", "BackendSpec", "Opener", "is_onnx", "register_backend"]

@@ -30,9 +30,10 @@ from contrique_video.backends.engine_cache import DEFAULT_MAX_BATCH, Profile, en
 from contrique_video.backends.export import INPUT, OUTPUT, check_io, file_digest, read_metadata
 from contrique_video.backends.fp16 import cached_fp16
 from contrique_video.backends.onnx_cache import cached_export
-from contrique_video.backends.registry import is_onnx, register_backend
+from contrique_video.backends.registry import BackendChoice, register_backend
 from contrique_video.errors import ModelError, UnsupportedError
 from contrique_video.extras import require
+from contrique_video.models import ResolvedModel
 from contrique_video.models.transforms import TwoScale
 
 log = logging.getLogger("contrique_video")
@@ -236,11 +237,11 @@ def _feature_dim(onnx_path: Path) -> int:
 
 
 @register_backend("tensorrt", requires="tensorrt", precisions={"cuda": TRT_PRECISIONS}, onnx_files=True, auto=False)
-def open_tensorrt(weights: Path, precision: str, device: str, threads: int | None,
-                  preprocess: TwoScale) -> TensorRTBackend:
+def open_tensorrt(model: ResolvedModel, choice: BackendChoice) -> TensorRTBackend:
     """Engines from a model's fp32 export (made once into the cache) or from an fp32 ``.onnx`` file."""
-    require_cuda(device)  # fail in a moment, not after an export
+    require_cuda(choice.device)  # fail in a moment, not after an export
     import_tensorrt()
-    onnx_file = weights if is_onnx(weights) else cached_export(weights, "fp32")
-    return TensorRTBackend(onnx_file, device=device, precision="fp16" if precision == "auto" else precision,
-                           preprocess=preprocess)
+    onnx_file = model.path if model.is_onnx else cached_export(model, "fp32")
+    return TensorRTBackend(onnx_file, device=choice.device,
+                           precision="fp16" if choice.precision == "auto" else choice.precision,
+                           preprocess=model.preprocess)

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from contrique_video.cli.options import (
+    RegisteredChoice,
     backend_pairs,
     command_line,
     fail,
@@ -27,6 +28,7 @@ from contrique_video.cli.options import (
     sampling_options,
 )
 from contrique_video.decode.sampler import Sampling
+from contrique_video.models.families import list_encoders
 
 log = logging.getLogger("contrique_video")
 
@@ -92,18 +94,18 @@ def export_onnx(weights, precision, calibrate, table, output):
     from contrique_video.backends.export import export_onnx as export
     from contrique_video.backends.int8 import calibration_table, quantize_int8
     from contrique_video.decode import open_source
-    from contrique_video.models import load_model as load_weights
-    from contrique_video.models.card import model_digest
+    from contrique_video.models import resolve_model
 
     path = Path(weights) if weights else builtin_weights()
     guard_outputs([path, table], output)
-    digest = model_digest(path)
+    model = resolve_model(path)  # the card read and the weights checked once, for the digest, table and export
+    digest = model.digest
     if precision == "fp32":
         if calibrate or table:
             raise click.UsageError("--calibrate and --table are for --precision int8")
-        export(load_weights(path), output, source=digest)
+        export(model.load(), output, source=digest)
     else:
-        table_path = Path(table) if table else calibration_table(path, digest)
+        table_path = Path(table) if table else calibration_table(model, digest)
         frames = []
         for media in calibrate:
             with open_source(media) as src:
@@ -112,7 +114,7 @@ def export_onnx(weights, precision, calibrate, table, output):
             table_path.parent.mkdir(parents=True, exist_ok=True)
             table_path.unlink(missing_ok=True)  # computed anew from these frames
         with tempfile.TemporaryDirectory() as tmp:
-            fp32 = export(load_weights(path), Path(tmp) / "fp32.onnx", source=digest)
+            fp32 = export(model.load(), Path(tmp) / "fp32.onnx", source=digest)
             quantize_int8(fp32, output, table_path, frames)
     click.echo(f"{output}: {precision} ONNX of {path.name} (sha256 {digest}...)")
 
@@ -165,7 +167,7 @@ def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_
 @click.argument("media", type=click.Path())
 @click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Model to evaluate (default: the built-in model).")
-@click.option("--random-init", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
+@click.option("--random-init", type=RegisteredChoice(list_encoders),
               help="Evaluate an untrained encoder of this architecture instead (a baseline).")
 @click.option("--baseline", type=click.Choice(["laplacian", "nss"]),
               help="Evaluate a classical baseline instead: Laplacian variance, or the 36 NSS (BRISQUE-style) features.")

@@ -10,7 +10,7 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -274,3 +274,21 @@ def logs_above_bars() -> Iterator[None]:
             yield
     else:
         yield
+
+
+class RegisteredChoice(click.Choice):
+    """A choice read from a registry each time it is used (help, checking), so a family or backend registered
+    after the CLI was imported is offered too."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]):
+        self._names = names
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _value) -> None:
+        pass  # click.Choice.__init__ assigns its (empty) tuple; the registry stays the source
+

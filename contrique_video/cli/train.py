@@ -7,8 +7,10 @@ import json
 
 import click
 
-from contrique_video.cli.options import guarded, output_dir_option, pick_output_dir, quiet_option
-from contrique_video.models.families import list_encoders
+from contrique_video.cli.options import RegisteredChoice, guarded, output_dir_option, pick_output_dir, quiet_option
+from contrique_video.models.families import FAMILIES, trainable_encoders
+
+LITE = FAMILIES["efficientnet-lite"]  # the trunks a quality branch (train-branch) sits beside
 
 
 def data_options(pristine: str, authentic: str):
@@ -37,7 +39,7 @@ def data_options(pristine: str, authentic: str):
 @click.option("--objective", type=click.Choice(["contrastive", "classify", "both"]), default="contrastive", show_default=True,
               help="contrastive: the official NT-Xent recipe; classify: cross-entropy over distortion type and level; "
                    "both: the sum of the two.")
-@click.option("--arch", type=click.Choice(list_encoders()), default="resnet50", show_default=True,
+@click.option("--arch", type=RegisteredChoice(trainable_encoders), default="resnet50", show_default=True,
               help="Encoder architecture (resnet50 is CONTRIQUE's; efficientnet-lite* start from ImageNet with --init imagenet).")
 @click.option("--crop", type=click.IntRange(64, 1024), default=224, show_default=True,
               help="Side in pixels of the square crops trained on.")
@@ -103,7 +105,8 @@ def train(ctx, outdir, out_alias, pristine, authentic, mos, holdout, objective, 
 @quiet_option
 @output_dir_option("Run folder (checkpoints, models, learning curve).")
 @data_options("the ladders' clean sources", "authentic images, also cut into ladders (harmful types only)")
-@click.option("--variant", type=click.Choice(["lite0", "lite1", "lite2"]), default="lite2", show_default=True,
+@click.option("--variant", type=RegisteredChoice(lambda: [e.removeprefix("efficientnet-") for e in LITE.encoders]),
+              default="lite2", show_default=True,
               help="The frozen ImageNet EfficientNet-Lite trunk the branch sits beside.")
 @click.option("--tap", type=click.IntRange(1, 7), default=2, show_default=True, help="The trunk stage whose map the branch reads.")
 @click.option("--width", type=click.IntRange(4, 1024), default=64, show_default=True, help="The branch's first width (it ends at 2x).")

@@ -18,9 +18,10 @@ import re
 from pathlib import Path
 
 from contrique_video.errors import ModelError
-from contrique_video.models.card import ModelCard, is_card, load_card_model, read_card
+from contrique_video.models.card import ModelCard, is_card, read_card
 from contrique_video.models.families import create_encoder, family_of, list_encoders
 from contrique_video.models.layouts import feature_layout
+from contrique_video.models.resolved import ResolvedModel
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -55,21 +56,18 @@ def get_card(name_or_path: str | os.PathLike) -> ModelCard:
     return read_card(path)
 
 
-def load_model(name_or_path: str | os.PathLike):
+def resolve_model(name_or_path: str | os.PathLike | ResolvedModel) -> ResolvedModel:
+    """A built-in model's id, a card or a checkpoint, resolved once: the card read and the weights checked (see
+    :mod:`contrique_video.models.resolved`); a :class:`ResolvedModel` is returned as it is."""
+    if isinstance(name_or_path, ResolvedModel):
+        return name_or_path
+    return ResolvedModel.from_path(model_path(name_or_path))
+
+
+def load_model(name_or_path: str | os.PathLike | ResolvedModel):
     """The one-scale encoder module (N x 3 x H x W in [0, 1] -> N x ``feature_dim``) for a built-in model's id,
     a card or a CONTRIQUE checkpoint. Every backend and the ONNX export take this module."""
-    from contrique_video.models.contrique import load_weights, read_state_dict
-
-    path = model_path(name_or_path)
-    if is_card(path):
-        return load_card_model(read_card(path))
-    try:
-        return load_weights(path)
-    except ModelError:
-        if path.is_file() and "_conv_stem.weight" in read_state_dict(path):
-            raise ModelError(f"{path.name} holds EfficientNet-Lite weights: pass a model card (JSON naming the "
-                             f"weights, arch, variant and layout) as --weights") from None
-        raise
+    return resolve_model(name_or_path).load()
 
 
 def layout_of(feature_id: str) -> str | None:
@@ -84,5 +82,5 @@ def layout_of(feature_id: str) -> str | None:
     return None
 
 
-__all__ = ["ModelCard", "builtin_cards", "create_encoder", "get_card", "layout_of", "list_encoders", "list_models",
-           "load_model", "model_path"]
+__all__ = ["ModelCard", "ResolvedModel", "builtin_cards", "create_encoder", "get_card", "layout_of", "list_encoders",
+           "list_models", "load_model", "model_path", "resolve_model"]

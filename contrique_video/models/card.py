@@ -153,13 +153,17 @@ def checked_weights(card: ModelCard) -> Path:
 
 
 def model_digest(path: str | os.PathLike) -> str:
-    """16 hex digits naming a model in caches: a checkpoint's SHA-256, or for a card, of what defines the
-    network (arch, variant, layout) and its weights' SHA-256, so editing documentation fields keeps the cache."""
+    """16 hex digits naming a model in caches: a checkpoint's SHA-256, or for a card :func:`card_digest`."""
     path = Path(path)
     if not is_card(path):
         return sha256_file(path, remember=True)[:16]
     card = read_card(path)
-    weights = checked_weights(card)
+    return card_digest(card, checked_weights(card))
+
+
+def card_digest(card: ModelCard, weights: Path) -> str:
+    """A card's digest, from its already checked ``weights``: the SHA-256 of what defines the network (arch, variant,
+    layout) and of its weights, so editing documentation fields keeps the cache."""
     network = json.dumps([card.raw.get("arch"), card.raw.get("variant"), card.layout,
                           card.sha256 or sha256_file(weights, remember=True)])
     return hashlib.sha256(network.encode()).hexdigest()[:16]
@@ -174,13 +178,14 @@ def model_label(path: str | os.PathLike) -> str:
         return path.name
 
 
-def load_card_model(card: ModelCard):
-    """The card's one-scale encoder module, its weights checked by SHA-256 first."""
+def load_card_model(card: ModelCard, weights: Path | None = None):
+    """The card's one-scale encoder module; its weights are checked by SHA-256 first unless ``weights`` is the file
+    :func:`checked_weights` already returned (a :class:`~contrique_video.models.resolved.ResolvedModel`'s)."""
     from contrique_video.models.contrique import (
         read_state_dict,  # torch loads only when weights are read
     )
 
-    path = checked_weights(card)
+    path = weights or checked_weights(card)
     model = card.spec.load(card.encoder, card.layout, read_state_dict(path), path.name)
     if card.feature_dim is not None and 2 * model.feature_dim + NSS_FEATURES * card.nss != card.feature_dim:
         raise ModelError(f"model card {card.id}: feature_dim {card.feature_dim} does not match the network "
@@ -188,4 +193,4 @@ def load_card_model(card: ModelCard):
     return model
 
 
-__all__ = ["ModelCard", "checked_weights", "is_card", "load_card_model", "model_digest", "model_label", "read_card"]
+__all__ = ["ModelCard", "card_digest", "checked_weights", "is_card", "load_card_model", "model_digest", "model_label", "read_card"]

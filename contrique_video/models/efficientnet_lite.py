@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contrique_video.errors import ModelError
+from contrique_video.errors import InputError, ModelError
 from contrique_video.files import sha256_file
+from contrique_video.models.contrique import projector
 from contrique_video.models.layouts import LITE_LAYOUTS
 from contrique_video.models.quality_branch import QualityBranch, branch_from_state
 
@@ -267,11 +268,37 @@ def load_imagenet(variant: str = "lite2") -> EfficientNetLite:
     return model.eval()
 
 
+class LiteTrainee(nn.Module):
+    """An EfficientNet-Lite trunk (``encoder``) and the contrastive projector on one of its pooled maps.
+
+    ``lite_map="head"``: the 1x1 head map (the paper's place, on the last encoder map); ``"stage7"``: the
+    last stage's output, so the head convolution gets no gradient and keeps its ImageNet weights.
+    """
+
+    def __init__(self, trunk: nn.Module, projection_dim: int = 128, lite_map: str = "head"):
+        super().__init__()
+        if lite_map not in ("head", "stage7"):
+            raise InputError(f"unknown --lite-map {lite_map!r}; choose head or stage7")
+        self.arch = f"efficientnet-{trunk.variant}"
+        self.encoder = trunk
+        self.lite_map = lite_map
+        self.projector = projector(self.feature_dim, projection_dim)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.channels[-1 if self.lite_map == "head" else -2]
+
+    def train_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The map the training objectives see."""
+        return self.encoder(x) if self.lite_map == "head" else self.encoder.stages(x)[-2]
+
+
 __all__ = [
     "IMAGENET_WEIGHTS",
     "LITE_LAYOUTS",
     "VARIANTS",
     "EfficientNetLite",
+    "LiteTrainee",
     "ImagenetWeights",
     "LayoutFeatures",
     "from_state",

@@ -2,18 +2,20 @@
 
 A :class:`Family` says which encoders it has (and how a model card spells each: ``arch``, ``variant``), which
 feature layouts (poolings) it offers, how to build and load its one-scale module, the preprocessing its cards
-get, whether heads z-score its features, and whether int8 is refused. Adding a family is a module with its
-network and one :func:`register_family` call below; nothing outside ``models/`` changes. Networks are imported
-on first use, so reading a card does not load torch.
+get, whether heads z-score its features, whether int8 is refused, and how ``train`` builds it (its trainee).
+Adding a family is a module with its network and one :func:`register_family` call (below, or in that module);
+nothing outside ``models/`` changes: ``list_encoders``, cards, scoring, ``train --arch`` and ``evaluate
+--random-init`` read this registry. Networks are imported on first use, so reading a card does not load torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from contrique_video.errors import ModelError
+from contrique_video.errors import InputError, ModelError
 from contrique_video.models.layouts import LITE_LAYOUTS
 from contrique_video.models.transforms import TwoScale
 
@@ -37,6 +39,10 @@ class Family:
     no_int8: str | None = None  # why int8 is refused for this family, or None when it is offered
     preprocess: TwoScale = field(default_factory=TwoScale)
     block: str = "encoder"  # the name of its feature block in heads (the paper's ResNets: "contrique")
+    #: ``trainee(encoder, cfg)``: the network ``train`` trains from ``cfg`` (a training.train.TrainConfig: ``init``
+    #: is None, a weights file or "imagenet"), a module with ``encoder`` (frames to a feature map), ``projector``
+    #: and ``feature_dim`` whose ``forward`` gives one scale's scoring feature; None: not trainable here.
+    trainee: Callable[[str, Any], nn.Module] | None = None
 
 
 FAMILIES: dict[str, Family] = {}
@@ -53,6 +59,20 @@ def register_family(family: Family) -> Family:
 
 def list_encoders() -> list[str]:
     return [e for f in FAMILIES.values() for e in f.encoders]
+
+
+def trainable_encoders() -> list[str]:
+    """The encoders ``train --arch`` offers: those of families with a trainee."""
+    return [e for f in FAMILIES.values() if f.trainee is not None for e in f.encoders]
+
+
+def create_trainee(encoder: str, cfg: Any) -> nn.Module:
+    """The network ``train`` trains for ``encoder`` (its family's trainee), or a one-line error listing the
+    trainable ones."""
+    family = family_of(encoder) if encoder in list_encoders() else None
+    if family is None or family.trainee is None:
+        raise InputError(f"unknown architecture {encoder!r}; choose one of {', '.join(trainable_encoders())}")
+    return family.trainee(encoder, cfg)
 
 
 def family_of(encoder: str) -> Family:
@@ -93,6 +113,46 @@ def _resnet_load(encoder: str, layout: str, state: dict, source: str) -> nn.Modu
     return from_state(state, source, encoder)
 
 
+def _resnet_trainee(encoder: str, cfg: Any) -> nn.Module:
+    """A CONTRIQUE ResNet with zero-initialised residual branches, or fine-tuned from ``cfg.init`` weights."""
+    from contrique_video.models.contrique import Contrique, load_weights
+
+    if cfg.freeze_stages:
+        raise InputError("--freeze-stages is only for the efficientnet-lite architectures")
+    if cfg.init == "imagenet":
+        raise InputError(f"--init imagenet is only for the efficientnet-lite architectures, not {encoder}")
+    model = Contrique(encoder, zero_init_residual=True)
+    if cfg.init:  # fine-tune from a checkpoint (e.g. the built-in model) instead of random weights
+        init = load_weights(cfg.init)
+        if init.arch != encoder:
+            raise InputError(f"--init {cfg.init} is a {init.arch}, not a {encoder}")
+        model.encoder.load_state_dict(init.encoder.state_dict())
+    return model
+
+
+def _lite_trainee(encoder: str, cfg: Any) -> nn.Module:
+    """A Lite trunk from ImageNet (``cfg.init == "imagenet"``), a trunk state_dict or random, with the projector
+    on ``cfg.lite_map``."""
+    import torch
+
+    from contrique_video.models.efficientnet_lite import EfficientNetLite, LiteTrainee, load_imagenet
+
+    variant = encoder.removeprefix("efficientnet-")
+    if cfg.init == "imagenet":
+        trunk = load_imagenet(variant)
+    else:
+        trunk = EfficientNetLite(variant)
+        if cfg.init:
+            if not Path(cfg.init).is_file():
+                raise InputError(f"--init weights not found: {cfg.init}")
+            state = torch.load(cfg.init, map_location="cpu", weights_only=True)
+            try:
+                trunk.load_state_dict(state, strict=True)
+            except (RuntimeError, AttributeError):
+                raise InputError(f"--init {cfg.init} is not an EfficientNet-{variant} trunk state_dict") from None
+    return LiteTrainee(trunk, lite_map=cfg.lite_map)
+
+
 def _lite_build(encoder: str, layout: str) -> nn.Module:
     """An untrained Lite module; the ``quality`` layouts get ``QualityBranch``'s default shape (width 64, stage 2)."""
     from contrique_video.models.efficientnet_lite import (
@@ -115,12 +175,14 @@ def _lite_load(encoder: str, layout: str, state: dict, source: str) -> nn.Module
 register_family(Family(
     "resnet", {a: (a, None) for a in ("resnet18", "resnet34", "resnet50")}, ("contrique",),
     _resnet_build, _resnet_load, standardize=False, block="contrique",  # GAP then L2 norm, as the paper's
+    trainee=_resnet_trainee,
 ))
 register_family(Family(
     "efficientnet-lite", {f"efficientnet-{v}": ("efficientnet-lite", v) for v in ("lite0", "lite1", "lite2")},
-    LITE_LAYOUTS, _lite_build, _lite_load, standardize=True,
+    LITE_LAYOUTS, _lite_build, _lite_load, standardize=True, trainee=_lite_trainee,
     no_int8="static int8 moved EfficientNet-Lite2's features by 11% (relative L2; ResNet-50: 5.5%), too far for "
             "its head; run it at fp32",
 ))
 
-__all__ = ["FAMILIES", "Family", "create_encoder", "encoder_for", "family_of", "list_encoders", "register_family"]
+__all__ = ["FAMILIES", "Family", "create_encoder", "create_trainee", "encoder_for", "family_of", "list_encoders",
+           "register_family", "trainable_encoders"]

@@ -50,13 +50,15 @@ def feature_extractor(weights: str | None = None, random_init: str | None = None
     import torch
 
     from contrique_video.backends.pytorch import TorchBackend
-    from contrique_video.models.contrique import Contrique
+    from contrique_video.models.families import create_encoder, family_of
 
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    backend = TorchBackend(Contrique(random_init))
-    return Extractor(_mean_over_frames(backend), f"random-{random_init}-seed0", [Block("contrique", backend.feature_dim)])
+    family = family_of(random_init)
+    backend = TorchBackend(create_encoder(random_init), preprocess=family.preprocess)
+    return Extractor(_mean_over_frames(backend), f"random-{random_init}-seed0",
+                     [Block(family.block, backend.feature_dim, family.standardize)])
 
 
 def _mean_over_frames(per_frame: Callable[[list[np.ndarray]], np.ndarray]) -> Callable[[str | os.PathLike], np.ndarray]:

@@ -46,13 +46,13 @@ from tqdm import tqdm
 from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import InputError
 from contrique_video.features import Block
+from contrique_video.models.families import trainable_encoders
 from contrique_video.files import atomic_path, atomic_write
 from contrique_video.training import distortions
 from contrique_video.training.batches import BatchMaker, list_images, load_rgb
 from contrique_video.training.fit import evaluate, read_mos
 from contrique_video.training.objectives import patch_projections, supcon_loss
 from contrique_video.training.trainees import (
-    ARCHS,
     LiteTrainee,
     build_model,
     export_trunk,
@@ -195,8 +195,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     out = Path(cfg.out)
     if cfg.objective not in OBJECTIVES:
         raise InputError(f"unknown objective {cfg.objective!r}; choose {', '.join(OBJECTIVES)}")
-    if cfg.arch not in ARCHS:
-        raise InputError(f"unknown architecture {cfg.arch!r}; choose one of {', '.join(ARCHS)}")
+    if cfg.arch not in trainable_encoders():
+        raise InputError(f"unknown architecture {cfg.arch!r}; choose one of {', '.join(trainable_encoders())}")
     if cfg.bn not in ("train", "frozen"):
         raise InputError(f"unknown --bn {cfg.bn!r}; choose train or frozen")
     if not cfg.trunk_lr >= 0:

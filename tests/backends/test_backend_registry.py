@@ -31,9 +31,9 @@ def constant_backend(monkeypatch):
     opened = []
 
     @register_backend("constant", requires="numpy", precisions={"cpu": ("fp32",)})
-    def open_constant(weights, precision, device, threads, preprocess):
-        opened.append((weights.name, precision, preprocess))
-        return Constant(4, preprocess)
+    def open_constant(model, choice):
+        opened.append((model.path.name, choice.precision, model.preprocess))
+        return Constant(4, model.preprocess)
 
     return opened
 

@@ -122,7 +122,7 @@ def test_processes_filling_one_cache_at_once_prepare_once(fresh_cache, r18):
 def test_bench_autotune_measures_and_keeps_the_choice(fresh_cache, monkeypatch):
     from click.testing import CliRunner
 
-    from contrique_video import backends
+    from contrique_video import backends, models
     from contrique_video.backends import autotune
     from contrique_video.cli import main
 
@@ -131,4 +131,4 @@ def test_bench_autotune_measures_and_keeps_the_choice(fresh_cache, monkeypatch):
     result = CliRunner().invoke(main, ["bench", "--autotune"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("backend auto: torch fp32 (fastest on a 1280x720 frame")
-    assert backends.auto_choice("cpu", backends.model_path("builtin-v3")) == ("torch", "fp32")  # kept for auto
+    assert backends.auto_choice("cpu", models.model_path("builtin-v3")) == ("torch", "fp32")  # kept for auto

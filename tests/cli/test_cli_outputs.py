@@ -206,10 +206,11 @@ def test_backend_auto_says_its_choice_with_v_only(monkeypatch, tmp_path, caplog)
 def test_messages_name_the_model_not_its_file(monkeypatch, tmp_path, caplog):
     from contrique_video.api import builtin_card, builtin_weights
     from contrique_video.backends import onnx_cache
+    from contrique_video.models import ResolvedModel
 
     monkeypatch.setenv("CONTRIQUE_VIDEO_CACHE", str(tmp_path))
     monkeypatch.setattr(onnx_cache, "export_onnx", lambda model, path, source: path)
-    monkeypatch.setattr(onnx_cache, "load_model", lambda weights: None)
+    monkeypatch.setattr(ResolvedModel, "load", lambda self: None)
     with caplog.at_level(logging.INFO, logger="contrique_video"):
         onnx_cache.cached_export(builtin_weights())
     assert f"prepared {builtin_card()['id']} for ONNX Runtime" in caplog.text and "builtin.json" not in caplog.text

@@ -189,3 +189,61 @@ def test_lite_stage7_map_leaves_the_head_conv(folders, tmp_path):
     b = torch.load(tmp_path / "trunks" / "step000002.pt", weights_only=True)
     assert torch.equal(a["_conv_head.weight"], b["_conv_head.weight"])
     assert not torch.equal(a["_blocks.15._project_conv.weight"], b["_blocks.15._project_conv.weight"])
+
+
+class TinyCNN(torch.nn.Module):
+    """A new encoder family's network, as small as one can be: one strided convolution, mean-pooled."""
+
+    encoder_name, layout, feature_dim = "tiny-cnn", "mean", 8
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU())
+        self.projector = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.encoder(x).mean(dim=(2, 3))
+
+
+def _tiny_load(encoder, layout, state, source):
+    model = TinyCNN()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_family(monkeypatch):
+    """A family added the way a new one is: one register_family call in models/, nothing else."""
+    from contrique_video.models import families
+
+    monkeypatch.setattr(families, "FAMILIES", dict(families.FAMILIES))
+    families.register_family(families.Family(
+        "tiny", {"tiny-cnn": ("tiny-cnn", None)}, ("mean",), lambda encoder, layout: TinyCNN(), _tiny_load,
+        standardize=False, trainee=lambda encoder, cfg: TinyCNN()))
+
+
+def test_a_family_registered_in_models_only_is_listed_trained_and_scored(tiny_family, folders, tmp_path):
+    from media import make_clip
+
+    from contrique_video import models
+    from contrique_video.api import Scorer
+    from contrique_video.cli.train import train as train_command
+    from contrique_video.files import sha256_file
+    from contrique_video.models.head import LinearHead
+
+    assert "tiny-cnn" in models.list_encoders()
+    arch = next(p for p in train_command.params if p.name == "arch")
+    assert "tiny-cnn" in arch.type.choices
+    assert isinstance(build_model(config(folders, tmp_path, arch="tiny-cnn")), TinyCNN)
+    res = cli_train(folders, tmp_path, "--arch", "tiny-cnn", "--steps", "2", "--authentic", folders / "authentic",
+                    "--mos", folders / "mos.csv", "--holdout", "0.5")
+    assert res.exit_code == 0, res.output
+    weights = tmp_path / "run" / "best.pt"
+    card = tmp_path / "run" / "tiny.json"
+    card.write_text(json.dumps({"id": "tiny", "arch": "tiny-cnn", "layout": "mean",
+                                "weights": {"file": weights.name, "sha256": sha256_file(weights)}}))
+    head = LinearHead(np.full(16, 1 / 16), 0.0, "tiny-head", "tiny", "test", "MOS", (0.0, 100.0), True,
+                      layout="tiny-cnn/mean")
+    clip = make_clip(tmp_path / "c.mp4", size=(96, 64), frames=3)
+    result = Scorer(weights=card, head=head, backend="torch").score(clip)
+    assert result.model == "tiny" and result.frames_scored == 3 and np.isfinite(result.score)
