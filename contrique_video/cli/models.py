@@ -17,12 +17,13 @@ import click
 from contrique_video.cli.options import (
     backend_pairs,
     guard_outputs,
+    decoder_option,
     guarded,
-    make_sampling,
     model_options,
     output_file,
     quiet_option,
     sampling_options,
+    shared,
 )
 from contrique_video.decode.sampler import Sampling
 
@@ -32,22 +33,20 @@ log = logging.getLogger("contrique_video")
 @click.command()
 @quiet_option
 @click.argument("input_path", metavar="INPUT")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              callback=output_file(".npy", ".npz", ".parquet"), help=".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).")
+@shared("output", ".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).", required=True,
+        type=click.Path(dir_okay=False), callback=output_file(".npy", ".npz", ".parquet"))
 @sampling_options("Extract features of")
-@model_options
+@decoder_option
+@model_options(head=False)
 @click.pass_context
 @guarded
-def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights,
-             batch_size, threads, device, backend, precision):
+def features(ctx, input_path, output, sampling, decoder, model):
     """Write per-frame CONTRIQUE features ([full-scale | half-scale])."""
     from contrique_video.api import Scorer
     from contrique_video.runs.features import write_features
 
-    guard_outputs([input_path, weights], output)
-    sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
-    scorer = Scorer(weights=weights, head=None, device=device, backend=backend, precision=precision,
-                    batch_size=batch_size, threads=threads)
+    guard_outputs([input_path, model["weights"]], output)
+    scorer = Scorer(head=None, **model)
     result = scorer.features(input_path, sampling=sampling, decoder=decoder)
     write_features(result, output)
     log.info("wrote %d x %d features to %s", *result.features.shape, output)
@@ -56,9 +55,8 @@ def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes,
 @click.command("import-head")
 @quiet_option
 @click.argument("pickle_file", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
-              help="Head JSON to write.")
-@click.option("--name", help="Head name (default: from the file name).")
+
+@shared("name", "(default: from the file name).")
 @guarded
 def import_head(pickle_file, output, name):
     """Convert an official CONTRIQUE sklearn Ridge (.save) into a plain JSON head, without unpickling code."""
@@ -73,16 +71,15 @@ def import_head(pickle_file, output, name):
 
 @click.command("export-onnx")
 @quiet_option
-@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to export (default: the built-in model).")
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
-              help="fp32: the encoder as it is; int8: quantised with calibration (--calibrate or --table).")
+@shared("weights", "The one exported.")
+@shared("precision", "fp32: the encoder as it is; int8: quantised with calibration (--calibrate or --table).",
+        choices=("fp32", "int8"), default="fp32")
 @click.option("--calibrate", multiple=True, type=click.Path(),
               help="int8: media whose frames (32 per video, both scales) set the activation ranges; repeatable.")
 @click.option("--table", type=click.Path(dir_okay=False),
               help="int8: the calibration table to read, or to write when --calibrate is given "
                    "(default: the built-in model's, or the cache's).")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
-              help="ONNX file to write.")
+@shared("output", "the ONNX file to write.", required=True, type=click.Path(dir_okay=False), callback=output_file())
 @guarded
 def export_onnx(weights, precision, calibrate, table, output):
     """Export the encoder (one scale, dynamic batch/height/width) to ONNX, optionally int8-quantised."""
@@ -118,17 +115,16 @@ def export_onnx(weights, precision, calibrate, table, output):
 @click.command()
 @quiet_option
 @click.argument("media", type=click.Path())
-@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
-              help="Head JSON to write.")
-@click.option("--name", help="Head name (default: the output file's stem).")
+@shared("mos", "of the media.", required=True)
+
+@shared("name", "(default: the output file's stem).")
 @click.option("--trained-on", help="Dataset description stored in the head (default: the MOS file and count).")
 @click.option("--scale", default="MOS", show_default=True, help="Name of the MOS scale, stored in the head.")
 @click.option("--range", "score_range", default="0,100", show_default=True, help="LO,HI of the MOS scale.")
 @click.option("--lower-is-better", is_flag=True, help="The scale is a DMOS (lower is better).")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Model to fit on (default: the built-in model).")
-@click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@shared("weights", "The one fitted on.")
+@shared("cache", "a .npz file.", type=click.Path(dir_okay=False))
+@shared("threads")
 @click.pass_context
 @guarded
 def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_better, weights, cache, threads):
@@ -161,17 +157,16 @@ def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_
 @click.command()
 @quiet_option
 @click.argument("media", type=click.Path())
-@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Model to evaluate (default: the built-in model).")
+@shared("mos", "of the media.", required=True)
+@shared("weights", "The one evaluated.")
 @click.option("--random-init", type=click.Choice(["resnet18", "resnet34", "resnet50"]),
               help="Evaluate an untrained encoder of this architecture instead (a baseline).")
 @click.option("--baseline", type=click.Choice(["laplacian", "nss"]),
               help="Evaluate a classical baseline instead: Laplacian variance, or the 36 NSS (BRISQUE-style) features.")
 @click.option("--heldout", type=click.FloatRange(0, 0.9), help="Only the images `train --holdout F` held out.")
-@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="Random 80/20 train/test splits; the medians are reported.")
-@click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@shared("splits")
+@shared("cache", "a .npz file.", type=click.Path(dir_okay=False))
+@shared("threads")
 @click.pass_context
 @guarded
 def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, cache, threads):
@@ -195,11 +190,11 @@ def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, c
 @click.argument("media", type=click.Path(file_okay=False))
 @click.option("--paths", "pairs", default="torch:bf16", show_default=True, callback=backend_pairs,
               help="BACKEND:PRECISION,... compared with eager torch:fp32.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Model card or checkpoint (default: the built-in model).")
+@shared("weights", "The one checked.")
 @click.option("--step", type=click.IntRange(1), default=1, show_default=True, help="Every N-th image of mos.csv.")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(".json"),
-              help="Also write the entries as JSON (and the raw scores beside it as .npy).")
+@shared("threads")
+@shared("output", "also write the entries as JSON (and the raw scores beside it as .npy).",
+        type=click.Path(dir_okay=False), callback=output_file(".json"))
 @click.option("--write-card", is_flag=True, help="Store the entries under \"precisions\" in the measured card (.json).")
 @guarded
 def precision_check(media, pairs, weights, step, threads, output, write_card):
@@ -237,18 +232,17 @@ def precision_check(media, pairs, weights, step, threads, output, write_card):
 @click.command("model-table")
 @quiet_option
 @click.argument("media", type=click.Path())
-@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="The model of the first rows (default: the built-in model).")
+@shared("mos", "of the media.", required=True)
+@shared("weights", "The one of the first rows.")
 @click.option("--model", "models", multiple=True, metavar="NAME=CARD", help="Another model's row (repeatable).")
 @click.option("--imagenet", default="lite0", show_default=True,
               help="Comma-separated EfficientNet-Lite variants whose frozen ImageNet weights get a row ('' for none).")
-@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="Random 80/20 train/test splits; the medians are reported.")
-@click.option("--cache", required=True, type=click.Path(file_okay=False),
-              help="Folder for each row's features (reused when they match) and the ImageNet cards.")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
-              help="A markdown table for the card, or one JSON list of rows.")
+@shared("splits")
+@shared("cache", "a folder for each row's features and the ImageNet cards.", required=True,
+        type=click.Path(file_okay=False))
+@shared("threads")
+@shared("format", "model-table: one row per model (markdown for the card, json one object per line).",
+        choices=("markdown", "json"), default="markdown")
 @click.pass_context
 @guarded
 def model_table(ctx, media, mos, weights, models, imagenet, splits, cache, threads, fmt):
@@ -265,4 +259,4 @@ def model_table(ctx, media, mos, weights, models, imagenet, splits, cache, threa
         named[name] = Path(card)
     rows = table(media, mos, cache, weights, named, tuple(v for v in imagenet.split(",") if v), splits, threads,
                  progress=not ctx.obj["quiet"])
-    click.echo(json.dumps(rows) if fmt == "json" else markdown(rows, splits))
+    click.echo("\n".join(map(json.dumps, rows)) if fmt == "json" else markdown(rows, splits))

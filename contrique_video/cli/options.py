@@ -6,6 +6,7 @@ Checks run while parsing, so a typo fails at once (exit 2), before any model loa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import re
@@ -55,6 +56,100 @@ def guarded(fn):
     return wrapper
 
 
+#: What every command says about exit codes (a command may say more about when 1 happens).
+EXIT_CODES = ("Exit codes: 0 success, 1 an input or model failed (one line on stderr each), 2 a usage error, "
+              "130 on Ctrl-C.")
+
+#: ``--format`` choices and what each means, the same in every command (a command offers those that fit its
+#: data: csv where the data is rows).
+FORMATS = {
+    "table": "a table for people",
+    "json": "JSON Lines, one JSON object per line",
+    "csv": "CSV with a header, one row per line",
+    "markdown": "a Markdown table",
+}
+#: Old names still accepted (hidden from --help): crf-search's ``ndjson`` was its name for json.
+FORMAT_ALIASES = {"ndjson": "json"}
+
+
+class FormatChoice(click.Choice):
+    """``--format``'s choices, plus the hidden aliases of :data:`FORMAT_ALIASES`."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(FORMAT_ALIASES.get(value, value), param, ctx)
+
+
+class SharedOption(click.Option):
+    """An option made by :func:`shared` from its one definition in :data:`SHARED`; ``definition`` names it, so a
+    test can check that an option name means the same in every command that has it."""
+
+    def __init__(self, *args, definition: str, meaning: str, vocabulary: tuple = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.definition, self.meaning, self.vocabulary = definition, meaning, vocabulary
+
+
+@dataclasses.dataclass(frozen=True)
+class Definition:
+    """One option as every command has it: its flags, what it means (the start of its help), its type and
+    default, and (for a choice) the vocabulary a command picks its choices from."""
+
+    decls: tuple[str, ...]
+    meaning: str
+    attrs: dict = dataclasses.field(default_factory=dict)
+    vocabulary: tuple[str, ...] = ()
+
+
+SHARED: dict[str, Definition] = {
+    "format": Definition(("--format", "fmt"), "stdout format:", {"default": "table", "show_default": True},
+                         tuple(FORMATS)),
+    "output": Definition(("--output", "-o"), "Where the data goes:"),
+    "ffmpeg": Definition(("--ffmpeg",), "The ffmpeg binary to run: encodes, VMAF, display scaling (default: ffmpeg "
+                                        "on PATH for encodes, imageio-ffmpeg's static build, which has libvmaf, for "
+                                        "VMAF).", {"type": click.Path(dir_okay=False)}),
+    "frames": Definition(("--frames",), "Frames taken from each input, spread uniformly:",
+                         {"type": click.IntRange(1)}),
+    "weights": Definition(("--weights",), "The model: a model card (.json) or CONTRIQUE checkpoint (default: the "
+                                          "built-in model).", {"type": click.Path(dir_okay=False)}),
+    "threads": Definition(("--threads",), "CPU threads (default: all cores).", {"type": click.IntRange(1, 1024)}),
+    "device": Definition(("--device",), "Run the network on the CPU or the first CUDA GPU.",
+                         {"type": click.Choice(["cpu", "cuda"]), "default": "cpu", "show_default": True},
+                         ("cpu", "cuda")),
+    "precision": Definition(("--precision",), "Compute precision:", {"default": "auto", "show_default": True},
+                            tuple(PRECISIONS)),
+    "resume": Definition(("--resume",), "Continue an interrupted run from what -o/--output holds:", {"is_flag": True}),
+    "workers": Definition(("--workers",), "Worker processes:", {"type": click.IntRange(0, 1024)}),
+    "head": Definition(("--head",), "Head name or JSON file (default: the model card's)."),
+    "mos": Definition(("--mos",), "MOS CSV (columns image,mos)", {"type": click.Path(dir_okay=False)}),
+    "cache": Definition(("--cache",), "Features cache, reused when it matches:"),
+    "splits": Definition(("--splits",), "Random 80/20 splits the SRCC/PLCC medians are taken over.",
+                         {"type": click.IntRange(1, 1000), "default": 10, "show_default": True}),
+    "name": Definition(("--name",), "Head name"),
+    "reference": Definition(("--reference",), "Also measure VMAF (libvmaf, full reference) against REF:",
+                            {"type": click.Path(exists=True, dir_okay=False), "metavar": "REF"}),
+    "display": Definition(("--display",), "The display size the pictures are scored at, e.g. 1920x1080:",
+                          {"metavar": "WxH"}),
+    "vmaf": Definition(("--vmaf", "with_vmaf"), "Also measure libvmaf against INPUT:", {"is_flag": True}),
+}
+
+
+def shared(key: str, detail: str = "", choices: tuple[str, ...] | None = None, **attrs):
+    """The option ``key`` of :data:`SHARED` for one command: its meaning, then ``detail`` (what it holds in this
+    command, this command's default); ``choices`` from the definition's vocabulary; ``attrs`` (``dest``, the
+    argument's name; required, a callback, a file or folder type) are this command's."""
+    d = SHARED[key]
+    dest = attrs.pop("dest", None)
+    options = {**d.attrs, **attrs}
+    if choices is not None or d.vocabulary:
+        chosen = tuple(choices or d.vocabulary)
+        if set(chosen) - set(d.vocabulary):
+            raise ValueError(f"{d.decls[0]}: {set(chosen) - set(d.vocabulary)} are not in its vocabulary")
+        options["type"] = (FormatChoice if key == "format" else click.Choice)(chosen)
+        if key == "format":
+            detail = "; ".join(f"{c}: {FORMATS[c]}" for c in chosen) + (f". {detail}" if detail else ".")
+    return click.option(*d.decls, *([dest] if dest else []), cls=SharedOption, definition=key, meaning=d.meaning, vocabulary=d.vocabulary,
+                        help=f"{d.meaning} {detail}".strip(), **options)
+
+
 def quiet_option(fn):
     """`-q` after the subcommand too (`score in.mp4 -q`), as users type it."""
 
@@ -74,23 +169,46 @@ def apply(options: list, fn):
     return fn
 
 
+def option_group(name: str, build, options: list):
+    """Decorate a command with ``options`` and hand its callback their values as ONE argument ``name``,
+    ``build(**values)`` (a dataclass, a Sampling, a dict): a command takes a few grouped arguments, not one
+    per flag. The flags, their order in --help and their checks stay as they are."""
+
+    def decorate(fn):
+        params = apply(options, lambda: None).__click_params__
+        names = [p.name for p in params]
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            kwargs[name] = build(**{n: kwargs.pop(n) for n in names})
+            return fn(*args, **kwargs)
+
+        wrapper.__click_params__ = [*getattr(fn, "__click_params__", []), *params]
+        return wrapper
+
+    return decorate
+
+
 def sampling_options(verb: str):
-    """Sampling flags shared by ``score`` and ``features`` (``verb`` says what is done to the frames chosen);
-    at most one selection mode (see :func:`make_sampling`)."""
-    return functools.partial(apply, [
+    """Sampling flags shared by ``score`` and ``features`` (``verb`` says what is done to the frames chosen),
+    handed to the command as one ``sampling`` (a :class:`Sampling`); at most one selection mode."""
+    return option_group("sampling", make_sampling, [
         click.option("--all", "all_frames", is_flag=True, help=f"{verb} every frame."),
         click.option("--fps", type=click.FloatRange(min=0, min_open=True), help=f"{verb} F frames per second of video time."),
-        click.option("--frames", type=click.IntRange(1),
-                     help=f"{verb} N frames spread uniformly over the time range (default 64)."),
+        shared("frames", f"{verb.lower()} N frames over the time range (default 64: enough for a stable video score; "
+                         "crf-search and ladder default to 8 per encode, since they score many encodes)."),
         click.option("--every", type=click.IntRange(1), help=f"{verb} every K-th frame."),
         click.option("--keyframes", is_flag=True, help=f"{verb} key frames only (fast: other frames are not decoded)."),
         click.option("--start", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Start time in seconds."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True),
                      help="Length of the time range in seconds (default: to the end)."),
-        click.option("--decoder", type=click.Choice(DECODERS.keys()), default="pyav", show_default=True,
-                     help="Frame decoder for videos: " + "; ".join(f"{d.name}: {d.description}" for d in DECODERS.values())
-                     + "."),
     ])
+
+
+def decoder_option(fn):
+    return click.option("--decoder", type=click.Choice(DECODERS.keys()), default="pyav", show_default=True,
+                        help="Frame decoder for videos: " + "; ".join(f"{d.name}: {d.description}" for d in DECODERS.values())
+                        + ".")(fn)
 
 
 def make_sampling(all_frames, fps, frames, every, keyframes, start, duration) -> Sampling:
@@ -109,30 +227,36 @@ def make_sampling(all_frames, fps, frames, every, keyframes, start, duration) ->
     return Sampling("frames", frames if frames is not None else Sampling().value, start, duration)
 
 
-def model_options(fn):
-    """The Scorer's options (see :func:`open_scorer`)."""
-    return apply([
-        click.option("--weights", type=click.Path(dir_okay=False), help="CONTRIQUE checkpoint (default: the built-in model)."),
+def model_options(*extra, head: bool = True):
+    """The Scorer's options (``--head`` unless ``head`` is False; ``extra`` ones of a command's own), handed to the
+    command as one ``model`` dict of Scorer arguments, unset ones left to the Scorer (see :func:`open_scorer`)."""
+    return option_group("model", scorer_arguments, [
+        *([shared("head")] if head else []),
+        shared("weights"),
         click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True,
                      help="Frames per forward pass (on the CPU no more pixels than one 1080p frame, to bound memory)."),
-        click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores)."),
-        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-                     help="Run the encoder on the CPU or the first CUDA GPU."),
+        shared("threads"),
+        shared("device"),
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      envvar="CONTRIQUE_VIDEO_BACKEND",
                      help="Encoder path; auto picks, without timing, the preferred path that keeps fp32 scores "
                           "(`contrique-video bench --autotune` times them here instead; `contrique-video -v` says "
                           "which and why)."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                     help="Compute precision where the backend supports it (int8: onnxruntime on CPU)."),
-    ], fn)
+        shared("precision", "where the backend supports it (int8: onnxruntime on CPU)."),
+        *extra,
+    ])
 
 
-def open_scorer(head, model: dict):
+def scorer_arguments(**values) -> dict:
+    """The Scorer's keyword arguments from :func:`model_options`; an unset --max-pixels keeps the Scorer's default."""
+    return {k: v for k, v in values.items() if not (k == "max_pixels" and v is None)}
+
+
+def open_scorer(model: dict):
     """A Scorer from ``model_options`` values (and the Scorer's own defaults), its head checked."""
     from contrique_video.api import Scorer
 
-    scorer = Scorer(head=head, **model)
+    scorer = Scorer(**{"head": None, **model})
     scorer.check_head()
     return scorer
 
@@ -199,20 +323,18 @@ def display_option(help: str):
         height, width = frame_size(ctx, param, value)
         return width, height
 
-    return click.option("--display", metavar="WxH", callback=parse, help=help)
+    return shared("display", help, callback=parse)
 
 
 def output_dir_option(help: str):
     """``-o/--output DIR``, as every other command names its output, plus the old ``--out`` as a hidden
-    alias that still works (with one deprecation warning) so existing scripts keep running."""
-
-    def decorate(fn):
-        fn = click.option("--out", "out_alias", hidden=True, type=click.Path(file_okay=False),
-                          help="Deprecated alias of -o/--output.")(fn)
-        return click.option("--output", "-o", "outdir", type=click.Path(file_okay=False),
-                            help=f"{help}  [required]")(fn)
-
-    return decorate
+    alias that still works (with one deprecation warning) so existing scripts keep running; the command gets
+    the folder as ``outdir``."""
+    return option_group("outdir", pick_output_dir, [
+        shared("output", f"{help}  [required]", dest="outdir", type=click.Path(file_okay=False), metavar="DIR"),
+        click.option("--out", "out_alias", hidden=True, type=click.Path(file_okay=False),
+                     help="Deprecated alias of -o/--output."),
+    ])
 
 
 def pick_output_dir(outdir: str | None, out_alias: str | None) -> str:
