@@ -13,7 +13,7 @@ import sys
 import click
 
 from contrique_video import __version__
-from contrique_video.cli.options import EXIT_CODES, fail
+from contrique_video.cli.options import EXIT_CODES, fail, shared
 
 #: Command name -> "module:function". A command's module (and what it imports: pandas, PyAV, torch) loads only
 #: when that command runs or its help is shown, so a one-image `score` does not pay for `ladder`'s imports.
@@ -71,7 +71,7 @@ class OneLineGroup(click.Group):
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="contrique-video")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or informational logs on stderr.")
+@shared("quiet")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also the details behind the informational logs (e.g. which path backend auto runs and why).")
 @click.pass_context

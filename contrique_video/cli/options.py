@@ -100,6 +100,7 @@ class Definition:
 
 
 SHARED: dict[str, Definition] = {
+    "quiet": Definition(("-q", "--quiet"), "No progress bars or informational logs on stderr.", {"is_flag": True}),
     "format": Definition(("--format", "fmt"), "stdout format:", {"default": "table", "show_default": True},
                          tuple(FORMATS)),
     "output": Definition(("--output", "-o"), "Where the data goes:"),
@@ -158,8 +159,7 @@ def quiet_option(fn):
             ctx.find_object(dict)["quiet"] = True
             logging.getLogger("contrique_video").setLevel(logging.WARNING)
 
-    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=silence,
-                        help="No progress bars or informational logs on stderr.")(fn)
+    return shared("quiet", expose_value=False, callback=silence)(fn)
 
 
 def apply(options: list, fn):
