@@ -55,7 +55,7 @@ def features(ctx, input_path, output, sampling, decoder, model):
 @click.command("import-head")
 @quiet_option
 @click.argument("pickle_file", type=click.Path(dir_okay=False))
-
+@shared("output", "the head JSON to write.", required=True, type=click.Path(dir_okay=False), callback=output_file())
 @shared("name", "(default: from the file name).")
 @guarded
 def import_head(pickle_file, output, name):
@@ -116,7 +116,7 @@ def export_onnx(weights, precision, calibrate, table, output):
 @quiet_option
 @click.argument("media", type=click.Path())
 @shared("mos", "of the media.", required=True)
-
+@shared("output", "the head JSON to write.", required=True, type=click.Path(dir_okay=False), callback=output_file())
 @shared("name", "(default: the output file's stem).")
 @click.option("--trained-on", help="Dataset description stored in the head (default: the MOS file and count).")
 @click.option("--scale", default="MOS", show_default=True, help="Name of the MOS scale, stored in the head.")

@@ -187,7 +187,7 @@ def test_probes_never_score_the_first_frame_of_a_sample():
 def test_progress_bar_counts_probes_with_an_eta(clip, tmp_path, monkeypatch):
     import contrique_video.cli.encoding as cli
 
-    monkeypatch.setattr(cli, "open_scorer", lambda head, model: StubScorer())
+    monkeypatch.setattr(cli, "open_scorer", lambda model: StubScorer())
     res = CliRunner().invoke(main, ["crf-search", str(clip), "--target", "50", "--samples", "2", "--sample-duration",
                                     "0.5", "--max-probes", "3", "--preset", "ultrafast", "--workdir", str(tmp_path)],
                              catch_exceptions=False)
@@ -215,3 +215,20 @@ def test_a_probe_predicts_the_size_of_the_full_encode(tmp_path, crf):
     reel_kbps = probe["bytes"] * 8 / 3 / 1000
     assert probe["kbps"] == pytest.approx(full_kbps, rel=0.03)
     assert abs(probe["kbps"] - full_kbps) < abs(reel_kbps - full_kbps)
+
+
+def test_output_file_holds_the_events_json_prints(clip, tmp_path, monkeypatch):
+    """-o/--output is crf-search's data file: the JSON Lines events, the same lines --format json prints
+    (and the old --format ndjson still means json)."""
+    import contrique_video.cli.encoding as cli
+
+    monkeypatch.setattr(cli, "open_scorer", lambda model: StubScorer())
+    out = tmp_path / "events.jsonl"
+    res = CliRunner().invoke(main, ["-q", "crf-search", str(clip), "--target", "50", "--samples", "2",
+                                    "--sample-duration", "0.5", "--max-probes", "2", "--preset", "ultrafast",
+                                    "--workdir", str(tmp_path), "--format", "ndjson", "-o", str(out)],
+                             catch_exceptions=False)
+    assert res.exit_code in (0, 1), res.output
+    assert out.read_text().splitlines() == res.stdout.splitlines()
+    kinds = [json.loads(x)["type"] for x in out.read_text().splitlines()]
+    assert kinds[0] == "samples" and kinds[-1] == "result" and "probe" in kinds

@@ -131,7 +131,7 @@ def test_ctrl_c_writes_the_finished_renditions_as_partial(clip, tmp_path, monkey
 
     import contrique_video.cli.encoding as cli
 
-    monkeypatch.setattr(cli, "open_scorer", lambda head, model: InterruptedScorer(stop))
+    monkeypatch.setattr(cli, "open_scorer", lambda model: InterruptedScorer(stop))
     work = tmp_path / "work"
     work.mkdir()
     res = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "24,32,40", "--preset",
@@ -160,7 +160,7 @@ def test_out_and_output_together_is_a_usage_error(clip, tmp_path):
 def test_progress_bar_counts_renditions_with_an_eta(clip, tmp_path, monkeypatch):
     import contrique_video.cli.encoding as cli
 
-    monkeypatch.setattr(cli, "open_scorer", lambda head, model: StubScorer())
+    monkeypatch.setattr(cli, "open_scorer", lambda model: StubScorer())
     res = CliRunner().invoke(main, ["ladder", str(clip), "--heights", "90", "--crf", "30,40", "--preset", "ultrafast",
                                     "-o", str(tmp_path)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -169,3 +169,19 @@ def test_progress_bar_counts_renditions_with_an_eta(clip, tmp_path, monkeypatch)
     quiet = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "30", "--preset",
                                       "ultrafast", "-o", str(tmp_path)], catch_exceptions=False)
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_format_csv_prints_one_row_per_rendition(clip, tmp_path, monkeypatch):
+    import io
+
+    import pandas as pd
+
+    import contrique_video.cli.encoding as cli
+
+    monkeypatch.setattr(cli, "open_scorer", lambda model: StubScorer())
+    res = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "30,40", "--preset",
+                                    "ultrafast", "-o", str(tmp_path), "--format", "csv"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(io.StringIO(res.stdout))
+    assert list(table["crf"]) == [30, 40]
+    assert list(table.columns) == list(pd.read_csv(tmp_path / "ladder.csv").columns)
