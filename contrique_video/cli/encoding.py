@@ -34,7 +34,7 @@ from contrique_video.cli.options import (
 )
 from contrique_video.encoding.crf_search import POOLS, SearchSettings
 from contrique_video.encoding.ladder import Grid
-from contrique_video.errors import ContriqueError, InputError
+from contrique_video.errors import ContriqueError, InputError, UsageError
 
 log = logging.getLogger("contrique_video")
 
@@ -181,19 +181,17 @@ def crf_search_command(ctx, input_path, target, search, encode_path, output, fmt
     (one line on stderr; with --format json the probes already printed stay valid and an error event marks
     the run partial), 2 for usage errors, 130 on Ctrl-C.
     """
-    from contrique_video.encoding.crf_search import DEFAULT_MIN_CRF, crf_search, encode_chosen
+    from contrique_video.encoding.crf_search import crf_search, encode_chosen
 
     try:
         guard_outputs([input_path, reference], encode_path, output)
     except InputError as exc:
         raise click.UsageError(str(exc)) from None
     spec, settings = make_settings(encode)
-    check_crf_range(spec, "--min-crf", search.min_crf)
-    check_crf_range(spec, "--max-crf", search.max_crf)
-    lo = max(spec.crf_min, DEFAULT_MIN_CRF) if search.min_crf is None else search.min_crf
-    hi = spec.crf_max if search.max_crf is None else search.max_crf
-    if lo >= hi:
-        raise click.UsageError(f"--min-crf {lo} must be below --max-crf {hi}")
+    try:
+        search.crf_range(spec)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
     check_target(target, model.get("head"), model.get("weights"))
     bars: list[tqdm] = []  # from the samples event: probes, at most --max-probes
     events = []  # -o: the open events file

@@ -147,8 +147,8 @@ def shared(key: str, detail: str = "", choices: tuple[str, ...] | None = None, *
         options["type"] = (FormatChoice if key == "format" else click.Choice)(chosen)
         if key == "format":
             detail = "; ".join(f"{c}: {FORMATS[c]}" for c in chosen) + (f". {detail}" if detail else ".")
-    return click.option(*d.decls, *([dest] if dest else []), cls=SharedOption, definition=key, meaning=d.meaning, vocabulary=d.vocabulary,
-                        help=f"{d.meaning} {detail}".strip(), **options)
+    return click.option(*d.decls, *([dest] if dest else []), cls=SharedOption, definition=key, meaning=d.meaning,
+                        vocabulary=d.vocabulary, help=f"{d.meaning} {detail}".strip(), **options)
 
 
 def quiet_option(fn):

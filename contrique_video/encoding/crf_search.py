@@ -26,7 +26,6 @@ from sklearn.isotonic import IsotonicRegression
 
 from contrique_video.encoding.encode import (
     EncodeSettings,
-    check_crf,
     check_encoder,
     check_settings,
     encode,
@@ -35,7 +34,7 @@ from contrique_video.encoding.encode import (
 )
 from contrique_video.encoding.probe import describe, frame_sizes, media_info
 from contrique_video.encoding.sampling import centred, sample_spans
-from contrique_video.errors import ContriqueError, InputError
+from contrique_video.errors import ContriqueError, InputError, UsageError
 
 DEFAULT_MIN_CRF = 10
 POOLS = ("mean", "harmonic_mean", "p5", "p1", "min")  # what --target applies to
@@ -151,6 +150,18 @@ class SearchSettings:
     pool: str = "mean"
     max_encoded_percent: float | None = None
 
+    def crf_range(self, spec) -> tuple[int, int]:
+        """The lowest and highest CRF searched, defaults filled in; a :class:`UsageError` naming the option when
+        one is outside the encoder's scale or they are in the wrong order (the CLI relies on this check)."""
+        lo = max(spec.crf_min, DEFAULT_MIN_CRF) if self.min_crf is None else self.min_crf
+        hi = spec.crf_max if self.max_crf is None else self.max_crf
+        for option, crf in (("--min-crf", lo), ("--max-crf", hi)):
+            if not spec.crf_min <= crf <= spec.crf_max:
+                raise UsageError(f"{option}: CRF {crf} is outside {spec.name}'s range {spec.crf_min}..{spec.crf_max}")
+        if lo >= hi:
+            raise UsageError(f"--min-crf {lo} must be below --max-crf {hi}")
+        return lo, hi
+
 
 def crf_search(
     path: str | os.PathLike,
@@ -179,7 +190,7 @@ def crf_search(
     """
     s = search
     samples, sample_duration, frames, max_probes, pool = s.samples, s.sample_duration, s.frames, s.max_probes, s.pool
-    min_crf, max_crf, max_encoded_percent = s.min_crf, s.max_crf, s.max_encoded_percent
+    max_encoded_percent = s.max_encoded_percent
     settings = settings or EncodeSettings()
     vmaf = vmaf or reference is not None
     if pool not in POOLS:
@@ -190,12 +201,7 @@ def crf_search(
     lo_r, hi_r = head.range
     if not lo_r <= target <= hi_r:
         raise InputError(f"target {target:g} is outside the range {lo_r:g}..{hi_r:g} of head {head.name!r} ({head.scale})")
-    lo = max(spec.crf_min, DEFAULT_MIN_CRF) if min_crf is None else min_crf
-    hi = spec.crf_max if max_crf is None else max_crf
-    check_crf(spec, lo)
-    check_crf(spec, hi)
-    if lo >= hi:
-        raise InputError(f"--min-crf {lo} must be below --max-crf {hi}")
+    lo, hi = search.crf_range(spec)
     info = media_info(path)
     spans = sample_spans(info.duration, samples, sample_duration, str(path))
     probes: list[Probe] = []

@@ -224,7 +224,7 @@ def build_ladder(
                             inspect(h, c, f)
 
                     rec = score_rendition(out.path, size, scorer=scorer, frames=frames,
-                                          workdir=tmp, inspect=seen if (inspect or vmaf_ref) else None)
+                                          workdir=tmp, inspect=seen if (inspect or vmaf_ref) else None, ffmpeg=ffmpeg)
                     rendition = Rendition(height, out.width, crf, out.bytes, out.kbps, rec["score"], rec["pooled"]["p5"],
                                           vmaf=measured.get("vmaf"))
                     ladder.renditions.append(rendition)

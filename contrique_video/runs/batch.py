@@ -119,8 +119,10 @@ class Outputs:
 
 
 #: How the checks name the arguments: the Python API's keywords, or the CLI's flags.
-API_NAMES = {"resume": "resume=True", "overwrite": "overwrite=True", "output": "output", "ffmpeg": "ffmpeg"}
-CLI_NAMES = {"resume": "--resume", "overwrite": "--overwrite", "output": "--output", "ffmpeg": "--ffmpeg"}
+API_NAMES = {"resume": "resume=True", "overwrite": "overwrite=True", "output": "output", "ffmpeg": "ffmpeg",
+             "log_fmt": "log_fmt", "log": "log_template"}
+CLI_NAMES = {"resume": "--resume", "overwrite": "--overwrite", "output": "--output", "ffmpeg": "--ffmpeg",
+             "log_fmt": "--log-fmt", "log": "--log FILE"}
 
 
 def check_run(outputs: Outputs, executor=None, n_inputs: int | None = None, names: dict = API_NAMES) -> None:
@@ -132,6 +134,8 @@ def check_run(outputs: Outputs, executor=None, n_inputs: int | None = None, name
     if o.resume and not o.output:
         raise UsageError(f"{names['resume'].split('=')[0]} needs {names['output']} (the file that records finished inputs)")
     check_output(o.output, o.resume, o.overwrite, (names["resume"], names["overwrite"]))
+    if o.log_fmt and not o.log_template:
+        raise UsageError(f"{names['log_fmt']} needs {names['log']}")
     if o.log_template and n_inputs is not None:
         from contrique_video.runs.logs import check_log_template
 
