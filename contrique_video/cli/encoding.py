@@ -183,10 +183,11 @@ def crf_search_command(ctx, input_path, target, search, encode_path, output, fmt
     """
     from contrique_video.encoding.crf_search import crf_search, encode_chosen
 
-    try:
-        guard_outputs([input_path, reference], encode_path, output)
-    except InputError as exc:
-        raise click.UsageError(str(exc)) from None
+    for option, path in (("--encode", encode_path), ("--output", output)):
+        try:
+            guard_outputs([input_path, reference], path)
+        except InputError as exc:
+            raise click.UsageError(f"{option}: {exc}") from None
     spec, settings = make_settings(encode)
     try:
         search.crf_range(spec)
