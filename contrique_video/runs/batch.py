@@ -167,10 +167,11 @@ def _run(names: list[str], executor: Executor, options: dict, out: Outputs) -> I
         with sigterm_as_exception():
             for outcome in executor.run(todo, **options):
                 if outcome.result is not None:
-                    _finish(outcome, out)
+                    _finish(outcome, out)  # may turn it into a failure (VMAF, the log)
+                if outcome.result is not None:
                     sizes.add(outcome.result)
-                if frame_log and outcome.result is not None:
-                    frame_log.write(outcome.file, outcome.result.frames)
+                    if frame_log:
+                        frame_log.write(outcome.file, outcome.result.frames)
                 record = outcome.record()
                 if records:
                     records.write(record)
