@@ -22,8 +22,8 @@ from pathlib import Path
 from make_clips import write_clip
 
 from contrique_video.api import Scorer
-from contrique_video.encoding.crf_search import crf_search
-from contrique_video.encoding.encode import encode
+from contrique_video.encoding.crf_search import SearchSettings, crf_search
+from contrique_video.encoding.encode import EncodeSettings, encode
 from contrique_video.encoding.sampling import centred
 
 
@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             source_score = scorer.score(src, sampling=centred(args.full_frames, args.seconds)).score
             target = round(source_score - args.below, 1)
             print(json.dumps({"type": "source", "score": source_score, "target": target}), flush=True)
-        result = crf_search(src, scorer, args.encoder, target, samples=args.samples,
-                            sample_duration=args.sample_duration, frames=args.frames, max_probes=args.max_probes,
-                            preset=args.preset, on_event=lambda e: print(json.dumps(e), flush=True))
+        result = crf_search(src, scorer, args.encoder, target, settings=EncodeSettings(preset=args.preset),
+                            search=SearchSettings(samples=args.samples, sample_duration=args.sample_duration,
+                                                  frames=args.frames, max_probes=args.max_probes),
+                            on_event=lambda e: print(json.dumps(e), flush=True))
         full = encode(src, folder / f"{args.content}-{args.encoder}-crf{result.crf}.mkv", args.encoder, result.crf,
                       preset=args.preset)
         scored = scorer.score(full.path, sampling=centred(args.full_frames, full.seconds))

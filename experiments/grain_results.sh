@@ -25,5 +25,5 @@ $PY experiments/fit_grain_head.py $FIT --evaluate --csv results/grain_protocol.c
 # 4. the degradation check before/after: held-out stills (+ generated sharp-detail images) and held-out grain clips
 for h in clive-v3 clive-v4 clive; do
   $PY -m contrique_video -q degradation-check --wallpapers /tmp/wp/x --sharp --clips 0 --types $T --cache runs/dcheck.npz \
-      --grain $G --grain-cache runs/grain_heldout.npz --head $h --threads 1 --csv results/damage_check.csv
+      --grain $G --grain-cache runs/grain_heldout.npz --head $h --threads 1 -o results/damage_check.csv
 done

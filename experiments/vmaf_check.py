@@ -29,8 +29,8 @@ from make_clips import CONTENTS, write_clip
 from scipy.stats import spearmanr
 
 from contrique_video.api import Scorer
-from contrique_video.encoding.encode import upscale
-from contrique_video.encoding.ladder import build_ladder, parse_crfs
+from contrique_video.encoding.encode import EncodeSettings, upscale
+from contrique_video.encoding.ladder import Grid, Hooks, build_ladder, parse_crfs
 from contrique_video.encoding.reference import (
     vmaf_mean as vmaf,  # libvmaf through imageio-ffmpeg's static build
 )
@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 measured[(h, crf)] = {"vmaf": vmaf(shown, src), "lossless_bytes": lossless.bytes,
                                       "feature": scorer.feature}
 
-        ladder = build_ladder(src, scorer, args.encoder, [int(h) for h in args.heights.split(",")],
-                              parse_crfs(args.crf), frames=args.frames, preset="medium", inspect=inspect)
+        ladder = build_ladder(src, scorer, args.encoder, Grid([int(h) for h in args.heights.split(",")], parse_crfs(args.crf),
+                                                       frames=args.frames),
+                              settings=EncodeSettings(preset="medium"), hooks=Hooks(inspect=inspect))
         for r in ladder.renditions:
             extra = dict(measured[(r.height, r.crf)])
             features.append(extra.pop("feature"))

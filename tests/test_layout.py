@@ -107,3 +107,36 @@ def test_no_module_is_longer_than_the_limit():
     long = {str(p.relative_to(ROOT)): n for p in modules().values()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+MAX_PARAMETERS = 12
+
+
+def wide_functions(package: Path = PACKAGE, limit: int = MAX_PARAMETERS) -> list[str]:
+    """Functions (methods too) taking more than ``limit`` parameters; ``self``/``cls`` are not counted, ``*args`` and
+    ``**kwargs`` count as one each (issue #27: group options into dataclasses instead)."""
+    wide = []
+    for name, path in modules(package).items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            a = node.args
+            params = [p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]]
+            count = len(params) - (params[:1] in (["self"], ["cls"])) + bool(a.vararg) + bool(a.kwarg)
+            if count > limit:
+                wide.append(f"{name}.{node.name}: {count} parameters")
+    return wide
+
+
+def test_no_function_takes_more_than_twelve_parameters():
+    assert wide_functions() == []
+
+
+def test_the_parameter_count_sees_a_wide_function(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "m.py").write_text("class C:\n    def f(self, a, b, *, c, d=1, **e): ...\n"
+                              "def g(a, b, c, d, e, f, g, h, i, j, k, l, m): ...\n")
+    assert wide_functions(pkg, limit=5) == ["pkg.m.g: 13 parameters"]
+    assert wide_functions(pkg, limit=12) == ["pkg.m.g: 13 parameters"]

@@ -14,6 +14,7 @@ import click
 
 from contrique_video import __version__
 from contrique_video.cli.options import fail
+from contrique_video.cli.vocabulary import EXIT_CODES, shared
 
 #: Command name -> "module:function". A command's module (and what it imports: pandas, PyAV, torch) loads only
 #: when that command runs or its help is shown, so a one-image `score` does not pay for `ladder`'s imports.
@@ -46,7 +47,10 @@ class OneLineGroup(click.Group):
     def get_command(self, ctx: click.Context | None, name: str) -> click.Command | None:
         if name not in self.commands and name in COMMANDS:
             module, _, attr = COMMANDS[name].partition(":")
-            self.add_command(getattr(importlib.import_module(module), attr), name)
+            command = getattr(importlib.import_module(module), attr)
+            if "Exit codes:" not in (command.help or ""):  # a command that says no more than every command
+                command.help = f"{command.help or ''}\n\n{EXIT_CODES}".lstrip()
+            self.add_command(command, name)
         return self.commands.get(name)
 
     def main(self, *args, **kwargs):
@@ -69,7 +73,7 @@ class OneLineGroup(click.Group):
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="contrique-video")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars or informational logs on stderr.")
+@shared("quiet")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also the details behind the informational logs (e.g. which path backend auto runs and why).")
 @click.pass_context

@@ -20,12 +20,14 @@ from contrique_video.cli.options import (
     command_line,
     fail,
     guard_outputs,
+    decoder_option,
     guarded,
-    make_sampling,
     model_options,
+    option_group,
     output_file,
     quiet_option,
     sampling_options,
+    shared,
 )
 from contrique_video.decode.sampler import Sampling
 from contrique_video.models.families import list_encoders
@@ -36,22 +38,20 @@ log = logging.getLogger("contrique_video")
 @click.command()
 @quiet_option
 @click.argument("input_path", metavar="INPUT")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
-              callback=output_file(".npy", ".npz", ".parquet"), help=".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).")
+@shared("output", ".npy (float32 [frames, D]), .npz or .parquet (with frame and pts_time).", required=True,
+        type=click.Path(dir_okay=False), callback=output_file(".npy", ".npz", ".parquet"))
 @sampling_options("Extract features of")
-@model_options
+@decoder_option
+@model_options(head=False)
 @click.pass_context
 @guarded
-def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes, start, duration, decoder, weights,
-             batch_size, threads, device, backend, precision):
+def features(ctx, input_path, output, sampling, decoder, model):
     """Write per-frame CONTRIQUE features ([full-scale | half-scale])."""
     from contrique_video.api import Scorer
     from contrique_video.runs.features import write_features
 
-    guard_outputs([input_path, weights], output)
-    sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
-    scorer = Scorer(weights=weights, head=None, device=device, backend=backend, precision=precision,
-                    batch_size=batch_size, threads=threads)
+    guard_outputs([input_path, model["weights"]], output)
+    scorer = Scorer(head=None, **model)
     result = scorer.features(input_path, sampling=sampling, decoder=decoder)
     write_features(result, output)
     log.info("wrote %d x %d features to %s", *result.features.shape, output)
@@ -60,9 +60,8 @@ def features(ctx, input_path, output, all_frames, fps, frames, every, keyframes,
 @click.command("import-head")
 @quiet_option
 @click.argument("pickle_file", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
-              help="Head JSON to write.")
-@click.option("--name", help="Head name (default: from the file name).")
+@shared("output", "the head JSON to write.", required=True, type=click.Path(dir_okay=False), callback=output_file())
+@shared("name", "(default: from the file name).")
 @guarded
 def import_head(pickle_file, output, name):
     """Convert an official CONTRIQUE sklearn Ridge (.save) into a plain JSON head, without unpickling code."""
@@ -77,16 +76,15 @@ def import_head(pickle_file, output, name):
 
 @click.command("export-onnx")
 @quiet_option
-@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to export (default: the built-in model).")
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
-              help="fp32: the encoder as it is; int8: quantised with calibration (--calibrate or --table).")
+@shared("weights", "The one exported.")
+@shared("precision", "fp32: the encoder as it is; int8: quantised with calibration (--calibrate or --table).",
+        choices=("fp32", "int8"), default="fp32")
 @click.option("--calibrate", multiple=True, type=click.Path(),
               help="int8: media whose frames (32 per video, both scales) set the activation ranges; repeatable.")
 @click.option("--table", type=click.Path(dir_okay=False),
               help="int8: the calibration table to read, or to write when --calibrate is given "
                    "(default: the built-in model's, or the cache's).")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
-              help="ONNX file to write.")
+@shared("output", "the ONNX file to write.", required=True, type=click.Path(dir_okay=False), callback=output_file())
 @guarded
 def export_onnx(weights, precision, calibrate, table, output):
     """Export the encoder (one scale, dynamic batch/height/width) to ONNX, optionally int8-quantised."""
@@ -122,17 +120,16 @@ def export_onnx(weights, precision, calibrate, table, output):
 @click.command()
 @quiet_option
 @click.argument("media", type=click.Path())
-@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), callback=output_file(),
-              help="Head JSON to write.")
-@click.option("--name", help="Head name (default: the output file's stem).")
+@shared("mos", "of the media.", required=True)
+@shared("output", "the head JSON to write.", required=True, type=click.Path(dir_okay=False), callback=output_file())
+@shared("name", "(default: the output file's stem).")
 @click.option("--trained-on", help="Dataset description stored in the head (default: the MOS file and count).")
 @click.option("--scale", default="MOS", show_default=True, help="Name of the MOS scale, stored in the head.")
 @click.option("--range", "score_range", default="0,100", show_default=True, help="LO,HI of the MOS scale.")
 @click.option("--lower-is-better", is_flag=True, help="The scale is a DMOS (lower is better).")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Model to fit on (default: the built-in model).")
-@click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@shared("weights", "The one fitted on.")
+@shared("cache", "a .npz file.", type=click.Path(dir_okay=False))
+@shared("threads")
 @click.pass_context
 @guarded
 def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_better, weights, cache, threads):
@@ -165,17 +162,16 @@ def fit(ctx, media, mos, output, name, trained_on, scale, score_range, lower_is_
 @click.command()
 @quiet_option
 @click.argument("media", type=click.Path())
-@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Model to evaluate (default: the built-in model).")
+@shared("mos", "of the media.", required=True)
+@shared("weights", "The one evaluated.")
 @click.option("--random-init", type=RegisteredChoice(list_encoders),
               help="Evaluate an untrained encoder of this architecture instead (a baseline).")
 @click.option("--baseline", type=click.Choice(["laplacian", "nss"]),
               help="Evaluate a classical baseline instead: Laplacian variance, or the 36 NSS (BRISQUE-style) features.")
 @click.option("--heldout", type=click.FloatRange(0, 0.9), help="Only the images `train --holdout F` held out.")
-@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="Random 80/20 train/test splits; the medians are reported.")
-@click.option("--cache", type=click.Path(dir_okay=False), help="Features cache (.npz), reused when it matches.")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@shared("splits")
+@shared("cache", "a .npz file.", type=click.Path(dir_okay=False))
+@shared("threads")
 @click.pass_context
 @guarded
 def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, cache, threads):
@@ -199,11 +195,11 @@ def evaluate(ctx, media, mos, weights, random_init, baseline, heldout, splits, c
 @click.argument("media", type=click.Path(file_okay=False))
 @click.option("--paths", "pairs", default="torch:bf16", show_default=True, callback=backend_pairs,
               help="BACKEND:PRECISION,... compared with eager torch:fp32.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Model card or checkpoint (default: the built-in model).")
+@shared("weights", "The one checked.")
 @click.option("--step", type=click.IntRange(1), default=1, show_default=True, help="Every N-th image of mos.csv.")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(".json"),
-              help="Also write the entries as JSON (and the raw scores beside it as .npy).")
+@shared("threads")
+@shared("output", "also write the entries as JSON (and the raw scores beside it as .npy).",
+        type=click.Path(dir_okay=False), callback=output_file(".json"))
 @click.option("--write-card", is_flag=True, help="Store the entries under \"precisions\" in the measured card (.json).")
 @guarded
 def precision_check(media, pairs, weights, step, threads, output, write_card):
@@ -241,18 +237,17 @@ def precision_check(media, pairs, weights, step, threads, output, write_card):
 @click.command("model-table")
 @quiet_option
 @click.argument("media", type=click.Path())
-@click.option("--mos", required=True, type=click.Path(dir_okay=False), help="CSV with columns image,mos.")
-@click.option("--weights", type=click.Path(dir_okay=False), help="The model of the first rows (default: the built-in model).")
+@shared("mos", "of the media.", required=True)
+@shared("weights", "The one of the first rows.")
 @click.option("--model", "models", multiple=True, metavar="NAME=CARD", help="Another model's row (repeatable).")
 @click.option("--imagenet", default="lite0", show_default=True,
               help="Comma-separated EfficientNet-Lite variants whose frozen ImageNet weights get a row ('' for none).")
-@click.option("--splits", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="Random 80/20 train/test splits; the medians are reported.")
-@click.option("--cache", required=True, type=click.Path(file_okay=False),
-              help="Folder for each row's features (reused when they match) and the ImageNet cards.")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
-              help="A markdown table for the card, or one JSON list of rows.")
+@shared("splits")
+@shared("cache", "a folder for each row's features and the ImageNet cards.", required=True,
+        type=click.Path(file_okay=False))
+@shared("threads")
+@shared("format", "model-table: one row per model (markdown for the card, json one object per line).",
+        choices=("markdown", "json"), default="markdown")
 @click.pass_context
 @guarded
 def model_table(ctx, media, mos, weights, models, imagenet, splits, cache, threads, fmt):
@@ -269,7 +264,8 @@ def model_table(ctx, media, mos, weights, models, imagenet, splits, cache, threa
         named[name] = Path(card)
     rows = table(media, mos, cache, weights, named, tuple(v for v in imagenet.split(",") if v), splits, threads,
                  progress=not ctx.obj["quiet"])
-    click.echo(json.dumps(rows) if fmt == "json" else markdown(rows, splits))
+    click.echo("\n".join(map(json.dumps, rows)) if fmt == "json" else markdown(rows, splits))
+
 
 
 def names(ctx, param, value: str | None) -> tuple[str, ...] | None:
@@ -291,47 +287,47 @@ def tiers(ctx, param, value: str) -> tuple[int, ...]:
 
 @click.command("degradation-check")
 @quiet_option
-@click.option("--weights", type=click.Path(dir_okay=False), help="Model card or checkpoint (default: the built-in model).")
-@click.option("--head", help="Head name or .json path (default: the model's own head).")
-@click.option("--features", metavar="lite0|lite1|lite2[/LAYOUT]",
-              help="Score frozen ImageNet EfficientNet-Lite features with --head instead of a model (layouts "
-                   "stages-meanstd, stages-meanstd+nss, last).")
-@click.option("--also", multiple=True, metavar="CARD",
-              help="Append another model's features to --features (for heads fit on stacked features); repeatable.")
-@click.option("--wallpapers", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder of the extracted Debian wallpaper packages (the held-out wallpaper photos); without it, "
-                   "the held-out photos that ship with scikit-learn only.")
-@click.option("--images", callback=names, metavar="NAMES",
-              help="Comma-separated pristine sources instead of the held-out set (wallpaper names, "
-                   "package:PKG/PATH, skimage:NAME, gen:KIND/SEED).")
-@click.option("--sharp", is_flag=True, help="Also the generated sharp-detail sources (text, line art, product shots).")
-@click.option("--types", default="all", show_default=True, callback=names,
-              help="Degradation types, comma-separated; all, or noise for the five noise types.")
-@click.option("--size", type=click.IntRange(64, 2048), default=384, show_default=True, help="Side of the square crops.")
-@click.option("--clips", type=click.IntRange(0), default=3, show_default=True,
-              help="Panning clips (CRF ladders, temporal noise) made from the first N sources.")
-@click.option("--clip-frames", type=click.IntRange(1, 64), default=8, show_default=True, help="Frames per clip.")
-@click.option("--cache", type=click.Path(dir_okay=False, path_type=Path),
-              help="Feature cache (.npz) of the stills and clips, reused across heads.")
-@click.option("--grain", callback=names, metavar="SOURCES",
-              help="Also 960x540 grain clips of these comma-separated held-out sources, scored on the built-in "
-                   "model's features with the head under test.")
-@click.option("--grain-tiers", default="1", show_default=True, callback=tiers,
-              help="Grain clips: 1 the grain curve and x264 CRF ladders, 2 static and luma grain, 3 other encoders.")
-@click.option("--grain-cache", type=click.Path(dir_okay=False, path_type=Path),
-              help="Feature cache of the grain clips (default: grain_heldout.npz in the cache folder).")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@option_group("plan", dict, [
+    shared("weights", "The one checked."),
+    shared("head", "The one checked; with --features, required."),
+    click.option("--features", metavar="lite0|lite1|lite2[/LAYOUT]",
+                 help="Score frozen ImageNet EfficientNet-Lite features with --head instead of a model (layouts "
+                      "stages-meanstd, stages-meanstd+nss, last)."),
+    click.option("--also", multiple=True, metavar="CARD",
+                 help="Append another model's features to --features (for heads fit on stacked features); repeatable."),
+    click.option("--wallpapers", type=click.Path(exists=True, file_okay=False, path_type=Path),
+                 help="Folder of the extracted Debian wallpaper packages (the held-out wallpaper photos); without it, "
+                      "the held-out photos that ship with scikit-learn only."),
+    click.option("--images", callback=names, metavar="NAMES",
+                 help="Comma-separated pristine sources instead of the held-out set (wallpaper names, "
+                      "package:PKG/PATH, skimage:NAME, gen:KIND/SEED)."),
+    click.option("--sharp", is_flag=True, help="Also the generated sharp-detail sources (text, line art, product shots)."),
+    shared("types", "to damage the images with; all, or noise for the five noise types.", default="all",
+           show_default=True, callback=names),
+    shared("crop", "the images are cut to.", dest="size", type=click.IntRange(64, 2048), default=384),
+    click.option("--clips", type=click.IntRange(0), default=3, show_default=True,
+                 help="Panning clips (CRF ladders, temporal noise) made from the first N sources."),
+    click.option("--clip-frames", type=click.IntRange(1, 64), default=8, show_default=True, help="Frames per clip."),
+    shared("cache", "a .npz file of the stills' and clips' features, reused across heads.",
+           type=click.Path(dir_okay=False, path_type=Path)),
+    click.option("--grain", callback=names, metavar="SOURCES",
+                 help="Also 960x540 grain clips of these comma-separated held-out sources, scored on the built-in "
+                      "model's features with the head under test."),
+    click.option("--grain-tiers", default="1", show_default=True, callback=tiers,
+                 help="Grain clips: 1 the grain curve and x264 CRF ladders, 2 static and luma grain, 3 other encoders."),
+    click.option("--grain-cache", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Feature cache of the grain clips (default: grain_heldout.npz in the cache folder)."),
+    shared("threads"),
+])
 @click.option("--worst", type=click.IntRange(0), default=12, show_default=True, help="Worst cases listed in the table.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="A text table, or one JSON object with the summary, the grain metrics, the targets missed and "
-                   "every score.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Append the summary as (head, metric, value) rows, with the date, CPU, commit and command.")
+@shared("format", "json holds the summary, the grain metrics, the targets missed and every score.",
+        choices=("table", "json"))
+@shared("output", "a CSV the summary is appended to as (head, metric, value) rows, with the date, CPU, commit "
+        "and command.", dest="csv_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--strict", is_flag=True, help="Exit 1 when a target is missed.")
 @click.pass_context
 @guarded
-def degradation_check(ctx, weights, head, features, also, wallpapers, images, sharp, types, size, clips, clip_frames,
-                      cache, grain, grain_tiers, grain_cache, threads, worst, fmt, csv_path, strict):
+def degradation_check(ctx, plan, worst, fmt, csv_path, strict):
     """Does the score fall as held-out pristine images are damaged more, and does an encoder that smooths grain
     away gain from it? Damage of every type at 5 levels, CRF ladders, panning clips and grain clips; prints the
     share of adjacent levels ordered, levels above their clean source, the worst cases and the targets."""
@@ -339,10 +335,7 @@ def degradation_check(ctx, weights, head, features, also, wallpapers, images, sh
     from contrique_video.training.head_check import CheckPlan
     from contrique_video.training.head_check import degradation_check as check
 
-    plan = CheckPlan(weights=weights, head=head, features=features, also=also, images=images, wallpapers=wallpapers,
-                     sharp=sharp, types=types, size=size, clips=clips, clip_frames=clip_frames, cache=cache,
-                     grain=grain or (), grain_tiers=grain_tiers, grain_cache=grain_cache, threads=threads)
-    result = check(plan)
+    result = check(CheckPlan(**{**plan, "grain": plan["grain"] or ()}))  # it refuses bad combinations (exit 2)
     click.echo(json.dumps(result.to_dict()) if fmt == "json" else result.text(worst))
     if csv_path:
         append_csv(csv_path, result.csv_rows(), command_line(ctx))

@@ -17,6 +17,7 @@ import click
 from tqdm import tqdm
 
 from contrique_video.backends import BACKENDS, PRECISIONS
+from contrique_video.cli.vocabulary import shared
 from contrique_video.decode.sampler import Sampling
 from contrique_video.decode import DECODERS
 from contrique_video.errors import ContriqueError, InputError
@@ -84,8 +85,7 @@ def quiet_option(fn):
             ctx.find_object(dict)["quiet"] = True
             logging.getLogger("contrique_video").setLevel(logging.WARNING)
 
-    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=silence,
-                        help="No progress bars or informational logs on stderr.")(fn)
+    return shared("quiet", expose_value=False, callback=silence)(fn)
 
 
 def apply(options: list, fn):
@@ -95,23 +95,46 @@ def apply(options: list, fn):
     return fn
 
 
+def option_group(name: str, build, options: list):
+    """Decorate a command with ``options`` and hand its callback their values as ONE argument ``name``,
+    ``build(**values)`` (a dataclass, a Sampling, a dict): a command takes a few grouped arguments, not one
+    per flag. The flags, their order in --help and their checks stay as they are."""
+
+    def decorate(fn):
+        params = apply(options, lambda: None).__click_params__
+        names = [p.name for p in params]
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            kwargs[name] = build(**{n: kwargs.pop(n) for n in names})
+            return fn(*args, **kwargs)
+
+        wrapper.__click_params__ = [*getattr(fn, "__click_params__", []), *params]
+        return wrapper
+
+    return decorate
+
+
 def sampling_options(verb: str):
-    """Sampling flags shared by ``score`` and ``features`` (``verb`` says what is done to the frames chosen);
-    at most one selection mode (see :func:`make_sampling`)."""
-    return functools.partial(apply, [
+    """Sampling flags shared by ``score`` and ``features`` (``verb`` says what is done to the frames chosen),
+    handed to the command as one ``sampling`` (a :class:`Sampling`); at most one selection mode."""
+    return option_group("sampling", make_sampling, [
         click.option("--all", "all_frames", is_flag=True, help=f"{verb} every frame."),
         click.option("--fps", type=click.FloatRange(min=0, min_open=True), help=f"{verb} F frames per second of video time."),
-        click.option("--frames", type=click.IntRange(1),
-                     help=f"{verb} N frames spread uniformly over the time range (default 64)."),
+        shared("frames", f"{verb.lower()} N frames over the time range (default 64: enough for a stable video score; "
+                         "crf-search and ladder default to 8 per encode, since they score many encodes)."),
         click.option("--every", type=click.IntRange(1), help=f"{verb} every K-th frame."),
         click.option("--keyframes", is_flag=True, help=f"{verb} key frames only (fast: other frames are not decoded)."),
         click.option("--start", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Start time in seconds."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True),
                      help="Length of the time range in seconds (default: to the end)."),
-        click.option("--decoder", type=click.Choice(DECODERS.keys()), default="pyav", show_default=True,
-                     help="Frame decoder for videos: " + "; ".join(f"{d.name}: {d.description}" for d in DECODERS.values())
-                     + "."),
     ])
+
+
+def decoder_option(fn):
+    return click.option("--decoder", type=click.Choice(DECODERS.keys()), default="pyav", show_default=True,
+                        help="Frame decoder for videos: " + "; ".join(f"{d.name}: {d.description}" for d in DECODERS.values())
+                        + ".")(fn)
 
 
 def make_sampling(all_frames, fps, frames, every, keyframes, start, duration) -> Sampling:
@@ -130,30 +153,36 @@ def make_sampling(all_frames, fps, frames, every, keyframes, start, duration) ->
     return Sampling("frames", frames if frames is not None else Sampling().value, start, duration)
 
 
-def model_options(fn):
-    """The Scorer's options (see :func:`open_scorer`)."""
-    return apply([
-        click.option("--weights", type=click.Path(dir_okay=False), help="CONTRIQUE checkpoint (default: the built-in model)."),
+def model_options(*extra, head: bool = True):
+    """The Scorer's options (``--head`` unless ``head`` is False; ``extra`` ones of a command's own), handed to the
+    command as one ``model`` dict of Scorer arguments, unset ones left to the Scorer (see :func:`open_scorer`)."""
+    return option_group("model", scorer_arguments, [
+        *([shared("head")] if head else []),
+        shared("weights"),
         click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True,
                      help="Frames per forward pass (on the CPU no more pixels than one 1080p frame, to bound memory)."),
-        click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores)."),
-        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-                     help="Run the encoder on the CPU or the first CUDA GPU."),
+        shared("threads"),
+        shared("device"),
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      envvar="CONTRIQUE_VIDEO_BACKEND",
                      help="Encoder path; auto picks, without timing, the preferred path that keeps fp32 scores "
                           "(`contrique-video bench --autotune` times them here instead; `contrique-video -v` says "
                           "which and why)."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                     help="Compute precision where the backend supports it (int8: onnxruntime on CPU)."),
-    ], fn)
+        shared("precision", "where the backend supports it (int8: onnxruntime on CPU)."),
+        *extra,
+    ])
 
 
-def open_scorer(head, model: dict):
+def scorer_arguments(**values) -> dict:
+    """The Scorer's keyword arguments from :func:`model_options`; an unset --max-pixels keeps the Scorer's default."""
+    return {k: v for k, v in values.items() if not (k == "max_pixels" and v is None)}
+
+
+def open_scorer(model: dict):
     """A Scorer from ``model_options`` values (and the Scorer's own defaults), its head checked."""
     from contrique_video.api import Scorer
 
-    scorer = Scorer(head=head, **model)
+    scorer = Scorer(**{"head": None, **model})
     scorer.check_head()
     return scorer
 
@@ -220,20 +249,18 @@ def display_option(help: str):
         height, width = frame_size(ctx, param, value)
         return width, height
 
-    return click.option("--display", metavar="WxH", callback=parse, help=help)
+    return shared("display", help, callback=parse)
 
 
 def output_dir_option(help: str):
     """``-o/--output DIR``, as every other command names its output, plus the old ``--out`` as a hidden
-    alias that still works (with one deprecation warning) so existing scripts keep running."""
-
-    def decorate(fn):
-        fn = click.option("--out", "out_alias", hidden=True, type=click.Path(file_okay=False),
-                          help="Deprecated alias of -o/--output.")(fn)
-        return click.option("--output", "-o", "outdir", type=click.Path(file_okay=False),
-                            help=f"{help}  [required]")(fn)
-
-    return decorate
+    alias that still works (with one deprecation warning) so existing scripts keep running; the command gets
+    the folder as ``outdir``."""
+    return option_group("outdir", pick_output_dir, [
+        shared("output", f"{help}  [required]", dest="outdir", type=click.Path(file_okay=False), metavar="DIR"),
+        click.option("--out", "out_alias", hidden=True, type=click.Path(file_okay=False),
+                     help="Deprecated alias of -o/--output."),
+    ])
 
 
 def pick_output_dir(outdir: str | None, out_alias: str | None) -> str:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -16,19 +17,22 @@ import pandas as pd
 from click.core import ParameterSource
 
 from contrique_video.cli.options import (
+    decoder_option,
     display_option,
     fail,
     guard_outputs,
     guarded,
     known_head,
     logs_above_bars,
-    make_sampling,
     model_options,
     open_scorer,
+    option_group,
     output_file,
     quiet_option,
     sampling_options,
+    shared,
 )
+from contrique_video.runs.batch import Outputs
 from contrique_video.runs.bands import BAND_LEGEND, band
 from contrique_video.runs.inputs import shorten
 
@@ -36,76 +40,88 @@ log = logging.getLogger("contrique_video")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")  # formats matplotlib writes without extra packages
 
 
+@dataclass(frozen=True)
+class Figures:
+    """The pictures ``score`` draws of the inputs it scored (also after Ctrl-C): --plot, --report, --compare."""
+
+    plot: str | None = None
+    report: str | None = None
+    compare: str | None = None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """--engine (a Dask scheduler, or ``local``) and its --workers; no engine: score here."""
+
+    engine: str | None = None
+    workers: int | None = None
+
+
 @click.command()
 @quiet_option
 @click.argument("inputs", nargs=-1)
-@click.option("--head", help="Head name (see `info`) or a head JSON file (default: the built-in model's head).")
-@sampling_options("Score")
-@display_option("Scale every frame to this size and score it there, e.g. 1920x1080: the size it is watched at, as "
-                "`ladder --display` does. Without it each input is scored at its own size, and inputs of different "
-                "sizes are not comparable (a warning says so).")
-@model_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
-              help="stdout format: a table, one JSON object per input per line, or CSV with a header.")
-@click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), callback=output_file(), help="Write per-frame scores (file,frame,pts_time,score, and vmaf with --reference) here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
-              help="Write a PNG (or .pdf, .svg) of per-frame scores over time, with the pooled score and the worst segments marked.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(".jsonl", ".ndjson", ".csv"),
-              help="Also write one record per input (.jsonl/.ndjson or .csv), failures included, synced to disk as each "
-                   "finishes. A file that already holds records is refused (exit 2, before any work) unless --resume "
-                   "or --overwrite says what to do with them.")
-@click.option("--resume", is_flag=True,
-              help="Keep the records already in --output and score only the inputs not in it; --csv, --log and "
-                   "--parquet keep the earlier inputs' rows and files too.")
-@click.option("--overwrite", is_flag=True, help="Replace an --output file that already holds records.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up on an input after this many seconds.")
-@click.option("--max-pixels", type=click.IntRange(1),
-              help="Refuse frames larger than this (default: 4096x2304, so all 4K).")
-@click.option("--engine", metavar="ADDRESS|local",
-              help="Score on a Dask cluster: its scheduler (tcp://HOST:8786 or a scheduler .json file), or `local` "
-                   "for worker processes here. Same records as a local run.")
-@click.option("--workers", "engine_workers", type=click.IntRange(1, 1024), help="Worker processes for --engine local (default: one per core).")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="CSV or Parquet list of inputs (a `file` or `path` column), added to INPUT...")
-@click.option("--parquet", "parquet_path", type=click.Path(dir_okay=False), callback=output_file(),
-              help="Also write every record (with --resume, the earlier ones too) as one Parquet table at the end.")
-@click.option("--log", "log_template", type=click.Path(dir_okay=False), callback=output_file(),
-              help="Write a libvmaf-style log per input (frames with frameNum, pts_time, contrique; pooled_metrics). "
-                   "With several inputs put {stem}, {name} or {index} in the name, e.g. --log 'logs/{stem}.json'.")
-@click.option("--log-fmt", "log_fmt", type=click.Choice(["json", "csv", "xml"]),
-              help="Format of --log, as libvmaf's --log_fmt (default: from the file's extension, else json).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
-              help="Write a PNG (or .pdf, .svg) showing what the score saw: per input, the frame curve with the pooled score and "
-                   "its quality band, and thumbnails of the worst and best frames with their times and scores. One "
-                   "page for a batch, or one image per input with {stem}, {name} or {index} in the name.")
-@click.option("--reference", "reference", type=click.Path(dir_okay=False),
-              help="Also compute VMAF (libvmaf, full reference) of each input against this file; per-frame `vmaf` "
-                   "at the scored frames and pooled values go into the records and logs.")
-@click.option("--vmaf-model", default="vmaf_v0.6.1", show_default=True, help="libvmaf model version for --reference.")
-@click.option("--ffmpeg", "vmaf_ffmpeg", type=click.Path(dir_okay=False),
-              help="ffmpeg with libvmaf for --reference (default: imageio-ffmpeg's static build).")
-@click.option("--compare", "compare_path", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
-              help="With --reference: a PNG (or .pdf, .svg) of our score beside VMAF (curves, scatter, and a table of the frames "
-                   "where they disagree most), and the same table for every frame as CSV beside it.")
+@sampling_options("Score")
+@decoder_option
+@display_option("every frame is scaled to it and scored there: the size it is watched at, as in `ladder`. Without "
+                "it each input is scored at its own size, and inputs of different sizes are not comparable (a "
+                "warning says so).")
+@model_options(click.option("--max-pixels", type=click.IntRange(1),
+                            help="Refuse frames larger than this (default: 4096x2304, so all 4K)."))
+@shared("format", "score: one row (table, csv) or object (json) per input.", choices=("table", "json", "csv"))
+@option_group("outputs", Outputs, [
+    shared("output", "one record per input (.jsonl/.ndjson or .csv), failures included, synced to disk as each "
+                     "finishes. A file that already holds records is refused (exit 2, before any work) unless "
+                     "--resume or --overwrite says what to do with them.",
+           type=click.Path(dir_okay=False), callback=output_file(".jsonl", ".ndjson", ".csv")),
+    shared("resume", "keep its records and score only the inputs not in it; --csv, --log and --parquet keep the "
+                     "earlier inputs' rows and files too."),
+    click.option("--overwrite", is_flag=True, help="Replace an --output file that already holds records."),
+    click.option("--csv", "frames_csv", type=click.Path(dir_okay=False), callback=output_file(),
+                 help="Write per-frame scores (file,frame,pts_time,score, and vmaf with --reference) here."),
+    click.option("--parquet", type=click.Path(dir_okay=False), callback=output_file(),
+                 help="Also write every record (with --resume, the earlier ones too) as one Parquet table at the end."),
+    click.option("--log", "log_template", type=click.Path(dir_okay=False), callback=output_file(),
+                 help="Write a libvmaf-style log per input (frames with frameNum, pts_time, contrique; pooled_metrics). "
+                      "With several inputs put {stem}, {name} or {index} in the name, e.g. --log 'logs/{stem}.json'."),
+    click.option("--log-fmt", "log_fmt", type=click.Choice(["json", "csv", "xml"]),
+                 help="Format of --log, as libvmaf's --log_fmt (default: from the file's extension, else json)."),
+    shared("reference", "per-frame `vmaf` at the scored frames and pooled values go into every output.",
+           type=click.Path(dir_okay=False)),
+    click.option("--vmaf-model", default="vmaf_v0.6.1", show_default=True, help="libvmaf model version for --reference."),
+    shared("ffmpeg"),
+])
+@option_group("figures", Figures, [
+    click.option("--plot", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
+                 help="Write a PNG (or .pdf, .svg) of per-frame scores over time, with the pooled score and the worst "
+                      "segments marked."),
+    click.option("--report", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
+                 help="Write a PNG (or .pdf, .svg) showing what the score saw: per input, the frame curve with the pooled "
+                      "score and its quality band, and thumbnails of the worst and best frames with their times and "
+                      "scores. One page for a batch, or one image per input with {stem}, {name} or {index} in the name."),
+    click.option("--compare", type=click.Path(dir_okay=False), callback=output_file(*PLOT_SUFFIXES),
+                 help="With --reference: a PNG (or .pdf, .svg) of our score beside VMAF (curves, scatter, and a table of "
+                      "the frames where they disagree most), and the same table for every frame as CSV beside it."),
+])
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Give up on an input after this many seconds.")
+@option_group("cluster", Cluster, [
+    click.option("--engine", metavar="ADDRESS|local",
+                 help="Score on a Dask cluster: its scheduler (tcp://HOST:8786 or a scheduler .json file), or `local` "
+                      "for worker processes here. Same records as a local run."),
+    shared("workers", "for --engine local (default: one per core).", type=click.IntRange(1, 1024)),
+])
 @click.pass_context
 @guarded
-def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, duration, decoder, display, weights,
-          batch_size, threads, device, backend, precision, fmt, frames_csv, plot_path, output, resume, overwrite, timeout,
-          max_pixels,
-          engine, engine_workers, manifest, parquet_path, log_template, log_fmt, report_path, reference, vmaf_model,
-          vmaf_ffmpeg, compare_path):
+def score(ctx, inputs, manifest, sampling, decoder, display, model, fmt, outputs, figures, timeout, cluster):
     """Score videos or images: files, directories, globs, or `-` for a stream on stdin.
 
-    Exit code 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
+    Exit codes: 0 when every input was scored, 1 when some failed (each failure is one line on stderr and a
     record in --output), 2 for usage errors, 130 on Ctrl-C and 143 on SIGTERM (finished results are kept).
     """
     from contrique_video.errors import UsageError
-    from contrique_video.runs.batch import check_run, score_many
+    from contrique_video.runs.batch import CLI_NAMES, check_run, score_many
     from contrique_video.runs.inputs import Terminated, expand_inputs, read_manifest
-    from contrique_video.runs.logs import check_log_template
 
-    if resume and not output:
-        raise click.UsageError("--resume needs --output (the file that records finished inputs)")
-    sampling = make_sampling(all_frames, fps, frames, every, keyframes, start, duration)
     if not inputs and not manifest:
         raise click.UsageError("Missing argument 'INPUTS...' (or --manifest FILE)")
     names = expand_inputs(list(inputs))
@@ -113,58 +129,47 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
         raise click.UsageError("`-` (stdin) cannot be scaled to --display; give files")
     if manifest:
         names = list(dict.fromkeys(names + read_manifest(manifest)))
-    guard_outputs([*names, weights, head, manifest], frames_csv, plot_path, output, parquet_path, report_path)
-    if log_fmt and not log_template:
-        raise click.UsageError("--log-fmt needs --log FILE")
-    if log_template:
-        try:
-            check_log_template(log_template, len(names))
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-    if engine and (log_template or report_path or reference):
+    written = (outputs.frames_csv, figures.plot, outputs.output, outputs.parquet, figures.report)
+    guard_outputs([*names, model.get("weights"), model.get("head"), manifest], *written)
+    if cluster.engine and (outputs.log_template or figures.report or outputs.reference):
         raise click.UsageError("--log, --report and --reference run locally; drop --engine (or use --csv, --plot)")
-    if (vmaf_ffmpeg or ctx.get_parameter_source("vmaf_model") is not ParameterSource.DEFAULT) and not reference:
+    if (outputs.ffmpeg or ctx.get_parameter_source("vmaf_model") is not ParameterSource.DEFAULT) and not outputs.reference:
         raise click.UsageError("--ffmpeg and --vmaf-model are for --reference REF")
-    if compare_path and not reference:
+    if figures.compare and not outputs.reference:
         raise click.UsageError("--compare needs --reference REF (it sets our score beside VMAF)")
     try:
-        check_run(output=output, resume=resume, overwrite=overwrite, parquet=parquet_path,
-                  executor=engine, reference=reference, vmaf_ffmpeg=vmaf_ffmpeg)
+        check_run(outputs, cluster.engine, n_inputs=len(names), names=CLI_NAMES)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
-    if compare_path:
-        guard_outputs([*names, reference], compare_path, str(Path(compare_path).with_suffix(".csv")))
-    if reference:
+    if figures.compare:
+        guard_outputs([*names, outputs.reference], figures.compare, str(Path(figures.compare).with_suffix(".csv")))
+    if outputs.reference:
         if "-" in names:
             raise click.UsageError("`-` (stdin) cannot be compared with --reference; give files")
-        guard_outputs([reference], frames_csv, plot_path, output, parquet_path, report_path)
+        guard_outputs([outputs.reference], *written)
         from contrique_video.encoding.reference import vmaf_ffmpeg as find_ffmpeg
 
-        find_ffmpeg(vmaf_ffmpeg)  # fail before scoring when there is no ffmpeg to run libvmaf
-    model = dict(weights=weights, device=device, backend=backend, precision=precision, batch_size=batch_size,
-                 threads=threads, **({"max_pixels": max_pixels} if max_pixels is not None else {}))
-    if engine:
+        find_ffmpeg(outputs.ffmpeg)  # fail before scoring when there is no ffmpeg to run libvmaf
+    if cluster.engine:
         from contrique_video.runs.dask import DaskExecutor
 
         if "-" in names:
             raise click.UsageError("`-` (stdin) cannot be scored with --engine; give files")
         if ctx.get_parameter_source("device") is ParameterSource.DEFAULT:
             model["device"] = "auto"  # each worker uses its GPU if it has one
-        known = known_head(head, weights)
+        known = known_head(model.get("head"), model.get("weights"))
         head_range = known.range if known else None
-        scorer, executor = None, DaskExecutor(engine, engine_workers, {**model, "head": head})
+        scorer, executor = None, DaskExecutor(cluster.engine, cluster.workers, model)
     else:
-        scorer, executor = open_scorer(head, model), None
+        scorer, executor = open_scorer(model), None
         h = scorer.check_head()
         head_range = h.range
         log.info("model %s, head %s (%s, %s), sampling: %s", scorer.model_id, h.name, h.scale,
                  "higher is better" if h.higher_is_better else "lower is better", sampling.describe())
-    printer = Printer(fmt, head_range, in_order=bool(engine), vmaf=bool(reference))
+    printer = Printer(fmt, head_range, in_order=bool(cluster.engine), vmaf=bool(outputs.reference))
     failures, stopped = 0, None
     outcomes = score_many(names, scorer=scorer, executor=executor, sampling=sampling, decoder=decoder, timeout=timeout,
-                          output=output, resume=resume, overwrite=overwrite, frames_csv=frames_csv, parquet=parquet_path,
-                          log_template=log_template, log_fmt=log_fmt, reference=reference, vmaf_model=vmaf_model,
-                          vmaf_ffmpeg=vmaf_ffmpeg, progress=not ctx.obj["quiet"], display=display)
+                          display=display, outputs=outputs, progress=not ctx.obj["quiet"])
     try:
         with logs_above_bars(), contextlib.closing(outcomes):
             for outcome in outcomes:
@@ -178,7 +183,7 @@ def score(ctx, inputs, head, all_frames, fps, frames, every, keyframes, start, d
     except KeyboardInterrupt:
         stopped = 130
     results = printer.finish()
-    write_figures(results, plot_path, report_path, compare_path)
+    write_figures(results, figures)
     if stopped:
         fail(f"{'terminated' if stopped == 143 else 'interrupted'}: the {len(results)} inputs scored before it are kept")
         sys.exit(stopped)
@@ -274,19 +279,19 @@ def _cell(value: float | None) -> str:
     return f"{value:7.2f}" if value is not None else f"{'-':>7}"
 
 
-def write_figures(results: list, plot_path: str | None, report_path: str | None, compare_path: str | None) -> None:
+def write_figures(results: list, figures: Figures) -> None:
     """--plot, --report and --compare of the inputs scored, also after Ctrl-C or SIGTERM."""
     if not results:
         return
-    if plot_path:
+    if figures.plot:
         from contrique_video.runs.plot import plot_frames
 
-        plot_frames(results, plot_path)
-    if report_path:
+        plot_frames(results, figures.plot)
+    if figures.report:
         from contrique_video.runs.report import write_reports
 
-        log.info("wrote %s", ", ".join(map(str, write_reports(results, report_path))))
-    if compare_path:
+        log.info("wrote %s", ", ".join(map(str, write_reports(results, figures.report))))
+    if figures.compare:
         from contrique_video.runs.report import write_compare
 
-        log.info("wrote %s and %s", *write_compare(results, compare_path))
+        log.info("wrote %s and %s", *write_compare(results, figures.compare))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from contrique_video import __version__
-from contrique_video.cli.options import backend_pairs, frame_size, guarded, output_file, quiet_option
+from contrique_video.cli.options import backend_pairs, frame_size, guarded, output_file, quiet_option, shared
 from contrique_video.decode import DECODERS
 
 
@@ -17,21 +17,19 @@ from contrique_video.decode import DECODERS
 @click.option("--candidates", default=None, callback=backend_pairs,
               help="BACKEND:PRECISION,... to time against the official eager fp32 path; the first is the one "
                    "checked on CLIVE and for memory (default: auto's choice, then every other CPU path).")
-@click.option("--frames", type=click.IntRange(1), default=3, show_default=True, help="Frames timed per candidate.")
+@shared("frames", "N frames timed per candidate (default 3: a timing, not a score).", default=3, show_default=True)
 @click.option("--size", default="1920x1080", show_default=True, callback=frame_size,
               help="WIDTHxHEIGHT of the timed frames: the ranking of the paths can change with the size.")
 @click.option("--repeats", type=click.IntRange(1), default=2, show_default=True,
               help="Timed runs per candidate; the fastest counts.")
-@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for inference (default: all cores).")
+@shared("threads")
 @click.option("--clive", type=click.Path(file_okay=False), help="CLIVE folder (mos.csv, images/): SRCC change per candidate.")
 @click.option("--clive-limit", type=click.IntRange(1), help="Only the first N CLIVE images.")
 @click.option("--speed/--no-speed", default=True, show_default=True, help="Time the candidates on frames of --size.")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="Peak memory for 10 s vs 60 s clips and a 4K frame, with the first candidate.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), callback=output_file(),
-              help="Also write the full results as JSON.")
-@click.option("--weights", type=click.Path(dir_okay=False),
-              help="Checkpoint or model card to time (default: the built-in model); --clive and memory use the built-in one.")
+@shared("output", "also write the full results as JSON.", type=click.Path(dir_okay=False), callback=output_file())
+@shared("weights", "The one timed; --clive and memory use the built-in one.")
 @click.option("--autotune", is_flag=True,
               help="Only time auto's CPU candidates on a 1280x720 frame (10-30 s) and keep the fastest for this "
                    "machine and model: --backend auto then runs it instead of its fixed preference.")

@@ -18,7 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,6 @@ from sklearn.isotonic import IsotonicRegression
 
 from contrique_video.encoding.encode import (
     EncodeSettings,
-    check_crf,
     check_encoder,
     check_settings,
     encode,
@@ -35,7 +34,7 @@ from contrique_video.encoding.encode import (
 )
 from contrique_video.encoding.probe import describe, frame_sizes, media_info
 from contrique_video.encoding.sampling import centred, sample_spans
-from contrique_video.errors import ContriqueError, InputError
+from contrique_video.errors import ContriqueError, InputError, UsageError
 
 DEFAULT_MIN_CRF = 10
 POOLS = ("mean", "harmonic_mean", "p5", "p1", "min")  # what --target applies to
@@ -134,45 +133,66 @@ def choose(probes: list[Probe], target: float, higher_is_better: bool, encoder: 
                         int(round(kbps * 1000 / 8 * duration)), bool(meets.any()), probes)
 
 
+@dataclass(frozen=True)
+class SearchSettings:
+    """How :func:`crf_search` probes: ``samples`` spans of ``sample_duration`` seconds cut from the input,
+    ``frames`` scored per probe encode, CRFs between ``min_crf`` (default: 10, or the encoder's minimum) and
+    ``max_crf`` (default: the encoder's maximum), at most ``max_probes`` encodes; ``pool`` is the statistic the
+    target applies to (see :func:`pooled_score`), and a CRF whose predicted size is above ``max_encoded_percent``
+    of the input file is refused (``too_big``), as ab-av1 does."""
+
+    samples: int = 4
+    sample_duration: float = 2.0
+    frames: int = 8
+    min_crf: int | None = None
+    max_crf: int | None = None
+    max_probes: int = 6
+    pool: str = "mean"
+    max_encoded_percent: float | None = None
+
+    def crf_range(self, spec) -> tuple[int, int]:
+        """The lowest and highest CRF searched, defaults filled in; a :class:`UsageError` naming the option when
+        one is outside the encoder's scale or they are in the wrong order (the CLI relies on this check)."""
+        lo = max(spec.crf_min, DEFAULT_MIN_CRF) if self.min_crf is None else self.min_crf
+        hi = spec.crf_max if self.max_crf is None else self.max_crf
+        for option, crf in (("--min-crf", lo), ("--max-crf", hi)):
+            if not spec.crf_min <= crf <= spec.crf_max:
+                raise UsageError(f"{option}: CRF {crf} is outside {spec.name}'s range {spec.crf_min}..{spec.crf_max}")
+        if lo >= hi:
+            raise UsageError(f"--min-crf {lo} must be below --max-crf {hi}")
+        return lo, hi
+
+
 def crf_search(
     path: str | os.PathLike,
     scorer,
     encoder: str,
     target: float,
     *,
-    samples: int = 4,
-    sample_duration: float = 2.0,
-    frames: int = 8,
-    min_crf: int | None = None,
-    max_crf: int | None = None,
-    max_probes: int = 6,
-    preset: str | None = None,
+    search: SearchSettings = SearchSettings(),
+    settings: EncodeSettings | None = None,
     ffmpeg: str | None = None,
     workdir: str | os.PathLike | None = None,
     on_event: Callable[[dict], None] = lambda event: None,
-    settings: EncodeSettings | None = None,
-    pool: str = "mean",
-    max_encoded_percent: float | None = None,
     vmaf: bool = False,
     reference: str | os.PathLike | None = None,
 ) -> SearchResult:
     """Search the CRF of ``encoder`` whose encodes of ``path`` score ``target`` with ``scorer``'s head.
 
-    ``pool`` is the statistic the target applies to (see :func:`pooled_score`); ``settings`` are the
-    encoder arguments every probe (and the final encode) uses. A CRF whose predicted size is above
-    ``max_encoded_percent`` of the input file is refused (``too_big``), as ab-av1 does. With ``vmaf``,
-    each probe event also has the probe's VMAF against the lossless sample reel (libvmaf, every frame);
-    a ``reference`` (the master ``path`` was made from) is cut at the same spans and measured against
-    instead, and implies ``vmaf``.
+    ``search`` says how (samples, frames per probe, CRF range, probes, pooling, size limit); ``settings`` are
+    the encoder arguments every probe (and the final encode) uses. With ``vmaf``, each probe event also has the
+    probe's VMAF against the lossless sample reel (libvmaf, every frame); a ``reference`` (the master ``path``
+    was made from) is cut at the same spans and measured against instead, and implies ``vmaf``.
 
     Every step is passed to ``on_event``: ``samples``, then one ``probe`` per encode, then ``result``.
     If an encode or the scorer fails after some probes, an ``error`` event with ``"partial": true`` says so
     (the probes already reported stay valid) and the error is raised. Temporary files are always removed.
     """
-    settings = settings or EncodeSettings(preset=preset)
+    s = search
+    samples, sample_duration, frames, max_probes, pool = s.samples, s.sample_duration, s.frames, s.max_probes, s.pool
+    max_encoded_percent = s.max_encoded_percent
+    settings = settings or EncodeSettings()
     vmaf = vmaf or reference is not None
-    if preset and not settings.preset:
-        settings = replace(settings, preset=preset)
     if pool not in POOLS:
         raise InputError(f"--pool {pool}: use one of {', '.join(POOLS)}")
     spec = check_encoder(encoder, ffmpeg, settings.quality_option)
@@ -181,12 +201,7 @@ def crf_search(
     lo_r, hi_r = head.range
     if not lo_r <= target <= hi_r:
         raise InputError(f"target {target:g} is outside the range {lo_r:g}..{hi_r:g} of head {head.name!r} ({head.scale})")
-    lo = max(spec.crf_min, DEFAULT_MIN_CRF) if min_crf is None else min_crf
-    hi = spec.crf_max if max_crf is None else max_crf
-    check_crf(spec, lo)
-    check_crf(spec, hi)
-    if lo >= hi:
-        raise InputError(f"--min-crf {lo} must be below --max-crf {hi}")
+    lo, hi = search.crf_range(spec)
     info = media_info(path)
     spans = sample_spans(info.duration, samples, sample_duration, str(path))
     probes: list[Probe] = []
@@ -208,7 +223,7 @@ def crf_search(
                 out = encode(reel.path, Path(tmp) / f"crf{crf}.mkv", encoder, crf, ffmpeg=ffmpeg, settings=settings)
                 took = time.perf_counter() - began
                 scored = scorer.score(out.path, sampling=centred(frames, out.seconds))
-                extra = {"vmaf": _vmaf(out.path, ref_reel)} if vmaf else {}
+                extra = {"vmaf": _vmaf(out.path, ref_reel, ffmpeg)} if vmaf else {}
                 kbps = joinless_bytes(out.path, out.bytes, joins) * 8 / out.seconds / 1000
                 out.path.unlink()
                 probe = Probe(crf, pooled_score(scored, pool), out.bytes, kbps, round(took, 3))
@@ -233,7 +248,7 @@ def crf_search(
     return result
 
 
-def _vmaf(encoded: Path, reference) -> float:
+def _vmaf(encoded: Path, reference, ffmpeg: str | None = None) -> float:
     """libvmaf's mean over every frame of an encode against the file it was encoded from (scaled back to
     the reference's size first when a --vfilter changed it)."""
     from contrique_video.encoding.reference import run_vmaf
@@ -241,7 +256,7 @@ def _vmaf(encoded: Path, reference) -> float:
     ref = describe(reference.path if hasattr(reference, "path") else reference)
     enc = describe(encoded)
     size = (ref.width, ref.height) if (enc.width, enc.height) != (ref.width, ref.height) else None
-    return float(run_vmaf(encoded, ref.path, size=size).pooled["mean"])
+    return float(run_vmaf(encoded, ref.path, size=size, ffmpeg=ffmpeg).pooled["mean"])
 
 
 def joinless_bytes(path: Path, size: int, joins: list[int]) -> int:
@@ -310,4 +325,4 @@ def encode_chosen(
             "predicted_score": result.score, "bytes": out.bytes, "kbps": out.kbps,
             "percent": round(100 * out.bytes / input_bytes, 2) if input_bytes else None,
             "encode_seconds": round(took, 2), "frames_scored": None if table is None else len(table),
-            **({"vmaf": _vmaf(out.path, reference or path)} if vmaf else {})}
+            **({"vmaf": _vmaf(out.path, reference or path, ffmpeg)} if vmaf else {})}

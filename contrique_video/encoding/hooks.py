@@ -37,19 +37,20 @@ def score_rendition(
     frames: int = 8,
     workdir: str | os.PathLike | None = None,
     inspect: Callable[[Path], None] | None = None,
+    ffmpeg: str | None = None,
 ) -> dict:
     """The score record of an encode (``score --format json`` keys) plus its size, bitrate and geometry.
 
     ``frames`` frames are scored, spread over the encode (see :func:`centred`).
     ``display`` is the (width, height) it is viewed at (default: its own size). ``inspect`` receives the
     display-size file that was scored (a lossless upscale, or the encode itself) before temporary files go,
-    e.g. to run a full-reference metric on exactly the same pixels.
+    e.g. to run a full-reference metric on exactly the same pixels. ``ffmpeg`` runs the upscale.
     """
     scorer = scorer or default_scorer()
     encoded = describe(path)
     size = (int(display[0]), int(display[1])) if display else (encoded.width, encoded.height)
     with tempfile.TemporaryDirectory(prefix="contrique-rendition-", dir=workdir) as tmp:
-        shown = Path(path) if size == (encoded.width, encoded.height) else upscale(path, Path(tmp) / "display.mkv", size).path
+        shown = Path(path) if size == (encoded.width, encoded.height) else upscale(path, Path(tmp) / "display.mkv", size, ffmpeg).path
         result = scorer.score(shown, sampling=centred(frames, encoded.seconds))
         if inspect is not None:
             inspect(shown)

@@ -129,40 +129,58 @@ def mark(ladder: Ladder, rungs: int) -> None:
         x.on_hull, x.rung = i in hull, i in picked
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The renditions :func:`build_ladder` makes and how it judges them: every height (those above the source's
+    are skipped) times every CRF, each scored on ``frames`` frames upscaled to ``display`` (width, height;
+    default: the source size), and ``rungs`` recommended from the hull."""
+
+    heights: Sequence[int]
+    crfs: Sequence[int]
+    display: tuple[int, int] | None = None
+    frames: int = 8
+    rungs: int = 4
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What :func:`build_ladder` tells its caller: ``on_plan(count)`` once the heights above the source are
+    dropped, ``on_rendition(rendition)`` as each is scored, ``inspect(height, crf, display_file)`` with each
+    file it scores."""
+
+    on_plan: Callable[[int], None] = lambda count: None
+    on_rendition: Callable[[Rendition], None] = lambda r: None
+    inspect: Callable[[int, int, Path], None] | None = None
+
+
 def build_ladder(
     path: str | os.PathLike,
     scorer,
     encoder: str,
-    heights: Sequence[int],
-    crfs: Sequence[int],
+    grid: Grid,
     *,
-    display: tuple[int, int] | None = None,
-    frames: int = 8,
-    rungs: int = 4,
-    preset: str | None = None,
+    settings: EncodeSettings | None = None,
     ffmpeg: str | None = None,
     workdir: str | os.PathLike | None = None,
     keep: str | os.PathLike | None = None,
-    on_rendition: Callable[[Rendition], None] = lambda r: None,
-    inspect: Callable[[int, int, Path], None] | None = None,
-    on_plan: Callable[[int], None] = lambda count: None,
     vmaf: bool = False,
     reference: str | os.PathLike | None = None,
-    settings: EncodeSettings | None = None,
+    hooks: Hooks = Hooks(),
 ) -> Ladder:
-    """Encode every (height, CRF), score it upscaled to ``display`` (default: the source size), mark the hull.
+    """Encode every (height, CRF) of ``grid``, score it upscaled to the display size, mark the hull.
 
     An encoder or scorer failure stops the grid: the ladder comes back with ``partial=True`` and the error,
     holding the renditions finished before it, their hull and rungs. ``keep`` keeps the encodes there;
-    otherwise every temporary file is removed. ``inspect(height, crf, display_file)`` sees each scored file;
-    ``on_plan(count)`` is told how many renditions will be made, once the heights above the source are dropped.
-    ``vmaf`` measures each display-size file against the source with libvmaf too (as scripts/vmaf_check.py);
-    a ``reference`` (the master ``path`` was made from) is measured against instead, and implies ``vmaf``.
+    otherwise every temporary file is removed. ``hooks`` are told the plan, each rendition and each scored file.
+    ``vmaf`` measures each display-size file against the source with libvmaf too (run by ``ffmpeg`` when
+    given); a ``reference`` (the master ``path`` was made from) is measured against instead, and implies ``vmaf``.
 
     Ctrl-C, SIGTERM turned into an exception, or any other exception that is not an input or model error
     propagates, carrying the finished part (partial, hull marked) as its ``ladder`` attribute so the caller
     can still save it.
     """
+    heights, crfs, display, frames, rungs = grid.heights, grid.crfs, grid.display, grid.frames, grid.rungs
+    inspect = hooks.inspect
     settings = settings or EncodeSettings()
     spec = check_encoder(encoder, ffmpeg, settings.quality_option)
     check_settings(encoder, settings, ffmpeg)
@@ -182,18 +200,18 @@ def build_ladder(
     if not usable or not crfs:
         raise InputError(f"no rendition to make: heights {list(heights)} for a {info.height}-line source, CRFs {list(crfs)}")
     ladder = Ladder(str(path), encoder, size, head.name, head.scale, head.higher_is_better,
-                    {**settings.record(), "preset": preset or settings.preset or spec.preset},
+                    {**settings.record(), "preset": settings.preset or spec.preset},
                     reference=None if vmaf_ref is None else str(vmaf_ref))
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
-    on_plan(len(usable) * len(crfs))
+    hooks.on_plan(len(usable) * len(crfs))
     with tempfile.TemporaryDirectory(prefix="contrique-ladder-", dir=workdir) as tmp:
         try:
             for height in usable:
                 for crf in crfs:
                     name = f"{height}p_crf{crf}.mkv"
                     out = encode(path, Path(tmp) / name, encoder, crf, height=None if height == info.height else height,
-                                 preset=preset, ffmpeg=ffmpeg, settings=settings)
+                                 ffmpeg=ffmpeg, settings=settings)
                     measured: dict = {}
 
                     def seen(f, h=height, c=crf, measured=measured):
@@ -201,16 +219,16 @@ def build_ladder(
                             from contrique_video.encoding.reference import run_vmaf
 
                             scale = None if size == ref_size else ref_size
-                            measured["vmaf"] = float(run_vmaf(f, vmaf_ref, size=scale).pooled["mean"])
+                            measured["vmaf"] = float(run_vmaf(f, vmaf_ref, size=scale, ffmpeg=ffmpeg).pooled["mean"])
                         if inspect:
                             inspect(h, c, f)
 
                     rec = score_rendition(out.path, size, scorer=scorer, frames=frames,
-                                          workdir=tmp, inspect=seen if (inspect or vmaf_ref) else None)
+                                          workdir=tmp, inspect=seen if (inspect or vmaf_ref) else None, ffmpeg=ffmpeg)
                     rendition = Rendition(height, out.width, crf, out.bytes, out.kbps, rec["score"], rec["pooled"]["p5"],
                                           vmaf=measured.get("vmaf"))
                     ladder.renditions.append(rendition)
-                    on_rendition(rendition)
+                    hooks.on_rendition(rendition)
                     if keep:
                         shutil.move(out.path, Path(keep) / name)
                     else:

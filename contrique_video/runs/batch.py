@@ -1,7 +1,8 @@
 """One batch runner for every way of scoring many inputs: here, or on a Dask cluster.
 
     >>> import contrique_video as cv
-    >>> for outcome in cv.score_many(["a.mp4", "b.mp4"], output="scores.jsonl", resume=True):
+    >>> outputs = cv.Outputs(output="scores.jsonl", resume=True)
+    >>> for outcome in cv.score_many(["a.mp4", "b.mp4"], outputs=outputs):
     ...     print(outcome.file, outcome.error or outcome.result.score)
 
 The runner owns what a batch writes, so an executor (:class:`~contrique_video.runs.local.LocalExecutor`,
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -68,77 +69,86 @@ def score_many(
     sampling: Sampling = Sampling(),
     decoder: str = "pyav",
     timeout: float | None = None,
-    output: str | os.PathLike | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    frames_csv: str | os.PathLike | None = None,
-    parquet: str | os.PathLike | None = None,
-    log_template: str | None = None,
-    log_fmt: str | None = None,
-    reference: str | os.PathLike | None = None,
-    vmaf_model: str | None = None,
-    vmaf_ffmpeg: str | None = None,
-    progress: bool = False,
     display: tuple[int, int] | None = None,
+    outputs: Outputs | None = None,
+    progress: bool = False,
 ) -> Iterator[Outcome]:
     """Score ``inputs`` and yield an :class:`Outcome` per input as it finishes, its record already on disk.
 
     ``scorer`` is a :class:`~contrique_video.api.Scorer` or its options (default: the built-in model);
     ``executor`` is None (this process), ``"local"`` or a Dask scheduler address (a Dask cluster), or an
-    :class:`Executor`. ``output`` (.jsonl/.ndjson/.csv) gets one record per input, failures included; when it
-    already holds records, ``resume`` skips the inputs it holds and ``overwrite`` replaces it (with neither,
-    :class:`~contrique_video.errors.UsageError`). ``frames_csv`` gets every scored frame, ``parquet`` every
-    record (with ``resume`` the earlier inputs' rows too, in both), ``log_template`` a libvmaf-style log per input
-    (see :mod:`contrique_video.runs.logs`), and ``reference`` adds VMAF against that file. ``timeout`` gives up on
-    an input after that many seconds (a failure). ``display`` (width, height) scores every input scaled to that
-    display size (see :meth:`~contrique_video.api.Scorer.score`); without it, inputs of different sizes get one
-    warning that their scores are at their own sizes and not comparable. Close the iterator (or exhaust it) to complete the outputs.
+    :class:`Executor`. ``outputs`` (an :class:`Outputs`) says what is written besides the outcomes: the records
+    file, per-frame CSV, Parquet, per-input logs, VMAF against a reference. ``timeout`` gives up on an input after
+    that many seconds (a failure). ``display`` (width, height) scores every input scaled to that display size (see
+    :meth:`~contrique_video.api.Scorer.score`); without it, inputs of different sizes get one warning that their
+    scores are at their own sizes and not comparable. Close the iterator (or exhaust it) to complete the outputs.
 
-    Arguments that cannot work (an output that would be lost, an output whose optional package is missing) raise
-    :class:`~contrique_video.errors.UsageError` here, before any input is scored.
+    Arguments that cannot work (see :func:`check_run`) raise :class:`~contrique_video.errors.UsageError` here,
+    before any input is scored.
     """
     names = [str(p) for p in inputs]
-    check_run(output=output, resume=resume, overwrite=overwrite, parquet=parquet, executor=executor,
-              reference=reference, vmaf_ffmpeg=vmaf_ffmpeg, flags=("resume=True", "overwrite=True"))
-    if log_template:
-        from contrique_video.runs.logs import check_log_template, log_format
+    outputs = outputs or Outputs()
+    check_run(outputs, executor, n_inputs=len(names))
+    if outputs.log_template:
+        from contrique_video.runs.logs import log_format
 
-        check_log_template(log_template, len(names))
-        log_fmt = log_format(log_template, log_fmt)
-    outputs = Outputs(output, resume, frames_csv, parquet, log_template, log_fmt, reference, vmaf_model, vmaf_ffmpeg)
+        outputs = replace(outputs, log_fmt=log_format(outputs.log_template, outputs.log_fmt))
     options = dict(sampling=sampling, decoder=decoder, timeout=timeout, progress=progress, display=display)
     return _run(names, make_executor(executor, scorer), options, outputs)
 
 
-def check_run(*, output=None, resume: bool = False, overwrite: bool = False, parquet=None, executor=None,
-              reference=None, vmaf_ffmpeg: str | None = None, flags: tuple[str, str] = ("--resume", "--overwrite")) -> None:
-    """What :func:`score_many` refuses before any work (the CLI calls it before loading a model): ``resume``
-    without ``output``, an ``output`` whose records would be lost, and outputs whose optional package is not
-    installed, each naming the extra to install. ``flags`` name resume and overwrite in the messages."""
-    if resume and not output:
-        raise UsageError("resume needs output (the file that records finished inputs)")
-    check_output(output, resume, overwrite, flags)
-    if parquet:
-        require_parquet()
-    if isinstance(executor, str):
-        require("distributed", "--engine", usage=True)
-    if reference and not vmaf_ffmpeg:
-        require("imageio_ffmpeg", "--reference without --ffmpeg", usage=True)
-
-
 @dataclass(frozen=True)
 class Outputs:
-    """What a batch writes besides the outcomes it yields (the arguments of :func:`score_many`)."""
+    """What a batch writes besides the outcomes it yields. ``output`` (.jsonl/.ndjson/.csv) gets one record per
+    input, failures included; when it already holds records, ``resume`` skips the inputs it holds (and carries
+    their ``frames_csv`` rows, logs and ``parquet`` rows over) and ``overwrite`` replaces it. ``frames_csv`` gets
+    every scored frame, ``parquet`` every record, ``log_template`` a libvmaf-style log per input (see
+    :mod:`contrique_video.runs.logs`, ``log_fmt`` its format), and ``reference`` adds VMAF (libvmaf model
+    ``vmaf_model``, run by ``ffmpeg``) against that file."""
 
     output: str | os.PathLike | None = None
     resume: bool = False
+    overwrite: bool = False
     frames_csv: str | os.PathLike | None = None
     parquet: str | os.PathLike | None = None
     log_template: str | None = None
     log_fmt: str | None = None
     reference: str | os.PathLike | None = None
     vmaf_model: str | None = None
-    vmaf_ffmpeg: str | None = None
+    ffmpeg: str | None = None
+
+
+#: How the checks name the arguments: the Python API's keywords, or the CLI's flags.
+API_NAMES = {"resume": "resume=True", "overwrite": "overwrite=True", "output": "output", "ffmpeg": "ffmpeg",
+             "log_fmt": "log_fmt", "log": "log_template"}
+CLI_NAMES = {"resume": "--resume", "overwrite": "--overwrite", "output": "--output", "ffmpeg": "--ffmpeg",
+             "log_fmt": "--log-fmt", "log": "--log FILE"}
+
+
+def check_run(outputs: Outputs, executor=None, n_inputs: int | None = None, names: dict = API_NAMES) -> None:
+    """What :func:`score_many` refuses before any work (the CLI calls it before loading a model, with
+    ``names=CLI_NAMES``): resume without an output, an output whose records would be lost, a log template
+    that would write several inputs to one file, and outputs whose optional package is not installed, each
+    naming the extra to install."""
+    o = outputs
+    if o.resume and not o.output:
+        raise UsageError(f"{names['resume'].split('=')[0]} needs {names['output']} (the file that records finished inputs)")
+    check_output(o.output, o.resume, o.overwrite, (names["resume"], names["overwrite"]))
+    if o.log_fmt and not o.log_template:
+        raise UsageError(f"{names['log_fmt']} needs {names['log']}")
+    if o.log_template and n_inputs is not None:
+        from contrique_video.runs.logs import check_log_template
+
+        try:
+            check_log_template(o.log_template, n_inputs)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if o.parquet:
+        require_parquet()
+    if isinstance(executor, str):
+        require("distributed", "--engine", usage=True)
+    if o.reference and not o.ffmpeg:
+        require("imageio_ffmpeg", f"--reference without {names['ffmpeg']}", usage=True)
 
 
 def _run(names: list[str], executor: Executor, options: dict, out: Outputs) -> Iterator[Outcome]:
@@ -157,10 +167,11 @@ def _run(names: list[str], executor: Executor, options: dict, out: Outputs) -> I
         with sigterm_as_exception():
             for outcome in executor.run(todo, **options):
                 if outcome.result is not None:
-                    _finish(outcome, out)
+                    _finish(outcome, out)  # may turn it into a failure (VMAF, the log)
+                if outcome.result is not None:
                     sizes.add(outcome.result)
-                if frame_log and outcome.result is not None:
-                    frame_log.write(outcome.file, outcome.result.frames)
+                    if frame_log:
+                        frame_log.write(outcome.file, outcome.result.frames)
                 record = outcome.record()
                 if records:
                     records.write(record)
@@ -202,7 +213,7 @@ def _finish(outcome: Outcome, out: Outputs) -> None:
         if out.reference:
             from contrique_video.encoding.reference import DEFAULT_MODEL, add_vmaf
 
-            add_vmaf(result, out.reference, ffmpeg=out.vmaf_ffmpeg, model=out.vmaf_model or DEFAULT_MODEL)
+            add_vmaf(result, out.reference, ffmpeg=out.ffmpeg, model=out.vmaf_model or DEFAULT_MODEL)
             log.info("%s: VMAF %.2f on the scored frames (%.2f on all frames)", outcome.file,
                      result.reference["vmaf"], result.reference["vmaf_all_frames"] or float("nan"))
         if out.log_template:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from contrique_video.cli import main
 from contrique_video.training import degradation as deg
 
-SMALL = ["--images", deg.SKLEARN_CHINA, "--types", "white_noise,ffmpeg_noise", "--clips", "0", "--size", "96",
+SMALL = ["--images", deg.SKLEARN_CHINA, "--types", "white_noise,ffmpeg_noise", "--clips", "0", "--crop", "96",
          "--threads", "1"]
 
 
@@ -34,7 +34,7 @@ def inverted_head(tmp_path_factory):
 
 def test_table_csv_and_strict_pass(tmp_path):
     out = tmp_path / "check.csv"
-    res = invoke(*SMALL, "--csv", out, "--strict")
+    res = invoke(*SMALL, "-o", out, "--strict")
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert lines[0].startswith("1 held-out images, 0 clips, head ")
@@ -48,9 +48,9 @@ def test_table_csv_and_strict_pass(tmp_path):
     assert metrics["stills.ordered.white_noise"] == metrics["stills.ordered.ffmpeg_noise"] == 1.0
     assert metrics["stills.max_above_clean"] < 0
     assert rows[0]["command"] == ("contrique-video degradation-check --images " + deg.SKLEARN_CHINA
-                                  + " --types white_noise,ffmpeg_noise --size 96 --clips 0 --threads 1 --csv "
+                                  + " --types white_noise,ffmpeg_noise --crop 96 --clips 0 --threads 1 -o "
                                   + str(out) + " --strict")
-    invoke(*SMALL, "--csv", out)
+    invoke(*SMALL, "-o", out)
     assert len(list(csv.DictReader(out.open()))) == 2 * len(rows)  # appended, one header
 
 
@@ -87,7 +87,7 @@ def test_grain_clips_are_read_from_the_grain_cache(tmp_path):
         cache.get(c.key, lambda frame=frame: frame, extract)
     cache.save()
     out = tmp_path / "check.csv"
-    res = invoke(*SMALL, "--grain", "gen:text/100", "--grain-cache", tmp_path / "grain.npz", "--csv", out)
+    res = invoke(*SMALL, "--grain", "gen:text/100", "--grain-cache", tmp_path / "grain.npz", "-o", out)
     assert res.exit_code == 0, res.output
     assert f"grain clips: {len(clips)}" in res.stdout and "grain cost at x264 CRF 16" in res.stdout
     metrics = {r["metric"]: float(r["value"]) for r in csv.DictReader(out.open())}

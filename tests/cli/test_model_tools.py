@@ -74,7 +74,7 @@ def test_model_table_rows_follow_the_protocol_and_reuse_the_cache(mos_set, tmp_p
             tmp_path / "cache", "--threads", "1", "--format", "json", "--splits", "3"]
     res = invoke(*args)
     assert res.exit_code == 0, res.output
-    rows = json.loads(res.stdout)
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["name"] for r in rows] == ["builtin-v3", "its frozen trunk alone, stages-meanstd, two scales",
                                          "its trunk's last map only (mean), two scales", "log Laplacian variance"]
     dims = [r["dim"] for r in rows]
@@ -86,7 +86,7 @@ def test_model_table_rows_follow_the_protocol_and_reuse_the_cache(mos_set, tmp_p
     assert rows[-1]["srcc"] == pytest.approx(expect["srcc"])
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["laplacian.npz", "model.npz"]
     again = invoke(*args)
-    assert json.loads(again.stdout) == rows
+    assert [json.loads(line) for line in again.stdout.splitlines()] == rows
 
 
 def test_model_table_refuses_a_bad_model_option(mos_set, tmp_path):

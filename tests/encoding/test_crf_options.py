@@ -15,7 +15,7 @@ from checkpoints import small_model_with_head
 
 from contrique_video.api import Scorer, builtin_card
 from contrique_video.cli import main
-from contrique_video.encoding.crf_search import crf_search, encode_chosen, pooled_score
+from contrique_video.encoding.crf_search import SearchSettings, crf_search, encode_chosen, pooled_score
 from contrique_video.encoding.encode import (
     ENCODERS,
     EncodeSettings,
@@ -63,8 +63,8 @@ def test_encode_applies_pix_format_vfilter_keyint_and_enc(d, tmp_path):
 
 def test_search_reports_pool_size_share_and_encode_time(d, tmp_path):
     events = []
-    crf_search(d / "src.mp4", StubScorer(), "libx264", 50.0, samples=2, sample_duration=0.5, max_probes=8,
-                        workdir=tmp_path, on_event=events.append, pool="p5", max_encoded_percent=0.5,
+    crf_search(d / "src.mp4", StubScorer(), "libx264", 50.0, workdir=tmp_path, on_event=events.append,
+               search=SearchSettings(samples=2, sample_duration=0.5, max_probes=8, pool="p5", max_encoded_percent=0.5),
                         settings=EncodeSettings("ultrafast", keyint=12, extra=(("tune", "zerolatency"),)))
     samples, probes, final = events[0], [e for e in events if e["type"] == "probe"], events[-1]
     assert samples["pool"] == "p5" and samples["keyint"] == 12 and samples["enc"] == {"tune": "zerolatency"}
@@ -88,8 +88,8 @@ def test_pooled_score_picks_the_statistic(d):
 
 def test_encode_chosen_scores_the_full_encode_on_the_pool(d, tmp_path):
     stub = StubScorer()
-    result = crf_search(d / "src.mp4", stub, "libx264", 50.0, samples=2, sample_duration=0.5, max_probes=8,
-                        preset="ultrafast", workdir=tmp_path, pool="p5")
+    result = crf_search(d / "src.mp4", stub, "libx264", 50.0, settings=EncodeSettings("ultrafast"), workdir=tmp_path,
+                        search=SearchSettings(samples=2, sample_duration=0.5, max_probes=8, pool="p5"))
     event = encode_chosen(d / "src.mp4", tmp_path / "full.mp4", result, stub, frames=4,
                           settings=EncodeSettings("ultrafast"))
     assert event["type"] == "encode" and event["crf"] == result.crf and event["pool"] == "p5"

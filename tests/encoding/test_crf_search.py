@@ -13,11 +13,12 @@ from media import make_clip
 from contrique_video.cli import main
 from contrique_video.encoding.crf_search import (
     Probe,
+    SearchSettings,
     choose,
     crf_search,
     next_crf,
 )
-from contrique_video.encoding.encode import encode, lossless_reel
+from contrique_video.encoding.encode import EncodeSettings, encode, lossless_reel
 from contrique_video.encoding.sampling import sample_spans
 from contrique_video.errors import InputError
 
@@ -91,8 +92,8 @@ def test_an_out_of_reach_target_is_known_in_two_probes():
 def test_search_loop_brackets_the_target(clip, tmp_path):
     events = []
     stub = StubScorer()
-    result = crf_search(clip, stub, "libx264", 50.0, samples=2, sample_duration=0.5, preset="ultrafast",
-                        max_probes=8, workdir=tmp_path, on_event=events.append)
+    result = crf_search(clip, stub, "libx264", 50.0, search=SearchSettings(samples=2, sample_duration=0.5, max_probes=8),
+                        settings=EncodeSettings("ultrafast"), workdir=tmp_path, on_event=events.append)
     kinds = [e["type"] for e in events]
     assert kinds[0] == "samples" and kinds[-1] == "result" and set(kinds[1:-1]) == {"probe"}
     assert events[0]["frames"] == 24 and events[0]["spans"] == [[0.25, 0.5], [1.25, 0.5]]
@@ -114,8 +115,8 @@ def cli(*args):
 def test_search_with_default_samples_uses_a_short_input_whole(clip, tmp_path):
     """The 2 s clip is shorter than the default 4 samples x 2 s: the whole of it becomes the reel."""
     events = []
-    crf_search(clip, StubScorer(), "libx264", 50.0, preset="ultrafast", max_probes=2, workdir=tmp_path,
-               on_event=events.append)
+    crf_search(clip, StubScorer(), "libx264", 50.0, search=SearchSettings(max_probes=2),
+               settings=EncodeSettings("ultrafast"), workdir=tmp_path, on_event=events.append)
     assert events[0]["spans"] == [[0.0, 2.0]] and events[0]["frames"] == 48
 
 
@@ -189,7 +190,7 @@ def test_probes_never_score_the_first_frame_of_a_sample():
 def test_progress_bar_counts_probes_with_an_eta(clip, tmp_path, monkeypatch):
     import contrique_video.cli.encoding as cli
 
-    monkeypatch.setattr(cli, "open_scorer", lambda head, model: StubScorer())
+    monkeypatch.setattr(cli, "open_scorer", lambda model: StubScorer())
     res = CliRunner().invoke(main, ["crf-search", str(clip), "--target", "50", "--samples", "2", "--sample-duration",
                                     "0.5", "--max-probes", "3", "--preset", "ultrafast", "--workdir", str(tmp_path)],
                              catch_exceptions=False)
@@ -208,8 +209,8 @@ def test_a_probe_predicts_the_size_of_the_full_encode(tmp_path, crf):
     subprocess.run([real_ffmpeg(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=320x180:r=24:d=6",
                     "-c:v", "ffv1", "-g", "1", str(src)], check=True)
     events = []
-    crf_search(src, StubScorer(), "libx264", 0.0, samples=3, sample_duration=1.0, min_crf=crf - 1, max_crf=crf,
-               max_probes=1, on_event=events.append)
+    crf_search(src, StubScorer(), "libx264", 0.0, on_event=events.append,
+               search=SearchSettings(samples=3, sample_duration=1.0, min_crf=crf - 1, max_crf=crf, max_probes=1))
     probe = next(e for e in events if e["type"] == "probe")
     subprocess.run([real_ffmpeg(), "-y", "-loglevel", "error", "-i", str(src), "-c:v", "libx264", "-crf",
                     str(probe["crf"]), "-preset", "medium", "-pix_fmt", "yuv420p", str(tmp_path / "full.mkv")], check=True)
@@ -217,3 +218,20 @@ def test_a_probe_predicts_the_size_of_the_full_encode(tmp_path, crf):
     reel_kbps = probe["bytes"] * 8 / 3 / 1000
     assert probe["kbps"] == pytest.approx(full_kbps, rel=0.03)
     assert abs(probe["kbps"] - full_kbps) < abs(reel_kbps - full_kbps)
+
+
+def test_output_file_holds_the_events_json_prints(clip, tmp_path, monkeypatch):
+    """-o/--output is crf-search's data file: the JSON Lines events, the same lines --format json prints
+    (and the old --format ndjson still means json)."""
+    import contrique_video.cli.encoding as cli
+
+    monkeypatch.setattr(cli, "open_scorer", lambda model: StubScorer())
+    out = tmp_path / "events.jsonl"
+    res = CliRunner().invoke(main, ["-q", "crf-search", str(clip), "--target", "50", "--samples", "2",
+                                    "--sample-duration", "0.5", "--max-probes", "2", "--preset", "ultrafast",
+                                    "--workdir", str(tmp_path), "--format", "ndjson", "-o", str(out)],
+                             catch_exceptions=False)
+    assert res.exit_code in (0, 1), res.output
+    assert out.read_text().splitlines() == res.stdout.splitlines()
+    kinds = [json.loads(x)["type"] for x in out.read_text().splitlines()]
+    assert kinds[0] == "samples" and kinds[-1] == "result" and "probe" in kinds

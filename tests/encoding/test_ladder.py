@@ -12,7 +12,10 @@ from media import make_clip
 
 from contrique_video.api import builtin_card
 from contrique_video.cli import main
+from contrique_video.encoding.encode import EncodeSettings
 from contrique_video.encoding.ladder import (
+    Grid,
+    Hooks,
     build_ladder,
     parse_crfs,
     pick_rungs,
@@ -55,8 +58,8 @@ def test_parse_crfs():
 def test_grid_is_scored_at_display_size(clip, tmp_path):
     stub = StubScorer()
     seen = []
-    ladder = build_ladder(clip, stub, "libx264", [90, 64, 1080], [24, 36], preset="ultrafast", workdir=tmp_path,
-                          inspect=lambda h, c, f: seen.append((h, c, f.name)))
+    ladder = build_ladder(clip, stub, "libx264", Grid([90, 64, 1080], [24, 36]), settings=EncodeSettings("ultrafast"),
+                          workdir=tmp_path, hooks=Hooks(inspect=lambda h, c, f: seen.append((h, c, f.name))))
     assert [(r.height, r.width, r.crf) for r in ladder.renditions] == [(90, 160, 24), (90, 160, 36), (64, 114, 24),
                                                                         (64, 114, 36)]
     assert set(stub.sizes) == {(160, 90)}  # 64p renditions upscaled to the source size before scoring
@@ -70,8 +73,8 @@ def test_failure_mid_way_gives_a_partial_ladder(clip, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     flaky = fake_ffmpeg(tmp_path, fail_from_call=3)  # two renditions, then the third fails
-    ladder = build_ladder(clip, StubScorer(), "libx264", [90, 64], [24, 36], preset="ultrafast", ffmpeg=str(flaky),
-                          workdir=work)
+    ladder = build_ladder(clip, StubScorer(), "libx264", Grid([90, 64], [24, 36]), settings=EncodeSettings("ultrafast"),
+                          ffmpeg=str(flaky), workdir=work)
     assert ladder.partial and "simulated encoder crash" in ladder.error
     assert len(ladder.renditions) == 2
     assert leftovers(work) == []
@@ -128,7 +131,7 @@ def test_ctrl_c_writes_the_finished_renditions_as_partial(clip, tmp_path, monkey
 
     import contrique_video.cli.encoding as cli
 
-    monkeypatch.setattr(cli, "open_scorer", lambda head, model: InterruptedScorer(stop))
+    monkeypatch.setattr(cli, "open_scorer", lambda model: InterruptedScorer(stop))
     work = tmp_path / "work"
     work.mkdir()
     res = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "24,32,40", "--preset",
@@ -157,7 +160,7 @@ def test_out_and_output_together_is_a_usage_error(clip, tmp_path):
 def test_progress_bar_counts_renditions_with_an_eta(clip, tmp_path, monkeypatch):
     import contrique_video.cli.encoding as cli
 
-    monkeypatch.setattr(cli, "open_scorer", lambda head, model: StubScorer())
+    monkeypatch.setattr(cli, "open_scorer", lambda model: StubScorer())
     res = CliRunner().invoke(main, ["ladder", str(clip), "--heights", "90", "--crf", "30,40", "--preset", "ultrafast",
                                     "-o", str(tmp_path)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -166,3 +169,19 @@ def test_progress_bar_counts_renditions_with_an_eta(clip, tmp_path, monkeypatch)
     quiet = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "30", "--preset",
                                       "ultrafast", "-o", str(tmp_path)], catch_exceptions=False)
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_format_csv_prints_one_row_per_rendition(clip, tmp_path, monkeypatch):
+    import io
+
+    import pandas as pd
+
+    import contrique_video.cli.encoding as cli
+
+    monkeypatch.setattr(cli, "open_scorer", lambda model: StubScorer())
+    res = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "30,40", "--preset",
+                                    "ultrafast", "-o", str(tmp_path), "--format", "csv"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(io.StringIO(res.stdout))
+    assert list(table["crf"]) == [30, 40]
+    assert list(table.columns) == list(pd.read_csv(tmp_path / "ladder.csv").columns)

@@ -122,7 +122,7 @@ def test_cli_compare_writes_png_and_table(d, tmp_path):
 def test_crf_search_and_ladder_measure_vmaf_too(d, tmp_path):
     from encoding_helpers import StubScorer
 
-    from contrique_video.encoding.ladder import build_ladder
+    from contrique_video.encoding.ladder import Grid, build_ladder
     from contrique_video.encoding.reference import vmaf_mean
 
     out = tmp_path / "auto.mkv"
@@ -137,8 +137,8 @@ def test_crf_search_and_ladder_measure_vmaf_too(d, tmp_path):
     assert events[-1]["type"] == "encode"
     assert events[-1]["vmaf"] == pytest.approx(vmaf_mean(out, d / "src.mp4"), abs=1e-6)
 
-    ladder = build_ladder(d / "src.mp4", StubScorer(), "libx264", [128, 64], [20, 45], frames=1, preset="ultrafast",
-                          workdir=tmp_path, vmaf=True)
+    ladder = build_ladder(d / "src.mp4", StubScorer(), "libx264", Grid([128, 64], [20, 45], frames=1),
+                          settings=EncodeSettings("ultrafast"), workdir=tmp_path, vmaf=True)
     table = ladder.table().set_index(["height", "crf"])
     assert table["vmaf"].notna().all()
     assert table.loc[(128, 20), "vmaf"] > table.loc[(128, 45), "vmaf"]
@@ -169,12 +169,12 @@ def test_vmaf_model_option_and_ladder_cli_vmaf_column(d, tmp_path):
 def test_crf_search_reference_cuts_ref_at_the_samples_and_measures_against_it(d, tmp_path):
     from encoding_helpers import StubScorer
 
-    from contrique_video.encoding.crf_search import crf_search, encode_chosen
+    from contrique_video.encoding.crf_search import SearchSettings, crf_search, encode_chosen
     from contrique_video.encoding.encode import lossless_reel
 
     events, settings = [], EncodeSettings("ultrafast")
-    result = crf_search(d / "enc.mp4", StubScorer(), "libx264", 50.0, samples=1, sample_duration=0.5, max_probes=1,
-                        min_crf=20, max_crf=40, settings=settings, workdir=tmp_path, on_event=events.append,
+    result = crf_search(d / "enc.mp4", StubScorer(), "libx264", 50.0, settings=settings,
+                        search=SearchSettings(samples=1, sample_duration=0.5, max_probes=1, min_crf=20, max_crf=40), workdir=tmp_path, on_event=events.append,
                         reference=d / "src.mp4")
     samples, probe = events[0], events[1]
     assert samples["reference"] == str(d / "src.mp4") and probe["crf"] == 30
@@ -197,13 +197,13 @@ def test_crf_search_reference_cuts_ref_at_the_samples_and_measures_against_it(d,
 def test_ladder_reference_scales_each_rendition_to_ref(d, tmp_path):
     from encoding_helpers import StubScorer
 
-    from contrique_video.encoding.ladder import build_ladder
+    from contrique_video.encoding.ladder import Grid, Hooks, build_ladder
 
     hand = []
-    ladder = build_ladder(d / "enc.mp4", StubScorer(), "libx264", [64], [30], display=(96, 64), frames=1,
-                          preset="ultrafast", workdir=tmp_path, reference=d / "src.mp4",
-                          inspect=lambda h, c, f: hand.append(by_hand(f, d / "src.mp4", tmp_path,
-                                                                      scale="scale=192:128:flags=bicubic,")))
+    ladder = build_ladder(d / "enc.mp4", StubScorer(), "libx264", Grid([64], [30], display=(96, 64), frames=1),
+                          settings=EncodeSettings("ultrafast"), workdir=tmp_path, reference=d / "src.mp4",
+                          hooks=Hooks(inspect=lambda h, c, f: hand.append(
+                              by_hand(f, d / "src.mp4", tmp_path, scale="scale=192:128:flags=bicubic,"))))
     assert ladder.reference == str(d / "src.mp4") and ladder.record()["reference"] == str(d / "src.mp4")
     assert ladder.renditions[0].vmaf == pytest.approx(hand[0]["pooled_metrics"]["vmaf"]["mean"], abs=1e-6)
 

@@ -12,7 +12,7 @@ import pytest
 from checkpoints import interrupt_on, small_model_with_head
 from media import make_clip, make_text
 
-from contrique_video import score_many
+from contrique_video import Outputs, score_many
 from contrique_video.api import DEFAULT_MAX_PIXELS, Scorer
 from contrique_video.decode.sampler import Sampling
 from contrique_video.runs.batch import make_executor
@@ -38,8 +38,8 @@ def test_one_call_writes_records_frames_and_parquet(batch, scorer, tmp_path):
     pytest.importorskip("pyarrow")
     names = [str(batch / n) for n in ("clip0.mp4", "broken.mp4", "clip1.mp4")]
     out, frames, table = tmp_path / "out.csv", tmp_path / "frames.csv", tmp_path / "t.parquet"
-    outcomes = list(score_many(names, scorer=scorer, sampling=Sampling("frames", 2), output=out, frames_csv=frames,
-                               parquet=table))
+    outcomes = list(score_many(names, scorer=scorer, sampling=Sampling("frames", 2),
+                               outputs=Outputs(output=out, frames_csv=frames, parquet=table)))
     assert [o.index for o in outcomes] == [0, 1, 2] and [o.file for o in outcomes] == names
     assert outcomes[1].result is None and "broken.mp4" in outcomes[1].error
     written = pd.read_csv(out)
@@ -58,8 +58,8 @@ def test_interrupted_run_keeps_finished_outputs_and_resume_completes_them(batch,
     interrupt_on(monkeypatch, 2)
     seen = []
     with pytest.raises(KeyboardInterrupt):
-        for outcome in score_many(names, scorer=scorer, sampling=Sampling("frames", 2), output=out,
-                                  frames_csv=frames, parquet=table):
+        for outcome in score_many(names, scorer=scorer, sampling=Sampling("frames", 2),
+                                  outputs=Outputs(output=out, frames_csv=frames, parquet=table)):
             seen.append(outcome.file)
     assert seen == names[:1]
     assert [json.loads(line)["file"] for line in out.read_text().splitlines()] == names[:1]
@@ -67,8 +67,8 @@ def test_interrupted_run_keeps_finished_outputs_and_resume_completes_them(batch,
     assert set(pd.read_csv(frames)["file"]) == {names[0]} and not (tmp_path / "frames.csv.partial").exists()
 
     monkeypatch.undo()
-    rest = [o.file for o in score_many(names, scorer=scorer, sampling=Sampling("frames", 2), output=out, resume=True,
-                                      parquet=table)]
+    rest = [o.file for o in score_many(names, scorer=scorer, sampling=Sampling("frames", 2),
+                                      outputs=Outputs(output=out, resume=True, parquet=table))]
     assert rest == names[1:]  # the finished input was not scored again
     assert [json.loads(line)["file"] for line in out.read_text().splitlines()] == names
     assert list(pd.read_parquet(table)["file"]) == names  # the earlier record too
@@ -86,9 +86,9 @@ def test_resuming_an_older_csv_keeps_its_columns(tmp_path):
 
 def test_arguments_are_checked_at_the_call(batch, scorer):
     with pytest.raises(ValueError, match="resume needs output"):
-        score_many(["a.mp4"], scorer=scorer, resume=True)
+        score_many(["a.mp4"], scorer=scorer, outputs=Outputs(resume=True))
     with pytest.raises(ValueError, match="needs {stem}, {name} or {index}"):
-        score_many(["a.mp4", "b.mp4"], scorer=scorer, log_template="one.json")
+        score_many(["a.mp4", "b.mp4"], scorer=scorer, outputs=Outputs(log_template="one.json"))
     with pytest.raises(TypeError, match="Scorer options"):
         make_executor("local", scorer)
 
