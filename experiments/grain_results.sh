@@ -26,13 +26,14 @@ $PY experiments/grain_ladders.py --wallpapers /tmp/wp/x --cache runs/f_grain_fit
     --sources sunset_by_Aitzol_Berasategi,gen:product/4,Picture_0B_by_freespace,gen:text/3,skimage:chelsea,life_by_Aitzol_Berasategi,summer_1am,gen:lineart/3
 G=Bridge_by_Sander_Klootwijk,gen:product/100,Storm,gen:text/100,TwoWings,RainDrops,gen:lineart/100
 $PY experiments/grain_ladders.py --wallpapers /tmp/wp/x --cache runs/grain_heldout.npz --tiers 1 --sources $G
-# 3. the head and the CLIVE protocol (10 random 80/20 splits): RidgeCV, clive-v3's recipe (its 10 FIT photos), clive-v5's recipe
+# 3. the candidate head (not shipped: see issue 30's report) and the CLIVE protocol (10 random 80/20 splits): RidgeCV, clive-v3's recipe (its 10 FIT photos), clive-v5's recipe
 C=""; for c in f_grain_fit f_grain_fit2a f_grain_fit2b f_grain_fit3 f_grain_fit4; do C="$C --clips runs/$c.npz"; done
 FIT="$C --noise-stills runs/noise_fit.npz --lam-noise LAMNOISE --margin-noise 5 --lam-grain 1 --margin-grain 1 --cap12 8 --lam-cap 3 --lam-source 3 --lam-crf 3 --margin-stills 10 --name clive-v5"
-$PY experiments/fit_grain_head.py $FIT --heldout runs/grain_heldout.npz --out runs/clive-v5.json --csv results/grain_heldout.csv
-$PY experiments/fit_grain_head.py $FIT --evaluate --csv results/grain_protocol.csv
+$PY experiments/fit_grain_head.py $FIT --heldout runs/grain_heldout.npz --out runs/clive-v5.json --evaluate --csv runs/protocol_v5.csv
+grep ',heldout_clips\.' runs/protocol_v5.csv >> results/grain_heldout.csv
+grep ',clive_median_' runs/protocol_v5.csv >> results/grain_protocol.csv
 # 4. the degradation check before/after: held-out stills (+ generated sharp-detail images) and held-out grain clips
-for h in clive-v3 clive-v4 clive-v5 clive; do
+for h in clive-v3 clive-v4 runs/clive-v5.json clive; do
   $PY scripts/degradation_check.py --wallpapers /tmp/wp/x --sharp --clips 0 --types $T --cache runs/dcheck.npz \
       --grain $G --grain-cache runs/grain_heldout.npz --head $h --csv results/damage_check.csv
 done
