@@ -93,7 +93,13 @@ def show(label: str, m: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clive", type=Path, default=Path("runs/feats_clive_builtin-v3.npz"))
-    ap.add_argument("--stills", type=Path, default=Path("runs/feats_fit_builtin-v3.npz"))
+    ap.add_argument("--stills", type=Path, default=Path("runs/feats_fit_builtin-v3.npz"),
+                    help="the still ladders of the FIT sources (fit_ranked_head.py's cache)")
+    ap.add_argument("--noise-stills", type=Path, action="append", default=[],
+                    help="noise ladders of flat crops, grey-level photos and product shots (experiments/noise_ladders.py): "
+                         "their own pair term (--lam-noise, --margin-noise)")
+    ap.add_argument("--lam-noise", type=float, default=0.0)
+    ap.add_argument("--margin-noise", type=float, default=5.0)
     ap.add_argument("--clips", type=Path, action="append", default=[], help="grain clip caches of FIT sources")
     ap.add_argument("--heldout", type=Path, action="append", default=[], help="grain clip caches of held-out sources")
     ap.add_argument("--mos", type=Path, default=SHARED / "mos.csv")
@@ -123,6 +129,10 @@ def main() -> None:
     X = np.stack([clive[i] for i in table["image"]])
     y = table["mos"].to_numpy(np.float64)
     rd = still_pairs(load(args.stills)) if args.lam_stills > 0 else None
+    noise_rows: dict = {}
+    for p in args.noise_stills:
+        noise_rows.update(load(p))
+    noise = still_pairs(noise_rows) if noise_rows and args.lam_noise > 0 else None
     rows: dict = {}
     for p in args.clips:
         rows.update(load(p))
@@ -134,6 +144,9 @@ def main() -> None:
         rows = {k: v for k, v in rows.items() if grain.Clip.parse(k).source in keep}
         args.heldout = []
     terms = clip_terms(rows, args) if rows else []
+    if noise is not None:  # noise on flat crops and grey-level photos: damage however little detail it hides
+        D = noise.X[noise.pairs[:, 0]] - noise.X[noise.pairs[:, 1]]
+        terms.append(rk.PairTerm(D, np.full(len(D), args.margin_noise), args.lam_noise, args.margin_noise, "noise"))
     print(f"CLIVE {len(y)}; stills {rd.counts() if rd else None}; clip pairs "
           + ", ".join(f"{t.name} {len(t.margins)}" for t in terms), flush=True)
     alpha = rk.fit_ridge_std(X, y).info["alpha"]
@@ -166,8 +179,11 @@ def main() -> None:
                     results.append((label, f"heldout_clips.{k}", v))
     if args.evaluate:
         out = {}
+        from contrique_video.training.degradation import FIT
+
+        rd_v3 = rd.subset(FIT[:10]) if rd else None  # clive-v3's own pairs: its ten sources, however many are cached
         recipes = {"ridge": ("ridge (clive recipe)", lambda Xt, yt: rk.fit_ridge_std(Xt, yt)),
-                   "clive-v3": ("clive-v3 recipe", lambda Xt, yt: rk.fit_ranked(Xt, yt, rd, 1.0, 30.0)),
+                   "clive-v3": ("clive-v3 recipe", lambda Xt, yt: rk.fit_ranked(Xt, yt, rd_v3, 1.0, 30.0)),
                    "new": (f"{args.name} recipe", lambda Xt, yt: fit_new(Xt, yt))}
         for label, fitter in (recipes[r] for r in args.recipes.split(",")):
             r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter)
@@ -188,12 +204,15 @@ def main() -> None:
                           "grain": [args.lam_grain, args.margin_grain], "cap": [args.lam_cap, -args.cap12],
                           "form": "lam * mean(relu(margin - (s_better - s_worse))^2), margins in raw points; "
                                   "cap: (grainy, clean) pairs with margin -CAP12*N/12"},
+            "noise_pairs": noise.counts() if noise else None,
+            "noise_loss": {"lam": args.lam_noise, "margin": args.margin_noise},
             "clip_sources": sorted({grain.Clip.parse(k).source for k in rows}),
             "alpha": alpha,
             "mapping": "4-parameter logistic least-squares fit of MOS on the raw value (all CLIVE images)",
         }
         new.trained_on = (f"CLIVE (clive-train, {len(y)} images) + {rd.counts()['pairs'] if rd else 0} still ranking pairs"
-                          f" + {sum(len(t.margins) for t in terms)} grain clip pairs")
+                          f" + {sum(len(t.margins) for t in terms if t.name != 'noise')} grain clip pairs"
+                          + (f" + {noise.counts()['pairs']} noise pairs on flat crops and grey-level photos" if noise else ""))
         new.save(args.out)
         print(f"wrote {args.out}")
 

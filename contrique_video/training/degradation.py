@@ -166,7 +166,12 @@ def load_pristine(name: str, wallpapers: Path | None = None, size: int = SIZE) -
 
     ``NAME#smooth`` is the photo at twice the scale (short side 2 x size) cut to its least detailed
     square: flat skies, walls and water, where noise is most visible and a head most easily reads it as detail.
+    ``NAME#gray`` is the photo in grey levels (BT.601 luma), so colour noise on it is pure damage.
     """
+    if name.endswith("#gray"):  # monochrome photos, where colour noise adds colour a head may read as vivid
+        rgb = load_pristine(name[: -len("#gray")], wallpapers, size).astype(np.float64)
+        luma = np.rint(rgb @ np.array([0.299, 0.587, 0.114])).clip(0, 255).astype(np.uint8)
+        return np.repeat(luma[..., None], 3, axis=2)
     if name.endswith("#smooth"):
         big = load_pristine(name[: -len("#smooth")], wallpapers, 2 * size)
         return smoothest_crop(big, size)

@@ -129,3 +129,13 @@ def test_noise_never_scores_above_its_clean_source():
     bad = [p for p in result.pairs() if p["vs_clean"] > 0]
     assert not bad, check.report(result)
     assert len(result.pairs()) == 2 * 5 * 5
+
+
+def test_gray_sources_are_the_photo_in_grey_levels():
+    """``NAME#gray`` (noise-ladder sources of experiments/noise_ladders.py): one luma plane in all three channels."""
+    rgb = deg.load_pristine("skimage:astronaut")
+    gray = deg.load_pristine("skimage:astronaut#gray")
+    assert gray.shape == rgb.shape and gray.dtype == np.uint8
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    luma = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(gray[..., 0] - luma).max() <= 0.5 + 1e-9
