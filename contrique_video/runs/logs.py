@@ -15,7 +15,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from contrique_video import __version__
+from contrique_video.files import atomic_write
 from contrique_video.pooling import score_stats
 
 LOG_FORMATS = ("json", "csv", "xml")
@@ -153,34 +153,7 @@ def log_path(template: str, file: str, index: int) -> Path:
 
 def write_log(result, path: str | os.PathLike, fmt: str = "json", fps: float | None = None) -> Path:
     """Write one input's log atomically (a temporary file in the same folder, then a rename)."""
-    return write_atomic(path, RENDERERS[fmt](log_document(result, fps)))
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """``text`` to ``path`` through a temporary file in the same folder and ``os.replace``: readers see
-    the old file or the whole new one, never a part."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _mode(path))  # mkstemp makes it private; a log is as readable as any other output
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _mode(path: Path) -> int:
-    """The replaced file's permissions, or those a new file gets under the umask."""
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return atomic_write(path, RENDERERS[fmt](log_document(result, fps)))
 
 
 def _num(value) -> float | None:

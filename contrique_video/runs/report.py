@@ -312,11 +312,11 @@ def label_points(ax, points: Sequence[tuple[float, float]], renderer, size: int 
 
 def write_compare(results: Sequence, path: str | os.PathLike) -> tuple[Path, Path]:
     """``compare`` view: the PNG of :func:`compare_figure`, and beside it a CSV of every frame's gap."""
-    from contrique_video.runs.logs import write_atomic
+    from contrique_video.files import atomic_write
 
     path = Path(path)
     fig = compare_figure(results)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     table_path = path.with_suffix(".csv")
-    write_atomic(table_path, disagreements(results).to_csv(index=False, float_format="%.6f"))
+    atomic_write(table_path, disagreements(results).to_csv(index=False, float_format="%.6f"))
     return path, table_path

@@ -15,7 +15,8 @@ from media import make_clip
 from checkpoints import small_model_with_head
 
 from contrique_video.cli import main
-from contrique_video.runs.logs import POOLS, log_document, pool, write_atomic
+from contrique_video.files import atomic_write as write_atomic
+from contrique_video.runs.logs import POOLS, log_document, pool
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_atomic_write_leaves_the_old_file_when_rendering_fails(tmp_path, monkeyp
     def boom(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("contrique_video.runs.logs.os.fsync", boom)
+    monkeypatch.setattr("contrique_video.files.os.fsync", boom)
     with pytest.raises(OSError):
         write_atomic(target, "new contents")  # fails after writing part of it
     monkeypatch.undo()
