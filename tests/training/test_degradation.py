@@ -132,7 +132,7 @@ def test_noise_never_scores_above_its_clean_source():
 
 
 def test_gray_sources_are_the_photo_in_grey_levels():
-    """``NAME#gray`` (noise-ladder sources of experiments/noise_ladders.py): one luma plane in all three channels."""
+    """``NAME#gray`` (noise-ladder sources of the noise-ladder fit term): one luma plane in all three channels."""
     rgb = deg.load_pristine("skimage:astronaut")
     gray = deg.load_pristine("skimage:astronaut#gray")
     assert gray.shape == rgb.shape and gray.dtype == np.uint8
