@@ -1,7 +1,8 @@
 """Temporal pooling: per-frame features -> one per-video feature, and summary statistics of frame scores.
 
-The video feature is the mean of the sampled frames' features, so with a linear head the video score is
-exactly the mean of the per-frame scores. The other statistics help find bad segments.
+The video feature is the mean of the sampled frames' features; the head maps it to the video score (close to,
+not exactly, the mean of the frame scores, because of the head's logistic mapping). The statistics of the
+frame scores (:func:`score_stats`, :func:`pool`) help find bad segments and are what logs and ``--pool`` use.
 """
 
 from __future__ import annotations
@@ -42,3 +43,21 @@ def score_stats(scores: np.ndarray) -> dict[str, float | None]:
         "p5": float(np.percentile(s, 5)),
         "std": float(s.std()),
     }
+
+
+POOLS = ("min", "max", "mean", "harmonic_mean", "p5", "p1")  # libvmaf's four, then ours
+
+
+def pool(values, how: str) -> float | None:
+    """One pooled statistic of per-frame values (``p1``, ``p5`` are percentiles; ``harmonic_mean`` is None
+    unless every value is positive, as in :func:`score_stats`)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return None
+    if how == "p1":
+        return float(np.percentile(v, 1))
+    stats = score_stats(v)
+    if how not in stats:
+        raise ValueError(f"unknown pooling {how!r}; use one of {', '.join(POOLS)}")
+    return stats[how]

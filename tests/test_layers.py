@@ -31,14 +31,7 @@ LAYERS: list[set[str]] = [
 ]
 
 # Known violations, to shrink to nothing. Each names the module edge and why it is still here.
-ALLOWED: dict[tuple[str, str], str] = {
-    # encoding <-> runs: a cycle inside one layer. encoding/** is being rewritten for #28 and runs/** for #29;
-    # the fix is for encoding to take `pool`/`POOLS` from contrique_video.pooling (they are pooling, not logs)
-    # and for the ladder plot to be drawn by the caller (cli) or moved beside the ladder.
-    ("contrique_video.encoding.crf_search", "contrique_video.runs.logs"): "pool(): belongs in pooling (#28)",
-    ("contrique_video.encoding.reference", "contrique_video.runs.logs"): "POOLS, pool(): belongs in pooling (#28)",
-    ("contrique_video.encoding.ladder", "contrique_video.runs.plot"): "plot_ladder: draw it from the caller (#28)",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def component(module: str) -> str:

@@ -364,8 +364,9 @@ def ladder_command(ctx, input_path, grid, outdir, keep_renditions, fmt, with_vma
 def report_ladder(ladder, outdir: str, fmt: str) -> None:
     """Write the ladder files (ladder.partial.* for a partial run) and print it on stdout."""
     from contrique_video.encoding.ladder import save
+    from contrique_video.runs.plot import plot_ladder
 
-    paths = save(ladder, outdir)
+    paths = save(ladder, outdir, plot=plot_ladder)
     if fmt == "json":
         click.echo(json.dumps(ladder.record()))
     elif fmt == "csv":

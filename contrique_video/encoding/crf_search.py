@@ -59,7 +59,7 @@ def pooled_score(result, pool: str) -> float:
         return float(result.score)
     value = (getattr(result, "pooled", None) or {}).get(pool)
     if value is None and getattr(result, "frames", None) is not None:
-        from contrique_video.runs.logs import pool as pool_values
+        from contrique_video.pooling import pool as pool_values
 
         value = pool_values(result.frames["score"], pool)
     if value is None:

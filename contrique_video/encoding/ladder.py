@@ -244,10 +244,11 @@ def build_ladder(
     return ladder
 
 
-def save(ladder: Ladder, outdir: str | os.PathLike, plot: bool = True) -> list[Path]:
-    """``ladder.csv``, ``ladder.json`` and ``ladder.png`` in ``outdir``; ``ladder.partial.*`` for a partial run."""
-    from contrique_video.runs.plot import plot_ladder
-
+def save(ladder: Ladder, outdir: str | os.PathLike,
+         plot: Callable[[Ladder, Path], Path] | None = None) -> list[Path]:
+    """``ladder.csv`` and ``ladder.json`` in ``outdir`` (``ladder.partial.*`` for a partial run), and ``ladder.png``
+    drawn by ``plot`` when given (``contrique_video.runs.plot.plot_ladder``; the CLI passes it), so the ladder
+    needs no plotting library and the tables are written before any plot."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     stem = "ladder.partial" if ladder.partial else "ladder"
@@ -255,6 +256,6 @@ def save(ladder: Ladder, outdir: str | os.PathLike, plot: bool = True) -> list[P
     ladder.table().to_csv(paths[0], index=False, float_format="%.4f")
     paths[1].write_text(json.dumps(ladder.record(), indent=1))
     if plot and ladder.renditions:
-        paths.append(plot_ladder(ladder, out / f"{stem}.png"))
+        paths.append(plot(ladder, out / f"{stem}.png"))
     return paths
 

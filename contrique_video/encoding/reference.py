@@ -96,7 +96,7 @@ def add_vmaf(result, reference: str | os.PathLike, *, ffmpeg: str | None = None,
     frames we scored, matched by index) and, in its record, ``vmaf`` (mean over those frames),
     ``vmaf_pooled``, ``vmaf_all_frames`` (libvmaf's mean over every frame), ``vmaf_model`` and ``reference``."""
     from contrique_video.encoding.probe import media_info
-    from contrique_video.runs.logs import POOLS, pool
+    from contrique_video.pooling import POOLS, pool
 
     ref, dist = media_info(reference), media_info(result.file)
     size = (ref.width, ref.height) if (ref.width, ref.height) != (dist.width, dist.height) else None

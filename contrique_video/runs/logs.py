@@ -24,11 +24,10 @@ import pandas as pd
 
 from contrique_video import __version__
 from contrique_video.files import atomic_write
-from contrique_video.pooling import score_stats
+from contrique_video.pooling import POOLS, pool
 
 LOG_FORMATS = ("json", "csv", "xml")
 METRIC = "contrique"  # our per-frame score's name in logs, as libvmaf names its metric "vmaf"
-POOLS = ("min", "max", "mean", "harmonic_mean", "p5", "p1")  # libvmaf's four, then ours
 _NOT_METRICS = {"frame", "pts_time", "file"}
 
 
@@ -41,21 +40,6 @@ def metric_columns(frames: pd.DataFrame) -> dict[str, str]:
             continue
         names[col] = METRIC if col == "score" else col if col.startswith(("vmaf", METRIC)) else f"{METRIC}_{col}"
     return names
-
-
-def pool(values, how: str) -> float | None:
-    """One pooled statistic of per-frame values (``p1``, ``p5`` are percentiles; ``harmonic_mean`` is None
-    unless every value is positive, as in :func:`contrique_video.pooling.score_stats`)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return None
-    if how == "p1":
-        return float(np.percentile(v, 1))
-    stats = score_stats(v)
-    if how not in stats:
-        raise ValueError(f"unknown pooling {how!r}; use one of {', '.join(POOLS)}")
-    return stats[how]
 
 
 def pooled_metrics(frames: pd.DataFrame) -> dict[str, dict[str, float | None]]:

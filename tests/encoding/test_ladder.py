@@ -78,7 +78,9 @@ def test_failure_mid_way_gives_a_partial_ladder(clip, tmp_path):
     assert ladder.partial and "simulated encoder crash" in ladder.error
     assert len(ladder.renditions) == 2
     assert leftovers(work) == []
-    paths = save(ladder, tmp_path / "out")
+    from contrique_video.runs.plot import plot_ladder
+
+    paths = save(ladder, tmp_path / "out", plot=plot_ladder)
     assert [p.name for p in paths] == ["ladder.partial.csv", "ladder.partial.json", "ladder.partial.png"]
     record = json.loads(paths[1].read_text())
     assert record["partial"] is True and len(record["renditions"]) == 2

@@ -16,7 +16,8 @@ from checkpoints import small_model_with_head
 
 from contrique_video.cli import main
 from contrique_video.files import atomic_write as write_atomic
-from contrique_video.runs.logs import POOLS, log_document, pool
+from contrique_video.pooling import POOLS, pool
+from contrique_video.runs.logs import log_document
 
 
 @pytest.fixture(scope="module")
