@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from contrique_video.timing import round_robin, time_call
 
 
 def frames(n: int, size: tuple[int, int]) -> list[np.ndarray]:
@@ -54,13 +55,7 @@ def matmul_peak(device, dtype, n: int, repeats: int) -> float:
 
     a = torch.rand(n, n, device=device, dtype=dtype)
     b = torch.rand(n, n, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        sync(device)
-        t = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t)
+    best = time_call(lambda: a @ b, repeats, sync=lambda: sync(device)).best
     return 2 * n**3 / best / 1e9
 
 
@@ -149,16 +144,10 @@ def time_path(path, test, args, work, peaks, ref) -> dict:
     single, batch = test
     for x in (*single, *batch):  # warm-up: compile, capture, cudnn autotuning
         path(x)
-    sync(path.device)
-    best = {"1": float("inf"), str(args.batch): float("inf")}
-    for _ in range(args.repeats):
-        for key, (full, half), n in (("1", single, 1), (str(args.batch), batch, args.batch)):
-            sync(path.device)
-            t = time.perf_counter()
-            path(full)
-            path(half)
-            sync(path.device)
-            best[key] = min(best[key], (time.perf_counter() - t) / n)
+    sizes = {"1": (single, 1), str(args.batch): (batch, args.batch)}
+    both = {key: lambda full=full, half=half: (path(full), path(half)) for key, ((full, half), _) in sizes.items()}
+    timed = round_robin(both, args.repeats, warmup=0, sync=lambda: sync(path.device))
+    best = {key: timed[key].best / n for key, (_, n) in sizes.items()}
     feats = np.concatenate([path(single[0]).cpu().numpy(), path(single[1]).cpu().numpy()], axis=1)
     cos = float(((feats * ref).sum(1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(ref, axis=1))).min())
     fastest = min(best.values())

@@ -20,10 +20,11 @@ import platform
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import imageio_ffmpeg
+
+from contrique_video.timing import time_call
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {720: (1280, 720), 1080: (1920, 1080), 2160: (3840, 2160)}
@@ -43,15 +44,19 @@ def make_clip(height: int, workdir: Path, seconds: float) -> Path:
 
 
 def peak_rss(command: list[str]) -> tuple[float, float, int]:
-    """(peak RSS in MB, wall seconds, exit code) of one child process."""
-    began = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        sys.stderr.write(stderr.decode(errors="replace")[-2000:])
-    return usage.ru_maxrss / 1024, time.perf_counter() - began, proc.returncode
+    """(peak RSS in MB, wall seconds, exit code) of one child process, timed once."""
+
+    def run() -> tuple[float, int]:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stderr = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code:
+            sys.stderr.write(stderr.decode(errors="replace")[-2000:])
+        return usage.ru_maxrss / 1024, code
+
+    took = time_call(run, repeats=1, warmup=0)
+    return took.result[0], took.best, took.result[1]
 
 
 def cpu_name() -> str:

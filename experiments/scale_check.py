@@ -15,7 +15,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("CONTRIQUE_VIDEO_BACKEND", "torch")  # eager PyTorch: no per-size compile to skew the timing
@@ -24,18 +23,24 @@ from contrique_video.backends.bench import write_clip  # noqa: E402
 from contrique_video import score_many  # noqa: E402
 from contrique_video.decode.sampler import Sampling  # noqa: E402
 from contrique_video.runs.dask import connect, load_model, task_options  # noqa: E402
+from contrique_video.timing import time_call  # noqa: E402
 
 
 def timed_run(paths: list[str], workers: int, frames: int) -> tuple[float, float, list[dict]]:
-    """(end-to-end seconds, seconds with the models already loaded, records) for one cluster size."""
-    start = time.perf_counter()
-    with connect("local", workers) as client:
-        client.run(load_model, task_options(None))  # load the model in every worker, as a long run amortises it
-        warm = time.perf_counter()
-        got = [o.record() for o in score_many(paths, executor=client.scheduler.address,
-                                              sampling=Sampling("frames", frames))]
-        end = time.perf_counter()
-    return end - start, end - warm, sorted(got, key=lambda r: r["file"])
+    """(end-to-end seconds, seconds with the models already loaded, records) for one cluster size, each timed once."""
+
+    def run() -> tuple[float, list[dict]]:
+        with connect("local", workers) as client:
+            client.run(load_model, settings)  # load the model in every worker, as a long run amortises it
+            steady = time_call(lambda: [o.record() for o in score_many(paths, executor=client.scheduler.address,
+                                                                       sampling=Sampling("frames", frames))],
+                               repeats=1, warmup=0)
+        return steady.best, steady.result
+
+    settings = task_options(None)
+    total = time_call(run, repeats=1, warmup=0)
+    steady, got = total.result
+    return total.best, steady, sorted(got, key=lambda r: r["file"])
 
 
 def main() -> int:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from contrique_video.api import Scorer  # noqa: E402
 from contrique_video.decode import open_source  # noqa: E402
 from contrique_video.decode.sampler import Sampling  # noqa: E402
+from contrique_video.timing import time_call  # noqa: E402
 
 FPS, KEYINT, SIZE = 25, 250, (1920, 1080)
 
@@ -70,12 +71,15 @@ def make_video(path: Path, seconds: int, base: int) -> None:
 
 
 def decode(path: Path, seek: bool) -> dict:
-    """Decode the default sampling, timed."""
-    t0 = time.perf_counter()
-    with open_source(path, seek=seek) as src:
-        frames = list(src.frames(Sampling()))
-        decoded, seeked = src.decoded_frames, src.seeked
-    return dict(frames=frames, seeked=seeked, decoded=decoded, decode_s=time.perf_counter() - t0)
+    """Decode the default sampling, timed once (from opening the file)."""
+
+    def run() -> tuple[list, int, bool]:
+        with open_source(path, seek=seek) as src:
+            return list(src.frames(Sampling())), src.decoded_frames, src.seeked
+
+    took = time_call(run, repeats=1, warmup=0)
+    frames, decoded, seeked = took.result
+    return dict(frames=frames, seeked=seeked, decoded=decoded, decode_s=took.best)
 
 
 def score(scorer: Scorer, frames: list) -> np.ndarray:
@@ -108,9 +112,8 @@ def main() -> int:
         head = scorer.check_head()
         seek, full = decode(path, seek=True), decode(path, seek=False)
         same = [(f.index, f.pts_time) for f in seek["frames"]] == [(f.index, f.pts_time) for f in full["frames"]]
-        t0 = time.perf_counter()
-        seek_scores, seek_feats = score(scorer, seek["frames"])
-        score_s = time.perf_counter() - t0
+        took = time_call(lambda: score(scorer, seek["frames"]), repeats=1, warmup=0)
+        (seek_scores, seek_feats), score_s = took.result, took.best
         # The full decode's frames are scored where their pixels differ from the seeking path's (all of them
         # with --score-both); identical pixels give identical scores.
         differ = [i for i, (a, b) in enumerate(zip(seek["frames"], full["frames"]))

@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
+
+from contrique_video.timing import time_call
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "contrique_video"]
@@ -48,15 +48,13 @@ print(encoder(picked).shape)
 
 
 def timed(cmd: list[str], env: dict) -> tuple[float, float, str]:
-    """Wall and CPU seconds (user + sys) of one fresh process, and its stderr."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done.stderr
+    """Wall and CPU seconds (user + sys of the child; this process only waits) of one fresh process, and its
+    stderr, timed once: a warm-up would fill the cache the first run is about."""
+    took = time_call(lambda: subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True), repeats=1,
+                     warmup=0)
+    if took.result.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed: {took.result.stderr.strip().splitlines()[-1:]}")
+    return took.best, took.cpu_best, took.result.stderr
 
 
 def main() -> None:

@@ -26,11 +26,11 @@ runtimes; measured only when asked (``contrique-video bench --autotune``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -44,6 +44,7 @@ from contrique_video.cache import cache_dir
 from contrique_video.errors import ContriqueError, UnsupportedError
 from contrique_video.files import atomic_write
 from contrique_video.models import ResolvedModel, resolve_model
+from contrique_video.timing import round_robin
 
 if TYPE_CHECKING:
     from contrique_video.backends.base import Backend
@@ -116,13 +117,9 @@ def measure(open_path: Callable[[Path_], Backend], paths: Sequence[Path_], repea
             failures.append((path[1] != "fp32", exc))
     if not backends and failures:
         raise min(failures, key=lambda f: f[0])[1]
-    best = dict.fromkeys(backends, float("inf"))
-    for _ in range(repeats):
-        for path, backend in backends.items():
-            t = time.perf_counter()
-            backend(frame)
-            best[path] = min(best[path], time.perf_counter() - t)
-    return best
+    timed = round_robin({path: functools.partial(backend, frame) for path, backend in backends.items()}, repeats,
+                        warmup=0)  # warmed up above, where a path that cannot run is left out
+    return {path: t.best for path, t in timed.items()}
 
 
 @dataclass

@@ -11,7 +11,6 @@ import logging
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from contrique_video.backends.cpu import RELEVANT_FLAGS, cpu_flags, cpu_summary,
 from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import ContriqueError
 from contrique_video.models import resolve_model
+from contrique_video.timing import round_robin, time_call
 
 log = logging.getLogger("contrique_video")
 FULL_HD = (1080, 1920)
@@ -90,8 +90,7 @@ def matmul_peak(dtype: str = "fp32", n: int = 4096, repeats: int = 5) -> float:
 
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     a, b = torch.rand(n, n, dtype=dt), torch.rand(n, n, dtype=dt)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    best = time_call(lambda: a @ b, repeats).best
     return 2 * n**3 / best / 1e9
 
 
@@ -110,15 +109,8 @@ def int8_peak(n: int = 2048, repeats: int = 5) -> float:
     session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
                                    .SerializeToString(), options, providers=["CPUExecutionProvider"])
     a = {"A": rng.integers(0, 255, (n, n), dtype=np.uint8)}
-    session.run(None, a)
-    best = min(_timed(lambda: session.run(None, a)) for _ in range(repeats))
+    best = time_call(lambda: session.run(None, a), repeats).best
     return 2 * n**3 / best / 1e9
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def time_backends(backends: list[Backend], frames: list[np.ndarray], repeats: int) -> list[tuple[float, np.ndarray]]:
@@ -127,14 +119,11 @@ def time_backends(backends: list[Backend], frames: list[np.ndarray], repeats: in
     Each is warmed up first (compiles, allocations, engine builds); then the repeats go round-robin over
     the backends, so a slow spell on a shared machine hits all of them rather than one.
     """
-    features = [b(frames[:1]) for b in backends]
-    best = [float("inf")] * len(backends)
-    for _ in range(repeats):
-        for i, backend in enumerate(backends):
-            t = time.perf_counter()
-            features[i] = np.vstack([backend([f]) for f in frames])
-            best[i] = min(best[i], (time.perf_counter() - t) / len(frames))
-    return list(zip(best, features))
+    for backend in backends:
+        backend(frames[:1])
+    timed = round_robin({i: lambda b=b: np.vstack([b([f]) for f in frames]) for i, b in enumerate(backends)},
+                        repeats, warmup=0, per=len(frames))
+    return [(t.best, t.result) for t in timed.values()]
 
 
 def feature_error(features: np.ndarray, reference: np.ndarray) -> tuple[float, float]:

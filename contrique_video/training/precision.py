@@ -4,15 +4,16 @@
 reduced precision only where the measured SRCC and score changes are within its bounds. The entries are measured
 here: a fixed subset of the MOS set (every ``step``-th row of mos.csv, in file order, or the first ``limit`` rows)
 scored with the model's default head on eager PyTorch fp32 and on each path, one image at a time round-robin over
-the paths, so machine load drifts alike for all of them.
+the paths (:func:`contrique_video.timing.round_robin`), so machine load drifts alike for all of them and the log's
+seconds per image compare.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from contrique_video.errors import InputError
 from contrique_video.files import atomic_write
+from contrique_video.timing import Timing, round_robin
 
 log = logging.getLogger("contrique_video")
 
@@ -55,12 +57,17 @@ def precision_check(mos_folder: str | Path, paths: list[tuple[str, str]], weight
     every = [REFERENCE, *[p for p in paths if tuple(p) != REFERENCE]]
     scorers = [Scorer(weights=weights, backend=b, precision=p, threads=threads) for b, p in every]
     scores = np.zeros((len(every), len(files)))
-    t0 = time.perf_counter()
+    timings: dict[int, Timing] = {}
     for i, f in enumerate(files):
-        for k, s in enumerate(scorers):
-            scores[k, i] = s.score(f).score
+        for k, t in round_robin({k: functools.partial(s.score, f) for k, s in enumerate(scorers)},
+                                  repeats=1, warmup=0).items():
+            scores[k, i] = t.result.score
+            timings[k] = timings[k] + t if k in timings else t
         if i % 25 == 0:
-            log.info("%d/%d images, %.0f s", i + 1, len(files), time.perf_counter() - t0)
+            log.info("%d/%d images, %.0f s", i + 1, len(files), sum(sum(t.wall) for t in timings.values()))
+    log.info("median seconds per image: %s", ", ".join(f"{b} {p} {timings[k].median:.3f} "
+                                                       f"({timings[0].median / timings[k].median:.2f}x)"
+                                                       for k, (b, p) in enumerate(every)))
     ref = scores[0]
     srcc_ref = float(spearmanr(ref, mos)[0])
     subset = f"{folder.name}, every {step}. row of mos.csv ({len(files)} of {len(full)} images)"
