@@ -1,8 +1,8 @@
 """Optional parts of the install: which extra of ``pip install 'contrique-video[EXTRA]'`` brings each optional
 package, and the one error a missing one gives.
 
-The core install scores (PyAV, PyTorch, ONNX Runtime and OpenVINO for ``--backend auto``) and encodes; training,
-Dask, decord, TensorRT, Parquet and an ffmpeg with libvmaf are extras. :func:`require` imports an optional
+The core install scores (PyAV, PyTorch, ONNX Runtime and OpenVINO for ``--backend auto``) and encodes; plots,
+training, Dask, decord, TensorRT, Parquet and an ffmpeg with libvmaf are extras. :func:`require` imports an optional
 package where it is needed; the CLI turns any other missing optional import into the same line.
 """
 
@@ -22,6 +22,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt": ("tensorrt", "tensorrt"),
     "pyarrow": ("parquet", "pyarrow"),
     "imageio_ffmpeg": ("vmaf", "imageio-ffmpeg"),
+    "matplotlib": ("plots", "matplotlib"),
 }
 
 

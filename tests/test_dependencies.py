@@ -95,3 +95,33 @@ def test_a_command_missing_an_extra_says_which_in_one_line(tmp_path):
     assert run.stderr.strip().splitlines() == [
         "contrique-video: error: contrique-video bench needs scikit-image, which is not installed: "
         "pip install 'contrique-video[train]'"]
+
+
+@pytest.mark.parametrize("figures, asked", [(["--plot", "p.png"], "--plot"),
+                                            (["--report", "r.png", "--compare", "c.svg"], "--report")])
+def test_a_figure_asked_for_without_matplotlib_is_a_usage_error_before_any_work(tmp_path, monkeypatch, figures,
+                                                                              asked):
+    from click.testing import CliRunner
+
+    import contrique_video.cli.score as score_cli
+    from contrique_video.cli import main
+
+    def no_work(model):
+        raise AssertionError("the model was loaded before the usage error")
+
+    monkeypatch.setattr(score_cli, "open_scorer", no_work)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    clip = tmp_path / "c.mp4"
+    clip.write_bytes(b"")
+    figures = [str(tmp_path / a) if a.endswith(("png", "svg")) else a for a in figures]
+    res = CliRunner().invoke(main, ["-q", "score", str(clip), *figures, *(["--reference", str(clip)] if
+                                                                          "--compare" in figures else [])])
+    assert res.exit_code == 2 and res.stderr.splitlines() == [
+        f"contrique-video: error: {asked} needs matplotlib, which is not installed: pip install 'contrique-video[plots]'"]
+
+
+def test_matplotlib_is_an_extra():
+    core = {name_of(r) for r in PROJECT["dependencies"]}
+    extras = PROJECT["optional-dependencies"]
+    assert "matplotlib" not in core and "matplotlib>=3.7" in extras["plots"]
+    assert "plots" in extras["test"][1]

@@ -297,8 +297,8 @@ def height_list(ctx: click.Context, param: click.Parameter, value: str) -> list[
     ENCODE_FRAMES,
     click.option("--rungs", type=click.IntRange(1), default=4, show_default=True, help="Rungs to recommend from the hull."),
 ])
-@output_dir_option("the folder for ladder.csv, ladder.json and ladder.png (ladder.partial.* if the run stops early); "
-                   "stdout shows the same ladder (--format).")
+@output_dir_option("the folder for ladder.csv, ladder.json and, with matplotlib (the [plots] extra), ladder.png "
+                   "(ladder.partial.* if the run stops early); stdout shows the same ladder (--format).")
 @click.option("--keep-renditions", is_flag=True, help="Keep the encodes in OUTPUT/renditions.")
 @shared("format", "ladder: one row (table, csv) per rendition; json prints the ladder (ladder.json's object) as one "
                   "line.", choices=("table", "json", "csv"))
@@ -326,6 +326,7 @@ def ladder_command(ctx, input_path, grid, outdir, keep_renditions, fmt, with_vma
         from contrique_video.encoding.reference import vmaf_ffmpeg
 
         vmaf_ffmpeg(encode.ffmpeg)
+    plot = ladder_plot()
     scorer = open_scorer(model)
     bars: list[tqdm] = []
 
@@ -352,21 +353,35 @@ def ladder_command(ctx, input_path, grid, outdir, keep_renditions, fmt, with_vma
         if ladder is None:  # stopped before the grid started: nothing to keep
             fail(what)
             sys.exit(code)
-        report_ladder(ladder, outdir, fmt)
+        report_ladder(ladder, outdir, fmt, plot)
         fail(f"{what}: {len(ladder.renditions)} finished renditions kept as partial in {outdir}")
         sys.exit(code)
-    report_ladder(ladder, outdir, fmt)
+    report_ladder(ladder, outdir, fmt, plot)
     if ladder.partial:
         fail(f"ladder stopped early, {len(ladder.renditions)} renditions kept as partial: {ladder.error}")
         sys.exit(1)
 
 
-def report_ladder(ladder, outdir: str, fmt: str) -> None:
-    """Write the ladder files (ladder.partial.* for a partial run) and print it on stdout."""
-    from contrique_video.encoding.ladder import save
+def ladder_plot():
+    """What draws ladder.png: :func:`~contrique_video.runs.plot.plot_ladder` where matplotlib is installed; else
+    None, said once on stderr before any work (the tables do not need it)."""
+    from contrique_video.extras import MissingExtraError, require
+
+    try:
+        require("matplotlib", "ladder.png")
+    except MissingExtraError as exc:
+        log.warning("%s; it is skipped", exc)
+        return None
     from contrique_video.runs.plot import plot_ladder
 
-    paths = save(ladder, outdir, plot=plot_ladder)
+    return plot_ladder
+
+
+def report_ladder(ladder, outdir: str, fmt: str, plot) -> None:
+    """Write the ladder files (ladder.partial.* for a partial run; ladder.png when ``plot``) and print it on stdout."""
+    from contrique_video.encoding.ladder import save
+
+    paths = save(ladder, outdir, plot=plot)
     if fmt == "json":
         click.echo(json.dumps(ladder.record()))
     elif fmt == "csv":

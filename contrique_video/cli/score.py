@@ -143,6 +143,10 @@ def score(ctx, inputs, manifest, sampling, decoder, display, model, fmt, outputs
         raise click.UsageError(str(exc)) from None
     if figures.compare:
         guard_outputs([*names, outputs.reference], figures.compare, str(Path(figures.compare).with_suffix(".csv")))
+    if asked := [f"--{name}" for name, value in vars(figures).items() if value]:
+        from contrique_video.extras import require
+
+        require("matplotlib", asked[0], usage=True)  # exit 2 before any work
     if outputs.reference:
         if "-" in names:
             raise click.UsageError("`-` (stdin) cannot be compared with --reference; give files")

@@ -187,3 +187,19 @@ def test_format_csv_prints_one_row_per_rendition(clip, tmp_path, monkeypatch):
     table = pd.read_csv(io.StringIO(res.stdout))
     assert list(table["crf"]) == [30, 40]
     assert list(table.columns) == list(pd.read_csv(tmp_path / "ladder.csv").columns)
+
+
+def test_ladder_without_matplotlib_writes_the_tables_and_says_once_that_the_plot_is_skipped(clip, tmp_path, monkeypatch,
+                                                                                           caplog):
+    import sys
+
+    import contrique_video.cli.encoding as cli
+
+    monkeypatch.setattr(cli, "open_scorer", lambda model: StubScorer())
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an uninstalled package looks like to import
+    res = CliRunner().invoke(main, ["-q", "ladder", str(clip), "--heights", "90", "--crf", "30,40", "--preset",
+                                    "ultrafast", "-o", str(tmp_path)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ladder.csv", "ladder.json"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "ladder.png needs matplotlib, which is not installed: pip install 'contrique-video[plots]'; it is skipped"]
