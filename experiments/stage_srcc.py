@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contrique_video.models.efficientnet_lite import EfficientNetLite
+from contrique_video.models.efficientnet_lite import EfficientNetLite, LiteTrainee
 from contrique_video.features import Block
 from contrique_video.training.fit import evaluate, read_mos
 from contrique_video.training.train import heldout_features, holdout_split
-from contrique_video.training.trainees import LiteTrainee
 
 
 def main() -> None:
@@ -40,7 +39,7 @@ def main() -> None:
     for step in args.steps:
         trunk = EfficientNetLite(args.variant)
         trunk.load_state_dict(torch.load(args.run / "trunks" / f"step{step:06d}.pt", weights_only=True), strict=True)
-        f = heldout_features(LiteTrainee(trunk), paths, "cpu")
+        f = heldout_features(LiteTrainee(trunk).scoring_module(), paths, "cpu")
         per_scale, start, blocks = f.shape[1] // 2, 0, []
         for c in trunk.channels:
             cols = np.r_[start : start + 2 * c, per_scale + start : per_scale + start + 2 * c]

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from contrique_video.errors import ModelError
+from contrique_video.models.trainee import Trainee
 
 ARCHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -118,7 +119,7 @@ def projector(n: int, projection_dim: int) -> nn.Sequential:
     )
 
 
-class Contrique(nn.Module):
+class Contrique(Trainee):
     """Encoder + projector. ``forward`` returns the inference feature of one scale: GAP, then L2 norm."""
 
     layout = "contrique"  # the feature layout (models/layouts.py): GAP, then L2 norm

@@ -25,6 +25,7 @@ from contrique_video.files import sha256_file
 from contrique_video.models.contrique import projector
 from contrique_video.models.layouts import LITE_LAYOUTS
 from contrique_video.models.quality_branch import QualityBranch, branch_from_state
+from contrique_video.models.trainee import Trainee
 
 #: (width multiplier, depth multiplier, training resolution) per variant.
 VARIANTS = {"lite0": (1.0, 1.0, 224), "lite1": (1.0, 1.1, 240), "lite2": (1.1, 1.2, 260)}
@@ -268,12 +269,17 @@ def load_imagenet(variant: str = "lite2") -> EfficientNetLite:
     return model.eval()
 
 
-class LiteTrainee(nn.Module):
+class LiteTrainee(Trainee):
     """An EfficientNet-Lite trunk (``encoder``) and the contrastive projector on one of its pooled maps.
 
     ``lite_map="head"``: the 1x1 head map (the paper's place, on the last encoder map); ``"stage7"``: the
-    last stage's output, so the head convolution gets no gradient and keeps its ImageNet weights.
+    last stage's output, so the head convolution gets no gradient and keeps its ImageNet weights. It is scored
+    (and evaluated) in the stages-meanstd layout, z-scored; it classifies with a cosine classifier (raw Lite
+    features made the loss diverge); it exports its trunk alone, in ``EfficientNetLite``'s key layout, and keeps
+    every evaluated trunk.
     """
+
+    standardize = cosine_classifier = keep_evaluated = True
 
     def __init__(self, trunk: nn.Module, projection_dim: int = 128, lite_map: str = "head"):
         super().__init__()
@@ -291,6 +297,22 @@ class LiteTrainee(nn.Module):
     def train_map(self, x: torch.Tensor) -> torch.Tensor:
         """The map the training objectives see."""
         return self.encoder(x) if self.lite_map == "head" else self.encoder.stages(x)[-2]
+
+    def scoring_module(self) -> nn.Module:
+        return LayoutFeatures(self.encoder, "stages-meanstd")
+
+    def frozen_parts(self, stages: int) -> list[nn.Module]:
+        """The stem and the blocks of the first ``stages`` stages."""
+        if not stages:
+            return []
+        trunk = self.encoder
+        if not 0 <= stages <= len(trunk.stage_ends):
+            raise InputError(f"--freeze-stages must be 0..{len(trunk.stage_ends)}")
+        return [trunk._conv_stem, trunk._bn0, *trunk._blocks[: trunk.stage_ends[stages - 1] + 1]]
+
+    def export_state(self, half: bool = False, projector: bool = True) -> dict[str, torch.Tensor]:
+        """The trunk alone, which ``EfficientNetLite(variant).load_state_dict`` takes strictly (at fp32)."""
+        return {k: v.detach().cpu().clone() for k, v in self.encoder.state_dict().items()}
 
 
 __all__ = [

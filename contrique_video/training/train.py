@@ -47,15 +47,14 @@ from contrique_video.backends.pytorch import TorchBackend
 from contrique_video.errors import InputError
 from contrique_video.features import Block
 from contrique_video.models.families import trainable_encoders
+from contrique_video.models.trainee import Trainee
 from contrique_video.files import atomic_path, atomic_write
 from contrique_video.training import distortions
 from contrique_video.training.batches import BatchMaker, list_images, load_rgb
 from contrique_video.training.fit import evaluate, read_mos
 from contrique_video.training.objectives import patch_projections, supcon_loss
 from contrique_video.training.trainees import (
-    LiteTrainee,
     build_model,
-    export_trunk,
     export_weights,
     frozen_modules,
     set_train_mode,
@@ -151,22 +150,17 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def heldout_features(model: nn.Module, images: list[Path], device: str) -> np.ndarray:
-    """Inference features of the held-out images, through the scoring path's two scales: a Lite trainee's scoring
-    layout, or ``model`` itself (``Contrique.forward``, or any one-scale module such as a quality layout)."""
-    if isinstance(model, LiteTrainee):
-        from contrique_video.models.efficientnet_lite import LayoutFeatures
-
-        net = LayoutFeatures(model.encoder, "stages-meanstd")
-    else:
-        net = model
-    backend = TorchBackend(net, device=device, precision="fp32")
+    """Inference features of the held-out images through the scoring path's two scales, by a one-scale module (a
+    trainee's :meth:`~contrique_video.models.trainee.Trainee.scoring_module`, or a layout such as a quality one)."""
+    backend = TorchBackend(model, device=device, precision="fp32")
     return np.concatenate([backend([load_rgb(p)]) for p in images])
 
 
-def heldout_score(model: nn.Module, images: list[Path], mos: np.ndarray, device: str) -> dict:
-    """The paper's protocol on the held-out fold; Lite's mean/std features are z-scored (standardised Ridge)."""
-    feats = heldout_features(model, images, device)
-    blocks = [Block("features", feats.shape[1], standardize=True)] if isinstance(model, LiteTrainee) else None
+def heldout_score(model: Trainee, images: list[Path], mos: np.ndarray, device: str) -> dict:
+    """The paper's protocol on the held-out fold, z-scoring the features (standardised Ridge) where the trainee
+    says so."""
+    feats = heldout_features(model.scoring_module(), images, device)
+    blocks = [Block("features", feats.shape[1], standardize=True)] if model.standardize else None
     return evaluate(feats, mos, blocks=blocks)
 
 
@@ -245,7 +239,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         log.info("resumed from %s at step %d", last, start)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     model = model.to(memory_format=torch.channels_last)
-    lite = isinstance(model, LiteTrainee)
 
     def save_checkpoint(done: int) -> None:
         with atomic_path(last) as tmp:
@@ -260,9 +253,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if heldout:
             res = heldout_score(model, heldout, heldout_mos, cfg.device)
             record.update(srcc=res["srcc"], plcc=res["plcc"], n_heldout=len(heldout))
-            if lite:
+            if model.keep_evaluated:
                 (out / "trunks").mkdir(exist_ok=True)
-                export_trunk(model, out / "trunks" / f"step{done:06d}.pt")
+                export_weights(model, out / "trunks" / f"step{done:06d}.pt")
             if done > 0 and res["srcc"] > best:  # step 0 is the baseline, not a trained model
                 best = res["srcc"]
                 export_weights(model, out / "best.pt")
@@ -298,7 +291,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         labels = labels.to(device)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             x = torch.cat([full, half])
-            fmap = model.train_map(x) if lite else model.encoder(x)
+            fmap = model.train_map(x)
             loss = torch.zeros((), device=device)
             if cfg.objective in ("contrastive", "both"):
                 z = patch_projections(model, x, fmap)
@@ -308,7 +301,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 both = labels.repeat(2)
                 synthetic = both < data.num_synthetic_classes  # authentic images have no distortion class
                 pooled = fmap.mean(dim=(2, 3))[synthetic]
-                if lite:  # cosine classifier: bounded logits (raw Lite features made the loss diverge)
+                if model.cosine_classifier:  # bounded logits
                     logits = F.linear(F.normalize(pooled.float(), dim=1), F.normalize(classifier.weight.float(), dim=1))
                     logits = logits / cfg.temperature + classifier.bias
                 else:

@@ -3,6 +3,7 @@ the same run, and bad folders or tables give one-line errors."""
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 from contrique_video.cli import main
 from contrique_video.errors import InputError
 from contrique_video.models.contrique import Contrique, load_weights
+from contrique_video.models.trainee import Trainee
 from contrique_video.training import train as train_mod
 from contrique_video.training.train import TrainConfig, holdout_split, train
 from contrique_video.training.trainees import build_model
@@ -191,10 +193,20 @@ def test_lite_stage7_map_leaves_the_head_conv(folders, tmp_path):
     assert not torch.equal(a["_blocks.15._project_conv.weight"], b["_blocks.15._project_conv.weight"])
 
 
-class TinyCNN(torch.nn.Module):
-    """A new encoder family's network, as small as one can be: one strided convolution, mean-pooled."""
+class TinyCNN(Trainee):
+    """A new encoder family's network, as small as one can be: one strided convolution, mean-pooled. Its training
+    behaviours are its own attributes and methods (what ``train`` asks of a trainee); ``calls`` counts them."""
 
     encoder_name, layout, feature_dim = "tiny-cnn", "mean", 8
+    calls: collections.Counter = collections.Counter()
+
+    def _asked(name):  # a behaviour switched on, counted each time train reads it
+        def read(self):
+            self.calls[name] += 1
+            return True
+        return property(read)
+
+    standardize, cosine_classifier, keep_evaluated = map(_asked, ["standardize", "cosine_classifier", "keep_evaluated"])
 
     def __init__(self):
         super().__init__()
@@ -203,6 +215,22 @@ class TinyCNN(torch.nn.Module):
 
     def forward(self, x):
         return self.encoder(x).mean(dim=(2, 3))
+
+    def train_map(self, x):
+        self.calls["train_map"] += 1
+        return super().train_map(x)
+
+    def scoring_module(self):
+        self.calls["scoring_module"] += 1
+        return self
+
+    def frozen_parts(self, stages):
+        self.calls["frozen_parts"] += 1
+        return [self.encoder] if stages else []
+
+    def export_state(self, half=False, projector=True):
+        self.calls["export_state"] += 1
+        return super().export_state(half, projector)
 
 
 def _tiny_load(encoder, layout, state, source):
@@ -235,9 +263,17 @@ def test_a_family_registered_in_models_only_is_listed_trained_and_scored(tiny_fa
     arch = next(p for p in train_command.params if p.name == "arch")
     assert "tiny-cnn" in arch.type.choices
     assert isinstance(build_model(config(folders, tmp_path, arch="tiny-cnn")), TinyCNN)
+    TinyCNN.calls.clear()
     res = cli_train(folders, tmp_path, "--arch", "tiny-cnn", "--steps", "2", "--authentic", folders / "authentic",
-                    "--mos", folders / "mos.csv", "--holdout", "0.5")
+                    "--mos", folders / "mos.csv", "--holdout", "0.5", "--objective", "both", "--eval-every", "2")
     assert res.exit_code == 0, res.output
+    # train asked the trainee, not its type: its map, scoring module, frozen parts and export, for every
+    # evaluation (steps 0 and 2) a kept export under trunks/, and the cosine classifier's bounded logits.
+    assert TinyCNN.calls["train_map"] == 2 and TinyCNN.calls["scoring_module"] == 2
+    assert TinyCNN.calls["frozen_parts"] >= 1 and TinyCNN.calls["export_state"] >= 3
+    assert TinyCNN.calls["standardize"] == 2 and TinyCNN.calls["cosine_classifier"] == 2
+    assert TinyCNN.calls["keep_evaluated"] == 2
+    assert sorted(p.name for p in (tmp_path / "run" / "trunks").iterdir()) == ["step000000.pt", "step000002.pt"]
     weights = tmp_path / "run" / "best.pt"
     card = tmp_path / "run" / "tiny.json"
     card.write_text(json.dumps({"id": "tiny", "arch": "tiny-cnn", "layout": "mean",
