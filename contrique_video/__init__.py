@@ -6,9 +6,10 @@ The public names are imported on first use so that ``contrique-video --help`` do
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["Outputs", "Sampling", "Scorer", "VideoScore", "score", "score_many", "__version__"]
+__all__ = ["Outputs", "Sampling", "Scorer", "ScorerSettings", "VideoScore", "score", "score_many", "__version__"]
 
-_LAZY = {"Scorer": "api", "VideoScore": "api", "score": "api", "score_many": "runs.batch", "Outputs": "runs.batch", "Sampling": "decode.sampler"}
+_LAZY = {"Scorer": "api", "VideoScore": "api", "score": "api", "score_many": "runs.batch", "Outputs": "runs.batch",
+         "ScorerSettings": "runs.settings", "Sampling": "decode.sampler"}
 
 
 def __getattr__(name: str):

@@ -57,7 +57,7 @@ def _builtin_path() -> Path:
     return Path(str(resources.files("contrique_video") / "assets" / "builtin.json"))
 
 
-def _builtin_model() -> ResolvedModel:
+def builtin_model() -> ResolvedModel:
     """The built-in model resolved, or a one-line error saying what to pass when this install lacks it."""
     path = _builtin_path()
     try:
@@ -180,7 +180,7 @@ class Scorer:
         if threads and "torch" in sys.modules:  # a torch backend sets them when it opens (backends/pytorch.py)
             sys.modules["torch"].set_num_threads(threads)
         # Resolved once (card read, weights checked) and handed to the backend and its caches as it is.
-        self.model = _builtin_model() if weights is None else resolve_model(weights)
+        self.model = builtin_model() if weights is None else resolve_model(weights)
         card = self.model.card
         # A card names its model and its feature layout, which heads are matched by; a bare checkpoint its file.
         self.model_id = self.model.id

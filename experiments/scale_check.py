@@ -22,7 +22,7 @@ os.environ.setdefault("CONTRIQUE_VIDEO_BACKEND", "torch")  # eager PyTorch: no p
 from contrique_video.backends.bench import write_clip  # noqa: E402
 from contrique_video import score_many  # noqa: E402
 from contrique_video.decode.sampler import Sampling  # noqa: E402
-from contrique_video.runs.dask import connect, load_model, task_options  # noqa: E402
+from contrique_video.runs.dask import connect, load_model, task_settings  # noqa: E402
 from contrique_video.timing import time_call  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def timed_run(paths: list[str], workers: int, frames: int) -> tuple[float, float
                                repeats=1, warmup=0)
         return steady.best, steady.result
 
-    settings = task_options(None)
+    settings = task_settings(None)
     total = time_call(run, repeats=1, warmup=0)
     steady, got = total.result
     return total.best, steady, sorted(got, key=lambda r: r["file"])

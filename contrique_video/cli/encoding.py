@@ -193,7 +193,7 @@ def crf_search_command(ctx, input_path, target, search, encode_path, output, fmt
         search.crf_range(spec)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
-    check_target(target, model.get("head"), model.get("weights"))
+    check_target(target, model.head, model.weights)
     bars: list[tqdm] = []  # from the samples event: probes, at most --max-probes
     events = []  # -o: the open events file
 

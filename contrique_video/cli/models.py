@@ -47,11 +47,10 @@ log = logging.getLogger("contrique_video")
 @guarded
 def features(ctx, input_path, output, sampling, decoder, model):
     """Write per-frame CONTRIQUE features ([full-scale | half-scale])."""
-    from contrique_video.api import Scorer
     from contrique_video.runs.features import write_features
 
-    guard_outputs([input_path, model["weights"]], output)
-    scorer = Scorer(head=None, **model)
+    guard_outputs([input_path, model.weights], output)
+    scorer = model.scorer()
     result = scorer.features(input_path, sampling=sampling, decoder=decoder)
     write_features(result, output)
     log.info("wrote %d x %d features to %s", *result.features.shape, output)

@@ -155,8 +155,8 @@ def make_sampling(all_frames, fps, frames, every, keyframes, start, duration) ->
 
 def model_options(*extra, head: bool = True):
     """The Scorer's options (``--head`` unless ``head`` is False; ``extra`` ones of a command's own), handed to the
-    command as one ``model`` dict of Scorer arguments, unset ones left to the Scorer (see :func:`open_scorer`)."""
-    return option_group("model", scorer_arguments, [
+    command as one ``model`` (:class:`~contrique_video.runs.settings.ScorerSettings`; see :func:`open_scorer`)."""
+    return option_group("model", scorer_settings, [
         *([shared("head")] if head else []),
         shared("weights"),
         click.option("--batch-size", type=click.IntRange(1, 256), default=4, show_default=True,
@@ -173,16 +173,16 @@ def model_options(*extra, head: bool = True):
     ])
 
 
-def scorer_arguments(**values) -> dict:
-    """The Scorer's keyword arguments from :func:`model_options`; an unset --max-pixels keeps the Scorer's default."""
-    return {k: v for k, v in values.items() if not (k == "max_pixels" and v is None)}
+def scorer_settings(**values):
+    """:func:`model_options` values as settings; an unset --max-pixels keeps the Scorer's default."""
+    from contrique_video.runs.settings import ScorerSettings
+
+    return ScorerSettings(**{k: v for k, v in values.items() if not (k == "max_pixels" and v is None)})
 
 
-def open_scorer(model: dict):
-    """A Scorer from ``model_options`` values (and the Scorer's own defaults), its head checked."""
-    from contrique_video.api import Scorer
-
-    scorer = Scorer(**{"head": None, **model})
+def open_scorer(model):
+    """A Scorer from ``model_options``' settings, resolved once (card, weights, head), its head checked."""
+    scorer = model.resolved().scorer()
     scorer.check_head()
     return scorer
 

@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -22,7 +22,6 @@ from contrique_video.cli.options import (
     fail,
     guard_outputs,
     guarded,
-    known_head,
     logs_above_bars,
     model_options,
     open_scorer,
@@ -130,7 +129,7 @@ def score(ctx, inputs, manifest, sampling, decoder, display, model, fmt, outputs
     if manifest:
         names = list(dict.fromkeys(names + read_manifest(manifest)))
     written = (outputs.frames_csv, figures.plot, outputs.output, outputs.parquet, figures.report)
-    guard_outputs([*names, model.get("weights"), model.get("head"), manifest], *written)
+    guard_outputs([*names, model.weights, model.head, manifest], *written)
     if cluster.engine and (outputs.log_template or figures.report or outputs.reference):
         raise click.UsageError("--log, --report and --reference run locally; drop --engine (or use --csv, --plot)")
     if (outputs.ffmpeg or ctx.get_parameter_source("vmaf_model") is not ParameterSource.DEFAULT) and not outputs.reference:
@@ -160,10 +159,9 @@ def score(ctx, inputs, manifest, sampling, decoder, display, model, fmt, outputs
         if "-" in names:
             raise click.UsageError("`-` (stdin) cannot be scored with --engine; give files")
         if ctx.get_parameter_source("device") is ParameterSource.DEFAULT:
-            model["device"] = "auto"  # each worker uses its GPU if it has one
-        known = known_head(model.get("head"), model.get("weights"))
-        head_range = known.range if known else None
-        scorer, executor = None, DaskExecutor(cluster.engine, cluster.workers, model)
+            model = replace(model, device="auto")  # each worker uses its GPU if it has one
+        executor = DaskExecutor(cluster.engine, cluster.workers, model)  # resolves the model and head once, here
+        scorer, head_range = None, executor.settings.head.range if executor.settings.head else None
     else:
         scorer, executor = open_scorer(model), None
         h = scorer.check_head()

@@ -33,6 +33,7 @@ from contrique_video.runs.records import (FrameLog, Outcome, RecordLog, check_ou
 
 if TYPE_CHECKING:
     from contrique_video.api import Scorer
+    from contrique_video.runs.settings import ScorerSettings
 
 log = logging.getLogger("contrique_video")
 
@@ -44,7 +45,7 @@ class Executor(Protocol):
             progress: bool, display: tuple[int, int] | None = None) -> Iterator[Outcome]: ...
 
 
-def make_executor(executor: Executor | str | None, scorer: Scorer | dict | None) -> Executor:
+def make_executor(executor: Executor | str | None, scorer: Scorer | ScorerSettings | None) -> Executor:
     """``None``: this process; a string: a Dask cluster (``local`` or a scheduler address or file)."""
     if executor is None:
         from contrique_video.runs.local import LocalExecutor
@@ -52,10 +53,11 @@ def make_executor(executor: Executor | str | None, scorer: Scorer | dict | None)
         return LocalExecutor(scorer)
     if isinstance(executor, str):
         from contrique_video.runs.dask import DaskExecutor
+        from contrique_video.runs.settings import ScorerSettings
 
-        if scorer is not None and not isinstance(scorer, dict):
-            raise TypeError("a Dask executor loads a model on every worker: give Scorer options (a dict), not a Scorer")
-        return DaskExecutor(executor, scorer_options=scorer)
+        if scorer is not None and not isinstance(scorer, ScorerSettings):
+            raise TypeError("a Dask executor loads a model on every worker: give ScorerSettings, not a Scorer")
+        return DaskExecutor(executor, settings=scorer)
     if scorer is not None:
         raise TypeError("give the model to the executor, not to score_many, when passing an Executor")
     return executor
@@ -64,7 +66,7 @@ def make_executor(executor: Executor | str | None, scorer: Scorer | dict | None)
 def score_many(
     inputs: Iterable[str | os.PathLike],
     *,
-    scorer: Scorer | dict | None = None,
+    scorer: Scorer | ScorerSettings | None = None,
     executor: Executor | str | None = None,
     sampling: Sampling = Sampling(),
     decoder: str = "pyav",
@@ -75,7 +77,8 @@ def score_many(
 ) -> Iterator[Outcome]:
     """Score ``inputs`` and yield an :class:`Outcome` per input as it finishes, its record already on disk.
 
-    ``scorer`` is a :class:`~contrique_video.api.Scorer` or its options (default: the built-in model);
+    ``scorer`` is a :class:`~contrique_video.api.Scorer` or :class:`~contrique_video.runs.settings.ScorerSettings`
+    (default: the built-in model);
     ``executor`` is None (this process), ``"local"`` or a Dask scheduler address (a Dask cluster), or an
     :class:`Executor`. ``outputs`` (an :class:`Outputs`) says what is written besides the outcomes: the records
     file, per-frame CSV, Parquet, per-input logs, VMAF against a reference. ``timeout`` gives up on an input after

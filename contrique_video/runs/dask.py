@@ -25,12 +25,15 @@ dask-cuda for one worker per GPU). We schedule nothing ourselves: each input is 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import pickle
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -39,6 +42,7 @@ from contrique_video import __version__
 from contrique_video.decode.sampler import Sampling
 from contrique_video.errors import ContriqueError, ModelError, UnsupportedError
 from contrique_video.runs.records import Outcome
+from contrique_video.runs.settings import ScorerSettings
 
 log = logging.getLogger("contrique_video")
 
@@ -130,24 +134,21 @@ _SCORERS: dict[str, object] = {}
 _LOCK = threading.Lock()  # one model replica per process, used by one task at a time (threads > 1 share it)
 
 
-def _scorer(options: dict):
-    """The process's Scorer for these options, loaded on first use (the model loads once per worker)."""
-    from contrique_video.api import Scorer
-
-    key = repr(sorted(options.items(), key=lambda kv: kv[0]))
+def _scorer(settings: ScorerSettings):
+    """The process's Scorer for these settings, loaded on first use (the model loads once per worker)."""
+    key = hashlib.sha256(pickle.dumps(settings)).hexdigest()  # each task brings its own unpickled copy
     if key not in _SCORERS:
-        opts = dict(options)
-        if opts.get("device", "auto") == "auto":
+        if settings.device == "auto":
             import torch
 
-            opts["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-        if not opts.get("threads"):
+            settings = replace(settings, device="cuda" if torch.cuda.is_available() else "cpu")
+        if not settings.threads:
             with contextlib.suppress(ValueError, AttributeError):
                 from distributed import get_worker
 
-                opts["threads"] = get_worker().state.nthreads
+                settings = replace(settings, threads=get_worker().state.nthreads)
         try:
-            scorer = Scorer(**opts)
+            scorer = settings.scorer()
             scorer.check_head()
         except ContriqueError:
             raise
@@ -157,30 +158,25 @@ def _scorer(options: dict):
     return _SCORERS[key]
 
 
-def task_options(scorer_options: dict | None) -> dict:
-    """Scorer options as workers get them: ``device`` "auto" unless given; local weights and head paths made
-    absolute, since workers run in other folders."""
-    options = {"device": "auto", **(scorer_options or {})}
-    for key in ("weights", "head"):
-        value = options.get(key)
-        if isinstance(value, (str, os.PathLike)) and Path(value).is_file():
-            options[key] = os.path.abspath(value)
-    return options
+def task_settings(settings: ScorerSettings | None) -> ScorerSettings:
+    """Settings as workers get them: resolved here, once (the card read, the weights checked, the head read), so
+    workers load what was checked; no settings: the built-in model on each worker's GPU if it has one."""
+    return (settings or ScorerSettings(device="auto")).resolved()
 
 
-def load_model(options: dict) -> str:
-    """Load the model on a worker ahead of the first task (``client.run(load_model, task_options(...))``)."""
+def load_model(settings: ScorerSettings) -> str:
+    """Load the model on a worker ahead of the first task (``client.run(load_model, task_settings(...))``)."""
     with _LOCK:
-        return _scorer(options).backend.describe()
+        return _scorer(settings).backend.describe()
 
 
-def _score_task(name: str, path: str, sampling: Sampling, decoder: str, options: dict, timeout: float | None,
-                display: tuple[int, int] | None = None):
+def _score_task(name: str, path: str, sampling: Sampling, decoder: str, settings: ScorerSettings,
+                timeout: float | None, display: tuple[int, int] | None = None):
     """One input on a worker: its VideoScore, or its error line. Model errors are raised (they end the run)."""
     from contrique_video.runs.inputs import TimedOut
 
     with _LOCK:
-        scorer = _scorer(options)
+        scorer = _scorer(settings)
         deadline = time.monotonic() + timeout if timeout else None
 
         def check_time(_=None) -> None:  # SIGALRM works in a main thread only; tasks run in worker threads
@@ -205,12 +201,12 @@ class DaskExecutor:
     """Each input is one task on the cluster at ``address`` (see :func:`connect`); outcomes come as tasks finish.
 
     Only a bounded window of inputs is in flight, so a catalogue of any length uses little memory on the
-    scheduler and here. ``scorer_options`` are :class:`~contrique_video.api.Scorer` arguments; ``device``
-    defaults to ``"auto"`` (the worker's GPU if it has one). ``workers`` sizes ``address="local"``.
+    scheduler and here. ``settings`` (:class:`~contrique_video.runs.settings.ScorerSettings`) are resolved once, here
+    (see :func:`task_settings`). ``workers`` sizes ``address="local"``.
     """
 
-    def __init__(self, address: str = "local", workers: int | None = None, scorer_options: dict | None = None):
-        self.address, self.workers, self.options = address, workers, task_options(scorer_options)
+    def __init__(self, address: str = "local", workers: int | None = None, settings: ScorerSettings | None = None):
+        self.address, self.workers, self.settings = address, workers, task_settings(settings)
 
     def run(self, inputs: list[tuple[int, str]], *, sampling: Sampling, decoder: str, timeout: float | None,
             progress: bool, display: tuple[int, int] | None = None) -> Iterator[Outcome]:
@@ -252,7 +248,7 @@ class DaskExecutor:
                     return
                 i, name = item
                 path = os.path.abspath(name) if not os.path.isabs(name) and os.path.exists(name) else name
-                future = client.submit(_score_task, name, path, sampling, decoder, self.options, timeout, display,
+                future = client.submit(_score_task, name, path, sampling, decoder, self.settings, timeout, display,
                                        key=f"contrique-score-{run}-{i}", priority=-i, resources=resources or None,
                                        pure=False)
                 meta[future.key] = item

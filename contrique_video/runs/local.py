@@ -17,6 +17,7 @@ from contrique_video.runs.records import Outcome
 
 if TYPE_CHECKING:
     from contrique_video.api import Scorer
+    from contrique_video.runs.settings import ScorerSettings
 
 
 class LocalExecutor:
@@ -25,10 +26,11 @@ class LocalExecutor:
     ``--timeout`` is SIGALRM (:func:`~contrique_video.runs.inputs.time_limit`), so it must run in the main thread.
     """
 
-    def __init__(self, scorer: Scorer | dict | None = None):
+    def __init__(self, scorer: Scorer | ScorerSettings | None = None):
         from contrique_video.api import Scorer
+        from contrique_video.runs.settings import ScorerSettings
 
-        self.scorer = scorer if isinstance(scorer, Scorer) else Scorer(**(scorer or {}))
+        self.scorer = scorer if isinstance(scorer, Scorer) else (scorer or ScorerSettings()).resolved().scorer()
 
     def run(self, inputs: list[tuple[int, str]], *, sampling: Sampling, decoder: str, timeout: float | None,
             progress: bool, display: tuple[int, int] | None = None) -> Iterator[Outcome]:

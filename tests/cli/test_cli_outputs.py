@@ -14,7 +14,7 @@ from checkpoints import interrupt_on, small_model_with_head
 from click.testing import CliRunner
 from media import make_clip
 
-from contrique_video import Outputs, score_many
+from contrique_video import Outputs, ScorerSettings, score_many
 from contrique_video.api import POOLING, Scorer
 from contrique_video.cli import main
 from contrique_video.decode.sampler import Sampling
@@ -83,7 +83,7 @@ def test_the_api_refuses_at_the_call(media, tmp_path):
     out = tmp_path / "r.jsonl"
     out.write_text('{"file": "a.mp4", "score": 1}\n')
     with pytest.raises(UsageError, match="resume=True .* overwrite=True"):
-        score_many([str(media / "clip0.mp4")], scorer={}, outputs=Outputs(output=out))
+        score_many([str(media / "clip0.mp4")], scorer=ScorerSettings(), outputs=Outputs(output=out))
     assert out.read_text() == '{"file": "a.mp4", "score": 1}\n'
 
 
@@ -122,7 +122,7 @@ def test_parquet_without_pyarrow_is_a_usage_error_before_any_work(media, tmp_pat
     assert res.exit_code == 2 and "pip install 'contrique-video[parquet]'" in res.stderr, res.output
     assert not loaded and not list(tmp_path.iterdir())
     with pytest.raises(UsageError, match=r"contrique-video\[parquet\]"):
-        score_many([str(media / "clip0.mp4")], scorer={}, outputs=Outputs(parquet=tmp_path / "t.parquet"))
+        score_many([str(media / "clip0.mp4")], scorer=ScorerSettings(), outputs=Outputs(parquet=tmp_path / "t.parquet"))
 
 
 def test_engine_without_dask_and_reference_without_ffmpeg_name_their_extras(media, tmp_path, monkeypatch):
@@ -131,7 +131,7 @@ def test_engine_without_dask_and_reference_without_ffmpeg_name_their_extras(medi
     res = run("-q", "score", media / "clip0.mp4", *model(media), "--engine", "local")
     assert res.exit_code == 2 and "contrique-video[dask]" in res.stderr
     with pytest.raises(UsageError, match=r"contrique-video\[vmaf\]"):
-        score_many([str(media / "clip0.mp4")], scorer={}, outputs=Outputs(reference=media / "clip1.mp4"))
+        score_many([str(media / "clip0.mp4")], scorer=ScorerSettings(), outputs=Outputs(reference=media / "clip1.mp4"))
 
 
 # --------------------------------------------------------------------------- 5: VMAF in every format

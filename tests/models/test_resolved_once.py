@@ -55,3 +55,32 @@ def test_a_resolved_model_is_passed_down_as_it_is(counts):
     assert isinstance(model, ResolvedModel) and resolve_model(model) is model
     assert model.digest == model.digest and model.preprocess == model.card.preprocess
     assert dict(counts) == {"read_card": 1, "sha256_file": 1}
+
+
+def test_one_cli_score_run_resolves_the_model_once(tmp_path, counts):
+    """The CLI builds typed settings, resolves them once at the top and hands the Scorer down: one card read,
+    one weights hash, one head load and one fit check in a whole `score` run, outputs included."""
+    from click.testing import CliRunner
+
+    from contrique_video.cli import main
+
+    clip = make_clip(tmp_path / "c.mp4", size=(96, 64), frames=3)
+    res = CliRunner().invoke(main, ["-q", "score", str(clip), "--backend", "torch", "--frames", "2", "--format", "json",
+                                    "-o", str(tmp_path / "s.jsonl"), "--csv", str(tmp_path / "f.csv")])
+    assert res.exit_code == 0, res.output
+    assert dict(counts) == {"read_card": 1, "sha256_file": 1, "load_head": 1, "check_fits": 1}
+
+
+def test_settings_travel_resolved_and_picklable(counts):
+    """What a Dask worker gets: the resolved model and head, pickled; unpickling reads and hashes nothing."""
+    import pickle
+
+    from contrique_video.runs.dask import task_settings
+    from contrique_video.runs.settings import ScorerSettings
+
+    settings = task_settings(ScorerSettings(backend="torch"))
+    assert settings.device == "cpu"
+    copy = pickle.loads(pickle.dumps(settings))
+    assert copy.weights.id == settings.weights.id and copy.head.name == settings.head.name
+    assert dict(counts) == {"read_card": 1, "sha256_file": 1, "load_head": 1}
+    assert task_settings(None).device == "auto"

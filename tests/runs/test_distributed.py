@@ -21,7 +21,7 @@ from checkpoints import small_model_with_head
 
 distributed = pytest.importorskip("distributed", reason="needs Dask: pip install 'contrique-video[dask]'")
 
-from contrique_video import score_many  # noqa: E402
+from contrique_video import ScorerSettings, score_many  # noqa: E402
 from contrique_video.api import Scorer  # noqa: E402
 from contrique_video.cli import main  # noqa: E402
 from contrique_video.decode.sampler import Sampling  # noqa: E402
@@ -68,7 +68,7 @@ def test_same_records_as_local_scorer(media, cluster):
     d = media
     paths = sorted(str(p) for p in (d / "media").iterdir())
     options = {"weights": str(d / "r18.pt"), "head": str(d / "head.json")}
-    outcomes = sorted(score_many(paths, scorer=options, executor=cluster, sampling=Sampling("frames", 2)),
+    outcomes = sorted(score_many(paths, scorer=ScorerSettings(**options), executor=cluster, sampling=Sampling("frames", 2)),
                       key=lambda o: o.index)
     got = [o.record() for o in outcomes]
     assert [r["file"] for r in got] == paths

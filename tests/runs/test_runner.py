@@ -89,7 +89,7 @@ def test_arguments_are_checked_at_the_call(batch, scorer):
         score_many(["a.mp4"], scorer=scorer, outputs=Outputs(resume=True))
     with pytest.raises(ValueError, match="needs {stem}, {name} or {index}"):
         score_many(["a.mp4", "b.mp4"], scorer=scorer, outputs=Outputs(log_template="one.json"))
-    with pytest.raises(TypeError, match="Scorer options"):
+    with pytest.raises(TypeError, match="give ScorerSettings, not a Scorer"):
         make_executor("local", scorer)
 
 
