@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -194,7 +195,7 @@ def test_ctrl_c_on_an_engine_keeps_the_table_and_plot_of_finished_inputs(media, 
     clips = [str(d / "media" / f"clip0{i}.mp4") for i in range(3)]
 
     def interrupted(self, inputs, *, sampling, **kwargs):
-        scorer = Scorer(**{k: v for k, v in self.options.items() if k != "device"})
+        scorer = replace(self.settings, device="cpu").scorer()
         index, name = inputs[0]
         yield Outcome(index, name, scorer.score(name, sampling=sampling))
         raise KeyboardInterrupt
