@@ -65,6 +65,10 @@ class Ranking:
     R: np.ndarray  # (rows, D) raw features of every ranked row
     groups: list[Group]
 
+    def scaled(self, x: float) -> "Ranking":
+        """Every pair term weighed ``x`` times as much."""
+        return Ranking(self.R, [Group(g.ib, g.iw, g.margins, g.coef * x, g.name) for g in self.groups])
+
     def terms(self) -> list[rk.PairTerm]:
         """The same pairs as fit_ranked's PairTerms (coef = lam / (P * scale^2) with scale 1)."""
         return [rk.PairTerm(self.R[g.ib] - self.R[g.iw], g.margins, g.coef * len(g.ib), 1.0, g.name) for g in self.groups]
@@ -120,14 +124,16 @@ class MLP:
     W: np.ndarray  # (H, k)
     c: np.ndarray
     v: np.ndarray
+    raw: tuple[float, float] | None = None  # the tanh layer also sees (base(x) - raw[0]) / raw[1]
 
     def u(self, X: np.ndarray) -> np.ndarray:
         return ((np.asarray(X, np.float64) - self.mu) / self.sd) @ self.P / self.s
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         u = self.u(X)
-        out = u @ self.a + self.b + np.tanh(u @ self.W.T + self.c) @ self.v
-        return out + (self.base.predict(X) if self.base is not None else 0.0)
+        base = self.base.predict(X) if self.base is not None else 0.0
+        h = np.hstack([u, ((base - self.raw[0]) / self.raw[1])[:, None]]) if self.raw else u
+        return base + u @ self.a + self.b + np.tanh(h @ self.W.T + self.c) @ self.v
 
     def folded(self) -> dict:
         """The head on raw features: raw = x.w + b0 + v.tanh(x.W1^T + c1) (what a JSON head stores)."""
@@ -138,8 +144,12 @@ class MLP:
         if self.base is not None:
             w = w + self.base.weights
             b0 += self.base.intercept
-        W1 = self.W @ M.T  # (H, D)
-        c1 = self.c - self.W @ m0
+        Wu = self.W[:, : M.shape[1]]
+        W1 = Wu @ M.T  # (H, D)
+        c1 = self.c - Wu @ m0
+        if self.raw:  # the base's raw output is linear in x too
+            W1 = W1 + np.outer(self.W[:, -1], self.base.weights) / self.raw[1]
+            c1 = c1 + self.W[:, -1] * (self.base.intercept - self.raw[0]) / self.raw[1]
         return {"weights": w, "intercept": b0, "hidden_weights": W1, "hidden_bias": c1, "out": self.v}
 
 
@@ -152,7 +162,7 @@ def basis(Z: np.ndarray, k: int) -> np.ndarray:
 
 
 def fit_mlp(X, y, rank: Ranking, base: rk.RankedFit | None, P, mu, sd, hidden: int, decay: float, lin: float,
-            alpha: float, seed: int = 0, max_iter: int = 500) -> MLP:
+            alpha: float, raw: bool = False, seed: int = 0, max_iter: int = 500) -> MLP:
     """Minimise clive-v5's loss over (a, b, W, c, v) with ``base`` fixed (L-BFGS, float64).
 
     The tanh layer's output is in units of std(MOS) (``v`` is stored in points), so ``decay`` weighs |W|^2 + |v|^2
@@ -171,8 +181,11 @@ def fit_mlp(X, y, rank: Ranking, base: rk.RankedFit | None, P, mu, sd, hidden: i
     sy = float(np.sqrt(var))
     bx = base.predict(X) if base is not None else np.zeros(n)
     br = base.predict(rank.R) if base is not None else np.zeros(len(rank.R))
+    r0, r1 = float(bx.mean()), sy  # with ``raw``, the tanh layer also sees (base - r0) / r1
+    Hx = np.hstack([Ux, ((bx - r0) / r1)[:, None]]) if raw else Ux
+    Hr = np.hstack([Ur, ((br - r0) / r1)[:, None]]) if raw else Ur
     T = lambda a: torch.tensor(np.asarray(a, np.float64))  # noqa: E731
-    tUx, tUr, ty, tbx, tbr = T(Ux), T(Ur), T(y), T(bx), T(br)
+    tUx, tUr, ty, tbx, tbr, tHx, tHr = T(Ux), T(Ur), T(y), T(bx), T(br), T(Hx), T(Hr)
     g = torch.Generator().manual_seed(seed)
     lam_a = lin * alpha / (n * var * s**2)  # ridge's penalty alpha |w|^2 / (n var), w = P a / s
     if base is None:  # start from the ridge solution in the u space
@@ -183,19 +196,19 @@ def fit_mlp(X, y, rank: Ranking, base: rk.RankedFit | None, P, mu, sd, hidden: i
         a0, b0 = np.zeros(k), 0.0
     a = T(a0).requires_grad_(True)
     b = torch.tensor(b0, dtype=torch.float64, requires_grad=True)
-    W = torch.randn(hidden, k, generator=g, dtype=torch.float64).requires_grad_(True)
+    W = torch.randn(hidden, Hx.shape[1], generator=g, dtype=torch.float64).requires_grad_(True)
     c = torch.zeros(hidden, dtype=torch.float64, requires_grad=True)
     v = (torch.randn(hidden, generator=g, dtype=torch.float64) * 1e-2).requires_grad_(True)
     params = [a, b, W, c, v]
     groups = [(torch.from_numpy(gr.ib), torch.from_numpy(gr.iw), T(gr.margins), gr.coef) for gr in rank.groups]
 
-    def f(U, B):
-        return B + U @ a + b + sy * (torch.tanh(U @ W.T + c) @ v)
+    def f(U, B, Hin):
+        return B + U @ a + b + sy * (torch.tanh(Hin @ W.T + c) @ v)
 
     def loss():
-        r = f(tUx, tbx) - ty
+        r = f(tUx, tbx, tHx) - ty
         out = (r @ r) / (n * var) + decay * ((W * W).sum() + (v * v).sum()) + lam_a * (a @ a)
-        fr = f(tUr, tbr)
+        fr = f(tUr, tbr, tHr)
         for ib, iw, m, coef in groups:
             h = torch.relu(m - (fr[ib] - fr[iw]))
             out = out + coef * (h @ h)
@@ -212,7 +225,7 @@ def fit_mlp(X, y, rank: Ranking, base: rk.RankedFit | None, P, mu, sd, hidden: i
 
     opt.step(closure)
     npy = lambda t: t.detach().numpy().copy()  # noqa: E731
-    return MLP(base, mu, sd, P, s, npy(a), float(b.detach()), npy(W), npy(c), npy(v) * sy)
+    return MLP(base, mu, sd, P, s, npy(a), float(b.detach()), npy(W), npy(c), npy(v) * sy, (r0, r1) if raw else None)
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -260,12 +273,14 @@ def load_rows(paths) -> dict:
 
 
 def parse_configs(text: str) -> list[dict]:
-    """``base:dims:hidden:decay:lin`` separated by commas, e.g. ``v5:128:16:1e-5:1`` (see :func:`fit_mlp`)."""
+    """``base:dims:hidden:decay:lin[:lamx]`` separated by commas, e.g. ``v5:128:16:1e-3:1`` (see :func:`fit_mlp`);
+    base ``v5raw`` feeds the base's raw output to the tanh layer too; ``lamx`` weighs every pair term that many times (default 1); base ``linear`` is clive-v5's linear recipe with
+    the pair terms weighed ``lamx`` times (the other fields unused)."""
     out = []
     for item in text.split(","):
-        base, dims, hidden, decay, lin = item.split(":")
+        base, dims, hidden, decay, lin, *lamx = item.split(":")
         out.append({"label": item, "base": base, "dims": int(dims), "hidden": int(hidden), "decay": float(decay),
-                    "lin": float(lin)})
+                    "lin": float(lin), "lamx": float(lamx[0]) if lamx else 1.0})
     return out
 
 
@@ -321,10 +336,14 @@ def main() -> None:
         models = {"ridge": ridge, "clive-v5 recipe": v5}
         bases: dict = {}
         for cf in configs:
+            rcf = rank.scaled(cf["lamx"])
+            if cf["base"] == "linear":
+                models[cf["label"]] = rk.fit_ranked(Xt, yt, None, alpha=alpha, terms=rcf.terms())
+                continue
             if cf["dims"] not in bases:
                 bases[cf["dims"]] = basis(np.vstack([(Xt - mu) / sd, (rank.R - mu) / sd]), cf["dims"])
-            models[cf["label"]] = fit_mlp(Xt, yt, rank, v5 if cf["base"] == "v5" else None, bases[cf["dims"]], mu, sd,
-                                          cf["hidden"], cf["decay"], cf["lin"], alpha)
+            models[cf["label"]] = fit_mlp(Xt, yt, rcf, None if cf["base"] == "none" else v5, bases[cf["dims"]], mu, sd,
+                                          cf["hidden"], cf["decay"], cf["lin"], alpha, raw=cf["base"] == "v5raw")
         return models
 
     if args.evaluate:
