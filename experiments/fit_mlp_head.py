@@ -15,7 +15,7 @@ fixed seeds, one thread.
 ``--evaluate``: the CLIVE protocol (10 random 80/20 splits, ``protocol_splits``, medians of SRCC/PLCC) for RidgeCV,
 clive-v5's recipe and every ``--configs`` head on the same splits. ``--half 0|1``: tuning without held-out sources
 (fit on every other FIT source, report ranking on the others). The final fit (all CLIVE) is scored on the
-held-out grain clips (``grain.metrics``), the held-out still damage check (levels above clean, adjacent ordering,
+held-out grain clips (``grain.metrics``), its own training pairs (inverted, short of their margin), the held-out still damage check (levels above clean, adjacent ordering,
 from the degradation check's feature cache), the sample's mean feature and libvmaf agreement (vmaf_check.py's
 features.npz), next to clive-v5 and clive-v3.
 """
@@ -294,11 +294,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="of the protocol's splits (tune on another seed than 0)")
     ap.add_argument("--no-final", action="store_true", help="only the protocol (no full fit and checks)")
     ap.add_argument("--half", type=int, choices=(0, 1), default=None)
-    ap.add_argument("--vmaf", type=Path, default=Path("runs/vmaf_features.npz"))
+    ap.add_argument("--vmaf", type=Path, default=Path("runs/vmaf_features.npz"),
+                    help="experiments/vmaf_check.py's OUT/features.npz (rendition features, VMAF, content)")
     ap.add_argument("--sample", type=Path, default=Path("runs/sample_feature.npz"),
-                    help="the sample's mean feature (Scorer.mean_feature of samples/sample.mp4)")
-    ap.add_argument("--out", type=Path, default=None, help="write the last config's full fit here (JSON)")
-    ap.add_argument("--name", default="clive-v6")
+                    help="cache of the mean feature of samples/sample.mp4 (made here if missing)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write the last config's full fit here (.npz: MLP.folded's arrays and the logistic mapping)")
+    ap.add_argument("--csv", type=Path, default=None, help="append result rows here (results CSV columns)")
     args = ap.parse_args()
     t0 = time.time()
     table = fitmod.read_mos(fg.SHARED / "mos.csv")
@@ -346,6 +348,7 @@ def main() -> None:
                                           cf["hidden"], cf["decay"], cf["lin"], alpha, raw=cf["base"] == "v5raw")
         return models
 
+    results: list = []  # (head, metric, value)
     if args.evaluate:
         per: dict = {}
         for i, (test, train) in enumerate(fitmod.protocol_splits(len(y), args.splits, seed=args.seed)):
@@ -354,12 +357,26 @@ def main() -> None:
             print(f"split {i + 1}: " + "  ".join(f"{k} {v[-1]['srcc']:.4f}" for k, v in per.items())
                   + f"  [{time.time() - t0:.0f}s]", flush=True)
         for label, rows in per.items():
+            results += [(label, "clive_median_srcc", float(np.median([r["srcc"] for r in rows]))),
+                        (label, "clive_median_plcc", float(np.median([r["plcc"] for r in rows])))]
             print(f"CLIVE protocol {label:<28} SRCC {np.median([r['srcc'] for r in rows]):.4f}  "
                   f"PLCC {np.median([r['plcc'] for r in rows]):.4f}", flush=True)
-    if args.no_final:
-        return
-    models = fit_all(X, y)
-    print(f"full fit [{time.time() - t0:.0f}s]", flush=True)
+    if not args.no_final:
+        results += final(args, X, y, fit_all(X, y), unseen, configs[-1]["label"], rank)
+    if args.csv:
+        fg.append_csv(args.csv, results, "python " + " ".join(sys.argv))
+
+
+def final(args, X, y, models: dict, unseen, last: str, rank: Ranking) -> list:
+    """The full fit's checks next to clive-v3 and clive-v5: (head, metric, value) rows; first, how many of its own
+    training pairs each fit leaves in the wrong order (pairs with a positive margin) or past their margin."""
+    results: list = []
+    for label, m in models.items():
+        f = m.predict(rank.R)
+        line = [f"{g.name} {100 * np.mean(f[g.ib] - f[g.iw] < 0):.2f}%/{100 * np.mean(f[g.ib] - f[g.iw] < g.margins):.1f}%"
+                for g in rank.groups if g.margins[0] > 0] + [f"cap past {100 * np.mean(f[g.ib] - f[g.iw] < g.margins):.1f}%"
+                                                              for g in rank.groups if g.margins[0] <= 0]
+        print(f"{label:<28} training pairs inverted/short of margin: " + "  ".join(line), flush=True)
     heads = {"clive-v3": resolve_head("clive-v3"), "clive-v5 (shipped)": resolve_head("clive-v5")}
     scorers = {k: h.predict for k, h in heads.items()}
     for label, m in models.items():
@@ -369,7 +386,11 @@ def main() -> None:
         scorers[label] = lambda F, m=m, params=params: rk.logistic(m.predict(F), params)
     dcheck = load_rows([args.heldout_cache / "dcheck.npz"])
     held = load_rows([args.heldout_cache / "grain_heldout.npz"])
-    sample = np.load(args.sample)["feature"] if args.sample.is_file() else None
+    if not args.sample.is_file():  # what `contrique-video score samples/sample.mp4` applies its head to
+        from contrique_video.api import Scorer
+
+        np.savez(args.sample, feature=Scorer(threads=1).mean_feature(ROOT / "samples" / "sample.mp4"))
+    sample = np.load(args.sample)["feature"]
     for label, sc in scorers.items():
         line = f"{label:<28}"
         if unseen is not None:
@@ -385,21 +406,26 @@ def main() -> None:
             continue
         if dcheck:
             d = damage_check(sc, dcheck)
+            results += [(label, f"damage.{k}", d[k]) for k in ("ordered", "max_above_clean", "above_clean_1")]
             line += f" damage: ordered {100 * d['ordered']:.1f}% above {d['max_above_clean']:+.2f} ({d['above_clean_1']} >1; {d['worst']})"
         if held:
             keys = sorted(held)
-            line += " | " + fg.show("", grain.metrics(dict(zip(keys, sc(np.stack([held[k] for k in keys])))))).strip()
-        if sample is not None:
-            line += f" | sample {float(sc(sample[None])[0]):.2f}"
+            gm = grain.metrics(dict(zip(keys, sc(np.stack([held[k] for k in keys])))))
+            line += " | " + fg.show("", gm).strip()
+            results += [(label, f"heldout_clips.{k}", gm[k]) for k in ("max_rise_grainy", "clean_ordered", "max_above_source")]
+            results += [(label, f"heldout_clips.cost.{g}", gm["cost"][g]) for g in ("t:8", "t:12") if g in gm["cost"]]
+        results.append((label, "sample_score", float(sc(sample[None])[0])))
+        line += f" | sample {results[-1][2]:.2f}"
         if args.vmaf.is_file():
-            line += " | vmaf " + json.dumps({k: round(v, 4) for k, v in vmaf_agreement(sc, args.vmaf).items()})
+            va = vmaf_agreement(sc, args.vmaf)
+            results += [(label, f"srcc_vs_vmaf_{k}", v) for k, v in va.items()]
+            line += " | vmaf " + json.dumps({k: round(v, 4) for k, v in va.items()})
         print(line, flush=True)
     if args.out:
-        label = configs[-1]["label"]
-        m = models[label]
-        fold = m.folded()
-        np.savez(args.out.with_suffix(".npz"), **fold, mapping=np.array(rk.fit_logistic(m.predict(X), y)))
-        print(f"wrote {args.out.with_suffix('.npz')} ({label})")
+        m = models[last]
+        np.savez(args.out, **m.folded(), mapping=np.array(rk.fit_logistic(m.predict(X), y)))
+        print(f"wrote {args.out} ({last})")
+    return results
 
 
 if __name__ == "__main__":
