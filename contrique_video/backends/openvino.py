@@ -55,6 +55,12 @@ def import_openvino():
     return ov
 
 
+def runs_bf16(core) -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 natively here: the CPU flags (``cpu.NATIVE``) decide what is offered,
+    and this second check catches an OpenVINO build that would emulate it or fall back to fp32 silently."""
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def ir_path(weights: str | os.PathLike | ResolvedModel) -> Path:
     return cache_dir() / "openvino" / f"{resolve_model(weights).digest}-fp32.xml"
 
@@ -121,8 +127,11 @@ class OpenVinoBackend(Backend):
             if meta.get("precision", "fp32") != "fp32":
                 raise UnsupportedError(f"{onnx_path} is a {meta['precision']} export; the openvino backend compiles "
                                        "fp32 exports (at fp32 or bf16)")
+        core = ov.Core()
+        if precision == "bf16" and not runs_bf16(core):
+            raise UnsupportedError("OpenVINO runs no bf16 on this CPU (its CPU plugin lists no BF16 capability); "
+                                   "use --precision fp32")
         try:
-            core = ov.Core()
             model = core.read_model(str(onnx_path))
             check_io([p.get_any_name() for p in model.inputs], [p.get_any_name() for p in model.outputs], onnx_path)
             width = model.outputs[0].get_partial_shape()[1]
@@ -159,4 +168,4 @@ def open_openvino(model: ResolvedModel, choice: BackendChoice) -> OpenVinoBacken
                            "fp32" if choice.precision == "auto" else choice.precision)
 
 
-__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "open_openvino"]
+__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "open_openvino", "runs_bf16"]
