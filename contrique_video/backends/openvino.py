@@ -43,7 +43,7 @@ PRECISION_OPTIONS = {"fp32": {"INFERENCE_PRECISION_HINT": "f32", "EXECUTION_MODE
                      "bf16": {"INFERENCE_PRECISION_HINT": "bf16", "EXECUTION_MODE_HINT": "PERFORMANCE"}}
 #: Where a converted model's IR records what it was made from (``rt_info``), checked before it is used.
 RT_KEY = "contrique_video"
-IR_LAYOUT = "3"  # bump when the IR's graph or rt_info changes
+IR_LAYOUT = "2"  # bump when the IR's graph or rt_info changes
 
 
 def import_openvino():
