@@ -85,7 +85,7 @@ def auto_choice(device: str, weights: str | os.PathLike | ResolvedModel | None =
             # none offers it here (bf16 on a CPU without bf16): open_backend then says which precisions exist
             picked = offering[0] if offering else (next(n for n, _ in PREFERENCE[kind] if REGISTRY[n].installed()),
                                                    precision)
-            log.info("backend auto: %s %s (the preferred %s path here)", *picked, precision)
+            log.debug("backend auto: %s %s (the preferred %s path here)", *picked, precision)
         return picked
     return next(p for p in PREFERENCE[kind] if REGISTRY[p[0]].installed())
 

@@ -77,6 +77,7 @@ def precision_check(mos_folder: str | Path, paths: list[tuple[str, str]], weight
         entries[f"{b} {p}"] = {
             "backend": s.backend.describe(),
             "against": "torch eager fp32, the model's default head",
+            "head": scorers[0].check_head().name,  # an entry measured with another head says nothing of this one
             "images": subset,
             "srcc_fp32": round(srcc_ref, 5),
             "srcc": round(srcc, 5),

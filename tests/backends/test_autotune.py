@@ -245,3 +245,29 @@ def test_auto_prefers_without_timing(bf16_machine, monkeypatch):
         autotune.prefer(bf16_machine, [], order)
     assert autotune.cached_choice(bf16_machine) is None  # auto measured nothing
     assert backends.auto_choice("cpu", bf16_machine) == ("openvino", "fp32")
+
+
+def test_builtin_runs_openvino_bf16_only_where_the_cpu_has_bf16(monkeypatch, tmp_path):
+    """The built-in card's OpenVINO bf16 entry (measured with its default head) lies inside the bounds, so auto
+    takes OpenVINO bf16 on a CPU with bf16 instructions and OpenVINO fp32 on an AVX2-only one; eager bf16 is out."""
+    from contrique_video import backends
+
+    monkeypatch.setenv("CONTRIQUE_VIDEO_CACHE", str(tmp_path))  # no measured choice from `bench --autotune`
+    card = builtin_card()
+    entries = card["precisions"]
+    assert entries["openvino bf16"]["head"] == entries["torch bf16"]["head"] == card["default_head"]  # not stale
+    assert autotune.accuracy_ok(entries["openvino bf16"]) and not autotune.accuracy_ok(entries["torch bf16"])
+    offered = [("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32"), ("openvino", "bf16"), ("torch", "bf16")]
+    monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Test CPU", AVX512_BF16))
+    choice = autotune.prefer(builtin_weights(), offered, backends.PREFERENCE["cpu"])
+    assert (choice.backend, choice.precision) == ("openvino", "bf16") and "torch bf16: accuracy out of bounds" in choice.reason
+    monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("AVX2 CPU", {"avx2", "fma"}))
+    choice = autotune.prefer(builtin_weights(), offered, backends.PREFERENCE["cpu"])
+    assert (choice.backend, choice.precision) == ("openvino", "fp32")
+
+
+@pytest.mark.skipif(not cpu_mod.native("bf16"), reason="this CPU has no bf16 instructions (the AVX2 side is tested above)")
+def test_builtin_auto_opens_openvino_bf16_on_this_bf16_cpu(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONTRIQUE_VIDEO_CACHE", str(tmp_path))
+    backend = open_backend(builtin_weights(), "auto")
+    assert backend.describe() == "openvino bf16" and backend.inference_precision() == "bf16"

@@ -77,6 +77,16 @@ def test_openvino_bf16_is_refused_where_it_would_be_emulated(monkeypatch):
         open_backend(BUILTIN, "openvino", "bf16")
 
 
+def test_openvino_bf16_is_refused_where_openvino_lists_no_bf16(monkeypatch):
+    """The flags offer bf16, but an OpenVINO that would not run it natively is refused, not silently fp32."""
+    from contrique_video.backends import openvino as openvino_mod
+
+    monkeypatch.setattr(cpu_mod, "cpu_flags", lambda: {"avx2", "fma", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(openvino_mod, "runs_bf16", lambda core: False)
+    with pytest.raises(UnsupportedError, match="OpenVINO runs no bf16 on this CPU"):
+        open_backend(BUILTIN, "openvino", "bf16")
+
+
 def test_openvino_shared_between_threads_takes_turns(frames, reference):
     ov = open_backend(BUILTIN, "openvino")
     results = [None] * 4

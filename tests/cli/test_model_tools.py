@@ -45,6 +45,7 @@ def test_precision_check_writes_entries_auto_reads(mos_set, tmp_path):
     assert res.exit_code == 0, res.output
     entries = json.loads(res.stdout)
     entry = entries["torch bf16"]
+    assert entry["head"] == "clive-v5"  # the card's default head, named in the entry
     assert entry["images"].startswith(f"{mos_set.name}, every 2. row of mos.csv (6 of 12 images)")
     assert abs(entry["srcc_change"]) <= 2 and 0 < entry["max_abs_score_change"] < 5
     assert entry["measured"].endswith("--write-card") and "precision-check" in entry["measured"]
