@@ -27,4 +27,4 @@ $PY experiments/fit_grain_head.py --clive $M/feats_clive_builtin-v3.npz --stills
 $PY experiments/fit_mlp_head.py --cache $M --heldout-cache $M --evaluate --splits 10 --seed 0 --configs '' \
     --extra-stills runs/stills_gen6.npz --extra-noise runs/noise_fit6.npz --extra-name clive-v6 --heads runs/clive-v6.json \
     --vmaf $M/vmaf/features.npz --sample runs/sample_feature.npz --csv results/extra_pairs.csv
-sed -i "s#$M/#CACHE_DIR/#g; s#runs/#CACHE_DIR/#g" results/extra_pairs.csv
+sed -i "s#$M#CACHE_DIR#g; s#runs/#CACHE_DIR/#g" results/extra_pairs.csv
