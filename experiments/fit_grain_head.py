@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--clive", type=Path, default=Path("runs/feats_clive_builtin-v3.npz"))
     ap.add_argument("--stills", type=Path, default=Path("runs/feats_fit_builtin-v3.npz"),
                     help="the still ladders of the FIT sources (fit_ranked_head.py's cache)")
+    ap.add_argument("--extra-stills", type=Path, action="append", default=[],
+                    help="more still ladders of FIT sources in the same pair term (experiments/noise_ladders.py --types)")
     ap.add_argument("--noise-stills", type=Path, action="append", default=[],
                     help="noise ladders of flat crops, grey-level photos and product shots (experiments/noise_ladders.py): "
                          "their own pair term (--lam-noise, --margin-noise)")
@@ -128,7 +130,10 @@ def main() -> None:
     clive = load(args.clive)
     X = np.stack([clive[i] for i in table["image"]])
     y = table["mos"].to_numpy(np.float64)
-    rd = still_pairs(load(args.stills)) if args.lam_stills > 0 else None
+    still_rows = load(args.stills)
+    for p in args.extra_stills:
+        still_rows.update(load(p))
+    rd = still_pairs(still_rows) if args.lam_stills > 0 else None
     noise_rows: dict = {}
     for p in args.noise_stills:
         noise_rows.update(load(p))

@@ -18,6 +18,11 @@ clive-v5's recipe and every ``--configs`` head on the same splits. ``--half 0|1`
 held-out grain clips (``grain.metrics``), its own training pairs (inverted, short of their margin), the held-out still damage check (levels above clean, adjacent ordering,
 from the degradation check's feature cache), the sample's mean feature and libvmaf agreement (vmaf_check.py's
 features.npz), next to clive-v5 and clive-v3.
+
+``--extra-stills`` / ``--extra-noise`` (caches of experiments/noise_ladders.py, FIT sources only) add a linear
+``--extra-name`` recipe: clive-v5's recipe with those ladders' pairs in its stills / noise terms, on the same
+splits; ``--configs ''`` runs no MLP. ``--heads`` adds head JSONs (e.g. that recipe written by fit_grain_head.py)
+to the final checks.
 """
 
 from __future__ import annotations
@@ -277,7 +282,7 @@ def parse_configs(text: str) -> list[dict]:
     base ``v5raw`` feeds the base's raw output to the tanh layer too; ``lamx`` weighs every pair term that many times (default 1); base ``linear`` is clive-v5's linear recipe with
     the pair terms weighed ``lamx`` times (the other fields unused)."""
     out = []
-    for item in text.split(","):
+    for item in filter(None, text.split(",")):
         base, dims, hidden, decay, lin, *lamx = item.split(":")
         out.append({"label": item, "base": base, "dims": int(dims), "hidden": int(hidden), "decay": float(decay),
                     "lin": float(lin), "lamx": float(lamx[0]) if lamx else 1.0})
@@ -301,7 +306,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None,
                     help="write the last config's full fit here (.npz: MLP.folded's arrays and the logistic mapping)")
     ap.add_argument("--csv", type=Path, default=None, help="append result rows here (results CSV columns)")
+    ap.add_argument("--extra-stills", type=Path, action="append", default=[], help="more still ladders (stills term)")
+    ap.add_argument("--extra-noise", type=Path, action="append", default=[], help="more noise ladders (noise term)")
+    ap.add_argument("--extra-name", default="clive-v6", help="the recipe with the extra ladders")
+    ap.add_argument("--heads", action="append", default=[], help="head JSONs (or builtin names) to check as well")
     args = ap.parse_args()
+    if args.half is not None and (args.extra_stills or args.extra_noise):
+        ap.error("--half splits only the default caches: leave out --extra-stills/--extra-noise")
     t0 = time.time()
     table = fitmod.read_mos(fg.SHARED / "mos.csv")
     clive = fg.load(args.cache / "feats_clive_builtin-v3.npz")
@@ -325,6 +336,11 @@ def main() -> None:
         clips, uc = split(clips, ckeep, lambda k: grain.Clip.parse(k).source)
         unseen = (us, un, uc)
     rank = ranking(stills, noise, clips, V5)
+    extra = None  # clive-v5's recipe with the extra ladders' pairs
+    if args.extra_stills or args.extra_noise:
+        extra = ranking({**stills, **load_rows(args.extra_stills)}, {**noise, **load_rows(args.extra_noise)}, clips, V5)
+        print(f"{args.extra_name}: ranking rows {len(extra.R)}; pairs " + ", ".join(f"{g.name} {len(g.ib)}" for g in extra.groups),
+              flush=True)
     print(f"CLIVE {len(y)}; ranking rows {len(rank.R)}; pairs " + ", ".join(f"{g.name} {len(g.ib)}" for g in rank.groups)
           + f"  [{time.time() - t0:.0f}s]", flush=True)
     configs = parse_configs(args.configs)
@@ -336,6 +352,8 @@ def main() -> None:
         alpha = ridge.info["alpha"]
         v5 = rk.fit_ranked(Xt, yt, None, alpha=alpha, terms=rank.terms())
         models = {"ridge": ridge, "clive-v5 recipe": v5}
+        if extra is not None:
+            models[f"{args.extra_name} recipe"] = rk.fit_ranked(Xt, yt, None, alpha=alpha, terms=extra.terms())
         bases: dict = {}
         for cf in configs:
             rcf = rank.scaled(cf["lamx"])
@@ -362,12 +380,12 @@ def main() -> None:
             print(f"CLIVE protocol {label:<28} SRCC {np.median([r['srcc'] for r in rows]):.4f}  "
                   f"PLCC {np.median([r['plcc'] for r in rows]):.4f}", flush=True)
     if not args.no_final:
-        results += final(args, X, y, fit_all(X, y), unseen, configs[-1]["label"], rank)
+        results += final(args, X, y, fit_all(X, y), unseen, configs[-1]["label"] if configs else None, extra or rank)
     if args.csv:
         fg.append_csv(args.csv, results, "python " + " ".join(sys.argv))
 
 
-def final(args, X, y, models: dict, unseen, last: str, rank: Ranking) -> list:
+def final(args, X, y, models: dict, unseen, last: str | None, rank: Ranking) -> list:
     """The full fit's checks next to clive-v3 and clive-v5: (head, metric, value) rows; first, how many of its own
     training pairs each fit leaves in the wrong order (pairs with a positive margin) or past their margin."""
     results: list = []
@@ -378,6 +396,7 @@ def final(args, X, y, models: dict, unseen, last: str, rank: Ranking) -> list:
                                                               for g in rank.groups if g.margins[0] <= 0]
         print(f"{label:<28} training pairs inverted/short of margin: " + "  ".join(line), flush=True)
     heads = {"clive-v3": resolve_head("clive-v3"), "clive-v5 (shipped)": resolve_head("clive-v5")}
+    heads.update({f"{Path(h).stem} (json)": resolve_head(h) for h in args.heads})
     scorers = {k: h.predict for k, h in heads.items()}
     for label, m in models.items():
         if label == "ridge":
@@ -421,7 +440,7 @@ def final(args, X, y, models: dict, unseen, last: str, rank: Ranking) -> list:
             results += [(label, f"srcc_vs_vmaf_{k}", v) for k, v in va.items()]
             line += " | vmaf " + json.dumps({k: round(v, 4) for k, v in va.items()})
         print(line, flush=True)
-    if args.out:
+    if args.out and last:
         m = models[last]
         np.savez(args.out, **m.folded(), mapping=np.array(rk.fit_logistic(m.predict(X), y)))
         print(f"wrote {args.out} ({last})")

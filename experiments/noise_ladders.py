@@ -8,7 +8,8 @@ Noise is the damage a head most easily reads as detail where a photo has little 
 product shots (small objects on white). Only the noise types (``degradation.NOISE_TYPES``) are made: blurring a
 flat crop changes nothing, so its other ladders would ask for drops that cannot happen. Rows are keyed
 ``source|kind|level`` like fit_ranked_head.py's cache; experiments/fit_grain_head.py ``--noise-stills`` reads them.
-Sources must be FIT sources (never the held-out ones of the degradation check).
+Sources must be FIT sources (never the held-out ones of the degradation check). ``--types`` makes other still
+ladders instead (e.g. blur, rescale, JPEG of generated sharp-detail sources, for fit_grain_head.py ``--extra-stills``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--wallpapers", type=Path, default=None)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--types", default=",".join(deg.NOISE_TYPES), help="comma-separated ladder types (default: the noise types)")
     args = ap.parse_args()
     sources = args.sources.split(",")
     held = [s for s in sources if s.split("#")[0] in deg.HELDOUT + deg.HELDOUT_SHARP]
@@ -39,7 +41,7 @@ def main() -> None:
         ap.error(f"held-out sources cannot be fit on: {', '.join(held)}")
     extract, scorer = model_features(None, threads=args.threads)
     cache = FeatureCache(args.cache, scorer.model_id, every=20)
-    kinds = list(deg.NOISE_TYPES)
+    kinds = args.types.split(",")
     for source in sources:
         t0 = time.time()
         made: dict = {}  # the source's ladders, made only if some row is missing from the cache
