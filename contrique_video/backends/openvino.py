@@ -6,8 +6,10 @@ ONNX Runtime, with features equal to eager PyTorch to 5e-7, and on an AMX CPU it
 AMX instructions, which moves the built-in model's scores beyond the accuracy bounds; so fp32 is pinned unless
 bf16 is asked for (auto asks only when the model's card measured it inside the bounds).
 
-A model (card or checkpoint) is converted once per machine to OpenVINO's own format (IR: ``.xml`` + ``.bin``)
-in the cache: its ONNX graph goes to OpenVINO in memory, never through the ``onnx`` package, and later runs
+A card that ships its model in OpenVINO's own format (IR: ``.xml`` + ``.bin``, the built-in model's) is read as
+it is, after its SHA-256 check: a first run then imports no torch and exports nothing (about 5 s of a first
+run on two cores). Other models (cards without one, checkpoints) are converted once per machine to an IR in
+the cache: their ONNX graph goes to OpenVINO in memory, never through the ``onnx`` package, and later runs
 read the IR without importing torch or onnx (about 2 s of a start-up on two cores).
 """
 
@@ -31,6 +33,7 @@ from contrique_video.backends.registry import BackendChoice, is_onnx, register_b
 from contrique_video.cache import cache_dir, preparing
 from contrique_video.errors import ModelError, UnsupportedError
 from contrique_video.models import ResolvedModel, resolve_model
+from contrique_video.models.card import checked_ir
 from contrique_video.models.transforms import TwoScale
 
 log = logging.getLogger("contrique_video")
@@ -79,19 +82,55 @@ def _ir_problem(path: Path, digest: str, ov) -> str | None:
     return None
 
 
-def _convert(ov, onnx: bytes, scratch: Path):
+def _convert(ov, onnx: bytes, scratch: Path, transform: bool = True):
     """The ONNX graph as an OpenVINO model, as ``ov.convert_model`` makes it (same ops, bit-identical features at fp32
     and bf16) but read by the ONNX frontend and given the same offline transformations directly: ``convert_model``
     cost a first run 3.3 s wall and 0.8 s CPU on two cores, this 0.2 s. Where the transformations' module (private
-    to OpenVINO's converter) is missing, ``convert_model`` does it."""
+    to OpenVINO's converter) is missing, ``convert_model`` does it. ``transform=False``: the frontend's graph as
+    read, every constant a weight of the state_dict (the CPU plugin makes the transformations when it compiles)."""
     try:
         from openvino._offline_transformations import apply_moc_transformations
     except ImportError:
-        return ov.convert_model(io.BytesIO(onnx))
+        if transform:
+            return ov.convert_model(io.BytesIO(onnx))
     scratch.write_bytes(onnx)
     model = ov.Core().read_model(str(scratch))
-    apply_moc_transformations(model, cf=False)
+    if transform:
+        apply_moc_transformations(model, cf=False)
     return model
+
+
+def _save_ir(ov, weights: ResolvedModel, xml: Path, shipped: bool = False) -> None:
+    """Convert ``weights`` and write the IR to ``xml`` (and its ``.bin``), replacing each file whole, the ``.xml``
+    last: a reader checks it names these weights. ``shipped``: the IR a card ships, see :func:`write_shipped_ir`."""
+    model = weights.load()
+    staging = Path(tempfile.mkdtemp(dir=xml.parent, prefix=f".{xml.stem}."))
+    try:
+        converted = _convert(ov, onnx_bytes(model, fold=False), staging / "model.onnx", transform=not shipped)
+        for key, value in {"source": weights.digest, "layout": IR_LAYOUT, "encoder": encoder_id(model)}.items():
+            converted.set_rt_info(value, [RT_KEY, key])
+        ov.save_model(converted, str(staging / xml.name), compress_to_fp16=shipped)
+        os.replace(staging / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
+        os.replace(staging / xml.name, xml)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_shipped_ir(weights: str | os.PathLike | ResolvedModel, xml: str | os.PathLike) -> Path:
+    """Write the IR a card ships (``scripts/build_builtin.py --openvino``). It is the frontend's graph before
+    OpenVINO's transformations, so every constant is a weight of the float16 state_dict and is stored as float16
+    without loss (folding batch norm into the convolutions makes constants that float16 would round); the CPU
+    plugin makes the same transformations when it compiles, and the features equal the cached IR's bit for bit
+    at fp32 and bf16 (tests/backends/test_shipped_ir.py)."""
+    _save_ir(import_openvino(), resolve_model(weights), Path(xml), shipped=True)
+    return Path(xml)
+
+
+def model_ir(weights: str | os.PathLike | ResolvedModel) -> Path:
+    """The IR OpenVINO runs for a model: the one its card ships (SHA-256 checked), else :func:`cached_ir`."""
+    weights = resolve_model(weights)
+    shipped = checked_ir(weights.card) if weights.card else None
+    return shipped or cached_ir(weights)
 
 
 def cached_ir(weights: str | os.PathLike | ResolvedModel) -> Path:
@@ -99,35 +138,24 @@ def cached_ir(weights: str | os.PathLike | ResolvedModel) -> Path:
     converts, the others wait for it); a damaged or stale one is remade with a warning."""
     ov = import_openvino()
     weights = resolve_model(weights)
-    digest = weights.digest
     path = ir_path(weights)
-    if _ir_problem(path, digest, ov) is None:
+    if _ir_problem(path, weights.digest, ov) is None:
         return path
     with preparing(path):
-        problem = _ir_problem(path, digest, ov)  # another process may have made it while this one waited
+        problem = _ir_problem(path, weights.digest, ov)  # another process may have made it while this one waited
         if problem is None:
             return path
         if problem != "missing":
             log.warning("cached OpenVINO model %s is %s: remaking it", path, problem)
         start = time.perf_counter()
-        model = weights.load()
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.stem}."))
-        try:
-            converted = _convert(ov, onnx_bytes(model, fold=False), staging / "model.onnx")
-            for key, value in {"source": digest, "layout": IR_LAYOUT, "encoder": encoder_id(model)}.items():
-                converted.set_rt_info(value, [RT_KEY, key])
-            ov.save_model(converted, str(staging / path.name), compress_to_fp16=False)
-            os.replace(staging / path.with_suffix(".bin").name, path.with_suffix(".bin"))
-            os.replace(staging / path.name, path)  # the .xml last: a reader checks it names these weights
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        _save_ir(ov, weights, path)
         log.info("prepared %s for OpenVINO in %.1f s (once per machine; kept in %s)", weights.label,
                  time.perf_counter() - start, path.parent)
     return path
 
 
 class OpenVinoBackend(Backend):
-    """One fp32 model (an IR from :func:`cached_ir`, or an ONNX export) compiled for OpenVINO's CPU plugin at
+    """One fp32 model (an IR from :func:`model_ir`, or an ONNX export) compiled for OpenVINO's CPU plugin at
     ``precision``."""
 
     name = "openvino"
@@ -137,7 +165,7 @@ class OpenVinoBackend(Backend):
         ov = import_openvino()
         if precision not in PRECISION_OPTIONS:
             raise UnsupportedError(f"the openvino backend runs {' or '.join(PRECISION_OPTIONS)}, not {precision}")
-        if is_onnx(onnx_path):  # a user's file: check it is one of our fp32 exports (an IR from cached_ir is)
+        if is_onnx(onnx_path):  # a user's file: check it is one of our fp32 exports (an IR from model_ir is)
             meta = read_metadata(onnx_path)
             if meta.get("precision", "fp32") != "fp32":
                 raise UnsupportedError(f"{onnx_path} is a {meta['precision']} export; the openvino backend compiles "
@@ -177,10 +205,11 @@ class OpenVinoBackend(Backend):
 @register_backend("openvino", requires="openvino", precisions={"cpu": ("fp32", "bf16")}, onnx_files=True,
                   needs_native=("bf16",))
 def open_openvino(model: ResolvedModel, choice: BackendChoice) -> OpenVinoBackend:
-    """OpenVINO on a model (its fp32 IR, converted once and cached) or on an fp32 ``.onnx`` file (``auto``:
+    """OpenVINO on a model (the IR its card ships, or its fp32 IR converted once and cached) or on an fp32 ``.onnx`` file (``auto``:
     fp32, the precision it was exported at)."""
-    return OpenVinoBackend(model.path if model.is_onnx else cached_ir(model), choice.threads, model.preprocess,
+    return OpenVinoBackend(model.path if model.is_onnx else model_ir(model), choice.threads, model.preprocess,
                            "fp32" if choice.precision == "auto" else choice.precision)
 
 
-__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "open_openvino", "runs_bf16"]
+__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "model_ir", "open_openvino",
+           "runs_bf16", "write_shipped_ir"]
