@@ -13,7 +13,7 @@ its SHA-256 is printed for the card. The state is loaded through ``from_state`` 
     python scripts/build_builtin.py --openvino contrique_video/assets/builtin.json
 
 then writes the card's model in OpenVINO's format beside its weights (``builtin-v3.xml`` + ``.bin``, weights
-float16 as in the ``.pt``: backends/openvino.py, write_shipped_ir) and records both files' SHA-256 in the card
+float16 as in the ``.pt``: backends/openvino.py, save_ir) and records both files' SHA-256 in the card
 (``weights.openvino_ir``), so a first run reads it instead of importing torch and exporting the model.
 """
 
@@ -37,13 +37,13 @@ from contrique_video.models.efficientnet_lite import from_state, load_imagenet  
 
 def ship_openvino(card: Path) -> None:
     """Write the card's OpenVINO IR beside its weights and record the files' SHA-256 in the card."""
-    from contrique_video.backends.openvino import write_shipped_ir
+    from contrique_video.backends.openvino import save_ir
     from contrique_video.models import resolve_model
 
     model = resolve_model(card)  # checks the weights against the card first
     raw = json.loads(card.read_text())
     raw["weights"].pop("openvino_ir", None)  # the IR is made from the weights alone, never from an older IR
-    xml = write_shipped_ir(model, model.weights.with_suffix(".xml"))
+    xml = save_ir(model, model.weights.with_suffix(".xml"), shipped=True)
     raw["weights"]["openvino_ir"] = {"file": xml.name, "sha256": sha256_file(xml),
                                      "bin_sha256": sha256_file(xml.with_suffix(".bin"))}
     atomic_write(card, json.dumps(raw, indent=2) + "\n")

@@ -6,16 +6,14 @@ ONNX Runtime, with features equal to eager PyTorch to 5e-7, and on an AMX CPU it
 AMX instructions, which moves the built-in model's scores beyond the accuracy bounds; so fp32 is pinned unless
 bf16 is asked for (auto asks only when the model's card measured it inside the bounds).
 
-A card that ships its model in OpenVINO's own format (IR: ``.xml`` + ``.bin``, the built-in model's) is read as
-it is, after its SHA-256 check: a first run then imports no torch and exports nothing (about 5 s of a first
-run on two cores). Other models (cards without one, checkpoints) are converted once per machine to an IR in
-the cache: their ONNX graph goes to OpenVINO in memory, never through the ``onnx`` package, and later runs
-read the IR without importing torch or onnx (about 2 s of a start-up on two cores).
+A model (card or checkpoint) is converted once per machine to OpenVINO's own format (IR: ``.xml`` + ``.bin``)
+in the cache, and later runs read the IR without importing torch or onnx (about 2 s of a start-up on two
+cores). A card that ships an IR (the built-in model's) is converted from it, after its SHA-256 check, in 0.3 s
+without torch or an export (these cost a first run about 5 s on two cores); other models from their ONNX graph.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -82,60 +80,56 @@ def _ir_problem(path: Path, digest: str, ov) -> str | None:
     return None
 
 
-def _convert(ov, onnx: bytes, scratch: Path, transform: bool = True):
-    """The ONNX graph as an OpenVINO model, as ``ov.convert_model`` makes it (same ops, bit-identical features at fp32
-    and bf16) but read by the ONNX frontend and given the same offline transformations directly: ``convert_model``
-    cost a first run 3.3 s wall and 0.8 s CPU on two cores, this 0.2 s. Where the transformations' module (private
-    to OpenVINO's converter) is missing, ``convert_model`` does it. ``transform=False``: the frontend's graph as
-    read, every constant a weight of the state_dict (the CPU plugin makes the transformations when it compiles)."""
-    try:
-        from openvino._offline_transformations import apply_moc_transformations
-    except ImportError:
-        if transform:
-            return ov.convert_model(io.BytesIO(onnx))
-    scratch.write_bytes(onnx)
-    model = ov.Core().read_model(str(scratch))
+def _graph(ov, weights: ResolvedModel, scratch: Path, transform: bool = True, from_export: bool = False):
+    """The model as an OpenVINO graph: the IR its card ships (SHA-256 checked; no torch, no export) unless
+    ``from_export``, else its ONNX export (``scratch``) read by OpenVINO's ONNX frontend, never through the ``onnx``
+    package. ``transform``: then given the converter's offline transformations directly, the graph
+    ``ov.convert_model`` makes (bit-identical features at fp32 and bf16) at 0.2 s instead of its 3.3 s wall on two
+    cores; where their module (private to OpenVINO) is missing, the CPU plugin makes them at every compile instead.
+    Without: every constant is a weight of the state_dict (what a card ships)."""
+    shipped = None if from_export or weights.card is None else checked_ir(weights.card)
+    if shipped is None:
+        module = weights.load()
+        scratch.write_bytes(onnx_bytes(module, fold=False))
+    model = ov.Core().read_model(str(shipped or scratch))
+    tags = {"source": weights.digest, "layout": IR_LAYOUT, **({} if shipped else {"encoder": encoder_id(module)})}
+    for key, value in tags.items():
+        model.set_rt_info(value, [RT_KEY, key])
     if transform:
+        try:
+            from openvino._offline_transformations import apply_moc_transformations
+        except ImportError:
+            return model
         apply_moc_transformations(model, cf=False)
     return model
 
 
-def _save_ir(ov, weights: ResolvedModel, xml: Path, shipped: bool = False) -> None:
-    """Convert ``weights`` and write the IR to ``xml`` (and its ``.bin``), replacing each file whole, the ``.xml``
-    last: a reader checks it names these weights. ``shipped``: the IR a card ships, see :func:`write_shipped_ir`."""
-    model = weights.load()
+def save_ir(weights: str | os.PathLike | ResolvedModel, xml: str | os.PathLike, from_export: bool = False,
+            shipped: bool = False) -> Path:
+    """Write the model's IR to ``xml`` (and its ``.bin``), each file replaced whole, the ``.xml`` last (a reader checks
+    it names these weights): fp32 and transformed, as the cache keeps it, from the IR the card ships unless
+    ``from_export`` (:func:`_graph`). ``shipped``: the IR a card ships instead (``scripts/build_builtin.py
+    --openvino``), made from the export: the frontend's graph before the transformations, so every constant is a
+    weight of the float16 state_dict and is stored as float16 without loss (batch norm folded into the
+    convolutions makes constants float16 would round). Transformed, it gives the export's features bit for bit at
+    fp32 and bf16 (tests/backends/test_shipped_ir.py)."""
+    ov = import_openvino()
+    weights, xml = resolve_model(weights), Path(xml)
     staging = Path(tempfile.mkdtemp(dir=xml.parent, prefix=f".{xml.stem}."))
     try:
-        converted = _convert(ov, onnx_bytes(model, fold=False), staging / "model.onnx", transform=not shipped)
-        for key, value in {"source": weights.digest, "layout": IR_LAYOUT, "encoder": encoder_id(model)}.items():
-            converted.set_rt_info(value, [RT_KEY, key])
-        ov.save_model(converted, str(staging / xml.name), compress_to_fp16=shipped)
+        model = _graph(ov, weights, staging / "model.onnx", transform=not shipped, from_export=from_export or shipped)
+        ov.save_model(model, str(staging / xml.name), compress_to_fp16=shipped)
         os.replace(staging / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
         os.replace(staging / xml.name, xml)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def write_shipped_ir(weights: str | os.PathLike | ResolvedModel, xml: str | os.PathLike) -> Path:
-    """Write the IR a card ships (``scripts/build_builtin.py --openvino``). It is the frontend's graph before
-    OpenVINO's transformations, so every constant is a weight of the float16 state_dict and is stored as float16
-    without loss (folding batch norm into the convolutions makes constants that float16 would round); the CPU
-    plugin makes the same transformations when it compiles, and the features equal the cached IR's bit for bit
-    at fp32 and bf16 (tests/backends/test_shipped_ir.py)."""
-    _save_ir(import_openvino(), resolve_model(weights), Path(xml), shipped=True)
-    return Path(xml)
-
-
-def model_ir(weights: str | os.PathLike | ResolvedModel) -> Path:
-    """The IR OpenVINO runs for a model: the one its card ships (SHA-256 checked), else :func:`cached_ir`."""
-    weights = resolve_model(weights)
-    shipped = checked_ir(weights.card) if weights.card else None
-    return shipped or cached_ir(weights)
+    return xml
 
 
 def cached_ir(weights: str | os.PathLike | ResolvedModel) -> Path:
     """The model's fp32 IR, converted once per machine into the cache (several processes may ask at once: one
-    converts, the others wait for it); a damaged or stale one is remade with a warning."""
+    converts, the others wait for it); a damaged or stale one is remade with a warning. The IR a card ships is
+    the source where there is one (0.3 s, no torch); compiling that one directly cost every start 0.3 s more CPU."""
     ov = import_openvino()
     weights = resolve_model(weights)
     path = ir_path(weights)
@@ -148,14 +142,14 @@ def cached_ir(weights: str | os.PathLike | ResolvedModel) -> Path:
         if problem != "missing":
             log.warning("cached OpenVINO model %s is %s: remaking it", path, problem)
         start = time.perf_counter()
-        _save_ir(ov, weights, path)
+        save_ir(weights, path)
         log.info("prepared %s for OpenVINO in %.1f s (once per machine; kept in %s)", weights.label,
                  time.perf_counter() - start, path.parent)
     return path
 
 
 class OpenVinoBackend(Backend):
-    """One fp32 model (an IR from :func:`model_ir`, or an ONNX export) compiled for OpenVINO's CPU plugin at
+    """One fp32 model (an IR from :func:`cached_ir`, or an ONNX export) compiled for OpenVINO's CPU plugin at
     ``precision``."""
 
     name = "openvino"
@@ -165,7 +159,7 @@ class OpenVinoBackend(Backend):
         ov = import_openvino()
         if precision not in PRECISION_OPTIONS:
             raise UnsupportedError(f"the openvino backend runs {' or '.join(PRECISION_OPTIONS)}, not {precision}")
-        if is_onnx(onnx_path):  # a user's file: check it is one of our fp32 exports (an IR from model_ir is)
+        if is_onnx(onnx_path):  # a user's file: check it is one of our fp32 exports (an IR from cached_ir is)
             meta = read_metadata(onnx_path)
             if meta.get("precision", "fp32") != "fp32":
                 raise UnsupportedError(f"{onnx_path} is a {meta['precision']} export; the openvino backend compiles "
@@ -205,11 +199,11 @@ class OpenVinoBackend(Backend):
 @register_backend("openvino", requires="openvino", precisions={"cpu": ("fp32", "bf16")}, onnx_files=True,
                   needs_native=("bf16",))
 def open_openvino(model: ResolvedModel, choice: BackendChoice) -> OpenVinoBackend:
-    """OpenVINO on a model (the IR its card ships, or its fp32 IR converted once and cached) or on an fp32 ``.onnx`` file (``auto``:
+    """OpenVINO on a model (its fp32 IR, converted once and cached) or on an fp32 ``.onnx`` file (``auto``:
     fp32, the precision it was exported at)."""
-    return OpenVinoBackend(model.path if model.is_onnx else model_ir(model), choice.threads, model.preprocess,
+    return OpenVinoBackend(model.path if model.is_onnx else cached_ir(model), choice.threads, model.preprocess,
                            "fp32" if choice.precision == "auto" else choice.precision)
 
 
-__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "model_ir", "open_openvino",
-           "runs_bf16", "write_shipped_ir"]
+__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "open_openvino", "runs_bf16",
+           "save_ir"]
