@@ -188,8 +188,7 @@ class Scorer:
         self.nss = bool(card and card.nss)
         self.default_head = card_default_head(card)
         self.device = device
-        if head is not None and not isinstance(head, LinearHead):
-            head = resolve_head(str(head))  # read now: auto takes a reduced precision only if measured with this head
+        head = resolve_head(str(head)) if isinstance(head, (str, os.PathLike)) else head  # auto checks its name
         self.choice = BackendChoice(backend or os.environ.get("CONTRIQUE_VIDEO_BACKEND") or "auto", precision, device,
                                     threads, head.name if head is not None else None)
         self.backend = open_choice(self.model, self.choice)
@@ -205,8 +204,7 @@ class Scorer:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="contrique-nss")
 
     def check_head(self) -> LinearHead:
-        """The head (one named was read when the Scorer was made, the default is read on first use: features and
-        fitting need none), or a one-line error saying how."""
+        """The head (the default read on first use: features and fitting need none), or a one-line error saying how."""
         if self._head is not None:
             return self._head
         spec = self._head_spec
