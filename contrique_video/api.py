@@ -188,8 +188,9 @@ class Scorer:
         self.nss = bool(card and card.nss)
         self.default_head = card_default_head(card)
         self.device = device
+        head = resolve_head(str(head)) if isinstance(head, (str, os.PathLike)) else head  # auto checks its name
         self.choice = BackendChoice(backend or os.environ.get("CONTRIQUE_VIDEO_BACKEND") or "auto", precision, device,
-                                    threads)
+                                    threads, head.name if head is not None else None)
         self.backend = open_choice(self.model, self.choice)
         # Feature layout: encoder [full | half], then (cards with "nss": true) 36 NSS features.
         encoder = Block(card.spec.block, self.backend.feature_dim, card.standardize) if card else \
@@ -203,7 +204,7 @@ class Scorer:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="contrique-nss")
 
     def check_head(self) -> LinearHead:
-        """The head, resolved on first use (features and fitting need none), or a one-line error saying how."""
+        """The head (the default read on first use: features and fitting need none), or a one-line error saying how."""
         if self._head is not None:
             return self._head
         spec = self._head_spec

@@ -59,20 +59,26 @@ def available(cuda: bool) -> str:
 
 
 def auto_choice(device: str, weights: str | os.PathLike | ResolvedModel | None = None, threads: int | None = None,
-                precision: str = "auto") -> tuple[str, str]:
+                precision: str = "auto", head: str | None = None) -> tuple[str, str]:
     """What ``--backend auto`` runs: the best path whose scores stay inside the accuracy bounds.
 
     CPU with ``weights``: this machine's measured choice when ``bench --autotune`` made one, else the first path
     of :data:`PREFERENCE` the CPU and the model's card allow (:func:`contrique_video.backends.autotune.prefer`:
     nothing is timed, so a first run pays no measurement); with a ``precision`` (fp32 for fitting, or asked
-    for), the best path at that precision. Otherwise the first installed path of :data:`PREFERENCE` for the device.
+    for), the best path at that precision. A reduced precision needs an accuracy entry measured with ``head`` (the
+    name of the head in use; None: the model's default). Otherwise the first installed path of :data:`PREFERENCE` for the device.
     """
     from contrique_video.backends import autotune
 
     kind = "cuda" if device.startswith("cuda") else "cpu"
     if kind == "cpu" and weights is not None:
         weights = resolve_model(weights)
-        choice = autotune.cached_choice(weights, threads) or autotune.prefer(weights, auto_paths(), PREFERENCE[kind])
+        choice = autotune.cached_choice(weights, threads)
+        if choice and precision == "auto" and not autotune.measured_for(weights, (choice.backend, choice.precision), head):
+            log.debug("backend auto: fp32, not the measured %s %s (its accuracy was not measured with head %s)",
+                      choice.backend, choice.precision, autotune.head_in_use(weights, head))
+            precision = "fp32"
+        choice = choice or autotune.prefer(weights, auto_paths(), PREFERENCE[kind], head)
         picked = choice.fastest_at(precision) if precision != "auto" else (choice.backend, choice.precision)
         # -v only: a run measures nothing (`bench --autotune` prints what it measured), and a first run's
         # "prepared ... for OpenVINO" line already names the backend
@@ -131,7 +137,8 @@ def resolve_choice(model: ResolvedModel, choice: BackendChoice) -> BackendChoice
         if onnx_file:
             backend = "onnxruntime"  # an ONNX file runs at the precision it was exported at
         elif measured:
-            backend, precision = auto_choice(device, model, choice.threads, precision)  # per machine and model
+            # per machine, model and head
+            backend, precision = auto_choice(device, model, choice.threads, precision, choice.head)
         else:
             backend, auto_precision = auto_choice(device)
             if precision == "auto":

@@ -5,8 +5,10 @@ runtimes; measured only when asked (``contrique-video bench --autotune``).
    a reduced precision only where the CPU runs it natively (bf16: ``avx512_bf16`` or ``amx_bf16`` in
    /proc/cpuinfo) *and* the model's card holds a measured accuracy entry for that backend and precision (keyed
    ``"openvino bf16"``: the same precision moves scores differently on another runtime) inside the bounds
-   (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``contrique-video precision-check``). A
-   checkpoint without a card has no such entries, so it stays at fp32. ``torch.compile`` is not a candidate:
+   (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``contrique-video precision-check``),
+   measured with the head in use (the entry's ``head``: bf16 moved clive-v3's scores 1.125 points on average and
+   clive-v5's 0.48, so ``--head clive-v3`` runs fp32). A checkpoint without a card has no such entries, so it
+   stays at fp32. ``torch.compile`` is not a candidate:
    it costs 15-40 s per new frame size on two cores; ask for it with ``--backend torch-compile``.
 2. **Choice without measuring** (:func:`prefer`, the default): the first candidate in a fixed preference order
    (``backends.PREFERENCE``), an in-bounds reduced precision before fp32. Timing every candidate on a 720p
@@ -73,9 +75,11 @@ def accuracy_ok(entry: dict | None) -> bool:
         return False
 
 
-def candidates(flags: set[str], precisions: dict, offered: Sequence[Path_]) -> tuple[list[Path_], list[str]]:
+def candidates(flags: set[str], precisions: dict, offered: Sequence[Path_], head: str | None = None
+               ) -> tuple[list[Path_], list[str]]:
     """The paths auto may pick among ``offered`` (the registry's), and one reason per path left out;
-    ``precisions`` is the card's measured accuracy per path ("backend precision")."""
+    ``precisions`` is the card's measured accuracy per path ("backend precision"), each entry valid for the
+    ``head`` it names only (the head in use: :func:`head_in_use`)."""
     paths: list[Path_] = []
     skipped = []
     for backend, precision in offered:
@@ -87,6 +91,9 @@ def candidates(flags: set[str], precisions: dict, offered: Sequence[Path_]) -> t
         elif precision != "fp32" and not accuracy_ok(entry):
             skipped.append(f"{backend} {precision}: accuracy out of bounds (SRCC change {entry.get('srcc_change')}, "
                            f"mean score change {entry.get('mean_abs_score_change')})")
+        elif precision != "fp32" and entry.get("head") != head:
+            measured = f"measured with head {entry['head']}" if entry.get("head") else "its entry names no head"
+            skipped.append(f"{backend} {precision}: {measured}, not {head}")
         else:
             paths.append((backend, precision))
     return paths, list(dict.fromkeys(skipped))
@@ -158,9 +165,25 @@ def cache_key(weights: str | os.PathLike | ResolvedModel, threads: int | None) -
             "frame": list(FRAME_SIZE), **versions}
 
 
-def model_precisions(weights: str | os.PathLike | ResolvedModel) -> dict:
-    """The card's measured accuracy per path; a checkpoint has none."""
-    return resolve_model(weights).precisions
+def head_in_use(model: ResolvedModel, head: str | None = None) -> str | None:
+    """The name of the head scores are read with: ``head``, else the card's default head (a head file's own name
+    for one beside the card), as a precision entry records it; None for a checkpoint without a card."""
+    default = model.card.default_head if model.card else None
+    if head is not None or default is None:
+        return head
+    if default.lower().endswith(".json"):
+        from contrique_video.models.head import resolve_head
+
+        return resolve_head(default).name
+    return default
+
+
+def measured_for(weights: str | os.PathLike | ResolvedModel, path: Path_, head: str | None = None) -> bool:
+    """Whether auto may run ``path``: fp32, or a reduced precision whose card entry lies inside the bounds and
+    was measured with the head in use."""
+    model = resolve_model(weights)
+    entry = model.precisions.get(" ".join(path))
+    return path[1] == "fp32" or (accuracy_ok(entry) and entry.get("head") == head_in_use(model, head))
 
 
 def cache_path(key: dict) -> Path:
@@ -211,13 +234,16 @@ def cached_choice(weights: str | os.PathLike, threads: int | None = None) -> Cho
     return read_cached(cache_path(key), key)
 
 
-def prefer(weights: str | os.PathLike, offered: Sequence[Path_], order: Sequence[Path_]) -> Choice:
+def prefer(weights: str | os.PathLike, offered: Sequence[Path_], order: Sequence[Path_], head: str | None = None
+           ) -> Choice:
     """auto's CPU choice without measuring: among ``offered``, the first candidate in ``order`` (paths it does not
-    name come after it), an in-bounds reduced precision before fp32; the reason names what was left out."""
+    name come after it), an in-bounds reduced precision measured with the head in use (``head``, else the model's
+    default) before fp32; the reason names what was left out."""
     _, flags = read_cpuinfo()
     rank = {p: i for i, p in enumerate(order)}
     ranked = sorted(offered, key=lambda p: rank.get(p, len(rank)))
-    paths, skipped = candidates(flags, model_precisions(weights), ranked)
+    model = resolve_model(weights)
+    paths, skipped = candidates(flags, model.precisions, ranked, head_in_use(model, head))
     if not paths:
         raise UnsupportedError("backend auto: no CPU path is installed here; pass --backend explicitly")
     best = next((p for p in paths if p[1] != "fp32"), paths[0])
@@ -235,7 +261,8 @@ def choose(weights: str | os.PathLike, offered: Sequence[Path_], timer: Callable
     if cached is not None:
         return cached
     _, flags = read_cpuinfo()
-    paths, skipped = candidates(flags, model_precisions(weights), offered)
+    model = resolve_model(weights)
+    paths, skipped = candidates(flags, model.precisions, offered, head_in_use(model))
     also_time = [p for p in offered if p not in paths and p[1] != "fp32" and native(p[1], flags)]
     choice = decide(paths, skipped, timer, key, also_time)
     path.parent.mkdir(parents=True, exist_ok=True)

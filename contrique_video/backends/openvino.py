@@ -7,13 +7,13 @@ AMX instructions, which moves the built-in model's scores beyond the accuracy bo
 bf16 is asked for (auto asks only when the model's card measured it inside the bounds).
 
 A model (card or checkpoint) is converted once per machine to OpenVINO's own format (IR: ``.xml`` + ``.bin``)
-in the cache: its ONNX graph goes to OpenVINO in memory, never through the ``onnx`` package, and later runs
-read the IR without importing torch or onnx (about 2 s of a start-up on two cores).
+in the cache, and later runs read the IR without importing torch or onnx (about 2 s of a start-up on two
+cores). A card that ships an IR (the built-in model's) is converted from it, after its SHA-256 check, in 0.3 s
+without torch or an export (these cost a first run about 5 s on two cores); other models from their ONNX graph.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -31,6 +31,7 @@ from contrique_video.backends.registry import BackendChoice, is_onnx, register_b
 from contrique_video.cache import cache_dir, preparing
 from contrique_video.errors import ModelError, UnsupportedError
 from contrique_video.models import ResolvedModel, resolve_model
+from contrique_video.models.card import checked_ir
 from contrique_video.models.transforms import TwoScale
 
 log = logging.getLogger("contrique_video")
@@ -79,48 +80,69 @@ def _ir_problem(path: Path, digest: str, ov) -> str | None:
     return None
 
 
-def _convert(ov, onnx: bytes, scratch: Path):
-    """The ONNX graph as an OpenVINO model, as ``ov.convert_model`` makes it (same ops, bit-identical features at fp32
-    and bf16) but read by the ONNX frontend and given the same offline transformations directly: ``convert_model``
-    cost a first run 3.3 s wall and 0.8 s CPU on two cores, this 0.2 s. Where the transformations' module (private
-    to OpenVINO's converter) is missing, ``convert_model`` does it."""
-    try:
-        from openvino._offline_transformations import apply_moc_transformations
-    except ImportError:
-        return ov.convert_model(io.BytesIO(onnx))
-    scratch.write_bytes(onnx)
-    model = ov.Core().read_model(str(scratch))
-    apply_moc_transformations(model, cf=False)
+def _graph(ov, weights: ResolvedModel, scratch: Path, transform: bool = True, from_export: bool = False):
+    """The model as an OpenVINO graph: the IR its card ships (SHA-256 checked; no torch, no export) unless
+    ``from_export``, else its ONNX export (``scratch``) read by OpenVINO's ONNX frontend, never through the ``onnx``
+    package. ``transform``: then given the converter's offline transformations directly, the graph
+    ``ov.convert_model`` makes (bit-identical features at fp32 and bf16) at 0.2 s instead of its 3.3 s wall on two
+    cores; where their module (private to OpenVINO) is missing, the CPU plugin makes them at every compile instead.
+    Without: every constant is a weight of the state_dict (what a card ships)."""
+    shipped = None if from_export or weights.card is None else checked_ir(weights.card)
+    if shipped is None:
+        module = weights.load()
+        scratch.write_bytes(onnx_bytes(module, fold=False))
+    model = ov.Core().read_model(str(shipped or scratch))
+    tags = {"source": weights.digest, "layout": IR_LAYOUT, **({} if shipped else {"encoder": encoder_id(module)})}
+    for key, value in tags.items():
+        model.set_rt_info(value, [RT_KEY, key])
+    if transform:
+        try:
+            from openvino._offline_transformations import apply_moc_transformations
+        except ImportError:
+            return model
+        apply_moc_transformations(model, cf=False)
     return model
+
+
+def save_ir(weights: str | os.PathLike | ResolvedModel, xml: str | os.PathLike, from_export: bool = False,
+            shipped: bool = False) -> Path:
+    """Write the model's IR to ``xml`` (and its ``.bin``), each file replaced whole, the ``.xml`` last (a reader checks
+    it names these weights): fp32 and transformed, as the cache keeps it, from the IR the card ships unless
+    ``from_export`` (:func:`_graph`). ``shipped``: the IR a card ships instead (``scripts/build_builtin.py
+    --openvino``), made from the export: the frontend's graph before the transformations, so every constant is a
+    weight of the float16 state_dict and is stored as float16 without loss (batch norm folded into the
+    convolutions makes constants float16 would round). Transformed, it gives the export's features bit for bit at
+    fp32 and bf16 (tests/backends/test_shipped_ir.py)."""
+    ov = import_openvino()
+    weights, xml = resolve_model(weights), Path(xml)
+    staging = Path(tempfile.mkdtemp(dir=xml.parent, prefix=f".{xml.stem}."))
+    try:
+        model = _graph(ov, weights, staging / "model.onnx", transform=not shipped, from_export=from_export or shipped)
+        ov.save_model(model, str(staging / xml.name), compress_to_fp16=shipped)
+        os.replace(staging / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
+        os.replace(staging / xml.name, xml)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return xml
 
 
 def cached_ir(weights: str | os.PathLike | ResolvedModel) -> Path:
     """The model's fp32 IR, converted once per machine into the cache (several processes may ask at once: one
-    converts, the others wait for it); a damaged or stale one is remade with a warning."""
+    converts, the others wait for it); a damaged or stale one is remade with a warning. The IR a card ships is
+    the source where there is one (0.3 s, no torch); compiling that one directly cost every start 0.3 s more CPU."""
     ov = import_openvino()
     weights = resolve_model(weights)
-    digest = weights.digest
     path = ir_path(weights)
-    if _ir_problem(path, digest, ov) is None:
+    if _ir_problem(path, weights.digest, ov) is None:
         return path
     with preparing(path):
-        problem = _ir_problem(path, digest, ov)  # another process may have made it while this one waited
+        problem = _ir_problem(path, weights.digest, ov)  # another process may have made it while this one waited
         if problem is None:
             return path
         if problem != "missing":
             log.warning("cached OpenVINO model %s is %s: remaking it", path, problem)
         start = time.perf_counter()
-        model = weights.load()
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.stem}."))
-        try:
-            converted = _convert(ov, onnx_bytes(model, fold=False), staging / "model.onnx")
-            for key, value in {"source": digest, "layout": IR_LAYOUT, "encoder": encoder_id(model)}.items():
-                converted.set_rt_info(value, [RT_KEY, key])
-            ov.save_model(converted, str(staging / path.name), compress_to_fp16=False)
-            os.replace(staging / path.with_suffix(".bin").name, path.with_suffix(".bin"))
-            os.replace(staging / path.name, path)  # the .xml last: a reader checks it names these weights
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        save_ir(weights, path)
         log.info("prepared %s for OpenVINO in %.1f s (once per machine; kept in %s)", weights.label,
                  time.perf_counter() - start, path.parent)
     return path
@@ -183,4 +205,5 @@ def open_openvino(model: ResolvedModel, choice: BackendChoice) -> OpenVinoBacken
                            "fp32" if choice.precision == "auto" else choice.precision)
 
 
-__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "open_openvino", "runs_bf16"]
+__all__ = ["COMPILE_OPTIONS", "PRECISION_OPTIONS", "OpenVinoBackend", "cached_ir", "ir_path", "open_openvino", "runs_bf16",
+           "save_ir"]

@@ -24,12 +24,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class BackendChoice:
     """How to run a model's encoder: ``backend`` (a registered name or ``"auto"``), ``precision`` (or ``"auto"``),
-    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) and CPU ``threads`` (None: the runtime's default)."""
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``), CPU ``threads`` (None: the runtime's default) and ``head``, the
+    name of the head scores are read with (None: the model's default), since auto runs a reduced precision only
+    where the card measured it with that head."""
 
     backend: str = "auto"
     precision: str = "auto"
     device: str = "cpu"
     threads: int | None = None
+    head: str | None = None
 
     @property
     def cuda(self) -> bool:

@@ -6,7 +6,8 @@ before the weights are read. Fields read here::
 
     {"id": "builtin-v3", "arch": "efficientnet-lite", "variant": "lite2", "layout": "stages-meanstd-quality",
      "feature_dim": 9056, "nss": false, "default_head": "clive-v3",
-     "weights": {"file": "builtin-v3.pt", "sha256": "..."},
+     "weights": {"file": "builtin-v3.pt", "sha256": "...",
+                 "openvino_ir": {"file": "builtin-v3.xml", "sha256": "...", "bin_sha256": "..."}},
      "int8_calibration": "file beside the card (ONNX Runtime's table of activation ranges), optional",
      "precisions": {"openvino bf16": {"srcc_change": ..., "mean_abs_score_change": ..., ...}}}
 
@@ -45,6 +46,7 @@ class ModelCard:
     feature_dim: int | None = None
     default_head: str | None = None
     int8_table: Path | None = None
+    openvino_ir: tuple[Path, str, str] | None = None  # the OpenVINO IR shipped with the weights: .xml, its and its .bin's SHA-256
     precisions: dict = field(default_factory=dict, compare=False)  # measured accuracy per "backend precision"
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -111,6 +113,7 @@ def _parse_card(path: Path, size: int, mtime_ns: int) -> ModelCard:
     sha = weights.get("sha256")
     if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
         raise ModelError(f"model card {path}: weights sha256 must be 64 hex digits")
+    ir = _openvino_ir(path, weights.get("openvino_ir"))
     dim = raw.get("feature_dim")
     if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0):
         raise ModelError(f"model card {path}: feature_dim must be a positive integer")
@@ -123,7 +126,21 @@ def _parse_card(path: Path, size: int, mtime_ns: int) -> ModelCard:
     return ModelCard(id=str(raw.get("id") or path.stem), encoder=encoder, layout=layout,
                      weights=(path.parent / weights["file"]).resolve(), sha256=sha, nss=bool(raw.get("nss", False)),
                      feature_dim=dim, default_head=_head_beside(path, raw.get("default_head")),
-                     int8_table=(path.parent / table).resolve() if table else None, precisions=precisions, raw=raw)
+                     int8_table=(path.parent / table).resolve() if table else None, openvino_ir=ir,
+                     precisions=precisions, raw=raw)
+
+
+def _openvino_ir(card: Path, entry: object) -> tuple[Path, str, str] | None:
+    """The card's ``weights.openvino_ir`` entry (``file``: an ``.xml`` beside the card, its .bin beside it; both
+    SHA-256s), or None."""
+    if entry is None:
+        return None
+    hexes = [entry.get(k) for k in ("sha256", "bin_sha256")] if isinstance(entry, dict) else []
+    if not (isinstance(entry, dict) and str(entry.get("file", "")).endswith(".xml")
+            and all(isinstance(h, str) and len(h) == 64 for h in hexes)):
+        raise ModelError(f"model card {card}: weights.openvino_ir must be {{\"file\": \"....xml\", \"sha256\": ..., "
+                         f"\"bin_sha256\": ...}} (64 hex digits each)")
+    return (card.parent / entry["file"]).resolve(), hexes[0].lower(), hexes[1].lower()
 
 
 def _head_beside(card: Path, head: object) -> str | None:
@@ -150,6 +167,23 @@ def checked_weights(card: ModelCard) -> Path:
             raise ModelError(f"model {card.id}: {card.weights.name} has SHA-256 {digest[:12]}..., not the card's "
                              f"{card.sha256[:12]}...; the file is damaged or not this model's (reinstall it)")
     return card.weights
+
+
+def checked_ir(card: ModelCard) -> Path | None:
+    """The OpenVINO IR the card ships (its ``.xml``; the ``.bin`` beside it), refused in one line when a file is
+    missing or its SHA-256 is not the card's (remembered by size and modification time, as the weights'); None
+    when the card ships none."""
+    if card.openvino_ir is None:
+        return None
+    xml, *digests = card.openvino_ir
+    for path, want in zip((xml, xml.with_suffix(".bin")), digests):
+        if not path.is_file():
+            raise ModelError(f"model {card.id}: OpenVINO file not found: {path} (reinstall it)")
+        digest = sha256_file(path, remember=True)
+        if digest != want:
+            raise ModelError(f"model {card.id}: {path.name} has SHA-256 {digest[:12]}..., not the card's {want[:12]}...; "
+                             "the file is damaged or not this model's (reinstall it)")
+    return xml
 
 
 def model_digest(path: str | os.PathLike) -> str:
@@ -193,4 +227,4 @@ def load_card_model(card: ModelCard, weights: Path | None = None):
     return model
 
 
-__all__ = ["ModelCard", "card_digest", "checked_weights", "is_card", "load_card_model", "model_digest", "model_label", "read_card"]
+__all__ = ["ModelCard", "card_digest", "checked_ir", "checked_weights", "is_card", "load_card_model", "model_digest", "model_label", "read_card"]

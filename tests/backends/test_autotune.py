@@ -66,16 +66,16 @@ def test_decide_picks_the_fastest_and_says_why():
 def test_fitting_asks_for_the_fastest_measured_fp32_path(monkeypatch, caplog):
     """fit/evaluate extract fp32 features (training/extract.py): they get the measurement's fastest fp32 path,
     not a fixed preference, even where auto's own pick is a reduced precision."""
-    times = {("onnxruntime", "fp32"): 0.30, ("openvino", "fp32"): 0.20, ("torch", "bf16"): 0.12}
+    times = {("onnxruntime", "fp32"): 0.30, ("openvino", "fp32"): 0.20, ("openvino", "bf16"): 0.12}
     choice = autotune.decide(list(times), [], lambda ps: times, {})
-    assert choice.fastest_at("bf16") == ("torch", "bf16") and choice.fastest_at("fp32") == ("openvino", "fp32")
+    assert choice.fastest_at("bf16") == ("openvino", "bf16") and choice.fastest_at("fp32") == ("openvino", "fp32")
     assert choice.fastest_at("int8") is None
     monkeypatch.setattr(autotune, "cached_choice", lambda *a, **k: choice)
     from contrique_video import backends
 
     with caplog.at_level(logging.DEBUG, logger="contrique_video"):
         assert backends.auto_choice("cpu", builtin_weights(), precision="fp32") == ("openvino", "fp32")
-        assert backends.auto_choice("cpu", builtin_weights()) == ("torch", "bf16")
+        assert backends.auto_choice("cpu", builtin_weights()) == ("openvino", "bf16")
         assert backends.auto_choice("cpu", builtin_weights(), precision="int8") == ("onnxruntime", "int8")
     assert "backend auto: openvino fp32 (the fastest fp32 path measured here)" in caplog.text
     assert "backend auto: onnxruntime int8 (the preferred int8 path here)" in caplog.text
@@ -96,7 +96,7 @@ def bf16_machine(monkeypatch, tmp_path):
     monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Test CPU", AVX512_BF16))
     card = json.loads(builtin_weights().read_text())
     card["weights"]["file"] = str(builtin_weights().parent / card["weights"]["file"])
-    card["precisions"] = {"torch bf16": IN}
+    card["precisions"] = {"torch bf16": {**IN, "head": card["default_head"]}}  # measured with the head in use
     path = tmp_path / "card.json"
     path.write_text(json.dumps(card))
     return path
@@ -129,7 +129,7 @@ def test_choice_is_cached_per_machine_and_model(bf16_machine, monkeypatch, caplo
     assert json.loads(cached.read_text())["precision"] == "bf16"
     # A new accuracy entry in the card (contrique-video precision-check --write-card) is timed, not hidden by the cache.
     card = json.loads(bf16_machine.read_text())
-    card["precisions"]["openvino bf16"] = IN
+    card["precisions"]["openvino bf16"] = {**IN, "head": card["default_head"]}
     bf16_machine.write_text(json.dumps(card))
     autotune.choose(bf16_machine, [*OFFERED, ("openvino", "bf16")], timer)
     assert len(calls) == 4 and ("openvino", "bf16") in calls[-1]
@@ -271,3 +271,54 @@ def test_builtin_auto_opens_openvino_bf16_on_this_bf16_cpu(monkeypatch, tmp_path
     monkeypatch.setenv("CONTRIQUE_VIDEO_CACHE", str(tmp_path))
     backend = open_backend(builtin_weights(), "auto")
     assert backend.describe() == "openvino bf16" and backend.inference_precision() == "bf16"
+
+
+OFFERED_CPU = [("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32"), ("openvino", "bf16"), ("torch", "bf16")]
+
+
+def test_auto_takes_bf16_only_with_the_head_it_was_measured_with(monkeypatch, tmp_path, caplog):
+    """The built-in card's bf16 entry was measured with clive-v5; clive-v3's bf16 change was 1.125 points, so a
+    user's --head clive-v3 runs fp32, and -v says why."""
+    from contrique_video import backends
+    from contrique_video.api import Scorer, builtin_model
+    from contrique_video.backends import BackendChoice, resolve_choice
+
+    monkeypatch.setenv("CONTRIQUE_VIDEO_CACHE", str(tmp_path))  # no measured choice from `bench --autotune`
+    monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Test CPU", AVX512_BF16))
+    monkeypatch.setattr(cpu_mod, "cpu_flags", lambda: AVX512_BF16)
+    assert builtin_card()["precisions"]["openvino bf16"]["head"] == "clive-v5"
+    order = backends.PREFERENCE["cpu"]
+    assert autotune.prefer(builtin_weights(), OFFERED_CPU, order).precision == "bf16"  # the default head, clive-v5
+    assert autotune.prefer(builtin_weights(), OFFERED_CPU, order, head="clive-v5").precision == "bf16"
+    choice = autotune.prefer(builtin_weights(), OFFERED_CPU, order, head="clive-v3")
+    assert (choice.backend, choice.precision) == ("openvino", "fp32")
+    assert "openvino bf16: measured with head clive-v5, not clive-v3" in choice.reason
+    model = builtin_model()
+    with caplog.at_level(logging.DEBUG, logger="contrique_video"):
+        assert resolve_choice(model, BackendChoice("auto", head="clive-v3")).precision == "fp32"
+    assert any("measured with head clive-v5, not clive-v3" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.DEBUG)
+    assert resolve_choice(model, BackendChoice("auto")).precision == "bf16"
+    # The Scorer hands the head it scores with to auto: a named one, else the model's default.
+    seen = []
+    monkeypatch.setattr("contrique_video.api.open_choice",
+                        lambda m, c: seen.append(resolve_choice(m, c)) or open_backend(m, "torch", "fp32"))
+    Scorer(backend="auto", head="clive-v3")
+    Scorer(backend="auto")
+    assert [(c.head, c.precision) for c in seen] == [("clive-v3", "fp32"), (None, "bf16")]
+    # An entry that names no head says nothing of the head in use.
+    assert autotune.candidates(AVX512_BF16, {"openvino bf16": IN}, OFFERED_CPU, "clive-v5")[0] == OFFERED_CPU[:3]
+
+
+def test_a_measured_bf16_choice_is_not_used_for_another_head(bf16_machine, monkeypatch, caplog):
+    """`bench --autotune` measured torch bf16 fastest (its entry measured with the default head): another head
+    gets the fastest fp32 path measured, and -v says why."""
+    from contrique_video import backends
+
+    times = {("openvino", "fp32"): 0.2, ("torch", "fp32"): 0.3, ("torch", "bf16"): 0.1}
+    choice = autotune.decide([*times], [], lambda ps: {p: times[p] for p in ps}, {})
+    monkeypatch.setattr(autotune, "cached_choice", lambda *a, **k: choice)
+    assert backends.auto_choice("cpu", bf16_machine) == ("torch", "bf16")
+    with caplog.at_level(logging.DEBUG, logger="contrique_video"):
+        assert backends.auto_choice("cpu", bf16_machine, head="clive-v3") == ("openvino", "fp32")
+    assert any("not measured with head clive-v3" in r.getMessage() for r in caplog.records)
