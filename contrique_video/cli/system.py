@@ -30,11 +30,15 @@ from contrique_video.decode import DECODERS
               help="Peak memory for 10 s vs 60 s clips and a 4K frame, with the first candidate.")
 @shared("output", "also write the full results as JSON.", type=click.Path(dir_okay=False), callback=output_file())
 @shared("weights", "The one timed; --clive and memory use the built-in one.")
-@click.option("--autotune", is_flag=True,
+@click.option("--autotune", "mode", flag_value="autotune",
               help="Only time auto's CPU candidates on a 1280x720 frame (10-30 s) and keep the fastest for this "
                    "machine and model: --backend auto then runs it instead of its fixed preference.")
+@click.option("--startup", "mode", flag_value="startup",
+              help="Only time first run (empty cache), warm run and one-image start-up, each a fresh process, of "
+                   "the built-in model and of official-layout weights (random-init ResNet-50, speed only) against "
+                   "the official eager path (about 2-3 minutes; --threads and -o apply).")
 @guarded
-def bench(candidates, frames, size, repeats, threads, clive, clive_limit, speed, memory, output, weights, autotune):
+def bench(candidates, frames, size, repeats, threads, clive, clive_limit, speed, memory, output, weights, mode):
     """Seconds per frame (1080p unless --size), speed-up over eager fp32, share of peak, feature error; prints a
     markdown table."""
     from contrique_video.api import builtin_weights
@@ -43,8 +47,16 @@ def bench(candidates, frames, size, repeats, threads, clive, clive_limit, speed,
     from contrique_video.backends.cpu import cpu_summary
 
     path = Path(weights) if weights else builtin_weights()
-    if autotune:
+    if mode == "autotune":
         click.echo(autotune_here(path, threads).line())
+        return
+    if mode == "startup":
+        from contrique_video.backends.startup import measure_startup
+
+        result = measure_startup(threads)
+        click.echo(result["table"])
+        if output:
+            Path(output).write_text(json.dumps(result, indent=1))
         return
     pairs = candidates or benchmark.default_candidates(path, threads)
     accuracy = None
