@@ -267,6 +267,13 @@ def vmaf_agreement(predict, path: Path) -> dict:
     return {"within_mean": float(np.mean(within)), "within_min": float(np.min(within)), "across": float(spearmanr(s, vm)[0])}
 
 
+def model_tag(weights: str | None) -> str:
+    """The cache files' model tag: the card's id (``/`` as ``_``), ``builtin-v3`` for the built-in model."""
+    if weights is None:
+        return "builtin-v3"
+    return json.loads(Path(weights).read_text())["id"].replace("/", "_")
+
+
 def load_rows(paths) -> dict:
     rows: dict = {}
     for p in paths:
@@ -309,16 +316,21 @@ def main() -> None:
     ap.add_argument("--extra-stills", type=Path, action="append", default=[], help="more still ladders (stills term)")
     ap.add_argument("--extra-noise", type=Path, action="append", default=[], help="more noise ladders (noise term)")
     ap.add_argument("--extra-name", default="clive-v6", help="the recipe with the extra ladders")
+    ap.add_argument("--weights", default=None,
+                    help="a model card (a train-branch run's card.json): its feature caches, named by its id as "
+                         "fit_ranked_head.py names them, and its sample feature; the shipped heads (fit on the "
+                         "built-in model's features) are then left out")
     ap.add_argument("--heads", action="append", default=[], help="head JSONs (or builtin names) to check as well")
     args = ap.parse_args()
     if args.half is not None and (args.extra_stills or args.extra_noise):
         ap.error("--half splits only the default caches: leave out --extra-stills/--extra-noise")
     t0 = time.time()
     table = fitmod.read_mos(fg.SHARED / "mos.csv")
-    clive = fg.load(args.cache / "feats_clive_builtin-v3.npz")
+    tag = model_tag(args.weights)
+    clive = fg.load(args.cache / f"feats_clive_{tag}.npz")
     X = np.stack([clive[i] for i in table["image"]])
     y = table["mos"].to_numpy(np.float64)
-    stills = fg.load(args.cache / "feats_fit_builtin-v3.npz")
+    stills = fg.load(args.cache / f"feats_fit_{tag}.npz")
     noise = load_rows([args.cache / "noise_fit.npz"])
     clips = load_rows([args.cache / f"{c}.npz" for c in CLIPS])
     unseen = None
@@ -395,7 +407,7 @@ def final(args, X, y, models: dict, unseen, last: str | None, rank: Ranking) -> 
                 for g in rank.groups if g.margins[0] > 0] + [f"cap past {100 * np.mean(f[g.ib] - f[g.iw] < g.margins):.1f}%"
                                                               for g in rank.groups if g.margins[0] <= 0]
         print(f"{label:<28} training pairs inverted/short of margin: " + "  ".join(line), flush=True)
-    heads = {"clive-v3": resolve_head("clive-v3"), "clive-v5 (shipped)": resolve_head("clive-v5")}
+    heads = {} if args.weights else {"clive-v3": resolve_head("clive-v3"), "clive-v5 (shipped)": resolve_head("clive-v5")}
     heads.update({f"{Path(h).stem} (json)": resolve_head(h) for h in args.heads})
     scorers = {k: h.predict for k, h in heads.items()}
     for label, m in models.items():
@@ -408,7 +420,7 @@ def final(args, X, y, models: dict, unseen, last: str | None, rank: Ranking) -> 
     if not args.sample.is_file():  # what `contrique-video score samples/sample.mp4` applies its head to
         from contrique_video.api import Scorer
 
-        np.savez(args.sample, feature=Scorer(threads=1).mean_feature(ROOT / "samples" / "sample.mp4"))
+        np.savez(args.sample, feature=Scorer(weights=args.weights, threads=1).mean_feature(ROOT / "samples" / "sample.mp4"))
     sample = np.load(args.sample)["feature"]
     for label, sc in scorers.items():
         line = f"{label:<28}"

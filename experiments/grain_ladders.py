@@ -28,9 +28,10 @@ def main() -> None:
     ap.add_argument("--wallpapers", type=Path, default=None)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--weights", default=None, help="a model card (default: the built-in model)")
     ap.add_argument("--frames", type=int, default=grain.FRAMES, help="frames per clip (fewer: cheaper fit clips)")
     args = ap.parse_args()
-    extract, scorer = model_features(None, threads=args.threads)
+    extract, scorer = model_features(args.weights, threads=args.threads)
     tag = "" if args.frames == grain.FRAMES else f"/{args.frames}f"
     cache = FeatureCache(args.cache, scorer.model_id + "/clip-mean" + tag, every=5)
     t0 = time.time()

@@ -33,13 +33,14 @@ def main() -> None:
     ap.add_argument("--wallpapers", type=Path, default=None)
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--weights", default=None, help="a model card (default: the built-in model)")
     ap.add_argument("--types", default=",".join(deg.NOISE_TYPES), help="comma-separated ladder types (default: the noise types)")
     args = ap.parse_args()
     sources = args.sources.split(",")
     held = [s for s in sources if s.split("#")[0] in deg.HELDOUT + deg.HELDOUT_SHARP]
     if held:
         ap.error(f"held-out sources cannot be fit on: {', '.join(held)}")
-    extract, scorer = model_features(None, threads=args.threads)
+    extract, scorer = model_features(args.weights, threads=args.threads)
     cache = FeatureCache(args.cache, scorer.model_id, every=20)
     kinds = args.types.split(",")
     for source in sources:

@@ -66,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoder", default="libx264")
     p.add_argument("--frames", type=int, default=4, help="Frames we score per rendition.")
     p.add_argument("--backend", default="torch")
+    p.add_argument("--weights", default=None, help="A model card (default: the built-in model).")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
-    scorer = Recording(Scorer(backend=args.backend))
+    scorer = Recording(Scorer(weights=args.weights, backend=args.backend))
     args.out.mkdir(parents=True, exist_ok=True)
     rows, features, t0 = [], [], time.time()
     for content in args.contents.split(","):

@@ -141,6 +141,8 @@ def report(args, X, y, rd, fit_part, part: str = "") -> None:
                "ranked": lambda Xt, yt, train: rk.fit_ranked(Xt, yt, fit_part(train, data=rd), args.lam_rank, args.margin)}
     if args.skip_ridge:
         fitters.pop("ridge")
+    if not len(rd.pairs):  # MOS only (--sources 0): the ranked head would be RidgeCV again, slower
+        fitters.pop("ranked")
     for label, fitter in fitters.items():
         r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter, fitter_takes_train=True)
         full = fitter(X, y, np.arange(len(y)))

@@ -126,6 +126,9 @@ def train(ctx, outdir, config, threads, resume):
                  help="Ladders per step (each clean + 5 levels)."),
     click.option("--authentic-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
                  help="Share of the ladders cut from authentic images (with --authentic)."),
+    click.option("--grain-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                 help="Share of the ladders that are a grainy crop above its x264 encodes, or noise on a grey or "
+                      "flat copy (issue 30)."),
     *schedule_options(crop=128, steps=3000, lr=1e-3, eval_every=500, workers=1),
     click.option("--margin", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
                  help="Ranking margin between a ladder's levels."),

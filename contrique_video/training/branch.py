@@ -12,6 +12,9 @@ one distortion type at its 5 levels, each seen at full and half scale (the scori
   every level below clean, by ``margin`` (squared hinge), at both scales. Authentic crops get only the types that
   harm any photo (``degradation.CAN_IMPROVE`` left out), as the ranking head's sources do.
 
+With ``grain_share``, that share of the ladders are :mod:`contrique_video.training.grain_ladders`' (a grainy
+pristine crop above its x264 encodes, or noise on a grey or flat copy): ranked, never classified (issue 30).
+
 Every batch is a pure function of (seed, step), so a resumed run continues the same sequence. ``last.pt``
 (branch, scorer, classifier, optimiser, step, curve; ``weights_only=True``) is written at every evaluation and
 every ``checkpoint_minutes``. Each evaluation writes the model so far (``model_stepNNNNNN.pt``: the trunk's
@@ -48,7 +51,7 @@ from contrique_video.models.efficientnet_lite import (
 )
 from contrique_video.models.quality_branch import QualityBranch
 from contrique_video.models.transforms import half_scale, to_array
-from contrique_video.training import distortions
+from contrique_video.training import distortions, grain_ladders
 from contrique_video.training.batches import list_images, load_rgb
 from contrique_video.training.degradation import CAN_IMPROVE
 from contrique_video.training.fit import evaluate
@@ -75,6 +78,7 @@ class BranchConfig(DataConfig):
     crop: int = 128
     sources: int = 8  # ladders per step, each the clean crop and 5 levels of one type
     authentic_share: float = 0.5  # share of the ladders cut from authentic images (with ``authentic``)
+    grain_share: float = 0.0  # share of the ladders from grain_ladders (grainy encodes, noise on flat content)
     steps: int = 3000
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -133,6 +137,14 @@ class LadderBatches(torch.utils.data.Dataset):
         rng = np.random.default_rng([cfg.seed, k])
         fulls, halves, labels = [], [], []
         for _ in range(cfg.sources):
+            if cfg.grain_share and rng.random() < cfg.grain_share:  # no draw at 0: older runs' batches stay the same
+                region = _region(self._image(self.pristine[rng.integers(len(self.pristine))]), cfg.crop, rng)
+                ladder = grain_ladders.grain_ladder(region, rng)
+                labels += [-1] * (LEVELS + 1)
+                for img in ladder:
+                    fulls.append(to_array(img))
+                    halves.append(to_array(half_scale(img)))
+                continue
             authentic = bool(self.authentic) and rng.random() < cfg.authentic_share
             pool = self.authentic if authentic else self.pristine
             region = _region(self._image(pool[rng.integers(len(pool))]), cfg.crop, rng)
@@ -210,6 +222,8 @@ def losses(model: BranchTrainee, full: torch.Tensor, half: torch.Tensor, labels:
     f = torch.cat(feats)
     y = labels.repeat(2)
     keep = y >= 0
+    if not keep.any():  # every ladder unclassified (grain ladders, clean authentic crops)
+        return sum(rank) / 2, f.sum() * 0, float(sum(ordered) / 2)
     logits = F.linear(F.normalize(f[keep], dim=1), F.normalize(model.classifier.weight, dim=1))
     classify = F.cross_entropy(logits / cfg.temperature + model.classifier.bias, y[keep])
     return sum(rank) / 2, classify, float(sum(ordered) / 2)
@@ -252,8 +266,11 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
     """Run (or resume) branch training; returns the learning curve."""
     if cfg.variant not in VARIANTS:
         raise InputError(f"unknown variant {cfg.variant!r}; choose {', '.join(VARIANTS)}")
-    if not 0 <= cfg.authentic_share <= 1:
-        raise InputError(f"--authentic-share must be in 0..1, not {cfg.authentic_share}")
+    for name in ("authentic_share", "grain_share"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise InputError(f"--{name.replace('_', '-')} must be in 0..1, not {getattr(cfg, name)}")
+    if cfg.grain_share and cfg.crop % 2:
+        raise InputError(f"--grain-share needs an even --crop (x264 encodes 4:2:0), not {cfg.crop}")
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was requested but PyTorch sees no CUDA GPU")

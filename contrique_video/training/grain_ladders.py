@@ -1,0 +1,97 @@
+"""Ladders that teach a quality branch what issue 30 found its features getting wrong (``BranchConfig.grain_share``).
+
+* :func:`grainy_encode_ladder`: a crop with ffmpeg-style uniform grain (``noise=alls=N:allf=u``, sometimes luma
+  only), then x264 ``-preset medium`` encodes of that grainy crop at ``CRFS``. An encoder's smoothing of grain
+  read as an improvement; here the grainy source ranks above each encode and a lower CRF above a higher one.
+* :func:`flat_noise_ladder`: a grey-level and/or smoothed (flat) copy of the crop, then one of the noise
+  distortions at its 5 levels. Noise on flat or monochrome content read as detail; here it ranks below clean.
+
+Both give 6 images, better to worse, like :class:`contrique_video.training.branch.LadderBatches`' ladders, and
+draw every random choice from the generator they are given, so a batch stays a function of (seed, step).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from contrique_video.training import distortions
+from contrique_video.training.distortions.compression import roundtrip
+
+CRFS = (16, 24, 32, 40, 48)  # the issue's grainy CRF ladder
+GRAIN = (6, 16)  # the grain strength N is drawn from this range, both ends included
+LUMA_ONLY_SHARE = 0.3
+NOISE_TYPES = ("white_noise", "white_noise_color", "impulse_noise", "multiplicative_noise")
+LUMA = np.array([0.299, 0.587, 0.114])  # BT.601, as degradation.load_pristine's NAME#gray
+
+
+def _yuv420(rgb: np.ndarray):
+    import av
+
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+
+
+def add_grain(rgb: np.ndarray, strength: int, luma_only: bool, rng: np.random.Generator):
+    """The crop as a 4:2:0 PyAV frame with uniform noise as ffmpeg's ``noise`` filter makes it (``allf=u``: an
+    integer in [-N/2, N - N/2) added to each sample, clipped); on the luma plane alone with ``luma_only``."""
+    import av
+
+    planes = _yuv420(rgb).to_ndarray().astype(np.int16)  # (h * 3/2) x w: Y, then U and V
+    h = rgb.shape[0]
+    rows = h if luma_only else planes.shape[0]
+    planes[:rows] += rng.integers(0, strength, size=(rows, planes.shape[1])).astype(np.int16) - strength // 2
+    return av.VideoFrame.from_ndarray(planes.clip(0, 255).astype(np.uint8), format="yuv420p")
+
+
+def x264(frame, crf: int) -> np.ndarray:
+    """One 4:2:0 frame through libx264 ``-preset medium`` at ``crf`` (one thread: deterministic), decoded to RGB."""
+    import av
+
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = frame.width, frame.height, "yuv420p"
+    enc.time_base = Fraction(1, 25)
+    enc.thread_count = 1
+    enc.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+    frame.pts = 0
+    out = roundtrip(enc, [frame], "h264", threads=1)
+    return np.ascontiguousarray(out[0].to_ndarray(format="rgb24"))
+
+
+def grainy_encode_ladder(crop: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """[the grainy crop, its x264 encodes at CRF 16 .. 48]; the crop's sides must be even."""
+    strength = int(rng.integers(GRAIN[0], GRAIN[1] + 1))
+    luma_only = bool(rng.random() < LUMA_ONLY_SHARE)
+    grainy = add_grain(crop, strength, luma_only, rng)
+    return [np.ascontiguousarray(grainy.to_ndarray(format="rgb24"))] + [x264(grainy, crf) for crf in CRFS]
+
+
+def flat_copy(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The crop in grey levels, smoothed flat, or both (one chosen at random)."""
+    how = int(rng.integers(3))  # 0 grey, 1 flat, 2 grey and flat
+    out = crop
+    if how != 0:
+        radius = float(rng.uniform(2.0, 6.0))
+        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(radius)))
+    if how != 1:
+        luma = np.rint(out.astype(np.float64) @ LUMA).clip(0, 255).astype(np.uint8)
+        out = np.repeat(luma[..., None], 3, axis=2)
+    return np.ascontiguousarray(out)
+
+
+def flat_noise_ladder(crop: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """[a flat or grey copy of the crop, one noise type at levels 1..5 on it]."""
+    base = flat_copy(crop, rng)
+    kind = NOISE_TYPES[int(rng.integers(len(NOISE_TYPES)))]
+    seed = int(rng.integers(2**32))
+    return [base] + [distortions.distort(base, kind, level, np.random.default_rng(seed))
+                     for level in range(1, distortions.NUM_LEVELS + 1)]
+
+
+def grain_ladder(crop: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """One of the two ladders, chosen with equal odds."""
+    return grainy_encode_ladder(crop, rng) if rng.random() < 0.5 else flat_noise_ladder(crop, rng)
+
+
+__all__ = ["CRFS", "add_grain", "flat_noise_ladder", "grain_ladder", "grainy_encode_ladder", "x264"]

@@ -1,0 +1,104 @@
+"""The branch's grain ladders (issue 30): grain as ffmpeg's noise filter makes it, x264 encodes as the ffmpeg CLI
+makes them, ladders of the right shape and order, and batches that stay a function of (seed, step)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import av
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from skimage import data
+
+from contrique_video.training import branch as branch_mod
+from contrique_video.training import grain_ladders as gl
+from tests.training.test_branch import branch_config
+
+
+def crop(size: int = 64) -> np.ndarray:
+    return np.ascontiguousarray(data.astronaut()[100 : 100 + size, 200 : 200 + size])
+
+
+def yuv(rgb: np.ndarray) -> np.ndarray:
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+
+
+def ffmpeg(args: list[str], raw: bytes) -> bytes:
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", "64x64",
+           "-r", "25", "-i", "-", *args]
+    return subprocess.run(cmd, input=raw, capture_output=True, check=True).stdout
+
+
+def test_grain_has_ffmpeg_noise_filters_spread_and_luma_only_keeps_chroma():
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    clean = yuv(flat).astype(int)
+    ours = gl.add_grain(flat, 12, False, np.random.default_rng(0)).to_ndarray().astype(int) - clean
+    out = ffmpeg(["-vf", "noise=alls=12:allf=u", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"], clean.astype(np.uint8).tobytes())
+    theirs = np.frombuffer(out, np.uint8).astype(int).reshape(clean.shape) - clean
+    assert (ours.min(), ours.max()) == (theirs.min(), theirs.max()) == (-6, 5)
+    assert abs(ours.std() - theirs.std()) < 0.1 * theirs.std()
+    luma = gl.add_grain(flat, 12, True, np.random.default_rng(0)).to_ndarray().astype(int) - clean
+    assert luma[:64].std() > 3 and not luma[64:].any()
+
+
+def test_x264_encodes_match_the_ffmpeg_cli(tmp_path):
+    frame = gl.add_grain(crop(), 12, False, np.random.default_rng(0))
+    raw = frame.to_ndarray().tobytes()
+    ours = gl.x264(frame, 32)
+    (tmp_path / "a.h264").write_bytes(ffmpeg(["-c:v", "libx264", "-preset", "medium", "-crf", "32", "-threads", "1",
+                                               "-f", "h264", "-"], raw))
+    with av.open(str(tmp_path / "a.h264")) as c:
+        theirs = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_grainy_encode_ladder_falls_from_the_grainy_source_and_is_deterministic():
+    ladder = gl.grainy_encode_ladder(crop(), np.random.default_rng(3))
+    assert len(ladder) == 6 and all(x.shape == (64, 64, 3) and x.dtype == np.uint8 for x in ladder)
+    away = [np.abs(x.astype(int) - ladder[0]).mean() for x in ladder]
+    assert away[0] == 0 and all(a < b for a, b in zip(away[1:], away[2:]))  # higher CRF: further from the source
+    assert np.abs(ladder[0].astype(int) - crop()).mean() > 1  # the source is grainy
+    again = gl.grainy_encode_ladder(crop(), np.random.default_rng(3))
+    assert all(np.array_equal(a, b) for a, b in zip(ladder, again))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_flat_noise_ladder_is_grey_or_flat_and_noise_grows(seed):
+    ladder = gl.flat_noise_ladder(crop(), np.random.default_rng(seed))
+    base = ladder[0]
+    grey = np.array_equal(base[..., 0], base[..., 1]) and np.array_equal(base[..., 1], base[..., 2])
+    detail = lambda x: np.abs(np.diff(x.astype(int), axis=0)).mean()  # noqa: E731
+    assert grey or detail(base) < 0.5 * detail(crop())
+    away = [np.abs(x.astype(int) - base).mean() for x in ladder]
+    assert len(ladder) == 6 and away[0] == 0 and all(a < b for a, b in zip(away, away[1:]))
+
+
+def test_grain_batches_are_unclassified_deterministic_and_train(folders, tmp_path, monkeypatch):
+    pristine = sorted((folders / "pristine").iterdir())
+    cfg = branch_config(folders, tmp_path, grain_share=1.0, sources=3)
+    full, half, labels = branch_mod.LadderBatches(cfg, pristine, [])[5]
+    assert full.shape == (18, 3, 64, 64) and half.shape == (18, 3, 32, 32) and (labels == -1).all()
+    again = branch_mod.LadderBatches(cfg, pristine, [])[5]
+    assert torch_equal(full, again[0]) and not torch_equal(full, branch_mod.LadderBatches(cfg, pristine, [])[6][0])
+    data_ = branch_mod.LadderBatches(cfg, pristine, [])
+    model = branch_mod.BranchTrainee(cfg, data_.num_classes)
+    rank, classify, _ = branch_mod.losses(model, full, half, labels, cfg)
+    assert classify.item() == 0 and rank.item() > 0
+    (rank + classify).backward()
+    assert model.branch.parameters().__next__().grad.abs().sum() > 0
+    # the default (grain_share 0) never builds them
+    monkeypatch.setattr(gl, "grain_ladder", lambda *a: pytest.fail("grain ladder built at grain_share 0"))
+    default = branch_mod.LadderBatches(branch_config(folders, tmp_path), pristine, [])[5]
+    assert (default[2] >= 0).all()
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
+def test_grain_share_is_checked(folders, tmp_path):
+    from contrique_video.errors import InputError
+
+    with pytest.raises(InputError, match="grain-share"):
+        branch_mod.train_branch(branch_config(folders, tmp_path, grain_share=1.5), progress=False)
