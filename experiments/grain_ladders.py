@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from contrique_video.training import grain  # noqa: E402
-from contrique_video.training.ranking import FeatureCache, model_features  # noqa: E402
+from contrique_video.training.ranking import FeatureCache, feature_id, model_features  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     extract, scorer = model_features(args.weights, threads=args.threads)
     tag = "" if args.frames == grain.FRAMES else f"/{args.frames}f"
-    cache = FeatureCache(args.cache, scorer.model_id + "/clip-mean" + tag, every=5)
+    cache = FeatureCache(args.cache, feature_id(scorer) + "/clip-mean" + tag, every=5)
     t0 = time.time()
     count = [0]
 

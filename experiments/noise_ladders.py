@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from contrique_video.training import degradation as deg  # noqa: E402
-from contrique_video.training.ranking import FeatureCache, model_features  # noqa: E402
+from contrique_video.training.ranking import FeatureCache, feature_id, model_features  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
     if held:
         ap.error(f"held-out sources cannot be fit on: {', '.join(held)}")
     extract, scorer = model_features(args.weights, threads=args.threads)
-    cache = FeatureCache(args.cache, scorer.model_id, every=20)
+    cache = FeatureCache(args.cache, feature_id(scorer), every=20)
     kinds = args.types.split(",")
     for source in sources:
         t0 = time.time()

@@ -118,6 +118,7 @@ def make_scorer(plan: CheckPlan) -> HeadScorer:
     from contrique_video.training.ranking import (
         FeatureCache,
         StackedFeatures,
+        feature_id,
         last_from_stages,
         lite_features,
         model_features,
@@ -126,7 +127,7 @@ def make_scorer(plan: CheckPlan) -> HeadScorer:
 
     def card(weights, head=None):
         extract, scorer = model_features(weights, head, plan.threads)
-        return extract, scorer.model_id, scorer
+        return extract, feature_id(scorer), scorer
 
     post = None
     if plan.features:
@@ -166,11 +167,11 @@ def grain_scores(plan: CheckPlan, head) -> dict:
     counts)."""
     from contrique_video.cache import cache_dir
     from contrique_video.training import grain
-    from contrique_video.training.ranking import FeatureCache, model_features
+    from contrique_video.training.ranking import FeatureCache, feature_id, model_features
 
     _, model = model_features(None, threads=plan.threads)
     path = plan.grain_cache or cache_dir() / "grain_heldout.npz"
-    gcache = FeatureCache(path, model.model_id + "/clip-mean", every=5)
+    gcache = FeatureCache(path, feature_id(model) + "/clip-mean", every=5)
     for tier in plan.grain_tiers:
         for source in plan.grain:
             grain.build(grain.plan(source, tier), gcache, model.mean_feature,

@@ -152,6 +152,13 @@ def model_features(weights: str | Path | None, head: str | None = None, threads:
     return (lambda rgb: scorer.frame_features([rgb])[0]), scorer
 
 
+def feature_id(scorer) -> str:
+    """A feature cache's extractor name for a scorer's rows: the model, and the precision where it is not fp32, so
+    rows from a bf16 run (what ``auto`` picks on a bf16 CPU) never mix with fp32 ones in one cache."""
+    precision = scorer.backend.precision
+    return scorer.model_id if precision == "fp32" else f"{scorer.model_id} ({precision})"
+
+
 def nss_rows(rgb: np.ndarray) -> np.ndarray:
     """The scorer's 36 NSS features (full and half scale) of one frame, the block ``+nss`` layouts append."""
     from contrique_video.models.nss import nss_features

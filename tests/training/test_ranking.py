@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from contrique_video.models.efficientnet_lite import EfficientNetLite, LayoutFea
 from contrique_video.training.fit import evaluate, protocol_splits
 from contrique_video.training.ranking import (
     FeatureCache,
+    feature_id,
     StackedFeatures,
     FrameFeatures,
     fit_logistic,
@@ -171,3 +174,16 @@ def test_stacked_features_keep_each_block_in_its_own_cache_and_make_an_image_onc
     assert len(made) == 3  # a new key: one image for both blocks
     stack.save()
     assert sorted(FeatureCache(tmp_path / "b.npz", "b").rows) == ["j", "k"]
+
+
+def test_feature_id_keeps_reduced_precision_rows_apart(tmp_path):
+    """A bf16 run (auto's pick on a bf16 CPU) must not reuse or extend a cache of fp32 rows, nor the reverse."""
+    fp32 = SimpleNamespace(model_id="builtin-v3", backend=SimpleNamespace(precision="fp32"))
+    bf16 = SimpleNamespace(model_id="builtin-v3", backend=SimpleNamespace(precision="bf16"))
+    assert feature_id(fp32) == "builtin-v3"
+    assert feature_id(bf16) == "builtin-v3 (bf16)"
+    path = tmp_path / "rows.npz"
+    cache = FeatureCache(path, feature_id(fp32), every=1)
+    cache.get("a", lambda: 0, lambda _: np.ones(3))
+    with pytest.raises(InputError, match="holds builtin-v3 features"):
+        FeatureCache(path, feature_id(bf16))
