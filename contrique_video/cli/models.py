@@ -310,8 +310,8 @@ def tiers(ctx, param, value: str) -> tuple[int, ...]:
     shared("cache", "a .npz file of the stills' and clips' features, reused across heads.",
            type=click.Path(dir_okay=False, path_type=Path)),
     click.option("--grain", callback=names, metavar="SOURCES",
-                 help="Also 960x540 grain clips of these comma-separated held-out sources, scored on the built-in "
-                      "model's features with the head under test."),
+                 help="Also 960x540 grain clips of these comma-separated held-out sources, scored on the "
+                      "model's features (the built-in one or --weights) with the head under test."),
     click.option("--grain-tiers", default="1", show_default=True, callback=tiers,
                  help="Grain clips: 1 the grain curve and x264 CRF ladders, 2 static and luma grain, 3 other encoders."),
     click.option("--grain-cache", type=click.Path(dir_okay=False, path_type=Path),

@@ -40,7 +40,7 @@ class CheckPlan:
     photos, the wallpaper ones only with ``wallpapers``, plus the generated sharp-detail ones with ``sharp``);
     ``types``: ladder types (default all; ``("noise",)`` the noise types); ``clips``: panning clips made from
     the first N sources. ``grain``: held-out sources whose 960x540 grain clips (``grain_tiers``) are scored with
-    the built-in model's features, cached in ``grain_cache``. ``cache``: the still features, per extractor.
+    the model's features (``weights``, default the built-in one), cached in ``grain_cache``. ``cache``: the still features, per extractor.
     """
 
     weights: str | Path | None = None
@@ -61,9 +61,9 @@ class CheckPlan:
     threads: int | None = None
 
     def __post_init__(self):
-        if self.grain and (self.features or self.weights):
-            raise UsageError("--grain scores clips with the built-in model's features: it goes without --features "
-                             "and --weights")
+        if self.grain and self.features:
+            raise UsageError("--grain scores clips with a model's features (the built-in one or --weights): it goes "
+                             "without --features")
         if self.also and not self.features:
             raise UsageError("--also goes with --features (a model's own head cannot read a stacked layout)")
         if self.features:
@@ -163,13 +163,13 @@ def make_scorer(plan: CheckPlan) -> HeadScorer:
 
 def grain_scores(plan: CheckPlan, head) -> dict:
     """:func:`contrique_video.training.grain.metrics` of ``head`` on the grain clips of ``plan.grain`` (built and
-    featurised with the built-in model where ``plan.grain_cache`` lacks them; every cached clip of those sources
-    counts)."""
+    featurised with ``plan.weights`` (default the built-in model) where ``plan.grain_cache`` lacks them; every
+    cached clip of those sources counts)."""
     from contrique_video.cache import cache_dir
     from contrique_video.training import grain
     from contrique_video.training.ranking import FeatureCache, feature_id, model_features
 
-    _, model = model_features(None, threads=plan.threads)
+    _, model = model_features(plan.weights, threads=plan.threads)
     path = plan.grain_cache or cache_dir() / "grain_heldout.npz"
     gcache = FeatureCache(path, feature_id(model) + "/clip-mean", every=5)
     for tier in plan.grain_tiers:

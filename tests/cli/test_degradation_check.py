@@ -68,8 +68,9 @@ def test_a_missed_target_fails_only_with_strict(inverted_head):
     assert strict.stderr.strip().splitlines() == [f"contrique-video: error: targets missed: {'; '.join(doc['missed'])}"]
 
 
-def test_grain_clips_are_read_from_the_grain_cache(tmp_path):
-    """The grain rows from a grain cache that already holds every tier-1 clip of one source (features of a small
+@pytest.fixture
+def grain_cache(tmp_path):
+    """A grain cache of the built-in model that already holds every tier-1 clip of one source (features of a small
     photo with ffmpeg-like noise of the clip's strength, x264-encoded at its CRF), so no 960x540 clip is made."""
     import numpy as np
 
@@ -86,8 +87,13 @@ def test_grain_clips_are_read_from_the_grain_cache(tmp_path):
         frame = deg.crf_encode([noisy], "libx264", c.crf)[0] if c.crf else noisy
         cache.get(c.key, lambda frame=frame: frame, extract)
     cache.save()
+    return cache.path, clips
+
+
+def test_grain_clips_are_read_from_the_grain_cache(tmp_path, grain_cache):
+    path, clips = grain_cache
     out = tmp_path / "check.csv"
-    res = invoke(*SMALL, "--grain", "gen:text/100", "--grain-cache", tmp_path / "grain.npz", "-o", out)
+    res = invoke(*SMALL, "--grain", "gen:text/100", "--grain-cache", path, "-o", out)
     assert res.exit_code == 0, res.output
     assert f"grain clips: {len(clips)}" in res.stdout and "grain cost at x264 CRF 16" in res.stdout
     metrics = {r["metric"]: float(r["value"]) for r in csv.DictReader(out.open())}
@@ -95,11 +101,27 @@ def test_grain_clips_are_read_from_the_grain_cache(tmp_path):
     assert metrics["grain_clips.cost.t:12"] > 0  # noise of strength 12 costs the clean CRF 16 encode points
 
 
+def test_grain_clips_are_scored_with_the_weights_under_test(tmp_path, grain_cache):
+    """With --weights the grain clips take that model's features: the built-in model's grain cache is refused."""
+    from contrique_video.api import builtin_weights
+
+    builtin = builtin_weights()
+    card = json.loads(builtin.read_text())
+    card["id"] = "builtin-copy"
+    card["weights"] = {k: v for k, v in card["weights"].items() if k != "openvino_ir"}
+    (tmp_path / card["weights"]["file"]).symlink_to(builtin.parent / card["weights"]["file"])
+    (tmp_path / "copy.json").write_text(json.dumps(card))
+    res = invoke(*SMALL, "--weights", tmp_path / "copy.json", "--grain", "gen:text/100", "--grain-cache",
+                 grain_cache[0])
+    assert res.exit_code == 1, res.output
+    assert f"feature cache {grain_cache[0]} holds" in res.stderr and "builtin-copy" in res.stderr
+
+
 @pytest.mark.parametrize("args, code, expect", [
     (["--also", "x.json"], 2, "--also goes with --features"),
     (["--features", "lite2"], 2, "--features needs --head"),
     (["--features", "lite2/nope", "--head", "h.json"], 2, "unknown layout 'nope'"),
-    (["--grain", "gen:text/100", "--weights", "x.pt"], 2, "--grain scores clips with the built-in model"),
+    (["--grain", "gen:text/100", "--features", "lite2", "--head", "h.json"], 2, "it goes without --features"),
     (["--types", "white_noise,nope"], 2, "unknown degradation type 'nope'"),
     (["--grain-tiers", "1,x"], 2, "give comma-separated tiers"),
     (["--grain", "gen:text/100", "--grain-tiers", "4"], 2, "grain tier 4 does not exist"),
