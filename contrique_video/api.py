@@ -213,7 +213,7 @@ class Scorer:
                 raise ModelError("no head given: pass --head NAME|PATH for these weights (see `contrique-video import-head`)")
             spec = self.default_head
         h = spec if isinstance(spec, LinearHead) else resolve_head(str(spec))
-        h.check_fits(self.feature_layout, self.feature_dim)
+        h.check_fits(self.feature_layout, self.feature_dim, self.model_id)
         self._head = h
         return h
 

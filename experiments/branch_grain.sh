@@ -67,14 +67,14 @@ $GL --cache "$C/grain_heldout.npz" --sources $G
 CL=""; for c in f_grain_fit f_grain_fit2a f_grain_fit2b f_grain_fit3 f_grain_fit4; do CL="$CL --clips $C/$c.npz"; done
 $PY experiments/fit_grain_head.py --clive "$C/feats_clive_$TAG.npz" --stills "$C/feats_fit_$TAG.npz" $CL \
     --noise-stills "$C/noise_fit.npz" --lam-noise 1 --margin-noise 5 --lam-grain 1 --margin-grain 1 --cap12 8 --lam-cap 3 \
-    --lam-source 3 --lam-crf 3 --margin-stills 10 --name "clive-v5-$TAG" --heldout "$C/grain_heldout.npz" \
+    --lam-source 3 --lam-crf 3 --margin-stills 10 --name "clive-v5-$TAG" --features "$TAG" --heldout "$C/grain_heldout.npz" \
     --out "$C/clive-v5-recipe.json" --evaluate --csv "$C/protocol.csv"
 # the held-out degradation check (its feature cache is what fit_mlp_head.py's damage check reads)
 $PY -m contrique_video -q degradation-check --weights "$CARD" --head "$C/clive-v5-recipe.json" --wallpapers $W --sharp \
     --clips 0 --types $T --cache "$C/dcheck.npz" --grain $G --grain-cache "$C/grain_heldout.npz" --threads 1 \
     -o "$C/damage_check.csv"
 # libvmaf agreement renditions (features.npz), the checkpoint's and, if missing, the built-in model's
-$PY experiments/vmaf_check.py --weights "$CARD" --out "$C/vmaf"
+$PY experiments/vmaf_check.py --weights "$CARD" --head "$C/clive-v5-recipe.json" --out "$C/vmaf"
 [ -f "$BASE/vmaf/features.npz" ] || $PY experiments/vmaf_check.py --out "$BASE/vmaf"
 # 4. fit_mlp_head.py's evaluation, linear recipe only (--configs ''): the checkpoint, then the shipped model and heads
 $PY experiments/fit_mlp_head.py --weights "$CARD" --cache "$C" --heldout-cache "$C" --vmaf "$C/vmaf/features.npz" \

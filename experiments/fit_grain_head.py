@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contrique_video.models.head import LinearHead, resolve_head  # noqa: E402
+from contrique_video.models.head import LinearHead, builtin_heads, resolve_head  # noqa: E402
 from contrique_video.training import fit as fitmod  # noqa: E402
 from contrique_video.training import grain  # noqa: E402
 from contrique_video.training.degradation_check import append_csv  # noqa: E402
@@ -70,9 +70,10 @@ def clip_terms(rows: dict[str, np.ndarray], args) -> list[rk.PairTerm]:
     return terms
 
 
-def head_of(model: rk.RankedFit, X: np.ndarray, y: np.ndarray, name: str, fit: dict | None = None) -> LinearHead:
+def head_of(model: rk.RankedFit, X: np.ndarray, y: np.ndarray, name: str, fit: dict | None = None,
+            features: str = "builtin-v3") -> LinearHead:
     params = rk.fit_logistic(model.predict(X), y)
-    return LinearHead(weights=model.weights, intercept=model.intercept, name=name, features="builtin-v3",
+    return LinearHead(weights=model.weights, intercept=model.intercept, name=name, features=features,
                       trained_on="", scale="MOS", range=(0.0, 100.0), higher_is_better=True,
                       mapping={"kind": "logistic", "params": params}, fit=fit,
                       layout="efficientnet-lite2/stages-meanstd-quality")
@@ -123,6 +124,7 @@ def main() -> None:
     ap.add_argument("--recipes", default="ridge,clive-v3,new", help="which fits --evaluate runs on the protocol's splits")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--name", default="clive-v4")
+    ap.add_argument("--features", default="builtin-v3", help="the id of the model the feature caches come from")
     ap.add_argument("--csv", type=Path, default=None, help="append result rows here")
     args = ap.parse_args()
 
@@ -161,15 +163,17 @@ def main() -> None:
 
     model = fit_new(X, y, alpha)
     results = []  # (head, metric, value)
-    heads = {"clive-v3": resolve_head("clive-v3"), "clive": resolve_head("clive")}
-    new = head_of(model, X, y, args.name)
+    # the shipped heads fit on these features, to compare with (none for another model's caches)
+    heads = {n: h for n in builtin_heads() if (h := resolve_head(n)).features == args.features}
+    new = head_of(model, X, y, args.name, features=args.features)
     heads[args.name] = new
     fit_scores = clip_scores(new, rows) if rows else {}
     if fit_scores:
         print(show("fit clips", grain.metrics(fit_scores)))
     if unseen:
         print(show("unseen half", grain.metrics(clip_scores(new, unseen))))
-        print(show("  clive-v3", grain.metrics(clip_scores(heads["clive-v3"], unseen))))
+        for label, head in list(heads.items())[:-1]:
+            print(show(f"  {label}", grain.metrics(clip_scores(head, unseen))))
     held: dict = {}
     for p in args.heldout:
         held.update(load(p))

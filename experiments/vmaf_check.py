@@ -67,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=4, help="Frames we score per rendition.")
     p.add_argument("--backend", default="torch")
     p.add_argument("--weights", default=None, help="A model card (default: the built-in model).")
+    p.add_argument("--head", default=None, help="The head (default: the card's default head; other cards need one).")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
-    scorer = Recording(Scorer(weights=args.weights, backend=args.backend))
+    scorer = Recording(Scorer(weights=args.weights, head=args.head, backend=args.backend))
     args.out.mkdir(parents=True, exist_ok=True)
     rows, features, t0 = [], [], time.time()
     for content in args.contents.split(","):

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from contrique_video.errors import ModelError
+from contrique_video.models.layouts import has_trained_branch
 from contrique_video.files import atomic_write
 from contrique_video.models.plain_json import (
     finite_float,
@@ -124,13 +125,18 @@ class LinearHead:
     def dim(self) -> int:
         return int(self.weights.shape[0])
 
-    def check_fits(self, layout: str | None, dim: int) -> None:
-        """Refuse a model whose features this head cannot read: another width, or another recorded layout."""
+    def check_fits(self, layout: str | None, dim: int, model_id: str | None = None) -> None:
+        """Refuse a model whose features this head cannot read: another width, another recorded layout, or, for a
+        layout with a trained quality branch, another model (two branches of one layout give unrelated features)."""
         if self.dim != dim:
             raise ModelError(f"head {self.name!r} expects {self.dim} features but the model gives {dim}")
         if self.layout and layout and self.layout != layout:
             raise ModelError(f"head {self.name!r} was fit on {self.layout} features but the model gives {layout}; "
                              "use a head fit on this layout")
+        fit_on = self.features.split("+")[0]
+        if model_id and layout and has_trained_branch(layout) and fit_on and fit_on != model_id:
+            raise ModelError(f"head {self.name!r} was fit on the features of {fit_on}, not of {model_id} (their "
+                             "trained quality branches differ): use a head fit on this model (contrique-video fit-head)")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Scores for X of shape (N, D) or (D,): the raw linear value through the head's mapping, shape (N,).

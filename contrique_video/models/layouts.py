@@ -24,9 +24,15 @@ LITE_LAYOUTS = ("last", "stages-meanstd", "quality", "stages-meanstd-quality")
 NSS_SUFFIX = "+nss"  # the 36 NSS features after the encoder's
 
 
+def has_trained_branch(layout: str) -> bool:
+    """Whether a layout id (``<encoder>/<layout>[+nss]``) carries a trained quality branch, whose features belong to
+    one training run: a head fit on them reads only that model's."""
+    return layout.partition("/")[2].removesuffix(NSS_SUFFIX) in ("quality", "stages-meanstd-quality")
+
+
 def feature_layout(encoder: str, layout: str, nss: bool = False) -> str:
     """The layout id heads record: ``<encoder>/<layout>``, plus ``+nss`` when NSS features follow."""
     return f"{encoder}/{layout}{NSS_SUFFIX if nss else ''}"
 
 
-__all__ = ["LAYOUTS", "LITE_LAYOUTS", "NSS_SUFFIX", "feature_layout"]
+__all__ = ["LAYOUTS", "LITE_LAYOUTS", "NSS_SUFFIX", "feature_layout", "has_trained_branch"]

@@ -111,8 +111,12 @@ def test_grain_clips_are_scored_with_the_weights_under_test(tmp_path, grain_cach
     card["weights"] = {k: v for k, v in card["weights"].items() if k != "openvino_ir"}
     (tmp_path / card["weights"]["file"]).symlink_to(builtin.parent / card["weights"]["file"])
     (tmp_path / "copy.json").write_text(json.dumps(card))
-    res = invoke(*SMALL, "--weights", tmp_path / "copy.json", "--grain", "gen:text/100", "--grain-cache",
-                 grain_cache[0])
+    from contrique_video.models.head import resolve_head
+
+    head = dataclasses.replace(resolve_head(card["default_head"]), features="builtin-copy")  # a head of the copy
+    head.save(tmp_path / "head.json")
+    res = invoke(*SMALL, "--weights", tmp_path / "copy.json", "--head", tmp_path / "head.json", "--grain",
+                 "gen:text/100", "--grain-cache", grain_cache[0])
     assert res.exit_code == 1, res.output
     assert f"feature cache {grain_cache[0]} holds" in res.stderr and "builtin-copy" in res.stderr
 

@@ -185,7 +185,9 @@ def test_cli_refuses_a_bad_card_in_one_line(tmp_path, lite0):
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1 and "lite9" in run.stderr
 
 
-def test_builtin_takes_heads_of_its_feature_layout_whatever_their_features_id():
+def test_builtin_takes_heads_of_its_own_features_only():
+    """A head is matched by layout; on a layout with a trained quality branch also by model, since another run's
+    branch gives other features at the same width (a head fit on builtin-v3 read builtin-v4's silently)."""
     from contrique_video.models.head import LinearHead
 
     def head(features, layout=None):
@@ -193,12 +195,18 @@ def test_builtin_takes_heads_of_its_feature_layout_whatever_their_features_id():
                           scale="MOS", range=(0.0, 100.0), higher_is_better=True, layout=layout)
 
     quality = "efficientnet-lite2/stages-meanstd-quality"
-    assert Scorer(head=head(builtin_card()["id"]), backend="torch").check_head().layout == quality
-    assert Scorer(head=head("mine", quality), backend="torch").check_head()
+    model_id = builtin_card()["id"]
+    assert Scorer(head=head(model_id), backend="torch").check_head().layout == quality
+    assert Scorer(head=head(model_id + "+nss", quality), backend="torch").check_head()
+    for features in ("mine", "builtin-v1"):
+        with pytest.raises(ModelError, match=f"fit on the features of {features}, not of {model_id}") as err:
+            Scorer(head=head(features, quality), backend="torch").check_head()
+        assert "\n" not in str(err.value)
     with pytest.raises(ModelError, match="fit on efficientnet-lite2/stages-meanstd features but the model gives "
                                          + quality) as err:
         Scorer(head=head("efficientnet-lite2-imagenet/stages-meanstd"), backend="torch").check_head()
     assert "\n" not in str(err.value)
+    head("mine", "efficientnet-lite2/stages-meanstd").check_fits("efficientnet-lite2/stages-meanstd", 9056, "other")
 
 
 def test_cache_digest_follows_the_network_not_the_card_text(tmp_path, lite0):
