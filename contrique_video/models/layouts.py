@@ -4,7 +4,7 @@ A model's *feature layout* names the encoder, its pooling and any extra block, e
 ``efficientnet-lite2/stages-meanstd`` or ``resnet50/contrique+nss``; its features are ``[full | half]`` scale
 (models/transforms.py), then the extra block. A head records the layout it was fit on and is refused on a model
 of another layout (:meth:`~contrique_video.models.head.LinearHead.check_fits`): two models of one layout give
-features a head can read alike, whatever their names.
+features a head can read alike, whatever their names, except where the layout carries a trained branch.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ LAYOUTS = {
     "stages-meanstd-quality": "stages-meanstd, then the quality branch's mean and standard deviation",
 }
 #: EfficientNet-Lite's layouts. The ``quality`` ones carry a trained branch (models/quality_branch.py); their name
-#: says where the branch sits, not which training run made it, so a head fit on one branch's features must be
-#: kept with that branch's weights (as a fine-tuned trunk's heads are kept with its weights).
+#: says where the branch sits, not which training run made it, so a head on them is matched by model as well
+#: (:func:`has_trained_branch`).
 LITE_LAYOUTS = ("last", "stages-meanstd", "quality", "stages-meanstd-quality")
 NSS_SUFFIX = "+nss"  # the 36 NSS features after the encoder's
 
