@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from contrique_video.errors import ModelError
-from contrique_video.models.layouts import has_trained_branch
 from contrique_video.files import atomic_write
+from contrique_video.models.layouts import has_trained_branch
 from contrique_video.models.plain_json import (
     finite_float,
     no_duplicate_keys,

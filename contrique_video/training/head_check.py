@@ -40,7 +40,8 @@ class CheckPlan:
     photos, the wallpaper ones only with ``wallpapers``, plus the generated sharp-detail ones with ``sharp``);
     ``types``: ladder types (default all; ``("noise",)`` the noise types); ``clips``: panning clips made from
     the first N sources. ``grain``: held-out sources whose 960x540 grain clips (``grain_tiers``) are scored with
-    the model's features (``weights``, default the built-in one), cached in ``grain_cache``. ``cache``: the still features, per extractor.
+    the model's features (``weights``, default the built-in one), cached in ``grain_cache``. ``cache``: the still
+    features, per extractor.
     """
 
     weights: str | Path | None = None
