@@ -136,7 +136,7 @@ class LinearHead:
         fit_on = self.features.split("+")[0]
         if model_id and layout and has_trained_branch(layout) and fit_on and fit_on != model_id:
             raise ModelError(f"head {self.name!r} was fit on the features of {fit_on}, not of {model_id} (their "
-                             "trained quality branches differ): use a head fit on this model (contrique-video fit-head)")
+                             "trained quality branches differ): use a head fit on this model (`contrique-video fit --weights`)")
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Scores for X of shape (N, D) or (D,): the raw linear value through the head's mapping, shape (N,).
