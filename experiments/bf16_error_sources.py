@@ -22,7 +22,6 @@ Writes results/bf16-sources.csv (date, CPU, flags, commit, command, variant, inp
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -239,10 +239,7 @@ def main() -> None:
         print(f"{v:32} CPU s per 1080p frame {best[v]:.2f} ({ratio:.2f}x fp32)")
         row(v, "one 1080p mosaic, both scales, best of 3", "cpu_s_per_1080p_frame", best[v], f"{ratio:.2f}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    pd.DataFrame(rows, columns=FIELDS).to_csv(args.output, index=False)
     print(f"wrote {len(rows)} rows to {args.output}")
 
 

@@ -16,12 +16,13 @@ precision, metric, value, ratio: the baseline's seconds over these).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import tempfile
 from datetime import date
 from pathlib import Path
+
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["date", "cpu", "flags", "commit", "command", "model", "backend", "precision", "metric", "value", "ratio"]
@@ -81,10 +82,7 @@ def main() -> None:
                           f"{base / r.seconds_per_frame:5.2f}x", flush=True)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    with args.output.open("w", newline="") as f:  # afresh: superseded rows go
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    pd.DataFrame(rows, columns=FIELDS).to_csv(args.output, index=False)  # afresh: superseded rows go
     print(f"wrote {len(rows)} rows to {args.output}")
 
 
