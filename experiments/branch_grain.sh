@@ -73,9 +73,11 @@ $PY experiments/fit_grain_head.py --clive "$C/feats_clive_$TAG.npz" --stills "$C
 $PY -m contrique_video -q degradation-check --weights "$CARD" --head "$C/clive-v5-recipe.json" --wallpapers $W --sharp \
     --clips 0 --types $T --cache "$C/dcheck.npz" --grain $G --grain-cache "$C/grain_heldout.npz" --threads 1 \
     -o "$C/damage_check.csv"
-# libvmaf agreement renditions (features.npz), the checkpoint's and, if missing, the built-in model's
-$PY experiments/vmaf_check.py --weights "$CARD" --head "$C/clive-v5-recipe.json" --out "$C/vmaf"
-[ -f "$BASE/vmaf/features.npz" ] || $PY experiments/vmaf_check.py --out "$BASE/vmaf"
+# libvmaf agreement renditions (features.npz), the checkpoint's and, if missing, the built-in model's: the same
+# 30-rendition set for both (results/vmaf-agreement.csv's; vmaf_check.py's defaults make another, 720p set)
+VM="--size 640x360 --heights 360,240 --crf 24,32,40 --seconds 2 --frames 4"
+$PY experiments/vmaf_check.py $VM --weights "$CARD" --head "$C/clive-v5-recipe.json" --out "$C/vmaf"
+[ -f "$BASE/vmaf/features.npz" ] || $PY experiments/vmaf_check.py $VM --out "$BASE/vmaf"
 # 4. fit_mlp_head.py's evaluation, linear recipe only (--configs ''): the checkpoint, then the shipped model and heads
 $PY experiments/fit_mlp_head.py --weights "$CARD" --cache "$C" --heldout-cache "$C" --vmaf "$C/vmaf/features.npz" \
     --sample "$C/sample_feature.npz" --configs '' --evaluate --csv "$C/compare.csv"

@@ -56,9 +56,12 @@ def clip_terms(rows: dict[str, np.ndarray], args) -> list[rk.PairTerm]:
     keys = sorted(rows)
     groups: dict[str, list] = {}
     for better, worse, kind, _ in grain.pairs(keys):
+        if kind == "crf" and grain.Clip.parse(better).grain == "clean" and args.margin_crf_clean is not None:
+            kind = "crf-clean"  # a clean CRF step may be asked to cost more than a grainy one
         groups.setdefault(kind, []).append((better, worse))
-    margins = {"source": args.margin_source, "crf": args.margin_crf, "grain": args.margin_grain}
-    lams = {"source": args.lam_source, "crf": args.lam_crf, "grain": args.lam_grain}
+    margins = {"source": args.margin_source, "crf": args.margin_crf, "crf-clean": args.margin_crf_clean,
+               "grain": args.margin_grain}
+    lams = {"source": args.lam_source, "crf": args.lam_crf, "crf-clean": args.lam_crf, "grain": args.lam_grain}
     terms = []
     for kind, pr in groups.items():
         D = np.stack([rows[b] - rows[w] for b, w in pr])
@@ -112,6 +115,8 @@ def main() -> None:
     ap.add_argument("--margin-source", type=float, default=1.0)
     ap.add_argument("--lam-crf", type=float, default=1.0)
     ap.add_argument("--margin-crf", type=float, default=1.0)
+    ap.add_argument("--margin-crf-clean", type=float, default=None,
+                    help="margin of the CRF steps of clean clips (default: --margin-crf)")
     ap.add_argument("--lam-grain", type=float, default=0.3)
     ap.add_argument("--margin-grain", type=float, default=1.0)
     ap.add_argument("--lam-cap", type=float, default=1.0)
@@ -210,6 +215,7 @@ def main() -> None:
             "still_loss": {"lam_rank": args.lam_stills, "margin": args.margin_stills},
             "clip_pairs": {t.name: int(len(t.margins)) for t in terms},
             "clip_loss": {"source": [args.lam_source, args.margin_source], "crf": [args.lam_crf, args.margin_crf],
+                          **({"crf-clean": [args.lam_crf, args.margin_crf_clean]} if args.margin_crf_clean is not None else {}),
                           "grain": [args.lam_grain, args.margin_grain], "cap": [args.lam_cap, -args.cap12],
                           "form": "lam * mean(relu(margin - (s_better - s_worse))^2), margins in raw points; "
                                   "cap: (grainy, clean) pairs with margin -CAP12*N/12"},

@@ -30,8 +30,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--weights", default=None, help="a model card (default: the built-in model)")
     ap.add_argument("--frames", type=int, default=grain.FRAMES, help="frames per clip (fewer: cheaper fit clips)")
+    ap.add_argument("--precision", default="fp32", help="the model's precision (heads are fit on fp32 features)")
     args = ap.parse_args()
-    extract, scorer = model_features(args.weights, threads=args.threads)
+    extract, scorer = model_features(args.weights, threads=args.threads, precision=args.precision)
     tag = "" if args.frames == grain.FRAMES else f"/{args.frames}f"
     cache = FeatureCache(args.cache, feature_id(scorer) + "/clip-mean" + tag, every=5)
     t0 = time.time()

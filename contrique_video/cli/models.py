@@ -317,6 +317,8 @@ def tiers(ctx, param, value: str) -> tuple[int, ...]:
     click.option("--grain-cache", type=click.Path(dir_okay=False, path_type=Path),
                  help="Feature cache of the grain clips (default: grain_heldout.npz in the cache folder)."),
     shared("threads"),
+    shared("precision", "of the model's features: fp32 gives the model card's tables; auto runs what `score` "
+           "runs on this CPU (bf16 where the card allows it)."),
 ])
 @click.option("--worst", type=click.IntRange(0), default=12, show_default=True, help="Worst cases listed in the table.")
 @shared("format", "json holds the summary, the grain metrics, the targets missed and every score.",

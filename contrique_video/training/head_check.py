@@ -41,7 +41,8 @@ class CheckPlan:
     ``types``: ladder types (default all; ``("noise",)`` the noise types); ``clips``: panning clips made from
     the first N sources. ``grain``: held-out sources whose 960x540 grain clips (``grain_tiers``) are scored with
     the model's features (``weights``, default the built-in one), cached in ``grain_cache``. ``cache``: the still
-    features, per extractor.
+    features, per extractor. ``precision``: the model's, as ``score --precision`` (the model card's tables are
+    fp32; auto runs bf16 where the card allows it, so its numbers differ a little on such CPUs).
     """
 
     weights: str | Path | None = None
@@ -60,11 +61,14 @@ class CheckPlan:
     grain_tiers: tuple[int, ...] = (1,)
     grain_cache: Path | None = None
     threads: int | None = None
+    precision: str = "auto"
 
     def __post_init__(self):
         if self.grain and self.features:
             raise UsageError("--grain scores clips with a model's features (the built-in one or --weights): it goes "
                              "without --features")
+        if self.features and self.precision != "auto":
+            raise UsageError("--precision sets a model's precision: it goes without --features")
         if self.also and not self.features:
             raise UsageError("--also goes with --features (a model's own head cannot read a stacked layout)")
         if self.features:
@@ -127,7 +131,7 @@ def make_scorer(plan: CheckPlan) -> HeadScorer:
     )
 
     def card(weights, head=None):
-        extract, scorer = model_features(weights, head, plan.threads)
+        extract, scorer = model_features(weights, head, plan.threads, plan.precision)
         return extract, feature_id(scorer), scorer
 
     post = None
@@ -170,7 +174,7 @@ def grain_scores(plan: CheckPlan, head) -> dict:
     from contrique_video.training import grain
     from contrique_video.training.ranking import FeatureCache, feature_id, model_features
 
-    _, model = model_features(plan.weights, threads=plan.threads)
+    _, model = model_features(plan.weights, threads=plan.threads, precision=plan.precision)
     path = plan.grain_cache or cache_dir() / "grain_heldout.npz"
     gcache = FeatureCache(path, feature_id(model) + "/clip-mean", every=5)
     for tier in plan.grain_tiers:

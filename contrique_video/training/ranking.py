@@ -143,12 +143,13 @@ class StackedFeatures:
             cache.save()
 
 
-def model_features(weights: str | Path | None, head: str | None = None, threads: int = 1):
+def model_features(weights: str | Path | None, head: str | None = None, threads: int = 1, precision: str = "auto"):
     """(extract, scorer) for any model the scorer loads: ``extract(rgb)`` is one frame's feature row, as
-    scored (NSS included when the card has it); ``weights`` None is the built-in model."""
+    scored (NSS included when the card has it); ``weights`` None is the built-in model; ``precision`` as
+    ``score --precision`` (auto: what ``score`` runs on this CPU)."""
     from contrique_video.api import Scorer
 
-    scorer = Scorer(weights=weights, head=head, threads=threads)
+    scorer = Scorer(weights=weights, head=head, threads=threads, precision=precision)
     return (lambda rgb: scorer.frame_features([rgb])[0]), scorer
 
 

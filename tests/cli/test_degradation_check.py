@@ -121,7 +121,30 @@ def test_grain_clips_are_scored_with_the_weights_under_test(tmp_path, grain_cach
     assert f"feature cache {grain_cache[0]} holds" in res.stderr and "builtin-copy" in res.stderr
 
 
+def test_precision_reaches_the_model_and_names_the_cache(tmp_path, monkeypatch):
+    """--precision fp32 gives the model card's tables on every CPU (auto would run bf16 where the card allows it);
+    the feature cache records what it ran."""
+    import numpy as np
+
+    from contrique_video import api
+
+    asked = []
+
+    class Recording(api.Scorer):
+        def __init__(self, *args, **kw):
+            asked.append(kw.get("precision"))
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(api, "Scorer", Recording)
+    res = invoke(*SMALL, "--precision", "fp32", "--cache", tmp_path / "c.npz")
+    assert res.exit_code == 0, res.output
+    assert asked == ["fp32"]
+    with np.load(tmp_path / "c.npz") as z:
+        assert str(z["extractor"]).endswith("@96") and "(" not in str(z["extractor"])  # fp32 rows carry no tag
+
+
 @pytest.mark.parametrize("args, code, expect", [
+    (["--features", "lite2", "--head", "h.json", "--precision", "fp32"], 2, "it goes without --features"),
     (["--also", "x.json"], 2, "--also goes with --features"),
     (["--features", "lite2"], 2, "--features needs --head"),
     (["--features", "lite2/nope", "--head", "h.json"], 2, "unknown layout 'nope'"),

@@ -50,6 +50,16 @@ def test_metrics_measure_rises_above_source_and_grain_cost():
     assert m["clean_ordered"] == 1.0 and m["max_rise_clean"] == pytest.approx(-4.0)
     assert m["max_above_source"] == pytest.approx(3.0 - 5.0)
     assert m["cost"] == {"t:8": pytest.approx(5.0), "t:12": pytest.approx(9.0)}
+    assert grain.missed(m) == ["a grainy CRF step rises +3.00"]
+
+
+def test_clips_without_a_clean_ladder_miss_only_what_they_measure():
+    """Tier-3 clips hold grainy ladders of other encoders only: no clean step is measured, so none is missed."""
+    scores = {c.key: 50.0 - c.crf / 8 + (4.0 if c.crf == 48 else 0.0) for c in grain.ladder("a", "t:12", "svtav1")}
+    m = grain.metrics(scores)
+    assert m["grainy_steps"] == 4 and np.isnan(m["clean_ordered"])
+    assert grain.missed(m) == [f"a grainy CRF step rises {m['max_rise_grainy']:+.2f}"]
+    assert "clean CRF steps: none among these clips" in grain.report(m)
 
 
 def test_generated_sharp_sources_are_deterministic_and_named():
@@ -61,6 +71,14 @@ def test_generated_sharp_sources_are_deterministic_and_named():
         sharp.generated("nope", 0, 10, 10)
     with pytest.raises(InputError, match="wallpaper"):
         grain.source_image("Storm", None)
+
+
+def test_soft_source_is_the_same_scene_with_less_fine_detail():
+    sharp_still = grain.source_image("gen:text/1", None, frames=2).astype(float)
+    soft_still = grain.source_image("gen:text/1~2", None, frames=2).astype(float)
+    assert soft_still.shape == sharp_still.shape
+    assert np.abs(soft_still - sharp_still).mean() < 0.5 * np.abs(sharp_still - sharp_still.mean()).mean()
+    assert np.abs(np.diff(soft_still, axis=1)).mean() < 0.8 * np.abs(np.diff(sharp_still, axis=1)).mean()
 
 
 def test_pair_terms_with_negative_margins_bound_a_cost():
