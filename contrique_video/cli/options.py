@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +47,9 @@ def guarded(fn):
                 raise
             fail(str(missing(exc.name, f"contrique-video {click.get_current_context().info_name}")))
             sys.exit(1)
+        except BrokenPipeError:  # the reader closed stdout (`| head`): stop quietly, as Unix filters do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush cannot fail again
+            sys.exit(141)  # 128 + SIGPIPE, as a shell reports a filter killed by it
         except OSError as exc:  # e.g. an output folder that does not exist, a full disk
             fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
             sys.exit(1)

@@ -126,3 +126,14 @@ def test_a_pipe_encodes_only_the_frames_it_scores(tmp_path):
         feed.wait(timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["8", "8"]
+
+
+def test_a_reader_that_closes_stdout_stops_the_command_quietly():
+    """`contrique-video score ... | head -1`: once the reader has gone the command stops without an error line and
+    exits 141 (128 + SIGPIPE, what a shell reports for a filter killed by it), not 1 with "Broken pipe"."""
+    proc = subprocess.Popen([sys.executable, "-m", "contrique_video", "-q", "score", str(ROOT / "samples/sample.mp4"),
+                             "--frames", "2", "--format", "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.close()  # before the first record is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
