@@ -230,6 +230,8 @@ def crf_search_command(ctx, input_path, target, search, encode_path, output, fmt
             for bar in bars:
                 bar.close()
         pool = search.pool
+        for warning in result.warnings:  # stderr, one line each; the result event carries them too
+            log.warning(warning)
         if fmt == "table":
             size = f", {result.predicted_percent:.0f}% of the input" if result.predicted_percent is not None else ""
             took = f", about {result.predicted_encode_seconds:.0f} s to encode" if result.predicted_encode_seconds else ""

@@ -38,6 +38,9 @@ from contrique_video.errors import ContriqueError, InputError, UsageError
 
 DEFAULT_MIN_CRF = 10
 POOLS = ("mean", "harmonic_mean", "p5", "p1", "min")  # what --target applies to
+#: Points by which a probe may score better than one at a lower CRF before the result warns: beyond the score's
+#: noise, the encoder's smoothing raised it (grain or noise removed; see the model card's known limits).
+RISE_WARNING = 1.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class SearchResult:
     too_big: bool = False  # predicted_percent exceeds max_encoded_percent: the CRF is refused
     head: str | None = None  # the head the target and scores are on
     ffmpeg_args: list[str] | None = None  # the final encode's command, for a user to run themselves
+    warnings: list[str] = field(default_factory=list)  # what may make the CRF wrong (see :func:`rises`)
 
     def event(self) -> dict:
         return {"type": "result", **{k: v for k, v in asdict(self).items() if k != "probes"},
@@ -119,6 +123,22 @@ def next_crf(probes: list[Probe], target: float, lo: int, hi: int, higher_is_bet
     return None if nxt in tried or not lo <= nxt <= hi else int(nxt)
 
 
+def rises(probes: list[Probe], higher_is_better: bool) -> list[str]:
+    """A warning when some probe scores more than :data:`RISE_WARNING` points better than a probe at a lower CRF:
+    the isotonic fit then flattens the ladder and the search drifts to high CRFs, as on grainy sources whose
+    grain an encoder smooths away (SVT-AV1 and x265 ladders of grainy film can rise so with the built-in model)."""
+    ordered = sorted(probes, key=lambda p: p.crf)
+    sign = 1.0 if higher_is_better else -1.0
+    worst = max(((sign * (b.score - a.score), a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:]),
+                default=None, key=lambda t: t[0])
+    if worst is None or worst[0] <= RISE_WARNING:
+        return []
+    _, a, b = worst
+    return [f"the score rose with the CRF (CRF {a.crf}: {a.score:.2f}, CRF {b.crf}: {b.score:.2f}): the encoder may be "
+            "smoothing away grain or noise that the score counts as damage, so this CRF may be too high; check it "
+            "by eye or with --vmaf"]
+
+
 def choose(probes: list[Probe], target: float, higher_is_better: bool, encoder: str, duration: float) -> SearchResult:
     """Interpolate the probes: the highest whole CRF whose monotone score meets the target."""
     probes = sorted(probes, key=lambda p: p.crf)
@@ -130,7 +150,8 @@ def choose(probes: list[Probe], target: float, higher_is_better: bool, encoder: 
     crf = int(grid[meets].max()) if meets.any() else int(grid[0])
     kbps = float(np.exp(np.interp(crf, crfs, np.log([p.kbps for p in probes]))))
     return SearchResult(encoder, target, crf, float(np.interp(crf, crfs, fitted)), kbps,
-                        int(round(kbps * 1000 / 8 * duration)), bool(meets.any()), probes)
+                        int(round(kbps * 1000 / 8 * duration)), bool(meets.any()), probes,
+                        warnings=rises(probes, higher_is_better))
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,34 @@ def test_noisy_probes_are_made_monotone():
     assert 20 < next_crf(probes, 50, 10, 51, True) < 25
 
 
+def test_a_ladder_that_rises_with_the_crf_is_warned_about():
+    """Issue 30: a grainy source through SVT-AV1 scored 27.6, 28.0, 29.5, 34.4, 36.2 from CRF 16 to 48 with the
+    built-in model; the isotonic fit flattens such a ladder and the search drifts to high CRFs, so the result says
+    so. A rise within the score's noise (1 point) is not warned about."""
+    rising = [Probe(c, s, 1, 1) for c, s in ((16, 27.6), (24, 28.0), (32, 29.5), (40, 34.4), (48, 36.2))]
+    result = choose(rising, 30, True, "libsvtav1", duration=10.0)
+    assert len(result.warnings) == 1 and "CRF 16: 27.60, CRF 48: 36.20" in result.warnings[0]
+    assert result.event()["warnings"] == result.warnings
+    assert choose([Probe(20, 60, 3, 3), Probe(30, 45, 1, 1), Probe(25, 44, 2, 2)], 50, True, "libx264", 10.0).warnings == []
+    lower = [Probe(20, 10.0, 3, 3), Probe(30, 7.5, 1, 1)]  # lower is better: CRF 30 better by 2.5
+    assert "CRF 20: 10.00, CRF 30: 7.50" in choose(lower, 9, False, "libx264", 10.0).warnings[0]
+
+
+def test_a_search_whose_scores_rise_with_the_crf_says_so(clip, tmp_path):
+    """The warning reaches the result event of a real search (a stub whose score rises as the encode shrinks)."""
+
+    class Smoothing(StubScorer):
+        def score(self, path, sampling=None, on_frames=None):
+            r = super().score(path, sampling, on_frames)
+            return type(r)(100 - r.score, {"p5": 100 - r.score})
+
+    events = []
+    result = crf_search(clip, Smoothing(), "libx264", 50.0, search=SearchSettings(samples=2, sample_duration=0.5),
+                        settings=EncodeSettings("ultrafast"), workdir=tmp_path, on_event=events.append)
+    assert result.warnings and events[-1]["warnings"] == result.warnings
+    assert "the score rose with the CRF" in result.warnings[0]
+
+
 def test_lower_is_better_and_unreachable_targets():
     probes = [line(c, slope=2.0, at0=0.0) for c in (20, 30)]  # DMOS-like: 2 crf
     assert choose(probes, 50, False, "x", 1.0).crf == 25
