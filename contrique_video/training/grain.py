@@ -107,8 +107,14 @@ def source_image(name: str, wallpapers: Path | None, frames: int = FRAMES) -> np
     need_w, need_h = WIDTH + PAN * (frames - 1), HEIGHT
     name, _, soft = name.partition("~")
     if soft:
+        try:
+            factor = float(soft)
+        except ValueError:
+            factor = 0.0
+        if not 1.0 < factor <= 16.0:
+            raise InputError(f"{name}~{soft}: a ~F suffix makes a source soft by a factor F between 1 and 16, e.g. {name}~2")
         im = Image.fromarray(source_image(name, wallpapers, frames))
-        small = im.resize((round(need_w / float(soft)), round(need_h / float(soft))), Image.Resampling.BICUBIC)
+        small = im.resize((round(need_w / factor), round(need_h / factor)), Image.Resampling.BICUBIC)
         return np.asarray(small.resize((need_w, need_h), Image.Resampling.BICUBIC))
     if name.startswith("gen:"):
         kind, _, seed = name[4:].partition("/")

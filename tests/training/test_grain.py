@@ -79,6 +79,9 @@ def test_soft_source_is_the_same_scene_with_less_fine_detail():
     assert soft_still.shape == sharp_still.shape
     assert np.abs(soft_still - sharp_still).mean() < 0.5 * np.abs(sharp_still - sharp_still.mean()).mean()
     assert np.abs(np.diff(soft_still, axis=1)).mean() < 0.8 * np.abs(np.diff(sharp_still, axis=1)).mean()
+    for bad in ("gen:text/1~x", "gen:text/1~0", "gen:text/1~1", "gen:text/1~100"):
+        with pytest.raises(InputError, match="a ~F suffix makes a source soft"):
+            grain.source_image(bad, None, frames=2)
 
 
 def test_pair_terms_with_negative_margins_bound_a_cost():
