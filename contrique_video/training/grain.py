@@ -315,7 +315,7 @@ def report(m: dict) -> str:
              f"  grainy CRF steps (c -> c+8): most rise {m['max_rise_grainy']:+.2f}, {m['grainy_steps_rising_1']} of "
              f"{m['grainy_steps']} rise > 1 point",
              f"  clean CRF steps falling: {100 * m['clean_ordered']:.1f}% (most rise {m['max_rise_clean']:+.2f})"
-             if m["clean_ordered"] == m["clean_ordered"] else "  clean CRF steps: none among these clips",
+             if not np.isnan(m["clean_ordered"]) else "  clean CRF steps: none among these clips",
              f"  encodes above their lossless source: most {m['max_above_source']:+.2f}, "
              f"{m['encodes_above_source_1']} by > 1 point",
              "  grain cost at x264 CRF 16 (clean - grainy; max / mean over sources): "
