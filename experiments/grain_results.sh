@@ -37,5 +37,18 @@ for h in clive-v3 clive-v4 clive-v5 clive; do
   $PY -m contrique_video -q degradation-check --wallpapers /tmp/wp/x --sharp --clips 0 --types $T --cache runs/dcheck.npz \
       --grain $G --grain-cache runs/grain_heldout.npz --head $h --threads 1 -o results/damage_check.csv
 done
+# 5. other encoders (tier 3) and soft copies of the held-out sources, at fp32, each in a cache of its own
+S=Storm~2,TwoWings~3,RainDrops~1.5,Bridge_by_Sander_Klootwijk~2,gen:product/100~2
+for h in clive-v3 clive-v4 clive-v5 clive; do
+  for part in "t3 $G 3" "soft $S 1,2"; do
+    set -- $part
+    rm -f runs/damage_$1_$h.csv
+    $PY -m contrique_video -q degradation-check --precision fp32 --wallpapers /tmp/wp/x --sharp --clips 0 --types $T \
+        --cache runs/dcheck.npz --grain $2 --grain-tiers $3 --grain-cache runs/grain_heldout_$1.npz --head $h --threads 1 \
+        -o runs/damage_$1_$h.csv
+    label=$([ "$1" = t3 ] && echo grain_clips_tier3 || echo grain_clips_soft)
+    grep ',grain_clips\.' runs/damage_$1_$h.csv | sed "s/,grain_clips\./,$label./" >> results/damage_check.csv
+  done
+done
 # the CSVs name the cache folder CACHE_DIR, not this machine's runs/
-sed -i 's#runs/#CACHE_DIR/#g' results/grain_protocol.csv results/grain_heldout.csv results/damage_check.csv
+sed -i 's#runs/#CACHE_DIR/#g; s#/tmp/wp/x#WALLPAPER_DIR#g' results/grain_protocol.csv results/grain_heldout.csv results/damage_check.csv
