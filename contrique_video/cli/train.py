@@ -129,6 +129,11 @@ def train(ctx, outdir, config, threads, resume):
     click.option("--grain-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                  help="Share of the ladders that are a grainy crop above its x264 encodes, or noise on a grey or "
                       "flat copy (issue 30)."),
+    click.option("--grain-encoders", default="x264", show_default=True,
+                 help="Encoders of the grainy ladders, comma-separated, one drawn per ladder: x264, x264grain "
+                      "(-tune grain), x265, svtav1."),
+    click.option("--grain-soft-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                 help="Share of the grainy crops made soft (reduced 1.5-3 times and enlarged back) first."),
     *schedule_options(crop=128, steps=3000, lr=1e-3, eval_every=500, workers=1),
     click.option("--margin", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
                  help="Ranking margin between a ladder's levels."),

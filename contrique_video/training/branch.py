@@ -79,6 +79,8 @@ class BranchConfig(DataConfig):
     sources: int = 8  # ladders per step, each the clean crop and 5 levels of one type
     authentic_share: float = 0.5  # share of the ladders cut from authentic images (with ``authentic``)
     grain_share: float = 0.0  # share of the ladders from grain_ladders (grainy encodes, noise on flat content)
+    grain_encoders: str = "x264"  # comma-separated keys of grain_ladders.ENCODERS, one drawn per grainy ladder
+    grain_soft_share: float = 0.0  # share of the grainy crops made soft before the grain goes on
     steps: int = 3000
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -117,6 +119,7 @@ class LadderBatches(torch.utils.data.Dataset):
         self.authentic = authentic
         self.types = list(distortions.TYPES)
         self.harmful = [t for t in self.types if t not in CAN_IMPROVE]
+        self.grain_encoders = tuple(cfg.grain_encoders.split(","))
         self._cache: dict[Path, np.ndarray] = {}
 
     def _image(self, path: Path) -> np.ndarray:
@@ -139,7 +142,7 @@ class LadderBatches(torch.utils.data.Dataset):
         for _ in range(cfg.sources):
             if cfg.grain_share and rng.random() < cfg.grain_share:  # no draw at 0: older runs' batches stay the same
                 region = _region(self._image(self.pristine[rng.integers(len(self.pristine))]), cfg.crop, rng)
-                ladder = grain_ladders.grain_ladder(region, rng)
+                ladder = grain_ladders.grain_ladder(region, rng, self.grain_encoders, cfg.grain_soft_share)
                 labels += [-1] * (LEVELS + 1)
                 for img in ladder:
                     fulls.append(to_array(img))
@@ -266,9 +269,12 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
     """Run (or resume) branch training; returns the learning curve."""
     if cfg.variant not in VARIANTS:
         raise InputError(f"unknown variant {cfg.variant!r}; choose {', '.join(VARIANTS)}")
-    for name in ("authentic_share", "grain_share"):
+    for name in ("authentic_share", "grain_share", "grain_soft_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise InputError(f"--{name.replace('_', '-')} must be in 0..1, not {getattr(cfg, name)}")
+    unknown = set(cfg.grain_encoders.split(",")) - set(grain_ladders.ENCODERS)
+    if unknown:
+        raise InputError(f"--grain-encoders: unknown {', '.join(sorted(unknown))}; choose from {', '.join(grain_ladders.ENCODERS)}")
     if cfg.grain_share and cfg.crop % 2:
         raise InputError(f"--grain-share needs an even --crop (x264 encodes 4:2:0), not {cfg.crop}")
     device = torch.device(cfg.device)

@@ -1,8 +1,11 @@
 """Ladders that teach a quality branch what issue 30 found its features getting wrong (``BranchConfig.grain_share``).
 
 * :func:`grainy_encode_ladder`: a crop with ffmpeg-style uniform grain (``noise=alls=N:allf=u``, sometimes luma
-  only), then x264 ``-preset medium`` encodes of that grainy crop at ``CRFS``. An encoder's smoothing of grain
-  read as an improvement; here the grainy source ranks above each encode and a lower CRF above a higher one.
+  only), then one encoder's encodes of that grainy crop at ``CRFS`` (x264 ``-preset medium`` by default; x265,
+  SVT-AV1 and x264 ``-tune grain`` as the degradation check's tier 3 runs them, one drawn per ladder). An
+  encoder's smoothing of grain read as an improvement; here the grainy source ranks above each encode and a lower
+  CRF above a higher one. With ``soft_share`` that share of the crops is made soft first (reduced 1.5-3 times
+  and enlarged back), as an upscaled source is, so grain on soft content is ranked too.
 * :func:`flat_noise_ladder`: a grey-level and/or smoothed (flat) copy of the crop, then one of the noise
   distortions at its 5 levels. Noise on flat or monochrome content read as detail; here it ranks below clean.
 
@@ -25,6 +28,15 @@ GRAIN = (6, 16)  # the grain strength N is drawn from this range, both ends incl
 LUMA_ONLY_SHARE = 0.3
 NOISE_TYPES = ("white_noise", "white_noise_color", "impulse_noise", "multiplicative_noise")
 LUMA = np.array([0.299, 0.587, 0.114])  # BT.601, as degradation.load_pristine's NAME#gray
+SOFT = (1.5, 3.0)  # a soft crop is reduced by a factor drawn from this range and enlarged back
+#: PyAV encoder, its options and the decoder of its packets; the settings of :data:`contrique_video.training.grain.ENCODERS`
+#: (ffmpeg CLI flags there), on one thread so an encode is a function of its input.
+ENCODERS = {
+    "x264": ("libx264", {"preset": "medium", "threads": "1"}, "h264"),
+    "x264grain": ("libx264", {"preset": "medium", "tune": "grain", "threads": "1"}, "h264"),
+    "x265": ("libx265", {"preset": "medium", "x265-params": "log-level=none:pools=1:frame-threads=1"}, "hevc"),
+    "svtav1": ("libsvtav1", {"preset": "8", "svtav1-params": "lp=1"}, "libdav1d"),
+}
 
 
 def _yuv420(rgb: np.ndarray):
@@ -45,26 +57,43 @@ def add_grain(rgb: np.ndarray, strength: int, luma_only: bool, rng: np.random.Ge
     return av.VideoFrame.from_ndarray(planes.clip(0, 255).astype(np.uint8), format="yuv420p")
 
 
-def x264(frame, crf: int) -> np.ndarray:
-    """One 4:2:0 frame through libx264 ``-preset medium`` at ``crf`` (one thread: deterministic), decoded to RGB."""
+def encode(frame, crf: int, encoder: str = "x264") -> np.ndarray:
+    """One 4:2:0 frame through ``encoder`` (a key of :data:`ENCODERS`) at ``crf``, decoded to RGB."""
+    import os
+
     import av
 
-    enc = av.CodecContext.create("libx264", "w")
+    codec, options, decoder = ENCODERS[encoder]
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr below level 1 (errors)
+    enc = av.CodecContext.create(codec, "w")
     enc.width, enc.height, enc.pix_fmt = frame.width, frame.height, "yuv420p"
     enc.time_base = Fraction(1, 25)
     enc.thread_count = 1
-    enc.options = {"crf": str(crf), "preset": "medium", "threads": "1"}
+    enc.options = {"crf": str(crf), **options}
     frame.pts = 0
-    out = roundtrip(enc, [frame], "h264", threads=1)
+    out = roundtrip(enc, [frame], decoder, threads=1)
     return np.ascontiguousarray(out[0].to_ndarray(format="rgb24"))
 
 
-def grainy_encode_ladder(crop: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-    """[the grainy crop, its x264 encodes at CRF 16 .. 48]; the crop's sides must be even."""
+def soften(crop: np.ndarray, factor: float) -> np.ndarray:
+    """The crop reduced ``factor`` times and enlarged back (bicubic), as grain.source_image's ``NAME~F``."""
+    h, w = crop.shape[:2]
+    small = Image.fromarray(crop).resize((max(2, round(w / factor)), max(2, round(h / factor))), Image.Resampling.BICUBIC)
+    return np.ascontiguousarray(np.asarray(small.resize((w, h), Image.Resampling.BICUBIC)))
+
+
+def grainy_encode_ladder(crop: np.ndarray, rng: np.random.Generator, encoders: tuple[str, ...] = ("x264",),
+                         soft_share: float = 0.0) -> list[np.ndarray]:
+    """[the grainy crop, its encodes at CRF 16 .. 48 by one of ``encoders``]; the crop's sides must be even.
+
+    The encoder and softness are drawn only when there is a choice, so x264-only ladders stay as they were."""
     strength = int(rng.integers(GRAIN[0], GRAIN[1] + 1))
     luma_only = bool(rng.random() < LUMA_ONLY_SHARE)
+    encoder = encoders[int(rng.integers(len(encoders)))] if len(encoders) > 1 else encoders[0]
+    if soft_share and rng.random() < soft_share:
+        crop = soften(crop, float(rng.uniform(*SOFT)))
     grainy = add_grain(crop, strength, luma_only, rng)
-    return [np.ascontiguousarray(grainy.to_ndarray(format="rgb24"))] + [x264(grainy, crf) for crf in CRFS]
+    return [np.ascontiguousarray(grainy.to_ndarray(format="rgb24"))] + [encode(grainy, crf, encoder) for crf in CRFS]
 
 
 def flat_copy(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -89,9 +118,12 @@ def flat_noise_ladder(crop: np.ndarray, rng: np.random.Generator) -> list[np.nda
                      for level in range(1, distortions.NUM_LEVELS + 1)]
 
 
-def grain_ladder(crop: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+def grain_ladder(crop: np.ndarray, rng: np.random.Generator, encoders: tuple[str, ...] = ("x264",),
+                 soft_share: float = 0.0) -> list[np.ndarray]:
     """One of the two ladders, chosen with equal odds."""
-    return grainy_encode_ladder(crop, rng) if rng.random() < 0.5 else flat_noise_ladder(crop, rng)
+    if rng.random() < 0.5:
+        return grainy_encode_ladder(crop, rng, encoders, soft_share)
+    return flat_noise_ladder(crop, rng)
 
 
-__all__ = ["CRFS", "add_grain", "flat_noise_ladder", "grain_ladder", "grainy_encode_ladder", "x264"]
+__all__ = ["CRFS", "ENCODERS", "add_grain", "encode", "flat_noise_ladder", "grain_ladder", "grainy_encode_ladder", "soften"]
