@@ -167,9 +167,11 @@ def cache_key(weights: str | os.PathLike | ResolvedModel, threads: int | None) -
 
 def head_in_use(model: ResolvedModel, head: str | None = None) -> str | None:
     """The name of the head scores are read with: ``head``, else the card's default head (a head file's own name
-    for one beside the card), as a precision entry records it; None for a checkpoint without a card."""
+    for one beside the card), as a precision entry records it; None for a checkpoint without a card. A card
+    without precision entries has nothing to compare it with, so its head file is not read: a new card's first
+    head can be fit from features before that file exists."""
     default = model.card.default_head if model.card else None
-    if head is not None or default is None:
+    if head is not None or default is None or not model.precisions:
         return head
     if default.lower().endswith(".json"):
         from contrique_video.models.head import resolve_head

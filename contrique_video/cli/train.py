@@ -52,6 +52,16 @@ THREADS = shared("threads")
 RESUME = shared("resume", "continue from OUTPUT/last.pt.")
 
 
+def grain_encoders(ctx, param, value: str) -> str:
+    """Refuse an unknown encoder as a usage error (exit 2), before any data is read."""
+    from contrique_video.training.grain_ladders import ENCODERS
+
+    unknown = sorted(set(value.split(",")) - set(ENCODERS))
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(ENCODERS)}")
+    return value
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -129,7 +139,7 @@ def train(ctx, outdir, config, threads, resume):
     click.option("--grain-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                  help="Share of the ladders that are a grainy crop above its x264 encodes, or noise on a grey or "
                       "flat copy (issue 30)."),
-    click.option("--grain-encoders", default="x264", show_default=True,
+    click.option("--grain-encoders", default="x264", show_default=True, callback=grain_encoders,
                  help="Encoders of the grainy ladders, comma-separated, one drawn per ladder: x264, x264grain "
                       "(-tune grain), x265, svtav1."),
     click.option("--grain-soft-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,

@@ -322,3 +322,25 @@ def test_a_measured_bf16_choice_is_not_used_for_another_head(bf16_machine, monke
     with caplog.at_level(logging.DEBUG, logger="contrique_video"):
         assert backends.auto_choice("cpu", bf16_machine, head="clive-v3") == ("openvino", "fp32")
     assert any("not measured with head clive-v3" in r.getMessage() for r in caplog.records)
+
+
+def test_a_card_without_precision_entries_extracts_features_before_its_head_file_exists(tmp_path, monkeypatch):
+    """Fitting a new card's first head: the card names ``mine.json`` beside it, which the fit writes, so auto
+    must not read it to choose a path (nothing measured to compare it with); scoring still needs it, in one line."""
+    import numpy as np
+
+    from contrique_video.training.ranking import model_features
+
+    monkeypatch.setenv("CONTRIQUE_VIDEO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CONTRIQUE_VIDEO_BACKEND")  # the suite pins torch; auto is what this is about
+    raw = builtin_card()
+    raw.pop("precisions", None)
+    raw["default_head"] = "mine.json"
+    (tmp_path / "card.json").write_text(json.dumps(raw))
+    ir = raw["weights"]["openvino_ir"]["file"]
+    for name in (raw["weights"]["file"], ir, ir.replace(".xml", ".bin")):
+        (tmp_path / name).symlink_to(builtin_weights().parent / name)
+    extract, scorer = model_features(tmp_path / "card.json")  # backend and precision auto
+    assert extract(np.zeros((64, 64, 3), np.uint8)).shape == (raw["feature_dim"],)
+    with pytest.raises(ModelError, match="head file not found: .*mine.json"):
+        scorer.check_head()

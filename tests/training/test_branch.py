@@ -230,6 +230,8 @@ def test_cli_train_branch_summary_and_bad_options(folders, tmp_path):
     assert (out / "model_step000001.pt").is_file()
     bad = CliRunner().invoke(main, [*args[:-2], "--authentic-share", "2"])
     assert bad.exit_code == 2 and "authentic-share" in bad.output
+    encoder = CliRunner().invoke(main, [*args[:-2], "--grain-encoders", "x264,vp9"])
+    assert encoder.exit_code == 2 and "unknown vp9; choose from x264, x264grain, x265, svtav1" in encoder.output
     missing = CliRunner().invoke(main, ["-q", "train-branch", "--out", str(tmp_path / "m"), "--pristine",
                                         str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "image folder not found" in missing.output
