@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--vmaf", type=Path, help="vmaf_check.py's features.npz of this model")
     args = ap.parse_args()
+    if args.vmaf and not args.head:
+        ap.error("--vmaf needs --head (the candidate's head file)")
     for precision in args.precisions.split(","):
         m = guard(args.weights, args.head, precision)
         print(f"guard {precision} max_rise_grainy {m['max_rise_grainy']:.3f} max_above_source {m['max_above_source']:.3f}")

@@ -54,11 +54,13 @@ RESUME = shared("resume", "continue from OUTPUT/last.pt.")
 
 def grain_encoders(ctx, param, value: str) -> str:
     """Refuse an unknown encoder as a usage error (exit 2), before any data is read."""
-    from contrique_video.training.grain_ladders import ENCODERS
+    from contrique_video.errors import InputError
+    from contrique_video.training.grain_ladders import parse_encoders
 
-    unknown = sorted(set(value.split(",")) - set(ENCODERS))
-    if unknown:
-        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(ENCODERS)}")
+    try:
+        parse_encoders(value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
     return value
 
 

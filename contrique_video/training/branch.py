@@ -119,7 +119,7 @@ class LadderBatches(torch.utils.data.Dataset):
         self.authentic = authentic
         self.types = list(distortions.TYPES)
         self.harmful = [t for t in self.types if t not in CAN_IMPROVE]
-        self.grain_encoders = tuple(cfg.grain_encoders.split(","))
+        self.grain_encoders = grain_ladders.parse_encoders(cfg.grain_encoders)
         self._cache: dict[Path, np.ndarray] = {}
 
     def _image(self, path: Path) -> np.ndarray:
@@ -272,9 +272,10 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
     for name in ("authentic_share", "grain_share", "grain_soft_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise InputError(f"--{name.replace('_', '-')} must be in 0..1, not {getattr(cfg, name)}")
-    unknown = set(cfg.grain_encoders.split(",")) - set(grain_ladders.ENCODERS)
-    if unknown:
-        raise InputError(f"--grain-encoders: unknown {', '.join(sorted(unknown))}; choose from {', '.join(grain_ladders.ENCODERS)}")
+    try:
+        grain_ladders.parse_encoders(cfg.grain_encoders)
+    except InputError as exc:
+        raise InputError(f"--grain-encoders: {exc}") from None
     if cfg.grain_share and cfg.crop % 2:
         raise InputError(f"--grain-share needs an even --crop (x264 encodes 4:2:0), not {cfg.crop}")
     device = torch.device(cfg.device)

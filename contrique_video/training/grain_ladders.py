@@ -20,6 +20,7 @@ from fractions import Fraction
 import numpy as np
 from PIL import Image, ImageFilter
 
+from contrique_video.errors import InputError
 from contrique_video.training import distortions
 from contrique_video.training.distortions.compression import roundtrip
 
@@ -37,6 +38,15 @@ ENCODERS = {
     "x265": ("libx265", {"preset": "medium", "x265-params": "log-level=none:pools=1:frame-threads=1"}, "hevc"),
     "svtav1": ("libsvtav1", {"preset": "8", "svtav1-params": "lp=1"}, "libdav1d"),
 }
+
+
+def parse_encoders(value: str) -> tuple[str, ...]:
+    """``x264,x265`` as a tuple of :data:`ENCODERS` keys; an unknown name is one InputError line."""
+    names = tuple(value.split(","))
+    unknown = sorted(set(names) - set(ENCODERS))
+    if unknown:
+        raise InputError(f"unknown {', '.join(unknown)}; choose from {', '.join(ENCODERS)}")
+    return names
 
 
 def _yuv420(rgb: np.ndarray):
@@ -126,4 +136,5 @@ def grain_ladder(crop: np.ndarray, rng: np.random.Generator, encoders: tuple[str
     return flat_noise_ladder(crop, rng)
 
 
-__all__ = ["CRFS", "ENCODERS", "add_grain", "encode", "flat_noise_ladder", "grain_ladder", "grainy_encode_ladder", "soften"]
+__all__ = ["CRFS", "ENCODERS", "add_grain", "encode", "flat_noise_ladder", "grain_ladder", "grainy_encode_ladder", "parse_encoders",
+           "soften"]
