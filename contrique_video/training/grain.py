@@ -231,7 +231,7 @@ def pairs(keys: list[str], grain_margin: float = 1.0) -> list[tuple[str, str, st
         by_rung.setdefault((c.source, c.encoder, c.crf), []).append((kind, _strength(c.grain), c.key))
     for items in by_rung.values():
         clean = [k for kind, n, k in items if n == 0]
-        for kind in {kind for kind, _, _ in items if kind}:
+        for kind in sorted({kind for kind, _, _ in items if kind}):  # sorted: the fit must not follow the hash seed
             chain = sorted([(n, k) for kd, n, k in items if kd == kind] + [(0, k) for k in clean])
             for (n0, k0), (n1, k1) in zip(chain, chain[1:]):
                 out.append((k0, k1, "grain", grain_margin))

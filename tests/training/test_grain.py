@@ -23,6 +23,20 @@ def test_clip_keys_round_trip_and_plans_cover_the_grain_curve():
     assert {x.encoder for x in grain.plan("s", 3)} >= {"x265", "svtav1", "x264grain"}
 
 
+def test_pair_order_does_not_follow_the_hash_seed():
+    """The ranked fit stops at max_iter, so the order of its pairs reaches the head: the same clips must give the
+    same pairs in the same order in every process (string hashing is salted per process)."""
+    import os
+    import subprocess
+    import sys
+
+    keys = keys_of(grains=("clean", "t:8", "t:12", "s:12", "l:12"), crfs=(16,))
+    code = f"from contrique_video.training import grain; print(grain.pairs({keys!r}))"
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(8)}
+    assert len(outs) == 1
+
+
 def test_pairs_put_sources_above_encodes_lower_crf_above_higher_and_weaker_grain_above_stronger():
     keys = keys_of()
     p = {(b, w): kind for b, w, kind, _ in grain.pairs(keys)}
