@@ -113,9 +113,9 @@ def source_image(name: str, wallpapers: Path | None, frames: int = FRAMES) -> np
             factor = 0.0
         if not 1.0 < factor <= 16.0:
             raise InputError(f"{name}~{soft}: a ~F suffix makes a source soft by a factor F between 1 and 16, e.g. {name}~2")
-        im = Image.fromarray(source_image(name, wallpapers, frames))
-        small = im.resize((round(need_w / factor), round(need_h / factor)), Image.Resampling.BICUBIC)
-        return np.asarray(small.resize((need_w, need_h), Image.Resampling.BICUBIC))
+        from contrique_video.training.grain_ladders import soften
+
+        return soften(source_image(name, wallpapers, frames), factor)
     if name.startswith("gen:"):
         kind, _, seed = name[4:].partition("/")
         return generated(kind, int(seed or 0), need_w, need_h)
