@@ -17,6 +17,8 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD OMP_NUM_THREADS=1 SVT_LOG=1
 PY=.venv/bin/python
 RUN=${1:?usage: branch_candidate.sh RUN STEP OUT}; STEP=${2:?usage: branch_candidate.sh RUN STEP OUT}; C=${3:?usage: branch_candidate.sh RUN STEP OUT}
+MODEL=$RUN/model_step$(printf %06d "$STEP").pt
+[ -f "$MODEL" ] || { echo "branch_candidate.sh: no checkpoint $MODEL (train-branch writes one per evaluation)" >&2; exit 1; }
 W=/tmp/wp/x; B=$C/build; CARD=$B/builtin.json
 T=white_noise,white_noise_color,impulse_noise,multiplicative_noise,ffmpeg_noise,gaussian_blur,lens_blur,motion_blur,jpeg,jpeg2000,rescale,pixelate,crf_libx264,h264,denoise
 G=Bridge_by_Sander_Klootwijk,gen:product/100,Storm,gen:text/100,TwoWings,RainDrops,gen:lineart/100
