@@ -6,11 +6,12 @@
 #   experiments/branch_candidate.sh RUN STEP OUT       e.g. experiments/branch_candidate.sh runs/branch-enc 2000 runs/enc
 #
 # OUT/build/builtin.json is the candidate's card (id builtin-v4; its default head OUT/build/clive.json is the
-# RidgeCV head, written from the CLIVE features first). Heads: OUT/clive-t3.json, clive-v5's recipe with tier-2,
-# soft and tier-3 (x265, SVT-AV1, x264 -tune grain) fit clips; OUT/clive-t12.json, the same without tier 3.
-# Checks per head (OUT/check_NAME_{t12,t3,soft}.csv and OUT/summary_NAME.txt): held-out grain tiers 1-2, tier 3
-# and soft sources, still damage, CLIVE protocol (OUT/protocol_NAME.csv), the CI guard at fp32 and bf16, libvmaf
-# agreement on the 30-rendition 360p set, the sample. Caches are resumable; on 2 cores (two lanes) about 50
+# RidgeCV head, written from the CLIVE features first). Heads: OUT/clive-t3.json, clive-v6's recipe (builtin-v4's
+# default head: still, noise and grain-clip ranking terms, the clips of tiers 1-2, of 24 soft copies and of tier 3:
+# x265, SVT-AV1, x264 -tune grain); OUT/clive-t12.json, the same without tier 3.
+# Checks per head (OUT/check_NAME_{t12,t3,soft,soft2}.csv and OUT/summary_NAME.txt): held-out grain tiers 1-2,
+# tier 3 and two sets of soft sources, still damage, CLIVE protocol (OUT/protocol_NAME.csv), the CI guard at fp32 and bf16, libvmaf
+# agreement on the 30-rendition 360p set, the sample. Caches are resumable; on 2 cores (two lanes) about 60
 # minutes. Needs /tmp/wp/x (scripts/prepare_pristine.py) and ../shared/data/clive-train.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ W=/tmp/wp/x; B=$C/build; CARD=$B/builtin.json
 T=white_noise,white_noise_color,impulse_noise,multiplicative_noise,ffmpeg_noise,gaussian_blur,lens_blur,motion_blur,jpeg,jpeg2000,rescale,pixelate,crf_libx264,h264,denoise
 G=Bridge_by_Sander_Klootwijk,gen:product/100,Storm,gen:text/100,TwoWings,RainDrops,gen:lineart/100
 S=Storm~2,TwoWings~3,RainDrops~1.5,Bridge_by_Sander_Klootwijk~2,gen:product/100~2
+S2=package:sklearn/datasets/images/china.jpg~2,package:sklearn/datasets/images/flower.jpg~2,ColdRipple~2,Blinds~2.5
 GL="$PY experiments/grain_ladders.py --weights $CARD --wallpapers $W"
 s() { echo "=== $(date +%T) $*" >&2; }
 mkdir -p "$B"
@@ -73,8 +75,11 @@ lane_b() {
   $G2 --cache $C/f_grain_fit4.npz --frames 2 --sources sunset_by_Aitzol_Berasategi,gen:product/4,Picture_0B_by_freespace,gen:text/3,skimage:chelsea,life_by_Aitzol_Berasategi,summer_1am,gen:lineart/3
   $G2 --cache $C/f_grain_softa.npz --frames 2 --sources Garden~2,Wood~1.5,LadyBird~3,gen:product/1~2
   $G2 --cache $C/f_grain_softb.npz --frames 2 --sources Aqua~2,Dune~3,EveningGlow~1.5,gen:text/2~2
+  $G2 --cache $C/f_grain_softc.npz --frames 2 --sources Dragonfly_by_Bolly~2,Kleiber_by_Lukas_Baubkus~2.5,FallenLeaf~2,Path~1.5,YellowFlower~2,BytheWater~3,gen:lineart/0~2,skimage:chelsea~2
+  $G2 --cache $C/f_grain_softd.npz --frames 2 --sources sunset_by_Aitzol_Berasategi~2,DarkestHour~2.5,OneStandsOut~2,Picture_0B_by_freespace~1.5,life_by_Aitzol_Berasategi~2,summer_1am~3,friends_by_Aitzol_Berasategi~2,gen:product/3~2
   $GL --tiers 3 --cache $C/f_grain_t3b.npz --frames 2 --sources Aqua,gen:product/3,Dune,gen:text/2,EveningGlow,YellowFlower,gen:lineart/2,BytheWater,DarkestHour,OneStandsOut,sunset_by_Aitzol_Berasategi,gen:product/4,Picture_0B_by_freespace,gen:text/3,skimage:chelsea,life_by_Aitzol_Berasategi,summer_1am,gen:lineart/3
   s heldout soft; $GL --tiers 1,2 --cache $C/grain_heldout_soft.npz --sources $S
+  $GL --tiers 1,2 --cache $C/grain_heldout_soft2.npz --sources $S2
   until [ -f $B/clive.json ]; do sleep 10; done  # lane a's RidgeCV head: vmaf_check and the check score with it
   s vmaf; $PY experiments/vmaf_check.py --size 640x360 --heights 360,240 --crf 24,32,40 --seconds 2 --frames 4 --weights $CARD --out $C/vmaf
   s stills check; $PY -m contrique_video -q degradation-check --weights $CARD --precision fp32 --wallpapers $W --sharp --clips 0 --types $T \
@@ -83,7 +88,7 @@ lane_b() {
 rm -f $B/clive.json  # written afresh from this build's features
 lane_a & A=$!; lane_b & Bp=$!; wait $A; wait $Bp
 
-CL=""; for c in f_grain_fit f_grain_fit2a f_grain_fit2b f_grain_fit3 f_grain_fit4 f_grain_softa f_grain_softb; do CL="$CL --clips $C/$c.npz"; done
+CL=""; for c in f_grain_fit f_grain_fit2a f_grain_fit2b f_grain_fit3 f_grain_fit4 f_grain_softa f_grain_softb f_grain_softc f_grain_softd; do CL="$CL --clips $C/$c.npz"; done
 CL3="$CL"; for c in f_grain_t3_8f f_grain_t3a f_grain_t3b; do CL3="$CL3 --clips $C/$c.npz"; done
 R="--noise-stills $C/noise_fit.npz --lam-noise 1 --margin-noise 5 --lam-grain 1 --margin-grain 1 --cap12 8 --lam-cap 3 --lam-source 3 --lam-crf 3 --margin-stills 10 --features builtin-v4"
 for name in t3 t12; do
@@ -97,6 +102,7 @@ for name in t3 t12; do
     $DC --grain $G --grain-tiers 1,2 --grain-cache $C/grain_heldout.npz -o ${O}_t12.csv
     $DC --grain $G --grain-tiers 3 --grain-cache $C/grain_heldout_t3.npz -o ${O}_t3.csv
     $DC --grain $S --grain-tiers 1,2 --grain-cache $C/grain_heldout_soft.npz -o ${O}_soft.csv
+    $DC --grain $S2 --grain-tiers 1,2 --grain-cache $C/grain_heldout_soft2.npz -o ${O}_soft2.csv
     $PY experiments/candidate_checks.py --weights $CARD --head $H --vmaf $C/vmaf/features.npz
     $PY -m contrique_video -q score samples/sample.mp4 --weights $CARD --precision fp32 --head $H --format csv
   } > $C/summary_$name.txt

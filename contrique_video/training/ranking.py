@@ -249,11 +249,22 @@ class RankedFit:
         return np.asarray(X, np.float64) @ self.weights + self.intercept
 
 
+#: A feature whose spread over the fit set is under this share of the median feature's is not z-scored.
+DEAD_SPREAD = 1e-2
+
+
 def _standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale that z-score a model's features, except near-constant ones, which keep scale 1.
+
+    The features are one network's pooled activations, so their spreads are comparable. A near-dead channel
+    (spread under :data:`DEAD_SPREAD` of the median feature's) varies by rounding noise: z-scored, it got a raw
+    weight of -61809 in one head, and a 1e-4 activation on one image (a bf16 rounding, or an unseen frame that
+    wakes the channel) moved that image's score 15 points. At scale 1 the penalty holds its weight near zero.
+    """
     mu = X.mean(axis=0)
     sd = X.std(axis=0)
-    sd = np.where(sd > 1e-8 * max(1.0, float(np.abs(mu).max(initial=0.0))), sd, 1.0)
-    return mu, sd
+    floor = max(DEAD_SPREAD * float(np.median(sd)) if sd.size else 0.0, 1e-8 * max(1.0, float(np.abs(mu).max(initial=0.0))))
+    return mu, np.where(sd > floor, sd, 1.0)
 
 
 def fit_ridge_std(X: np.ndarray, y: np.ndarray, alphas: np.ndarray = RIDGE_ALPHAS) -> RankedFit:

@@ -277,8 +277,8 @@ OFFERED_CPU = [("openvino", "fp32"), ("onnxruntime", "fp32"), ("torch", "fp32"),
 
 
 def test_auto_takes_bf16_only_with_the_head_it_was_measured_with(monkeypatch, tmp_path, caplog):
-    """The built-in card's bf16 entry was measured with clive-v5; clive-v3's bf16 change was 1.125 points, so a
-    user's --head clive-v3 runs fp32, and -v says why."""
+    """The built-in card's bf16 entry was measured with its default head, clive-v6; nothing was measured for the
+    RidgeCV head, so a user's --head clive runs fp32, and -v says why."""
     from contrique_video import backends
     from contrique_video.api import Scorer, builtin_model
     from contrique_video.backends import BackendChoice, resolve_choice
@@ -286,28 +286,28 @@ def test_auto_takes_bf16_only_with_the_head_it_was_measured_with(monkeypatch, tm
     monkeypatch.setenv("CONTRIQUE_VIDEO_CACHE", str(tmp_path))  # no measured choice from `bench --autotune`
     monkeypatch.setattr(autotune, "read_cpuinfo", lambda: ("Test CPU", AVX512_BF16))
     monkeypatch.setattr(cpu_mod, "cpu_flags", lambda: AVX512_BF16)
-    assert builtin_card()["precisions"]["openvino bf16"]["head"] == "clive-v5"
+    assert builtin_card()["precisions"]["openvino bf16"]["head"] == "clive-v6"
     order = backends.PREFERENCE["cpu"]
-    assert autotune.prefer(builtin_weights(), OFFERED_CPU, order).precision == "bf16"  # the default head, clive-v5
-    assert autotune.prefer(builtin_weights(), OFFERED_CPU, order, head="clive-v5").precision == "bf16"
-    choice = autotune.prefer(builtin_weights(), OFFERED_CPU, order, head="clive-v3")
+    assert autotune.prefer(builtin_weights(), OFFERED_CPU, order).precision == "bf16"  # the default head, clive-v6
+    assert autotune.prefer(builtin_weights(), OFFERED_CPU, order, head="clive-v6").precision == "bf16"
+    choice = autotune.prefer(builtin_weights(), OFFERED_CPU, order, head="clive")
     assert (choice.backend, choice.precision) == ("openvino", "fp32")
-    assert "openvino bf16: measured with head clive-v5, not clive-v3" in choice.reason
+    assert "openvino bf16: measured with head clive-v6, not clive" in choice.reason
     model = builtin_model()
     with caplog.at_level(logging.DEBUG, logger="contrique_video"):
-        assert resolve_choice(model, BackendChoice("auto", head="clive-v3")).precision == "fp32"
-    assert any("measured with head clive-v5, not clive-v3" in r.getMessage() for r in caplog.records
+        assert resolve_choice(model, BackendChoice("auto", head="clive")).precision == "fp32"
+    assert any("measured with head clive-v6, not clive" in r.getMessage() for r in caplog.records
                if r.levelno == logging.DEBUG)
     assert resolve_choice(model, BackendChoice("auto")).precision == "bf16"
     # The Scorer hands the head it scores with to auto: a named one, else the model's default.
     seen = []
     monkeypatch.setattr("contrique_video.api.open_choice",
                         lambda m, c: seen.append(resolve_choice(m, c)) or open_backend(m, "torch", "fp32"))
-    Scorer(backend="auto", head="clive-v3")
+    Scorer(backend="auto", head="clive")
     Scorer(backend="auto")
-    assert [(c.head, c.precision) for c in seen] == [("clive-v3", "fp32"), (None, "bf16")]
+    assert [(c.head, c.precision) for c in seen] == [("clive", "fp32"), (None, "bf16")]
     # An entry that names no head says nothing of the head in use.
-    assert autotune.candidates(AVX512_BF16, {"openvino bf16": IN}, OFFERED_CPU, "clive-v5")[0] == OFFERED_CPU[:3]
+    assert autotune.candidates(AVX512_BF16, {"openvino bf16": IN}, OFFERED_CPU, "clive-v6")[0] == OFFERED_CPU[:3]
 
 
 def test_a_measured_bf16_choice_is_not_used_for_another_head(bf16_machine, monkeypatch, caplog):
@@ -320,8 +320,8 @@ def test_a_measured_bf16_choice_is_not_used_for_another_head(bf16_machine, monke
     monkeypatch.setattr(autotune, "cached_choice", lambda *a, **k: choice)
     assert backends.auto_choice("cpu", bf16_machine) == ("torch", "bf16")
     with caplog.at_level(logging.DEBUG, logger="contrique_video"):
-        assert backends.auto_choice("cpu", bf16_machine, head="clive-v3") == ("openvino", "fp32")
-    assert any("not measured with head clive-v3" in r.getMessage() for r in caplog.records)
+        assert backends.auto_choice("cpu", bf16_machine, head="clive") == ("openvino", "fp32")
+    assert any("not measured with head clive" in r.getMessage() for r in caplog.records)
 
 
 def test_a_card_without_precision_entries_extracts_features_before_its_head_file_exists(tmp_path, monkeypatch):

@@ -72,8 +72,8 @@ def test_a_card_is_parsed_once_while_unchanged(tmp_path):
     card.write_text(builtin_weights().read_text().replace('"builtin.json"', '"x"'))
     first = card_mod.read_card(card)
     assert card_mod.read_card(card) is first
-    card.write_text(card.read_text().replace('"id": "builtin-v3"', '"id": "builtin-v3-copy"'))
-    assert card_mod.read_card(card).id == "builtin-v3-copy"
+    card.write_text(card.read_text().replace('"id": "builtin-v4"', '"id": "builtin-v4-copy"'))
+    assert card_mod.read_card(card).id == "builtin-v4-copy"
 
 
 def test_threads_do_not_import_torch(monkeypatch):
@@ -131,4 +131,4 @@ def test_bench_autotune_measures_and_keeps_the_choice(fresh_cache, monkeypatch):
     result = CliRunner().invoke(main, ["bench", "--autotune"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("backend auto: torch fp32 (fastest on a 1280x720 frame")
-    assert backends.auto_choice("cpu", models.model_path("builtin-v3")) == ("torch", "fp32")  # kept for auto
+    assert backends.auto_choice("cpu", models.model_path("builtin-v4")) == ("torch", "fp32")  # kept for auto

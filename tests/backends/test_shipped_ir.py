@@ -42,7 +42,7 @@ def test_shipped_ir_gives_the_features_of_a_fresh_export(fresh_cache, tmp_path, 
     frame = np.random.default_rng(0).integers(0, 255, (72, 96, 3), dtype=np.uint8)
     with caplog.at_level(logging.INFO, logger="contrique_video"):
         cached = open_backend(model, "openvino", precision, threads=1)([frame])  # converted from the shipped IR
-    assert any(r.getMessage().startswith("prepared builtin-v3 for OpenVINO") for r in caplog.records)
+    assert any(r.getMessage().startswith("prepared builtin-v4 for OpenVINO") for r in caplog.records)
     assert ir_path(model).is_file()
     as_shipped = OpenVinoBackend(shipped, 1, model.preprocess, precision)([frame])  # compiled as it is
     exported = OpenVinoBackend(save_ir(model, tmp_path / "export.xml", from_export=True), 1, model.preprocess,
@@ -59,7 +59,7 @@ def _copy_card(tmp_path: Path) -> Path:
     assets = builtin_weights().parent
     card["weights"]["file"] = str(assets / card["weights"]["file"])
     for suffix in (".xml", ".bin"):
-        shutil.copy(assets / f"builtin-v3{suffix}", tmp_path / f"builtin-v3{suffix}")
+        shutil.copy(assets / f"builtin-v4{suffix}", tmp_path / f"builtin-v4{suffix}")
     path = tmp_path / "card.json"
     path.write_text(json.dumps(card))
     return path
@@ -67,14 +67,14 @@ def _copy_card(tmp_path: Path) -> Path:
 
 def test_a_tampered_ir_is_refused_in_one_line(fresh_cache, tmp_path):
     card = _copy_card(tmp_path)
-    assert checked_ir(read_card(card)) == tmp_path / "builtin-v3.xml"  # the untouched copy is accepted
-    data = bytearray((tmp_path / "builtin-v3.bin").read_bytes())
+    assert checked_ir(read_card(card)) == tmp_path / "builtin-v4.xml"  # the untouched copy is accepted
+    data = bytearray((tmp_path / "builtin-v4.bin").read_bytes())
     data[len(data) // 2] ^= 1
-    (tmp_path / "builtin-v3.bin").write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"builtin-v3\.bin has SHA-256 .* not the card's") as err:
+    (tmp_path / "builtin-v4.bin").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"builtin-v4\.bin has SHA-256 .* not the card's") as err:
         open_backend(card, "openvino", "fp32")
     assert "\n" not in str(err.value) and not list((fresh_cache / "openvino").glob("*.xml"))
-    (tmp_path / "builtin-v3.xml").unlink()
+    (tmp_path / "builtin-v4.xml").unlink()
     with pytest.raises(ModelError, match="OpenVINO file not found"):
         checked_ir(read_card(card))
 

@@ -192,7 +192,7 @@ def test_backend_auto_says_its_choice_with_v_only(monkeypatch, tmp_path, caplog)
         open_backend(builtin_weights(), "auto", "fp32")
     first = [r.getMessage() for r in caplog.records]
     assert not [m for m in first if m.startswith("backend auto")], first
-    assert len([m for m in first if m.startswith("prepared builtin-v3 for ")]) == 1, first
+    assert len([m for m in first if m.startswith("prepared builtin-v4 for ")]) == 1, first
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="contrique_video"):
         open_backend(builtin_weights(), "auto", "fp32")

@@ -45,7 +45,7 @@ def test_precision_check_writes_entries_auto_reads(mos_set, tmp_path):
     assert res.exit_code == 0, res.output
     entries = json.loads(res.stdout)
     entry = entries["torch bf16"]
-    assert entry["head"] == "clive-v5"  # the card's default head, named in the entry
+    assert entry["head"] == "clive-v6"  # the card's default head, named in the entry
     assert entry["images"].startswith(f"{mos_set.name}, every 2. row of mos.csv (6 of 12 images)")
     assert abs(entry["srcc_change"]) <= 2 and 0 < entry["max_abs_score_change"] < 5
     assert entry["measured"].endswith("--write-card") and "precision-check" in entry["measured"]
@@ -76,7 +76,7 @@ def test_model_table_rows_follow_the_protocol_and_reuse_the_cache(mos_set, tmp_p
     res = invoke(*args)
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [r["name"] for r in rows] == ["builtin-v3", "its frozen trunk alone, stages-meanstd, two scales",
+    assert [r["name"] for r in rows] == ["builtin-v4", "its frozen trunk alone, stages-meanstd, two scales",
                                          "its trunk's last map only (mean), two scales", "log Laplacian variance"]
     dims = [r["dim"] for r in rows]
     assert dims[0] == 9056 and dims[1] < dims[0] and dims[2:] == [2 * 1280, 1]

@@ -29,7 +29,7 @@ def test_builtin_files_match_the_card():
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == card["weights"]["sha256"]
     assert (card["arch"], card["variant"], card["layout"], card["nss"]) == ("efficientnet-lite", "lite2", "stages-meanstd-quality", False)
     head = resolve_head(card["default_head"])
-    assert card["id"] == "builtin-v3" and head.layout == get_card(card["id"]).feature_layout
+    assert card["id"] == "builtin-v4" and head.layout == get_card(card["id"]).feature_layout
     assert head.dim == card["feature_dim"] == 9056
     assert head.higher_is_better and head.range == (0.0, 100.0)
     assert not list(path.parent.glob("*.pt"))[1:], "only the built-in model's weights ship"

@@ -19,7 +19,7 @@ from contrique_video.models.head import HEADS_DIR, LinearHead, resolve_head
 
 LITE2 = "efficientnet-lite2/stages-meanstd"
 LITE2_QUALITY = "efficientnet-lite2/stages-meanstd-quality"
-BUILTIN_ID = "builtin-v3"
+BUILTIN_ID = "builtin-v4"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_load_model_by_name_and_by_card_path(r18_card):
     by_path = models.load_model(models.model_path(BUILTIN_ID))
     assert type(by_name) is type(by_path) and by_name.feature_dim == by_path.feature_dim == 4528
     card = models.get_card(BUILTIN_ID)
-    assert card.feature_layout == LITE2_QUALITY and card.preprocess.scales == 2 and card.default_head == "clive-v5"
+    assert card.feature_layout == LITE2_QUALITY and card.preprocess.scales == 2 and card.default_head == "clive-v6"
     assert models.load_model(r18_card).encoder_name == "resnet18"
     assert models.get_card(r18_card).feature_layout == "resnet18/contrique"
     with pytest.raises(ModelError, match="neither a built-in model .*" + BUILTIN_ID):

@@ -51,7 +51,7 @@ def test_one_score_run_reads_the_card_hashes_the_weights_and_checks_the_head_onc
 def test_a_resolved_model_is_passed_down_as_it_is(counts):
     from contrique_video.models import ResolvedModel, resolve_model
 
-    model = resolve_model("builtin-v3")
+    model = resolve_model("builtin-v4")
     assert isinstance(model, ResolvedModel) and resolve_model(model) is model
     assert model.digest == model.digest and model.preprocess == model.card.preprocess
     assert dict(counts) == {"read_card": 1, "sha256_file": 1}

@@ -113,10 +113,10 @@ def test_pair_terms_with_negative_margins_bound_a_cost():
 def test_shipped_head_never_rewards_grain_removal_and_grain_raises_nothing(tmp_path):
     """CI guard (the degradation check's --grain rows hold the full check): the built-in model with its default head
     on a 2-frame 960x540 pan of a held-out photo (grain is measured at the size the targets name). More grain
-    never scores higher, and an encoder's smoothing of a grainy source gains at most 2.5 points: from one
-    CRF to the next (x264 CRF 16-48) and over the lossless source. clive-v3 gains 68 points here (CRF 24
-    over CRF 16), clive-v4 3.9; clive-v5 gains 1.33 on this soft (upscaled) photo, above the 1-point target
-    that it meets on the held-out clips, so the guard's bound is 2.5."""
+    never scores higher, and an encoder's smoothing of a grainy source gains at most 1 point (the issue-30
+    target): from one CRF to the next (x264 CRF 16-48) and over the lossless source. On builtin-v3 clive-v3
+    gained 68 points here (CRF 24 over CRF 16), clive-v4 3.9, clive-v5 1.33; builtin-v4's clive-v6 at most 0.63
+    (OpenVINO fp32; 0.69 at bf16)."""
     from PIL import Image
 
     from contrique_video.training import degradation as deg
@@ -136,8 +136,8 @@ def test_shipped_head_never_rewards_grain_removal_and_grain_raises_nothing(tmp_p
     head = scorer.check_head()
     s = {c.key: float(head.predict(cache.rows[c.key][None])[0]) for c in clips}
     m = grain.metrics(s)
-    assert m["max_rise_grainy"] <= 2.5, s
-    assert m["max_above_source"] <= 2.5, s
+    assert m["max_rise_grainy"] <= 1.0, s
+    assert m["max_above_source"] <= 1.0, s
     lossless = [s[f"china|{g}|lossless|0"] for g in ("clean", "t:8", "t:12")]
     assert np.all(np.diff(lossless) <= 0.0), s
     assert s["china|t:12|x264|16"] <= s["china|clean|x264|16"], s

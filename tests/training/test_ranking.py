@@ -187,3 +187,19 @@ def test_feature_id_keeps_reduced_precision_rows_apart(tmp_path):
     cache.get("a", lambda: 0, lambda _: np.ones(3))
     with pytest.raises(InputError, match="holds builtin-v3 features"):
         FeatureCache(path, feature_id(bf16))
+
+
+def test_a_near_dead_feature_gets_no_weight_that_a_rounding_can_swing():
+    """A channel that is zero on every fit image but one (3e-5 there; the other features spread ~0.5) used to be
+    z-scored like the rest: builtin-v4's heads gave such a feature a raw weight of -61809, and bf16 rounding it to
+    1.4e-4 moved a CLIVE image's score 15 points. Its weight must now move a score by less than 0.1 point even at
+    1e-3, in the RidgeCV fit and in the ranked fit, while the live features keep their fit."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(0.5, 0.5, size=(200, 40))
+    y = X[:, :5].sum(axis=1) * 10 + rng.normal(size=200)
+    dead = np.zeros(200)
+    dead[np.argmax(y)] = 3e-5  # awake on the best image only: z-scored, it would look predictive
+    X = np.column_stack([X, dead])
+    for fit in (fit_ridge_std(X, y), fit_ranked(X, y, None, lam_rank=0.0)):
+        assert abs(fit.weights[-1]) * 1e-3 < 0.1, fit.weights[-1]
+        assert stats.pearsonr(fit.predict(X), y)[0] > 0.95
