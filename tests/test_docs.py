@@ -71,7 +71,7 @@ def test_docs_are_found():
     ("VMAF beside the score (`--reference`)", "vmaf-beside-the-score---reference"),
     ("Logs like libvmaf's", "logs-like-libvmafs"),
     ("Heads on your own scores: `fit`, `evaluate`", "heads-on-your-own-scores-fit-evaluate"),
-    ("Model card: builtin-v3 (the built-in model)", "model-card-builtin-v3-the-built-in-model"),
+    ("Model card: builtin-v4 (the built-in model)", "model-card-builtin-v4-the-built-in-model"),
     ("`score_many` and Dask", "score_many-and-dask"),
 ])
 def test_slugs_follow_github(heading, expected):
