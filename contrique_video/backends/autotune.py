@@ -6,9 +6,9 @@ runtimes; measured only when asked (``contrique-video bench --autotune``).
    /proc/cpuinfo) *and* the model's card holds a measured accuracy entry for that backend and precision (keyed
    ``"openvino bf16"``: the same precision moves scores differently on another runtime) inside the bounds
    (:data:`SRCC_BOUND`, :data:`SCORE_BOUND`; entries are written by ``contrique-video precision-check``),
-   measured with the head in use (the entry's ``head``: on builtin-v3, bf16 moved one head's scores 1.125 points on
-   average and another's 0.48, so ``--head clive`` runs fp32 unless measured). A checkpoint without a card has no such entries, so it
-   stays at fp32. ``torch.compile`` is not a candidate:
+   measured with the head in use (the entry's ``head``: on builtin-v3, bf16 moved one head's scores 1.125 points
+   on average and another's 0.48, so ``--head clive`` runs fp32 unless measured). A checkpoint without a card
+   has no such entries, so it stays at fp32. ``torch.compile`` is not a candidate:
    it costs 15-40 s per new frame size on two cores; ask for it with ``--backend torch-compile``.
 2. **Choice without measuring** (:func:`prefer`, the default): the first candidate in a fixed preference order
    (``backends.PREFERENCE``), an in-bounds reduced precision before fp32. Timing every candidate on a 720p

@@ -249,21 +249,17 @@ class RankedFit:
         return np.asarray(X, np.float64) @ self.weights + self.intercept
 
 
-#: A feature whose spread over the fit set is under this share of the median feature's is not z-scored.
-DEAD_SPREAD = 1e-2
+DEAD_SPREAD = 1e-2  #: a feature spread under this share of the median feature's is not z-scored
 
 
 def _standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale that z-score a model's features, except near-constant ones, which keep scale 1.
-
-    The features are one network's pooled activations, so their spreads are comparable. A near-dead channel
-    (spread under :data:`DEAD_SPREAD` of the median feature's) varies by rounding noise: z-scored, it got a raw
-    weight of -61809 in one head, and a 1e-4 activation on one image (a bf16 rounding, or an unseen frame that
-    wakes the channel) moved that image's score 15 points. At scale 1 the penalty holds its weight near zero.
-    """
-    mu = X.mean(axis=0)
-    sd = X.std(axis=0)
-    floor = max(DEAD_SPREAD * float(np.median(sd)) if sd.size else 0.0, 1e-8 * max(1.0, float(np.abs(mu).max(initial=0.0))))
+    """Mean and scale that z-score a model's features (one network's activations: comparable spreads), except
+    near-dead channels (spread under :data:`DEAD_SPREAD` of the median's), which keep scale 1 so the penalty holds
+    their weight near zero: z-scored, one got a weight of -61809, and a 1e-4 activation on one image (a bf16
+    rounding, or an unseen frame waking the channel) moved its score 15 points."""
+    mu, sd = X.mean(axis=0), X.std(axis=0)
+    constant = 1e-8 * max(1.0, float(np.abs(mu).max(initial=0.0)))
+    floor = max(DEAD_SPREAD * float(np.median(sd)) if sd.size else 0.0, constant)
     return mu, np.where(sd > floor, sd, 1.0)
 
 

@@ -115,8 +115,8 @@ def test_shipped_head_never_rewards_grain_removal_and_grain_raises_nothing(tmp_p
     on a 2-frame 960x540 pan of a held-out photo (grain is measured at the size the targets name). More grain
     never scores higher, and an encoder's smoothing of a grainy source gains at most 1 point (the issue-30
     target): from one CRF to the next (x264 CRF 16-48) and over the lossless source. On builtin-v3 clive-v3
-    gained 68 points here (CRF 24 over CRF 16), clive-v4 3.9, clive-v5 1.33; builtin-v4's clive-v6 at most 0.63
-    (OpenVINO fp32; 0.69 at bf16)."""
+    gained 68 points here (CRF 24 over CRF 16), clive-v4 3.9, clive-v5 1.33; builtin-v4's clive-v6 at most 0.66
+    (OpenVINO fp32; 0.73 at bf16)."""
     from PIL import Image
 
     from contrique_video.training import degradation as deg
