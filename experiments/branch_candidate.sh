@@ -9,8 +9,8 @@
 # RidgeCV head, written from the CLIVE features first). Heads: OUT/clive-t3.json, clive-v6's recipe (builtin-v4's
 # default head: still, noise and grain-clip ranking terms, the clips of tiers 1-2, of 24 soft copies and of tier 3:
 # x265, SVT-AV1, x264 -tune grain); OUT/clive-t12.json, the same without tier 3.
-# Checks per head (OUT/check_NAME_{t12,t3,soft,soft2}.csv and OUT/summary_NAME.txt): held-out grain tiers 1-2,
-# tier 3 and two sets of soft sources, still damage, CLIVE protocol (OUT/protocol_NAME.csv), the CI guard at fp32 and bf16, libvmaf
+# Checks per head (OUT/check_NAME_{t12,t3,soft,soft2,soft3}.csv and OUT/summary_NAME.txt): held-out grain tiers 1-2,
+# tier 3 and three sets of soft sources, still damage, CLIVE protocol (OUT/protocol_NAME.csv), the CI guard at fp32 and bf16, libvmaf
 # agreement on the 30-rendition 360p set, the sample. Caches are resumable; on 2 cores (two lanes) about 60
 # minutes. Needs /tmp/wp/x (scripts/prepare_pristine.py) and ../shared/data/clive-train.
 set -euo pipefail
@@ -25,6 +25,7 @@ T=white_noise,white_noise_color,impulse_noise,multiplicative_noise,ffmpeg_noise,
 G=Bridge_by_Sander_Klootwijk,gen:product/100,Storm,gen:text/100,TwoWings,RainDrops,gen:lineart/100
 S=Storm~2,TwoWings~3,RainDrops~1.5,Bridge_by_Sander_Klootwijk~2,gen:product/100~2
 S2=package:sklearn/datasets/images/china.jpg~2,package:sklearn/datasets/images/flower.jpg~2,ColdRipple~2,Blinds~2.5
+S3=GreenMeadow~2,FreshFlower~2,ColorfulCups~2.5,Kite~1.5
 GL="$PY experiments/grain_ladders.py --weights $CARD --wallpapers $W"
 s() { echo "=== $(date +%T) $*" >&2; }
 mkdir -p "$B"
@@ -80,6 +81,7 @@ lane_b() {
   $GL --tiers 3 --cache $C/f_grain_t3b.npz --frames 2 --sources Aqua,gen:product/3,Dune,gen:text/2,EveningGlow,YellowFlower,gen:lineart/2,BytheWater,DarkestHour,OneStandsOut,sunset_by_Aitzol_Berasategi,gen:product/4,Picture_0B_by_freespace,gen:text/3,skimage:chelsea,life_by_Aitzol_Berasategi,summer_1am,gen:lineart/3
   s heldout soft; $GL --tiers 1,2 --cache $C/grain_heldout_soft.npz --sources $S
   $GL --tiers 1,2 --cache $C/grain_heldout_soft2.npz --sources $S2
+  $GL --tiers 1,2 --cache $C/grain_heldout_soft3.npz --sources $S3
   until [ -f $B/clive.json ]; do sleep 10; done  # lane a's RidgeCV head: vmaf_check and the check score with it
   s vmaf; $PY experiments/vmaf_check.py --size 640x360 --heights 360,240 --crf 24,32,40 --seconds 2 --frames 4 --weights $CARD --out $C/vmaf
   s stills check; $PY -m contrique_video -q degradation-check --weights $CARD --precision fp32 --wallpapers $W --sharp --clips 0 --types $T \
@@ -103,6 +105,7 @@ for name in t3 t12; do
     $DC --grain $G --grain-tiers 3 --grain-cache $C/grain_heldout_t3.npz -o ${O}_t3.csv
     $DC --grain $S --grain-tiers 1,2 --grain-cache $C/grain_heldout_soft.npz -o ${O}_soft.csv
     $DC --grain $S2 --grain-tiers 1,2 --grain-cache $C/grain_heldout_soft2.npz -o ${O}_soft2.csv
+    $DC --grain $S3 --grain-tiers 1,2 --grain-cache $C/grain_heldout_soft3.npz -o ${O}_soft3.csv
     $PY experiments/candidate_checks.py --weights $CARD --head $H --vmaf $C/vmaf/features.npz
     $PY -m contrique_video -q score samples/sample.mp4 --weights $CARD --precision fp32 --head $H --format csv
   } > $C/summary_$name.txt
