@@ -52,8 +52,9 @@ def still_pairs(rows: dict[str, np.ndarray]) -> rk.RankData:
     return rk.rank_data(keep)
 
 
-def clip_terms(rows: dict[str, np.ndarray], args) -> list[rk.PairTerm]:
-    keys = sorted(rows)
+def clip_groups(keys: list[str], args) -> list[tuple[str, list[tuple[str, str]], np.ndarray, float]]:
+    """The clip pair terms as (name, [(better key, worse key)], margins, lam), for this linear fit and the
+    hidden-layer fits of experiments/fit_mlp_head.py."""
     groups: dict[str, list] = {}
     for better, worse, kind, _ in grain.pairs(keys):
         if kind == "crf" and grain.Clip.parse(better).grain == "clean" and args.margin_crf_clean is not None:
@@ -62,15 +63,16 @@ def clip_terms(rows: dict[str, np.ndarray], args) -> list[rk.PairTerm]:
     margins = {"source": args.margin_source, "crf": args.margin_crf, "crf-clean": args.margin_crf_clean,
                "grain": args.margin_grain}
     lams = {"source": args.lam_source, "crf": args.lam_crf, "crf-clean": args.lam_crf, "grain": args.lam_grain}
-    terms = []
-    for kind, pr in groups.items():
-        D = np.stack([rows[b] - rows[w] for b, w in pr])
-        terms.append(rk.PairTerm(D, np.full(len(pr), margins[kind]), lams[kind], 1.0, kind))
+    out = [(kind, pr, np.full(len(pr), margins[kind]), lams[kind]) for kind, pr in groups.items()]
     bounds = grain.upper_bounds(keys, args.cap12)
     if bounds and args.lam_cap > 0:
-        D = np.stack([rows[g] - rows[c] for g, c, _ in bounds])
-        terms.append(rk.PairTerm(D, np.array([m for _, _, m in bounds]), args.lam_cap, 1.0, "cap"))
-    return terms
+        out.append(("cap", [(g, c) for g, c, _ in bounds], np.array([m for _, _, m in bounds]), args.lam_cap))
+    return out
+
+
+def clip_terms(rows: dict[str, np.ndarray], args) -> list[rk.PairTerm]:
+    return [rk.PairTerm(np.stack([rows[b] - rows[w] for b, w in pr]), margins, lam, 1.0, name)
+            for name, pr, margins, lam in clip_groups(sorted(rows), args)]
 
 
 def head_of(model: rk.RankedFit, X: np.ndarray, y: np.ndarray, name: str, fit: dict | None = None,

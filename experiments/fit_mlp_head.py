@@ -1,26 +1,30 @@
-"""Does a small non-linear head beat the linear clive-v5 on its misses, without losing what it meets? (issue 30)
+"""Does a small non-linear head beat the linear recipe on its misses, without losing what it meets? (issue 30)
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python experiments/fit_mlp_head.py --cache /work/main/runs \\
         --heldout-cache runs --evaluate --out runs/clive-v6.json
 
-The head is ``f(x) = base(x) + a . u + b + v . tanh(W u + c)``: ``base`` is clive-v5's recipe (the linear
+The head is ``f(x) = base(x) + a . u + b + v . tanh(W u + c)``: ``base`` is the linear recipe (clive-v5's and clive-v6's: the linear
 ridge + ranking fit of experiments/fit_grain_head.py, refit on the same data), ``u`` the ``dims`` leading
 principal directions of the standardised features (CLIVE training rows and every ranking row), scaled so a row's
 ``u`` has unit mean square norm, and the tanh layer has ``hidden`` units (``--configs base:dims:hidden:decay:lin``). Base ``none`` drops ``base`` (the
-linear part then lives in the ``u`` space alone). The loss is clive-v5's: MSE to CLIVE MOS / var(MOS) plus
+linear part then lives in the ``u`` space alone). The loss is the linear recipe's: MSE to CLIVE MOS / var(MOS) plus
 the same squared-hinge pair terms (same pairs, margins and weights: still ladders of the FIT photos, noise
 ladders, grain clips) plus a weight decay (see :func:`fit_mlp`); full-batch L-BFGS in float64,
 fixed seeds, one thread.
 
 ``--evaluate``: the CLIVE protocol (10 random 80/20 splits, ``protocol_splits``, medians of SRCC/PLCC) for RidgeCV,
-clive-v5's recipe and every ``--configs`` head on the same splits. ``--half 0|1``: tuning without held-out sources
+the linear recipe and every ``--configs`` head on the same splits. ``--half 0|1``: tuning without held-out sources
 (fit on every other FIT source, report ranking on the others). The final fit (all CLIVE) is scored on the
 held-out grain clips (``grain.metrics``), its own training pairs (inverted, short of their margin), the held-out still damage check (levels above clean, adjacent ordering,
 from the degradation check's feature cache), the sample's mean feature and libvmaf agreement (vmaf_check.py's
-features.npz), next to clive-v5 and clive-v3.
+features.npz), next to the shipped heads fit on the same model's features.
+
+The recipe's terms are V5 (clive-v5's, which clive-v6 kept) on the clip caches ``--clips`` and noise ladders
+``--noise`` (names in ``--cache``); ``--set KEY=VALUE`` changes one of V5 (e.g. ``--set lam_noise=3``), and
+``--heldout`` names the held-out clip caches to report, each on its own rows.
 
 ``--extra-stills`` / ``--extra-noise`` (caches of experiments/noise_ladders.py, FIT sources only) add a linear
-``--extra-name`` recipe: clive-v5's recipe with those ladders' pairs in its stills / noise terms, on the same
+``--extra-name`` recipe: the linear recipe with those ladders' pairs in its stills / noise terms, on the same
 splits; ``--configs ''`` runs no MLP. ``--heads`` adds head JSONs (e.g. that recipe written by fit_grain_head.py)
 to the final checks.
 """
@@ -33,6 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -42,13 +47,13 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 import fit_grain_head as fg  # noqa: E402
 
-from contrique_video.models.head import resolve_head  # noqa: E402
+from contrique_video.models.head import builtin_heads, resolve_head  # noqa: E402
 from contrique_video.training import fit as fitmod  # noqa: E402
 from contrique_video.training import grain  # noqa: E402
 from contrique_video.training import ranking as rk  # noqa: E402
 from contrique_video.training.degradation import FIT  # noqa: E402
 
-# clive-v5's recipe (step 3 of experiments/grain_results.sh)
+# the linear recipe's loss: clive-v5's (step 3 of experiments/grain_results.sh), kept by clive-v6
 V5 = dict(lam_stills=1.0, margin_stills=10.0, lam_noise=1.0, margin_noise=5.0, lam_source=3.0, margin_source=1.0,
           lam_crf=3.0, margin_crf=1.0, lam_grain=1.0, margin_grain=1.0, lam_cap=3.0, cap12=8.0)
 CLIPS = ("f_grain_fit", "f_grain_fit2a", "f_grain_fit2b", "f_grain_fit3", "f_grain_fit4")
@@ -80,7 +85,7 @@ class Ranking:
 
 
 def ranking(stills: dict, noise: dict, clips: dict, p: dict) -> Ranking:
-    """clive-v5's pairs as row indices (fit_grain_head.still_pairs / clip_terms / the noise term)."""
+    """The recipe's pairs as row indices (fit_grain_head.still_pairs / clip_groups / the noise term)."""
     blocks, groups, off = [], [], 0
 
     def add_rank(rd: rk.RankData, margin: float, lam: float, name: str) -> None:
@@ -98,16 +103,10 @@ def ranking(stills: dict, noise: dict, clips: dict, p: dict) -> Ranking:
         ck = sorted(clips)
         idx = {k: off + i for i, k in enumerate(ck)}
         blocks.append(np.stack([clips[k] for k in ck]))
-        by: dict = {}
-        for better, worse, kind, _ in grain.pairs(ck):
-            by.setdefault(kind, []).append((idx[better], idx[worse]))
-        for kind, pr in by.items():
-            a = np.array(pr)
-            groups.append(Group(a[:, 0], a[:, 1], np.full(len(a), p[f"margin_{kind}"]), p[f"lam_{kind}"] / len(a), kind))
-        bounds = grain.upper_bounds(ck, p["cap12"])
-        if bounds and p["lam_cap"] > 0:
-            groups.append(Group(np.array([idx[g] for g, _, _ in bounds]), np.array([idx[c] for _, c, _ in bounds]),
-                                np.array([m for _, _, m in bounds]), p["lam_cap"] / len(bounds), "cap"))
+        for kind, pr, margins, lam in fg.clip_groups(ck, SimpleNamespace(**p, margin_crf_clean=None)):
+            if lam > 0:
+                a = np.array([(idx[b], idx[w]) for b, w in pr])
+                groups.append(Group(a[:, 0], a[:, 1], np.asarray(margins, np.float64), lam / len(a), kind))
         off += len(ck)
     return Ranking(np.concatenate(blocks).astype(np.float64), groups)
 
@@ -168,7 +167,7 @@ def basis(Z: np.ndarray, k: int) -> np.ndarray:
 
 def fit_mlp(X, y, rank: Ranking, base: rk.RankedFit | None, P, mu, sd, hidden: int, decay: float, lin: float,
             alpha: float, raw: bool = False, seed: int = 0, max_iter: int = 500) -> MLP:
-    """Minimise clive-v5's loss over (a, b, W, c, v) with ``base`` fixed (L-BFGS, float64).
+    """Minimise the linear recipe's loss over (a, b, W, c, v) with ``base`` fixed (L-BFGS, float64).
 
     The tanh layer's output is in units of std(MOS) (``v`` is stored in points), so ``decay`` weighs |W|^2 + |v|^2
     against a MOS term of about 1 - R^2; ``a`` is penalised ``lin`` times as much as ridge penalises the base's
@@ -268,9 +267,11 @@ def vmaf_agreement(predict, path: Path) -> dict:
 
 
 def model_tag(weights: str | None) -> str:
-    """The cache files' model tag: the card's id (``/`` as ``_``), ``builtin-v3`` for the built-in model."""
+    """The cache files' model tag: the card's id (``/`` as ``_``; the built-in model's without ``--weights``)."""
     if weights is None:
-        return "builtin-v3"
+        from contrique_video.api import builtin_card
+
+        return builtin_card()["id"]
     return json.loads(Path(weights).read_text())["id"].replace("/", "_")
 
 
@@ -286,7 +287,7 @@ def load_rows(paths) -> dict:
 
 def parse_configs(text: str) -> list[dict]:
     """``base:dims:hidden:decay:lin[:lamx]`` separated by commas, e.g. ``v5:128:16:1e-3:1`` (see :func:`fit_mlp`);
-    base ``v5raw`` feeds the base's raw output to the tanh layer too; ``lamx`` weighs every pair term that many times (default 1); base ``linear`` is clive-v5's linear recipe with
+    base ``v5raw`` feeds the base's raw output to the tanh layer too; ``lamx`` weighs every pair term that many times (default 1); base ``linear`` is the linear recipe with
     the pair terms weighed ``lamx`` times (the other fields unused)."""
     out = []
     for item in filter(None, text.split(",")):
@@ -299,7 +300,11 @@ def parse_configs(text: str) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("runs"), help="folder of the fit feature caches")
-    ap.add_argument("--heldout-cache", type=Path, default=Path("runs"), help="folder of dcheck.npz, grain_heldout.npz")
+    ap.add_argument("--heldout-cache", type=Path, default=Path("runs"), help="folder of dcheck.npz and the --heldout caches")
+    ap.add_argument("--clips", default=",".join(CLIPS), help="grain clip caches of FIT sources (names in --cache)")
+    ap.add_argument("--noise", default="noise_fit", help="noise ladder caches of FIT sources (names in --cache)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"change the recipe: {sorted(V5)}")
+    ap.add_argument("--heldout", default="grain_heldout", help="held-out grain clip caches (names in --heldout-cache)")
     ap.add_argument("--configs", default="v5:128:16:1e-5:1")
     ap.add_argument("--evaluate", action="store_true")
     ap.add_argument("--splits", type=int, default=10)
@@ -308,8 +313,9 @@ def main() -> None:
     ap.add_argument("--half", type=int, choices=(0, 1), default=None)
     ap.add_argument("--vmaf", type=Path, default=Path("runs/vmaf_features.npz"),
                     help="experiments/vmaf_check.py's OUT/features.npz (rendition features, VMAF, content)")
-    ap.add_argument("--sample", type=Path, default=Path("runs/sample_feature.npz"),
-                    help="cache of the mean feature of samples/sample.mp4 (made here if missing)")
+    ap.add_argument("--sample", type=Path, default=None,
+                    help="cache of the mean feature of samples/sample.mp4 (made here if missing; default "
+                         "runs/sample_feature_MODEL.npz)")
     ap.add_argument("--out", type=Path, default=None,
                     help="write the last config's full fit here (.npz: MLP.folded's arrays and the logistic mapping)")
     ap.add_argument("--csv", type=Path, default=None, help="append result rows here (results CSV columns)")
@@ -331,8 +337,14 @@ def main() -> None:
     X = np.stack([clive[i] for i in table["image"]])
     y = table["mos"].to_numpy(np.float64)
     stills = fg.load(args.cache / f"feats_fit_{tag}.npz")
-    noise = load_rows([args.cache / "noise_fit.npz"])
-    clips = load_rows([args.cache / f"{c}.npz" for c in CLIPS])
+    noise = load_rows([args.cache / f"{c}.npz" for c in args.noise.split(",")])
+    clips = load_rows([args.cache / f"{c}.npz" for c in args.clips.split(",")])
+    recipe = dict(V5)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in V5:
+            ap.error(f"--set {item}: the recipe has no {key!r} (one of {sorted(V5)})")
+        recipe[key] = float(value)
     unseen = None
     if args.half is not None:  # tuning: half the FIT photos and clip sources, the others unseen
         order = [s for s in FIT if any(k.startswith(s + "|") for k in stills)]
@@ -347,10 +359,10 @@ def main() -> None:
         noise, un = split(noise, nkeep, lambda k: k.rsplit("|", 2)[0])
         clips, uc = split(clips, ckeep, lambda k: grain.Clip.parse(k).source)
         unseen = (us, un, uc)
-    rank = ranking(stills, noise, clips, V5)
-    extra = None  # clive-v5's recipe with the extra ladders' pairs
+    rank = ranking(stills, noise, clips, recipe)
+    extra = None  # the linear recipe with the extra ladders' pairs
     if args.extra_stills or args.extra_noise:
-        extra = ranking({**stills, **load_rows(args.extra_stills)}, {**noise, **load_rows(args.extra_noise)}, clips, V5)
+        extra = ranking({**stills, **load_rows(args.extra_stills)}, {**noise, **load_rows(args.extra_noise)}, clips, recipe)
         print(f"{args.extra_name}: ranking rows {len(extra.R)}; pairs " + ", ".join(f"{g.name} {len(g.ib)}" for g in extra.groups),
               flush=True)
     print(f"CLIVE {len(y)}; ranking rows {len(rank.R)}; pairs " + ", ".join(f"{g.name} {len(g.ib)}" for g in rank.groups)
@@ -358,12 +370,12 @@ def main() -> None:
     configs = parse_configs(args.configs)
 
     def fit_all(Xt, yt):
-        """RidgeCV, clive-v5's recipe and every config, on (Xt, yt) and the ranking rows."""
+        """RidgeCV, the linear recipe and every config, on (Xt, yt) and the ranking rows."""
         mu, sd = rk._standardizer(Xt)
         ridge = rk.fit_ridge_std(Xt, yt)
         alpha = ridge.info["alpha"]
         v5 = rk.fit_ranked(Xt, yt, None, alpha=alpha, terms=rank.terms())
-        models = {"ridge": ridge, "clive-v5 recipe": v5}
+        models = {"ridge": ridge, "linear recipe": v5}
         if extra is not None:
             models[f"{args.extra_name} recipe"] = rk.fit_ranked(Xt, yt, None, alpha=alpha, terms=extra.terms())
         bases: dict = {}
@@ -398,7 +410,7 @@ def main() -> None:
 
 
 def final(args, X, y, models: dict, unseen, last: str | None, rank: Ranking) -> list:
-    """The full fit's checks next to clive-v3 and clive-v5: (head, metric, value) rows; first, how many of its own
+    """The full fit's checks next to the shipped heads on these features: (head, metric, value) rows; first, how many of its own
     training pairs each fit leaves in the wrong order (pairs with a positive margin) or past their margin."""
     results: list = []
     for label, m in models.items():
@@ -407,7 +419,8 @@ def final(args, X, y, models: dict, unseen, last: str | None, rank: Ranking) -> 
                 for g in rank.groups if g.margins[0] > 0] + [f"cap past {100 * np.mean(f[g.ib] - f[g.iw] < g.margins):.1f}%"
                                                               for g in rank.groups if g.margins[0] <= 0]
         print(f"{label:<28} training pairs inverted/short of margin: " + "  ".join(line), flush=True)
-    heads = {} if args.weights else {"clive-v3": resolve_head("clive-v3"), "clive-v5 (shipped)": resolve_head("clive-v5")}
+    tag = model_tag(args.weights)
+    heads = {f"{n} (shipped)": h for n in builtin_heads() if (h := resolve_head(n)).features == tag}
     heads.update({f"{Path(h).stem} (json)": resolve_head(h) for h in args.heads})
     scorers = {k: h.predict for k, h in heads.items()}
     for label, m in models.items():
@@ -416,12 +429,13 @@ def final(args, X, y, models: dict, unseen, last: str | None, rank: Ranking) -> 
         params = rk.fit_logistic(m.predict(X), y)
         scorers[label] = lambda F, m=m, params=params: rk.logistic(m.predict(F), params)
     dcheck = load_rows([args.heldout_cache / "dcheck.npz"])
-    held = load_rows([args.heldout_cache / "grain_heldout.npz"])
-    if not args.sample.is_file():  # what `contrique-video score samples/sample.mp4` applies its head to
+    held = {name: load_rows([args.heldout_cache / f"{name}.npz"]) for name in args.heldout.split(",")}
+    sample_path = args.sample or Path(f"runs/sample_feature_{tag}.npz")
+    if not sample_path.is_file():  # what `contrique-video score samples/sample.mp4` applies its head to
         from contrique_video.api import Scorer
 
-        np.savez(args.sample, feature=Scorer(weights=args.weights, threads=1).mean_feature(ROOT / "samples" / "sample.mp4"))
-    sample = np.load(args.sample)["feature"]
+        np.savez(sample_path, feature=Scorer(weights=args.weights, threads=1).mean_feature(ROOT / "samples" / "sample.mp4"))
+    sample = np.load(sample_path)["feature"]
     for label, sc in scorers.items():
         line = f"{label:<28}"
         if unseen is not None:
@@ -439,12 +453,15 @@ def final(args, X, y, models: dict, unseen, last: str | None, rank: Ranking) -> 
             d = damage_check(sc, dcheck)
             results += [(label, f"damage.{k}", d[k]) for k in ("ordered", "max_above_clean", "above_clean_1")]
             line += f" damage: ordered {100 * d['ordered']:.1f}% above {d['max_above_clean']:+.2f} ({d['above_clean_1']} >1; {d['worst']})"
-        if held:
-            keys = sorted(held)
-            gm = grain.metrics(dict(zip(keys, sc(np.stack([held[k] for k in keys])))))
-            line += " | " + fg.show("", gm).strip()
-            results += [(label, f"heldout_clips.{k}", gm[k]) for k in ("max_rise_grainy", "clean_ordered", "max_above_source")]
-            results += [(label, f"heldout_clips.cost.{g}", gm["cost"][g]) for g in ("t:8", "t:12") if g in gm["cost"]]
+        for name, rows in held.items():
+            if not rows:
+                continue
+            keys = sorted(rows)
+            gm = grain.metrics(dict(zip(keys, sc(np.stack([rows[k] for k in keys])))))
+            line += f" | {name}: " + fg.show("", gm).strip()
+            pre = "heldout_clips" if name == "grain_heldout" else name  # the rows' name before --heldout existed
+            results += [(label, f"{pre}.{k}", gm[k]) for k in ("max_rise_grainy", "clean_ordered", "max_above_source")]
+            results += [(label, f"{pre}.cost.{g}", gm["cost"][g]) for g in ("t:8", "t:12") if g in gm["cost"]]
         results.append((label, "sample_score", float(sc(sample[None])[0])))
         line += f" | sample {results[-1][2]:.2f}"
         if args.vmaf.is_file():

@@ -52,16 +52,20 @@ THREADS = shared("threads")
 RESUME = shared("resume", "continue from OUTPUT/last.pt.")
 
 
-def grain_encoders(ctx, param, value: str) -> str:
-    """Refuse an unknown encoder as a usage error (exit 2), before any data is read."""
-    from contrique_video.errors import InputError
-    from contrique_video.training.grain_ladders import parse_encoders
+def names_of(choices: str):
+    """A callback refusing a name outside ``grain_ladders.CHOICES`` as a usage error (exit 2), before any data is read."""
 
-    try:
-        parse_encoders(value)
-    except InputError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
+    def check(ctx, param, value: str) -> str:
+        from contrique_video.errors import InputError
+        from contrique_video.training import grain_ladders
+
+        try:
+            grain_ladders.parse_names(value, getattr(grain_ladders, choices))
+        except InputError as exc:
+            raise click.BadParameter(str(exc)) from None
+        return value
+
+    return check
 
 
 def set_threads(threads: int | None) -> None:
@@ -141,11 +145,15 @@ def train(ctx, outdir, config, threads, resume):
     click.option("--grain-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                  help="Share of the ladders that are a grainy crop above its x264 encodes, or noise on a grey or "
                       "flat copy (issue 30)."),
-    click.option("--grain-encoders", default="x264", show_default=True, callback=grain_encoders,
+    click.option("--grain-encoders", default="x264", show_default=True, callback=names_of("ENCODERS"),
                  help="Encoders of the grainy ladders, comma-separated, one drawn per ladder: x264, x264grain "
                       "(-tune grain), x265, svtav1."),
     click.option("--grain-soft-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                  help="Share of the grainy crops made soft (reduced 1.5-3 times and enlarged back) first."),
+    click.option("--flat-noise-types", default="white_noise,white_noise_color,impulse_noise,multiplicative_noise",
+                 show_default=True, callback=names_of("FLAT_NOISE_TYPES"),
+                 help="Noise types of the flat-noise ladders, comma-separated, one drawn per ladder; ffmpeg_noise "
+                      "(noise=alls=N, the degradation check's) may be added."),
     *schedule_options(crop=128, steps=3000, lr=1e-3, eval_every=500, workers=1),
     click.option("--margin", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
                  help="Ranking margin between a ladder's levels."),

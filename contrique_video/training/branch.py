@@ -81,6 +81,7 @@ class BranchConfig(DataConfig):
     grain_share: float = 0.0  # share of the ladders from grain_ladders (grainy encodes, noise on flat content)
     grain_encoders: str = "x264"  # comma-separated keys of grain_ladders.ENCODERS, one drawn per grainy ladder
     grain_soft_share: float = 0.0  # share of the grainy crops made soft before the grain goes on
+    flat_noise_types: str = ",".join(grain_ladders.NOISE_TYPES)  # noise types of the flat-noise ladders
     steps: int = 3000
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -119,7 +120,8 @@ class LadderBatches(torch.utils.data.Dataset):
         self.authentic = authentic
         self.types = list(distortions.TYPES)
         self.harmful = [t for t in self.types if t not in CAN_IMPROVE]
-        self.grain_encoders = grain_ladders.parse_encoders(cfg.grain_encoders)
+        self.grain_encoders = grain_ladders.parse_names(cfg.grain_encoders, grain_ladders.ENCODERS)
+        self.noise_types = grain_ladders.parse_names(cfg.flat_noise_types, grain_ladders.FLAT_NOISE_TYPES)
         self._cache: dict[Path, np.ndarray] = {}
 
     def _image(self, path: Path) -> np.ndarray:
@@ -142,7 +144,8 @@ class LadderBatches(torch.utils.data.Dataset):
         for _ in range(cfg.sources):
             if cfg.grain_share and rng.random() < cfg.grain_share:  # no draw at 0: older runs' batches stay the same
                 region = _region(self._image(self.pristine[rng.integers(len(self.pristine))]), cfg.crop, rng)
-                ladder = grain_ladders.grain_ladder(region, rng, self.grain_encoders, cfg.grain_soft_share)
+                ladder = grain_ladders.grain_ladder(region, rng, self.grain_encoders, cfg.grain_soft_share,
+                                                    self.noise_types)
                 labels += [-1] * (LEVELS + 1)
                 for img in ladder:
                     fulls.append(to_array(img))
@@ -272,10 +275,11 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
     for name in ("authentic_share", "grain_share", "grain_soft_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise InputError(f"--{name.replace('_', '-')} must be in 0..1, not {getattr(cfg, name)}")
-    try:
-        grain_ladders.parse_encoders(cfg.grain_encoders)
-    except InputError as exc:
-        raise InputError(f"--grain-encoders: {exc}") from None
+    for name, choices in (("grain_encoders", grain_ladders.ENCODERS), ("flat_noise_types", grain_ladders.FLAT_NOISE_TYPES)):
+        try:
+            grain_ladders.parse_names(getattr(cfg, name), choices)
+        except InputError as exc:
+            raise InputError(f"--{name.replace('_', '-')}: {exc}") from None
     if cfg.grain_share and cfg.crop % 2:
         raise InputError(f"--grain-share needs an even --crop (x264 encodes 4:2:0), not {cfg.crop}")
     device = torch.device(cfg.device)

@@ -7,7 +7,8 @@
   CRF above a higher one. With ``soft_share`` that share of the crops is made soft first (reduced 1.5-3 times
   and enlarged back), as an upscaled source is, so grain on soft content is ranked too.
 * :func:`flat_noise_ladder`: a grey-level and/or smoothed (flat) copy of the crop, then one of the noise
-  distortions at its 5 levels. Noise on flat or monochrome content read as detail; here it ranks below clean.
+  distortions at its 5 levels (``ffmpeg_noise`` too, when named: the degradation check's ``noise=alls=N`` at its
+  strengths). Noise on flat or monochrome content read as detail; here it ranks below clean.
 
 Both give 6 images, better to worse, like :class:`contrique_video.training.branch.LadderBatches`' ladders, and
 draw every random choice from the generator they are given, so a batch stays a function of (seed, step).
@@ -21,13 +22,14 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from contrique_video.errors import InputError
-from contrique_video.training import distortions
+from contrique_video.training import degradation, distortions
 from contrique_video.training.distortions.compression import roundtrip
 
 CRFS = (16, 24, 32, 40, 48)  # the issue's grainy CRF ladder
 GRAIN = (6, 16)  # the grain strength N is drawn from this range, both ends included
 LUMA_ONLY_SHARE = 0.3
-NOISE_TYPES = ("white_noise", "white_noise_color", "impulse_noise", "multiplicative_noise")
+NOISE_TYPES = ("white_noise", "white_noise_color", "impulse_noise", "multiplicative_noise")  # the default draw
+FLAT_NOISE_TYPES = (*NOISE_TYPES, "ffmpeg_noise")  # what a flat-noise ladder may be asked to draw from
 LUMA = np.array([0.299, 0.587, 0.114])  # BT.601, as degradation.load_pristine's NAME#gray
 SOFT = (1.5, 3.0)  # a soft crop is reduced by a factor drawn from this range and enlarged back
 #: PyAV encoder, its options and the decoder of its packets; the settings of :data:`contrique_video.training.grain.ENCODERS`
@@ -40,12 +42,13 @@ ENCODERS = {
 }
 
 
-def parse_encoders(value: str) -> tuple[str, ...]:
-    """``x264,x265`` as a tuple of :data:`ENCODERS` keys; an unknown name is one InputError line."""
+def parse_names(value: str, choices) -> tuple[str, ...]:
+    """``x264,x265`` as a tuple of names, each one of ``choices`` (:data:`ENCODERS`, :data:`FLAT_NOISE_TYPES`); an
+    unknown name is one InputError line."""
     names = tuple(value.split(","))
-    unknown = sorted(set(names) - set(ENCODERS))
+    unknown = sorted(set(names) - set(choices))
     if unknown:
-        raise InputError(f"unknown {', '.join(unknown)}; choose from {', '.join(ENCODERS)}")
+        raise InputError(f"unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
     return names
 
 
@@ -119,22 +122,24 @@ def flat_copy(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def flat_noise_ladder(crop: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-    """[a flat or grey copy of the crop, one noise type at levels 1..5 on it]."""
+def flat_noise_ladder(crop: np.ndarray, rng: np.random.Generator, types: tuple[str, ...] = NOISE_TYPES) -> list[np.ndarray]:
+    """[a flat or grey copy of the crop, one noise type of ``types`` at levels 1..5 on it]."""
     base = flat_copy(crop, rng)
-    kind = NOISE_TYPES[int(rng.integers(len(NOISE_TYPES)))]
+    kind = types[int(rng.integers(len(types)))]
     seed = int(rng.integers(2**32))
+    if kind == "ffmpeg_noise":
+        return [base] + [degradation.ffmpeg_noise(base, n, np.random.default_rng(seed)) for n in degradation.FFMPEG_NOISE]
     return [base] + [distortions.distort(base, kind, level, np.random.default_rng(seed))
                      for level in range(1, distortions.NUM_LEVELS + 1)]
 
 
 def grain_ladder(crop: np.ndarray, rng: np.random.Generator, encoders: tuple[str, ...] = ("x264",),
-                 soft_share: float = 0.0) -> list[np.ndarray]:
+                 soft_share: float = 0.0, noise_types: tuple[str, ...] = NOISE_TYPES) -> list[np.ndarray]:
     """One of the two ladders, chosen with equal odds."""
     if rng.random() < 0.5:
         return grainy_encode_ladder(crop, rng, encoders, soft_share)
-    return flat_noise_ladder(crop, rng)
+    return flat_noise_ladder(crop, rng, noise_types)
 
 
-__all__ = ["CRFS", "ENCODERS", "add_grain", "encode", "flat_noise_ladder", "grain_ladder", "grainy_encode_ladder", "parse_encoders",
-           "soften"]
+__all__ = ["CRFS", "ENCODERS", "FLAT_NOISE_TYPES", "NOISE_TYPES", "add_grain", "encode", "flat_noise_ladder", "grain_ladder",
+           "grainy_encode_ladder", "parse_names", "soften"]

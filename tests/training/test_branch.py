@@ -26,6 +26,7 @@ from contrique_video.models.efficientnet_lite import (
 )
 from contrique_video.models.quality_branch import QualityBranch
 from contrique_video.training import branch as branch_mod
+from contrique_video.training import grain_ladders as gl
 from contrique_video.training.branch import (
     BranchConfig,
     fold_batchnorm,
@@ -232,6 +233,9 @@ def test_cli_train_branch_summary_and_bad_options(folders, tmp_path):
     assert bad.exit_code == 2 and "authentic-share" in bad.output
     encoder = CliRunner().invoke(main, [*args[:-2], "--grain-encoders", "x264,vp9"])
     assert encoder.exit_code == 2 and "unknown vp9; choose from x264, x264grain, x265, svtav1" in encoder.output
+    noise = CliRunner().invoke(main, [*args[:-2], "--flat-noise-types", "white_noise,blur"])
+    assert noise.exit_code == 2 and "unknown blur; choose from white_noise" in noise.output
+    assert json.loads((out / "config.json").read_text())["flat_noise_types"] == ",".join(gl.NOISE_TYPES)  # CLI default
     missing = CliRunner().invoke(main, ["-q", "train-branch", "--out", str(tmp_path / "m"), "--pristine",
                                         str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "image folder not found" in missing.output

@@ -106,6 +106,21 @@ def test_flat_noise_ladder_is_grey_or_flat_and_noise_grows(seed):
     assert len(ladder) == 6 and away[0] == 0 and all(a < b for a, b in zip(away, away[1:]))
 
 
+def test_flat_noise_ladder_can_draw_the_checks_ffmpeg_noise():
+    from contrique_video.training import degradation
+
+    ladder = gl.flat_noise_ladder(crop(), np.random.default_rng(1), ("ffmpeg_noise",))
+    again = gl.flat_noise_ladder(crop(), np.random.default_rng(1), ("ffmpeg_noise",))
+    spread = [np.std(x.astype(int) - ladder[0]) for x in ladder]
+    assert len(ladder) == 6 and spread[0] == 0 and all(a < b for a, b in zip(spread, spread[1:]))
+    assert all(np.array_equal(a, b) for a, b in zip(ladder, again))
+    # level 1 is the check's noise=alls=4 (sigma 4 / sqrt 3 on each of Y, Cb, Cr), on the flat copy
+    luma = (ladder[1].astype(float) - ladder[0]) @ gl.LUMA
+    assert abs(luma.std() - degradation.FFMPEG_NOISE[0] / np.sqrt(3)) < 0.3
+    # the default draw never names it
+    assert "ffmpeg_noise" not in gl.NOISE_TYPES and gl.parse_names("white_noise,ffmpeg_noise", gl.FLAT_NOISE_TYPES)[1] == "ffmpeg_noise"
+
+
 def test_grain_batches_are_unclassified_deterministic_and_train(folders, tmp_path, monkeypatch):
     pristine = sorted((folders / "pristine").iterdir())
     cfg = branch_config(folders, tmp_path, grain_share=1.0, sources=3)
@@ -138,3 +153,5 @@ def test_grain_share_is_checked(folders, tmp_path):
         branch_mod.train_branch(branch_config(folders, tmp_path, grain_soft_share=2.0), progress=False)
     with pytest.raises(InputError, match="grain-encoders: unknown vp9"):
         branch_mod.train_branch(branch_config(folders, tmp_path, grain_encoders="x264,vp9"), progress=False)
+    with pytest.raises(InputError, match="flat-noise-types: unknown blur"):
+        branch_mod.train_branch(branch_config(folders, tmp_path, flat_noise_types="white_noise,blur"), progress=False)
