@@ -93,16 +93,13 @@ def apply_transform(arr: np.ndarray, transform: tuple[bool, bool, bool]) -> np.n
 
 
 def frame_display_matrix(frame) -> np.ndarray | None:
-    try:
-        side_data = frame.side_data
-        for item in side_data:
-            if str(item.type).endswith("DISPLAYMATRIX"):
-                raw = bytes(item)
-                if len(raw) >= 36:
-                    return np.frombuffer(raw[:36], dtype="<i4" if sys.byteorder == "little" else ">i4")
-    except Exception:  # noqa: BLE001 - side data is best effort
+    """The frame's DISPLAYMATRIX side data as nine int32s, or None. Looked up by name: iterating PyAV's side data
+    yields entries up to 18.1.0 and their types from 18.1.1 on, and a silent miss leaves phone videos sideways."""
+    item = frame.side_data.get("DISPLAYMATRIX")
+    raw = bytes(item) if item is not None else b""
+    if len(raw) < 36:
         return None
-    return None
+    return np.frombuffer(raw[:36], dtype="<i4" if sys.byteorder == "little" else ">i4")
 
 
 def exif_transform(orientation: int) -> tuple[bool, bool, bool]:
