@@ -320,7 +320,7 @@ def ladder_command(ctx, input_path, grid, outdir, keep_renditions, fmt, with_vma
     on SIGTERM (the finished renditions are written as ladder.partial.* too).
     """
     from contrique_video.encoding.ladder import Hooks, build_ladder
-    from contrique_video.runs.inputs import Terminated, sigterm_as_exception
+    from contrique_video.runs.inputs import Terminated, stop_signals
 
     spec, settings = make_settings(encode)
     check_crf_range(spec, "--crf", *grid.crfs)
@@ -339,7 +339,7 @@ def ladder_command(ctx, input_path, grid, outdir, keep_renditions, fmt, with_vma
                  "" if r.vmaf is None else f", VMAF {r.vmaf:.2f}")
 
     try:
-        with sigterm_as_exception(), logs_above_bars():
+        with stop_signals(), logs_above_bars():
             try:
                 hooks = Hooks(on_plan=lambda n: bars.append(progress_bar(ctx, "ladder", n, unit="rendition")),
                               on_rendition=on_rendition)

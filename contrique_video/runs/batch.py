@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 from contrique_video.decode.sampler import Sampling
 from contrique_video.extras import require
 from contrique_video.errors import ContriqueError, InputError, UsageError
-from contrique_video.runs.inputs import sigterm_as_exception
+from contrique_video.runs.inputs import stop_signals
 from contrique_video.runs.records import (FrameLog, Outcome, RecordLog, check_output, read_records, require_parquet,
                                           write_parquet)
 
@@ -167,8 +167,9 @@ def _run(names: list[str], executor: Executor, options: dict, out: Outputs) -> I
     finished: list[tuple[int, dict]] = []  # for parquet, in input order at the end
     sizes = SizeCheck(options["display"])
     try:
-        with sigterm_as_exception():
+        with stop_signals() as raise_if_stopped:
             for outcome in executor.run(todo, **options):
+                raise_if_stopped()  # a signal PyAV swallowed must not become this input's failure record
                 if outcome.result is not None:
                     _finish(outcome, out)  # may turn it into a failure (VMAF, the log)
                 if outcome.result is not None:

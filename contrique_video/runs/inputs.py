@@ -6,7 +6,8 @@ import contextlib
 import glob
 import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from contrique_video.decode import IMAGE_EXTENSIONS
@@ -95,12 +96,34 @@ class Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    def terminate(signum, frame):
-        raise Terminated()
+def stop_signals() -> Iterator[Callable[[], None]]:
+    """SIGTERM raised as :class:`Terminated` and Ctrl-C as ``KeyboardInterrupt``, and each also remembered.
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    PyAV swallows what a handler raises while FFmpeg waits in a system call (opening a pipe or a stalled network
+    stream) and reports EINTR instead, so the yielded check raises a remembered signal again: call it between
+    inputs, before the interrupted input is recorded as a failure that ``--resume`` would then skip.
+    """
+    caught: list[type[BaseException]] = []
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield lambda: None
+        return
+
+    def raising(stop: type[BaseException]):
+        def handler(signum, frame):
+            caught.append(stop)
+            raise stop()
+        return handler
+
+    def check() -> None:
+        if caught:
+            raise caught[0]()
+
+    handlers = {signal.SIGTERM: raising(Terminated)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored or handled
+        handlers[signal.SIGINT] = raising(KeyboardInterrupt)
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
-        yield
+        yield check
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
