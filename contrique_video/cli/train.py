@@ -150,6 +150,8 @@ def train(ctx, outdir, config, threads, resume):
                       "(-tune grain), x265, svtav1."),
     click.option("--grain-soft-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                  help="Share of the grainy crops made soft (reduced 1.5-3 times and enlarged back) first."),
+    click.option("--grain-authentic-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                 help="Share of the grain ladders cut from authentic images (with --authentic) instead of pristine."),
     click.option("--flat-noise-types", default="white_noise,white_noise_color,impulse_noise,multiplicative_noise",
                  show_default=True, callback=names_of("FLAT_NOISE_TYPES"),
                  help="Noise types of the flat-noise ladders, comma-separated, one drawn per ladder; ffmpeg_noise "

@@ -13,7 +13,8 @@ one distortion type at its 5 levels, each seen at full and half scale (the scori
   harm any photo (``degradation.CAN_IMPROVE`` left out), as the ranking head's sources do.
 
 With ``grain_share``, that share of the ladders are :mod:`contrique_video.training.grain_ladders`' (a grainy
-pristine crop above its x264 encodes, or noise on a grey or flat copy): ranked, never classified (issue 30).
+crop above its x264 encodes, or noise on a grey or flat copy): ranked, never classified (issue 30). Their crops
+are pristine, or with ``grain_authentic_share`` that share authentic, so they also hold on real photos.
 
 Every batch is a pure function of (seed, step), so a resumed run continues the same sequence. ``last.pt``
 (branch, scorer, classifier, optimiser, step, curve; ``weights_only=True``) is written at every evaluation and
@@ -81,6 +82,7 @@ class BranchConfig(DataConfig):
     grain_share: float = 0.0  # share of the ladders from grain_ladders (grainy encodes, noise on flat content)
     grain_encoders: str = "x264"  # comma-separated keys of grain_ladders.ENCODERS, one drawn per grainy ladder
     grain_soft_share: float = 0.0  # share of the grainy crops made soft before the grain goes on
+    grain_authentic_share: float = 0.0  # share of the grain ladders cut from authentic images (with ``authentic``)
     flat_noise_types: str = ",".join(grain_ladders.NOISE_TYPES)  # noise types of the flat-noise ladders
     steps: int = 3000
     lr: float = 1e-3
@@ -143,7 +145,9 @@ class LadderBatches(torch.utils.data.Dataset):
         fulls, halves, labels = [], [], []
         for _ in range(cfg.sources):
             if cfg.grain_share and rng.random() < cfg.grain_share:  # no draw at 0: older runs' batches stay the same
-                region = _region(self._image(self.pristine[rng.integers(len(self.pristine))]), cfg.crop, rng)
+                real = bool(self.authentic) and cfg.grain_authentic_share and rng.random() < cfg.grain_authentic_share
+                pool = self.authentic if real else self.pristine
+                region = _region(self._image(pool[rng.integers(len(pool))]), cfg.crop, rng)
                 ladder = grain_ladders.grain_ladder(region, rng, self.grain_encoders, cfg.grain_soft_share,
                                                     self.noise_types)
                 labels += [-1] * (LEVELS + 1)
@@ -272,7 +276,7 @@ def train_branch(cfg: BranchConfig, resume: bool = False, progress: bool = True)
     """Run (or resume) branch training; returns the learning curve."""
     if cfg.variant not in VARIANTS:
         raise InputError(f"unknown variant {cfg.variant!r}; choose {', '.join(VARIANTS)}")
-    for name in ("authentic_share", "grain_share", "grain_soft_share"):
+    for name in ("authentic_share", "grain_share", "grain_soft_share", "grain_authentic_share"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise InputError(f"--{name.replace('_', '-')} must be in 0..1, not {getattr(cfg, name)}")
     for name, choices in (("grain_encoders", grain_ladders.ENCODERS), ("flat_noise_types", grain_ladders.FLAT_NOISE_TYPES)):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from contrique_video.errors import InputError
 from contrique_video.training import branch as branch_mod
 from contrique_video.training import grain
 from contrique_video.training import grain_ladders as gl
@@ -138,6 +139,26 @@ def test_grain_batches_are_unclassified_deterministic_and_train(folders, tmp_pat
     monkeypatch.setattr(gl, "grain_ladder", lambda *a: pytest.fail("grain ladder built at grain_share 0"))
     default = branch_mod.LadderBatches(branch_config(folders, tmp_path), pristine, [])[5]
     assert (default[2] >= 0).all()
+
+
+def test_grain_ladders_are_cut_from_authentic_images_at_their_share(folders, tmp_path, monkeypatch):
+    pristine = sorted((folders / "pristine").iterdir())
+    authentic = sorted((folders / "authentic").iterdir())
+    cut: list[int] = []
+    region = branch_mod._region
+    monkeypatch.setattr(branch_mod, "_region", lambda img, *a: cut.append(img.shape[0]) or region(img, *a))
+    monkeypatch.setattr(gl, "grain_ladder", lambda crop, *a: [crop] * 6)  # the crop is what is checked
+    for share in (0.0, 1.0):
+        cut.clear()
+        cfg = branch_config(folders, tmp_path, grain_share=1.0, grain_authentic_share=share, sources=4)
+        branch_mod.LadderBatches(cfg, pristine, authentic)[3]
+        assert cut == [160 if share == 0 else 150] * 4  # pristine images are 160 px, authentic ones 150
+    with pytest.raises(InputError, match="grain-authentic-share"):
+        branch_mod.train_branch(branch_config(folders, tmp_path, grain_authentic_share=1.5), progress=False)
+    # at share 0 nothing extra is drawn, so a run that never set it builds the batches it built before
+    cfg = branch_config(folders, tmp_path, grain_share=1.0, sources=6)
+    with_authentic = branch_mod.LadderBatches(cfg, pristine, authentic)[3]
+    assert torch_equal(with_authentic[0], branch_mod.LadderBatches(cfg, pristine, [])[3][0])
 
 
 def torch_equal(a, b) -> bool:
