@@ -82,7 +82,10 @@ def test_a_stop_signal_keeps_finished_results_and_resume_completes(batch, tmp_pa
         time.sleep(0.05)
     time.sleep(0.5)  # settle into the open of the pipe
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # never leave a run blocked on the pipe behind a failed test
     first = records(out)  # every line is a complete record
     assert proc.returncode == code, err.decode()
     assert [r["file"] for r in first] == inputs[:4] and all("error" not in r for r in first)
@@ -103,7 +106,7 @@ def test_batches_run_off_the_main_thread_too():
 
     from contrique_video.runs.inputs import stop_signals
 
-    errors = []
+    errors, before = [], signal.getsignal(signal.SIGTERM)
 
     def work():
         try:
@@ -115,7 +118,7 @@ def test_batches_run_off_the_main_thread_too():
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
-    assert not errors and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert not errors and signal.getsignal(signal.SIGTERM) is before
 
 
 def test_resume_needs_output_and_a_valid_file(batch, tmp_path):
