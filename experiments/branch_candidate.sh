@@ -43,14 +43,21 @@ $PY - "$RUN" "$STEP" "$B" <<'PYEOF'
 import json, sys
 from contrique_video.api import builtin_card
 from contrique_video.files import sha256_file
+from contrique_video.models.card import load_card_model, read_card
 run, step, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 card = builtin_card()
 card.pop("precisions", None)
 card |= {"id": "builtin-v4", "default_head": "clive.json"}
 card["weights"] |= {"file": "builtin-v4.pt", "sha256": sha256_file(f"{out}/builtin-v4.pt")}
 card["weights"].pop("openvino_ir", None)
+card.pop("feature_dim")  # set below from the network: a branch of another width has another size
 card["training"] = {"branch_file": f"{run}/branch_step{step:06d}.pt", "branch_file_sha256": sha256_file(f"{out}/branch_step{step:06d}.pt"),
                     "config_as_run": json.load(open(f"{run}/config.json")), "head": "(candidate: written after the head fit)"}
+json.dump(card, open(f"{out}/builtin.json", "w"), indent=2)
+net = load_card_model(read_card(f"{out}/builtin.json"))
+card["feature_dim"] = 2 * net.feature_dim
+card["features"] = (f"per scale: the trunk's {net.trunk_dim} (as builtin-v4's), then the quality branch's output "
+                    f"({net.branch.feature_dim}): {net.feature_dim}; [full scale | half scale] = {2 * net.feature_dim}")
 json.dump(card, open(f"{out}/builtin.json", "w"), indent=2)
 PYEOF
 $PY scripts/build_builtin.py --openvino "$CARD"
