@@ -10,6 +10,12 @@ experiments/grain_ladders.py): each lossless source above its encodes, CRF c abo
 above stronger, and grain costing at most ``--cap12 * N / 12`` points (an upper bound, so grain is a
 slope, not a cliff). Features come from the caches those tools write (nothing is extracted here).
 
+``--branch-scorer RUN/last.pt`` (rule 18 of results/builtin-v4-selection.md): the branch block of each scale enters
+the fit only through the branch's own ranking scorer (train-branch's linear output, kept in the run's last.pt), one
+feature per scale, so the head can use the branch only in the direction its ranking loss ordered; the head written
+is expanded back to the full features (a plain linear head the product reads unchanged). ``--branch-scorer-mode
+add`` (rule 19) keeps the branch's own columns and adds the scorer's value beside them.
+
 ``--evaluate`` runs the CLIVE protocol (10 random 80/20 splits, ``protocol_splits``, medians) for RidgeCV,
 clive-v3's recipe (stills only) and this head on the same splits, and the grain metrics
 (``grain.metrics``) of the shipped heads and this one on the held-out clips; ``--csv`` appends the rows.
@@ -18,6 +24,7 @@ clive-v3's recipe (stills only) and this head on the same splits, and the grain 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -84,6 +91,34 @@ def head_of(model: rk.RankedFit, X: np.ndarray, y: np.ndarray, name: str, fit: d
                       layout="efficientnet-lite2/stages-meanstd-quality")
 
 
+def scorer_projection(last_pt: Path, dim: int, keep_branch: bool = False):
+    """(project, expand): ``project`` maps features (rows of ``dim``: [trunk | branch] per scale) to the trunk's
+    columns (with ``keep_branch``, every column) then the scorer's value at each scale (scorer . branch); ``expand``
+    maps a weight vector of that space back to ``dim``."""
+    import torch
+
+    state = torch.load(last_pt, map_location="cpu", weights_only=True)
+    w = state["scorer"]["weight"].double().numpy().reshape(-1)
+    half = dim // 2
+    trunk = half - w.size
+    if trunk <= 0 or dim % 2:
+        raise SystemExit(f"{last_pt}: a scorer of {w.size} weights does not fit features of {dim}")
+    kept = np.r_[0:dim] if keep_branch else np.r_[0:trunk, half:half + trunk]
+
+    def project(F: np.ndarray) -> np.ndarray:
+        F = np.atleast_2d(F)
+        return np.concatenate([F[:, kept], F[:, trunk:half] @ w[:, None], F[:, half + trunk:] @ w[:, None]], axis=1)
+
+    def expand(v: np.ndarray) -> np.ndarray:
+        out = np.zeros(dim)
+        out[kept] = v[:-2]
+        out[trunk:half] += v[-2] * w
+        out[half + trunk:] += v[-1] * w
+        return out
+
+    return project, expand
+
+
 def clip_scores(head: LinearHead, rows: dict[str, np.ndarray]) -> dict[str, float]:
     keys = sorted(rows)
     return dict(zip(keys, head.predict(np.stack([rows[k] for k in keys])).tolist()))
@@ -133,6 +168,11 @@ def main() -> None:
     ap.add_argument("--name", default="clive-v4")
     ap.add_argument("--features", default="builtin-v3", help="the id of the model the feature caches come from")
     ap.add_argument("--csv", type=Path, default=None, help="append result rows here")
+    ap.add_argument("--branch-scorer", type=Path, default=None,
+                    help="a train-branch run's last.pt: the fit sees each scale's branch block only through its scorer")
+    ap.add_argument("--branch-scorer-mode", choices=("only", "add"), default="only",
+                    help="only: the branch through its scorer alone (rule 18); add: the scorer beside the branch's "
+                         "own columns, a direction the ridge penalty makes cheap to use (rule 19)")
     args = ap.parse_args()
 
     table = fitmod.read_mos(args.mos)
@@ -163,12 +203,24 @@ def main() -> None:
         terms.append(rk.PairTerm(D, np.full(len(D), args.margin_noise), args.lam_noise, args.margin_noise, "noise"))
     print(f"CLIVE {len(y)}; stills {rd.counts() if rd else None}; clip pairs "
           + ", ".join(f"{t.name} {len(t.margins)}" for t in terms), flush=True)
-    alpha = rk.fit_ridge_std(X, y).info["alpha"]
+    project = expand = None
+    if args.branch_scorer:  # the new recipe's data in the scorer's space; baselines and checks keep the features
+        project, expand = scorer_projection(args.branch_scorer, X.shape[1], args.branch_scorer_mode == "add")
+        rd_new = dataclasses.replace(rd, X=project(rd.X)) if rd else None
+        terms = [dataclasses.replace(t, diffs=project(t.diffs)) for t in terms]
+    else:
+        rd_new = rd
+    X_new = project(X) if project else X
+    alpha = rk.fit_ridge_std(X_new, y).info["alpha"]
 
     def fit_new(Xt, yt, alpha=None):
-        return rk.fit_ranked(Xt, yt, rd, args.lam_stills, args.margin_stills, alpha=alpha, terms=terms)
+        return rk.fit_ranked(Xt, yt, rd_new, args.lam_stills, args.margin_stills, alpha=alpha, terms=terms)
 
-    model = fit_new(X, y, alpha)
+    model = fit_new(X_new, y, alpha)
+    if expand:
+        scorer_weights = [float(model.weights[-2]), float(model.weights[-1])]
+        print(f"scorer weights (full, half scale): {scorer_weights[0]:+.4g} {scorer_weights[1]:+.4g}", flush=True)
+        model = rk.RankedFit(expand(model.weights), model.intercept, model.info)
     results = []  # (head, metric, value)
     # the shipped heads fit on these features, to compare with (none for another model's caches)
     heads = {n: h for n in builtin_heads() if (h := resolve_head(n)).features == args.features}
@@ -201,8 +253,9 @@ def main() -> None:
         recipes = {"ridge": ("ridge (clive recipe)", lambda Xt, yt: rk.fit_ridge_std(Xt, yt)),
                    "clive-v3": ("clive-v3 recipe", lambda Xt, yt: rk.fit_ranked(Xt, yt, rd_v3, 1.0, 30.0)),
                    "new": (f"{args.name} recipe", lambda Xt, yt: fit_new(Xt, yt))}
-        for label, fitter in (recipes[r] for r in args.recipes.split(",")):
-            r = fitmod.evaluate(X, y, splits=args.splits, fitter=fitter)
+        for key in args.recipes.split(","):
+            label, fitter = recipes[key]
+            r = fitmod.evaluate(X_new if key == "new" else X, y, splits=args.splits, fitter=fitter)
             out[label] = r
             print(f"CLIVE protocol {label:<22} SRCC {r['srcc']:.4f}  PLCC {r['plcc']:.4f}", flush=True)
             results += [(label, "clive_median_srcc", r["srcc"]), (label, "clive_median_plcc", r["plcc"])]
@@ -225,6 +278,9 @@ def main() -> None:
             "noise_loss": {"lam": args.lam_noise, "margin": args.margin_noise},
             "clip_sources": sorted({grain.Clip.parse(k).source for k in rows}),
             "alpha": alpha,
+            **({"branch_scorer": {"file": str(args.branch_scorer), "mode": args.branch_scorer_mode,
+                                 "weights_full_half": scorer_weights}}
+               if expand else {}),
             "mapping": "4-parameter logistic least-squares fit of MOS on the raw value (all CLIVE images)",
         }
         new.trained_on = (f"CLIVE (clive-train, {len(y)} images) + {rd.counts()['pairs'] if rd else 0} still ranking pairs"
