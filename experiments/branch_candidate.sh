@@ -9,6 +9,10 @@
 # RidgeCV head, written from the CLIVE features first). Heads: OUT/clive-t3.json, clive-v6's recipe (builtin-v4's
 # default head: still, noise and grain-clip ranking terms, the clips of tiers 1-2, of 24 soft copies and of tier 3:
 # x265, SVT-AV1, x264 -tune grain); OUT/clive-t12.json, the same without tier 3.
+# OUT/clive-sc.json (rule 18): clive-t3's recipe fit with the branch read only through its own ranking scorer
+# (RUN/last.pt, which must hold the STEP checkpoint's branch); OUT/clive-sa.json (rule 19) with the scorer beside the
+# branch's own features. HEADS="t3 t12" (the default) picks heads; CHECKS_ONLY=1 skips the
+# build and the caches (already built by an earlier run into OUT) and fits and checks those heads alone.
 # Checks per head (OUT/check_NAME_{t12,t3,soft,soft2,soft3}.csv and OUT/summary_NAME.txt): held-out grain tiers 1-2,
 # tier 3 and three sets of soft sources, still damage, CLIVE protocol (OUT/protocol_NAME.csv), the CI guard at fp32 and bf16, libvmaf
 # agreement on the 30-rendition 360p set, the sample. Caches are resumable; on 2 cores (two lanes) about 60
@@ -28,7 +32,9 @@ S2=package:sklearn/datasets/images/china.jpg~2,package:sklearn/datasets/images/f
 S3=GreenMeadow~2,FreshFlower~2,ColorfulCups~2.5,Kite~1.5
 GL="$PY experiments/grain_ladders.py --weights $CARD --wallpapers $W"
 s() { echo "=== $(date +%T) $*" >&2; }
+HEADS=${HEADS:-t3 t12}
 mkdir -p "$B"
+if [ -z "${CHECKS_ONLY:-}" ]; then
 
 s build
 $PY - "$RUN" "$STEP" "$B" <<'PYEOF'
@@ -96,13 +102,25 @@ lane_b() {
 }
 rm -f $B/clive.json  # written afresh from this build's features
 lane_a & A=$!; lane_b & Bp=$!; wait $A; wait $Bp
+fi
 
 CL=""; for c in f_grain_fit f_grain_fit2a f_grain_fit2b f_grain_fit3 f_grain_fit4 f_grain_softa f_grain_softb f_grain_softc f_grain_softd; do CL="$CL --clips $C/$c.npz"; done
 CL3="$CL"; for c in f_grain_t3_8f f_grain_t3a f_grain_t3b; do CL3="$CL3 --clips $C/$c.npz"; done
 R="--noise-stills $C/noise_fit.npz --lam-noise 1 --margin-noise 5 --lam-grain 1 --margin-grain 1 --cap12 8 --lam-cap 3 --lam-source 3 --lam-crf 3 --margin-stills 10 --features builtin-v4"
-for name in t3 t12; do
+for name in $HEADS; do
   clips=$CL3; [ $name = t12 ] && clips=$CL
-  s fit $name; $PY experiments/fit_grain_head.py --clive $C/feats_clive_builtin-v4.npz --stills $C/feats_fit_builtin-v4.npz $clips $R \
+  sc=""
+  if [ $name = sc ] || [ $name = sa ]; then
+    $PY - "$RUN/last.pt" "$MODEL" <<'PYEOF' || { echo "branch_candidate.sh: $RUN/last.pt has no scorer for step $STEP: no head $name" >&2; continue; }
+import sys, torch
+last, ckpt = (torch.load(p, map_location="cpu", weights_only=True) for p in sys.argv[1:])
+branch = {k.removeprefix("branch."): v for k, v in ckpt.items() if k.startswith("branch.")}
+sys.exit(not ("scorer" in last and branch.keys() == last["branch"].keys()
+              and all(torch.equal(branch[k], last["branch"][k]) for k in branch)))
+PYEOF
+    sc="--branch-scorer $RUN/last.pt"; [ $name = sa ] && sc="$sc --branch-scorer-mode add"
+  fi
+  s fit $name; $PY experiments/fit_grain_head.py --clive $C/feats_clive_builtin-v4.npz --stills $C/feats_fit_builtin-v4.npz $clips $R $sc \
     --name clive-v6 --heldout $C/grain_heldout.npz --heldout $C/grain_heldout_t3.npz --out $C/clive-$name.json --evaluate --csv $C/protocol_$name.csv
   H=$C/clive-$name.json; O=$C/check_$name
   DC="$PY -m contrique_video -q degradation-check --weights $CARD --precision fp32 --head $H --wallpapers $W --sharp --types $T --clips 0 --cache $C/dcheck.npz --threads 1"

@@ -223,7 +223,8 @@ def main() -> None:
         model = rk.RankedFit(expand(model.weights), model.intercept, model.info)
     results = []  # (head, metric, value)
     # the shipped heads fit on these features, to compare with (none for another model's caches)
-    heads = {n: h for n in builtin_heads() if (h := resolve_head(n)).features == args.features}
+    heads = {n: h for n in builtin_heads()
+             if (h := resolve_head(n)).features == args.features and h.weights.size == X.shape[1]}
     new = head_of(model, X, y, args.name, features=args.features)
     heads[args.name] = new
     fit_scores = clip_scores(new, rows) if rows else {}
