@@ -95,10 +95,14 @@ def scorer_projection(last_pt: Path, dim: int, keep_branch: bool = False):
     """(project, expand): ``project`` maps features (rows of ``dim``: [trunk | branch] per scale) to the trunk's
     columns (with ``keep_branch``, every column) then the scorer's value at each scale (scorer . branch); ``expand``
     maps a weight vector of that space back to ``dim``."""
+    import pickle
+
     import torch
 
-    state = torch.load(last_pt, map_location="cpu", weights_only=True)
-    w = state["scorer"]["weight"].double().numpy().reshape(-1)
+    try:
+        w = torch.load(last_pt, map_location="cpu", weights_only=True)["scorer"]["weight"].double().numpy().reshape(-1)
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+        raise SystemExit(f"--branch-scorer {last_pt}: not a train-branch run's last.pt with a scorer ({type(e).__name__})")
     half = dim // 2
     trunk = half - w.size
     if trunk <= 0 or dim % 2:
@@ -172,7 +176,7 @@ def main() -> None:
                     help="a train-branch run's last.pt: the fit sees each scale's branch block only through its scorer")
     ap.add_argument("--branch-scorer-mode", choices=("only", "add"), default="only",
                     help="only: the branch through its scorer alone (rule 18); add: the scorer beside the branch's "
-                         "own columns, a direction the ridge penalty makes cheap to use (rule 19)")
+                         "own columns (rule 19: the fit hardly used it)")
     args = ap.parse_args()
 
     table = fitmod.read_mos(args.mos)
